@@ -1,0 +1,3 @@
+from bookstore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The `bookstore` command: `bookstore up` and `bookstore serve SERVICE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bookstore import logs
+from bookstore.settings import SERVICES, SettingsError, get_settings
+
+# SERVICE name -> module whose `serve(settings, replica_id)` coroutine runs it.
+MODULES = {name: f"bookstore.{name.replace('-', '_')}.service" for name in SERVICES}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bookstore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole system on this machine")
+    up.add_argument("--no-color", action="store_true", help="plain log prefixes")
+    serve = sub.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--replica-id", type=int, default=None, help="order-executor replica id")
+    return parser
+
+
+def serve(service: str, replica_id: int | None) -> int:
+    settings = get_settings()
+    if service == "order-executor" and replica_id is None:
+        raise SettingsError("order-executor needs --replica-id N")
+    name = service if replica_id is None else f"{service}-{replica_id}"
+    logs.setup(name, settings.log_level)
+    module = importlib.import_module(MODULES[service])
+    asyncio.run(module.serve(settings, replica_id))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args.service, args.replica_id)
+        from bookstore import launcher
+
+        return launcher.main(get_settings(), color=not args.no_color)
+    except SettingsError as exc:
+        print(f"bookstore: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Logging for every service: one line per record, card numbers redacted.
+
+Services never log a card number; the redacting filter is a second line of
+defence that masks any digit run shaped like a card number (12-19 digits,
+spaces or dashes allowed) to its last four digits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_PAN = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+
+
+def redact(text: str) -> str:
+    def mask(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return "****" + digits[-4:]
+
+    return _PAN.sub(mask, text)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup(service: str, level: str = "INFO") -> None:
+    """Configure the root logger for `service` (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s.%(msecs)03d %(levelname)-5s {service} %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    )
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "google_genai"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

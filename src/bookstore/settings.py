@@ -1,0 +1,232 @@
+"""Every setting of every service, read from the environment in this one place.
+
+Each value has its default beside it. The same variables configure all three
+ways to run: `bookstore up` on one machine, Docker Compose and Kubernetes.
+A malformed value stops the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+SERVICES = (
+    "orchestrator",
+    "transaction-verification",
+    "fraud-detection",
+    "suggestions",
+    "order-queue",
+    "order-executor",
+)
+# The three services that run the checkout events, in vector-clock order.
+CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
+EXECUTOR_IDS = (1, 2, 3, 4)
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+def _env_name(service: str) -> str:
+    return service.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Addresses other services use to reach each service ("host:port").
+    orchestrator_address: str = "127.0.0.1:8081"  # port fixed by the course page
+    fraud_detection_address: str = "127.0.0.1:50051"
+    transaction_verification_address: str = "127.0.0.1:50052"
+    suggestions_address: str = "127.0.0.1:50053"
+    order_queue_address: str = "127.0.0.1:50054"
+    order_executor_addresses: Mapping[int, str] = field(
+        default_factory=lambda: {i: f"127.0.0.1:{50054 + i}" for i in EXECUTOR_IDS}
+    )
+    # The interface every service binds to; containers set 0.0.0.0.
+    bind_host: str = "127.0.0.1"
+    data_dir: Path = Path.home() / ".local" / "share" / "bookstore"
+    log_level: str = "INFO"
+
+    # Orchestrator
+    checkout_timeout_s: float = 5.0  # whole checkout pipeline; past it: 503
+    rpc_timeout_s: float = 2.0  # deadline of every unary RPC
+    execution_wait_s: float = 10.0  # how long POST /checkout waits for "executed"
+    max_body_bytes: int = 1024 * 1024
+    max_items: int = 100
+    max_quantity: int = 100
+    orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
+
+    # Checkout services
+    unfinished_order_ttl_s: float = 60.0  # an order never finalized is dropped (with an error)
+
+    # Order queue
+    lease_s: float = 2.0  # an unfinished lease is handed out again after this
+    group_commit_max: int = 256  # most writes fsynced together
+
+    # Order executors (Bully). ping_interval < failure_timeout; aim: failover <= 1.5 s.
+    ping_interval_s: float = 0.1
+    failure_timeout_s: float = 0.5  # leader silent this long -> election
+    election_timeout_s: float = 0.25  # no ANSWER this long -> I win
+    coordinator_timeout_s: float = 0.6  # ANSWER but no COORDINATOR this long -> re-elect
+    queue_unreachable_s: float = 1.0  # leader cut off from the queue this long steps down
+    execution_work_s: float = 0.0  # simulated work per executed order
+
+    # AI (Gemini). No key -> AI off, rule and catalogue fallbacks only.
+    gemini_api_key: str = ""
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str = ""  # empty: Google's endpoint; tests point it at a fake
+    gemini_api_version: str = "v1beta"
+    ai_call_timeout_s: float = 2.0
+    ai_order_budget_s: float = 3.0  # total AI wait per checkout, all checks together
+    ai_breaker_failures: int = 3  # consecutive failures that open the circuit
+    ai_breaker_cooldown_s: float = 30.0
+    suggestions_count: int = 3
+
+    def checkout_address(self, service: str) -> str:
+        return {
+            "transaction-verification": self.transaction_verification_address,
+            "fraud-detection": self.fraud_detection_address,
+            "suggestions": self.suggestions_address,
+        }[service]
+
+    def address_of(self, service: str, replica_id: int | None = None) -> str:
+        if service == "order-executor":
+            if replica_id is None:
+                raise SettingsError("order-executor needs a replica id")
+            try:
+                return self.order_executor_addresses[replica_id]
+            except KeyError:
+                known = ", ".join(str(i) for i in sorted(self.order_executor_addresses))
+                raise SettingsError(
+                    f"replica id {replica_id} is not in ORDER_EXECUTOR_ADDRESSES ({known})"
+                ) from None
+        if service == "orchestrator":
+            return self.orchestrator_address
+        if service == "order-queue":
+            return self.order_queue_address
+        return self.checkout_address(service)
+
+    def bind_address(self, service: str, replica_id: int | None = None) -> str:
+        """Where `service` listens: bind_host and the port of its address."""
+        _, port = split_address(self.address_of(service, replica_id), _env_name(service))
+        return f"{self.bind_host}:{port}"
+
+    @property
+    def ai_enabled(self) -> bool:
+        return bool(self.gemini_api_key)
+
+
+def split_address(address: str, variable: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{variable}={address!r}: expected host:port")
+    return host.strip("[]"), int(port)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    split_address(value, name)
+    return value
+
+
+def _executor_addresses(env: Mapping[str, str], default: Mapping[int, str]) -> dict[int, str]:
+    """ORDER_EXECUTOR_ADDRESSES="1=host:port,2=host:port,..." (ids are replica ids)."""
+    name = "ORDER_EXECUTOR_ADDRESSES"
+    raw = env.get(name)
+    if not raw:
+        return dict(default)
+    result: dict[int, str] = {}
+    for part in raw.split(","):
+        rid, sep, address = part.strip().partition("=")
+        if not sep or not rid.isdigit() or int(rid) < 1:
+            raise SettingsError(f"{name}: {part!r} is not id=host:port")
+        split_address(address, name)
+        result[int(rid)] = address
+    return result
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    e = os.environ if env is None else env
+    d = Settings()
+    settings = Settings(
+        orchestrator_address=_address(e, "ORCHESTRATOR_ADDRESS", d.orchestrator_address),
+        fraud_detection_address=_address(e, "FRAUD_DETECTION_ADDRESS", d.fraud_detection_address),
+        transaction_verification_address=_address(
+            e, "TRANSACTION_VERIFICATION_ADDRESS", d.transaction_verification_address
+        ),
+        suggestions_address=_address(e, "SUGGESTIONS_ADDRESS", d.suggestions_address),
+        order_queue_address=_address(e, "ORDER_QUEUE_ADDRESS", d.order_queue_address),
+        order_executor_addresses=_executor_addresses(e, d.order_executor_addresses),
+        bind_host=e.get("BOOKSTORE_BIND_HOST") or d.bind_host,
+        data_dir=Path(e.get("BOOKSTORE_DATA_DIR") or d.data_dir),
+        log_level=(e.get("BOOKSTORE_LOG_LEVEL") or d.log_level).upper(),
+        checkout_timeout_s=_float(e, "ORCHESTRATOR_CHECKOUT_TIMEOUT_S", d.checkout_timeout_s),
+        rpc_timeout_s=_float(e, "BOOKSTORE_RPC_TIMEOUT_S", d.rpc_timeout_s),
+        execution_wait_s=_float(e, "ORCHESTRATOR_EXECUTION_WAIT_S", d.execution_wait_s),
+        max_body_bytes=_int(e, "ORCHESTRATOR_MAX_BODY_BYTES", d.max_body_bytes),
+        max_items=_int(e, "ORCHESTRATOR_MAX_ITEMS", d.max_items),
+        max_quantity=_int(e, "ORCHESTRATOR_MAX_QUANTITY", d.max_quantity),
+        orders_kept=_int(e, "ORCHESTRATOR_ORDERS_KEPT", d.orders_kept),
+        unfinished_order_ttl_s=_float(
+            e, "CHECKOUT_UNFINISHED_ORDER_TTL_S", d.unfinished_order_ttl_s
+        ),
+        lease_s=_float(e, "ORDER_QUEUE_LEASE_S", d.lease_s),
+        group_commit_max=_int(e, "ORDER_QUEUE_GROUP_COMMIT_MAX", d.group_commit_max),
+        ping_interval_s=_float(e, "ORDER_EXECUTOR_PING_INTERVAL_S", d.ping_interval_s),
+        failure_timeout_s=_float(e, "ORDER_EXECUTOR_FAILURE_TIMEOUT_S", d.failure_timeout_s),
+        election_timeout_s=_float(e, "ORDER_EXECUTOR_ELECTION_TIMEOUT_S", d.election_timeout_s),
+        coordinator_timeout_s=_float(
+            e, "ORDER_EXECUTOR_COORDINATOR_TIMEOUT_S", d.coordinator_timeout_s
+        ),
+        queue_unreachable_s=_float(e, "ORDER_EXECUTOR_QUEUE_UNREACHABLE_S", d.queue_unreachable_s),
+        execution_work_s=_float(e, "ORDER_EXECUTOR_WORK_S", d.execution_work_s),
+        gemini_api_key=e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY") or "",
+        gemini_model=e.get("GEMINI_MODEL") or d.gemini_model,
+        gemini_base_url=e.get("GEMINI_BASE_URL") or d.gemini_base_url,
+        gemini_api_version=e.get("GEMINI_API_VERSION") or d.gemini_api_version,
+        ai_call_timeout_s=_float(e, "AI_CALL_TIMEOUT_S", d.ai_call_timeout_s),
+        ai_order_budget_s=_float(e, "AI_ORDER_BUDGET_S", d.ai_order_budget_s),
+        ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
+        ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
+        suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
+    )
+    if settings.ping_interval_s >= settings.failure_timeout_s:
+        raise SettingsError(
+            "ORDER_EXECUTOR_PING_INTERVAL_S must be shorter than ORDER_EXECUTOR_FAILURE_TIMEOUT_S"
+        )
+    return settings
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return from_env()
