@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from bookstore.settings import Settings, SettingsError, from_env
+
+
+def test_defaults_match_the_documented_ports() -> None:
+    s = from_env({})
+    assert s.orchestrator_address.endswith(":8081")
+    assert s.fraud_detection_address.endswith(":50051")
+    assert s.transaction_verification_address.endswith(":50052")
+    assert s.suggestions_address.endswith(":50053")
+    assert s.order_queue_address.endswith(":50054")
+    assert [s.order_executor_addresses[i] for i in (1, 2, 3, 4)] == [
+        f"127.0.0.1:{p}" for p in (50055, 50056, 50057, 50058)
+    ]
+    assert s.bind_host == "127.0.0.1"
+    assert not s.ai_enabled
+
+
+def test_environment_overrides_addresses_and_data_dir(tmp_path: Path) -> None:
+    s = from_env(
+        {
+            "FRAUD_DETECTION_ADDRESS": "fd:6000",
+            "ORDER_EXECUTOR_ADDRESSES": "1=e1:7001, 2=e2:7002",
+            "BOOKSTORE_DATA_DIR": str(tmp_path),
+            "BOOKSTORE_BIND_HOST": "0.0.0.0",
+            "GOOGLE_API_KEY": "k",
+        }
+    )
+    assert s.fraud_detection_address == "fd:6000"
+    assert s.order_executor_addresses == {1: "e1:7001", 2: "e2:7002"}
+    assert s.data_dir == tmp_path
+    assert s.bind_address("fraud-detection") == "0.0.0.0:6000"
+    assert s.bind_address("order-executor", 2) == "0.0.0.0:7002"
+    assert s.ai_enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FRAUD_DETECTION_ADDRESS": "nohost"}, "FRAUD_DETECTION_ADDRESS"),
+        ({"ORDER_QUEUE_ADDRESS": "q:99999"}, "ORDER_QUEUE_ADDRESS"),
+        ({"ORDER_EXECUTOR_ADDRESSES": "x=e:1"}, "ORDER_EXECUTOR_ADDRESSES"),
+        ({"ORDER_QUEUE_LEASE_S": "soon"}, "ORDER_QUEUE_LEASE_S"),
+        ({"ORCHESTRATOR_MAX_ITEMS": "-1"}, "ORCHESTRATOR_MAX_ITEMS"),
+        (
+            {"ORDER_EXECUTOR_PING_INTERVAL_S": "1", "ORDER_EXECUTOR_FAILURE_TIMEOUT_S": "0.5"},
+            "ORDER_EXECUTOR_PING_INTERVAL_S",
+        ),
+    ],
+)
+def test_a_malformed_value_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        from_env(env)
+
+
+def test_unknown_replica_id_is_a_clear_error() -> None:
+    with pytest.raises(SettingsError, match="replica id 9"):
+        Settings().address_of("order-executor", 9)
