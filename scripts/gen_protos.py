@@ -55,9 +55,13 @@ def main() -> int:
         fresh = generate(Path(tmp))
         committed = {p.name for p in (OUT / PACKAGE).iterdir() if p.is_file()}
         names = {p.name for p in fresh}
-        stale = [n for n in sorted(names | committed)
-                 if n not in names or n not in committed
-                 or not filecmp.cmp(Path(tmp) / PACKAGE / n, OUT / PACKAGE / n, shallow=False)]
+        stale = [
+            n
+            for n in sorted(names | committed)
+            if n not in names
+            or n not in committed
+            or not filecmp.cmp(Path(tmp) / PACKAGE / n, OUT / PACKAGE / n, shallow=False)
+        ]
     if stale:
         print("generated code is out of date: " + ", ".join(stale))
         print("run: python scripts/gen_protos.py")
