@@ -1,0 +1,170 @@
+"""The Dockerfile, its build context, and the health check the image runs."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2
+
+from bookstore.grpcutil import create_server, set_serving
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), " ".join(rest.split())))
+    return result
+
+
+def _only(keyword: str) -> str:
+    found = [rest for kw, rest in _instructions() if kw == keyword]
+    assert len(found) == 1, f"{keyword}: {found}"
+    return found[0]
+
+
+def test_the_image_builds_on_slim_python_311() -> None:
+    assert _only("FROM") == "python:3.11-slim"
+
+
+def test_the_image_installs_the_package_without_dev_extras() -> None:
+    runs = " ".join(rest for kw, rest in _instructions() if kw == "RUN")
+    assert "pip install /tmp/build" in runs
+    assert "[dev]" not in runs
+
+
+def test_the_image_runs_as_a_numeric_non_root_user() -> None:
+    user = _only("USER").split(":")[0]
+    assert user.isdigit() and int(user) != 0
+
+
+def test_the_image_command_is_bookstore_serve() -> None:
+    command = json.loads(_only("CMD"))
+    assert command[:2] == ["bookstore", "serve"]
+    assert "ENTRYPOINT" not in dict(_instructions())
+
+
+def test_the_image_health_check_asks_the_service() -> None:
+    options, _, command = _only("HEALTHCHECK").partition(" CMD ")
+    assert json.loads(command) == ["bookstore-healthcheck"]
+    assert "--timeout=" in options
+    copies = [rest for kw, rest in _instructions() if kw == "COPY"]
+    assert "deploy/healthcheck.py /usr/local/bin/bookstore-healthcheck" in copies
+
+
+def test_the_build_context_holds_only_what_the_image_needs() -> None:
+    patterns = (ROOT / ".dockerignore").read_text().split()
+    assert patterns[patterns.index("*") :][:1] == ["*"], "everything excluded first"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {
+        word.rstrip("/")
+        for kw, rest in _instructions()
+        if kw == "COPY"
+        for word in rest.split()[:-1]
+        if not word.startswith("--")
+    }
+    assert copied <= allowed, copied - allowed
+
+
+def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECK), *args],
+        env={**os.environ, "BOOKSTORE_BIND_HOST": "127.0.0.1", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def _acheck(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HEALTHCHECK),
+        *args,
+        env={**os.environ, "BOOKSTORE_BIND_HOST": "127.0.0.1", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_the_health_check_passes_only_while_grpc_health_says_serving() -> None:
+    server, health, port = create_server("127.0.0.1:0", lambda _: None, [])
+    await server.start()
+    env = {"ORDER_EXECUTOR_ADDRESSES": f"1=127.0.0.1:1,3=127.0.0.1:{port}"}
+    args = ("order-executor", "--replica-id", "3")
+    try:
+        await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        code, err = await _acheck(*args, env=env)
+        assert code == 1 and "NOT_SERVING" in err
+        await set_serving(health, [])
+        code, err = await _acheck(*args, env=env)
+        assert code == 0, err
+    finally:
+        await server.stop(None)
+    code, err = await _acheck(*args, env=env)
+    assert code == 1 and "UNAVAILABLE" in err
+
+
+@pytest.fixture
+def healthz() -> Iterator[tuple[int, list[int]]]:
+    """An HTTP server on a free port whose /healthz answers the status in the list."""
+    status = [200]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status[0] if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], status
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_orchestrator_health_check_asks_healthz(healthz: tuple[int, list[int]]) -> None:
+    port, status = healthz
+    env = {"ORCHESTRATOR_ADDRESS": f"orchestrator:{port}"}
+    assert _check("orchestrator", env=env).returncode == 0
+    status[0] = 503
+    result = _check("orchestrator", env=env)
+    assert result.returncode == 1 and "503" in result.stderr
+
+
+def test_the_health_check_reads_the_service_from_the_command_line() -> None:
+    result = _check(
+        "/usr/local/bin/python",
+        "/usr/local/bin/bookstore",
+        "serve",
+        "order-queue",
+        env={"ORDER_QUEUE_ADDRESS": "127.0.0.1:1"},
+    )
+    assert result.returncode == 1 and "127.0.0.1:1" in result.stderr
+    result = _check("not-a-service", env={})
+    assert result.returncode == 1 and "no bookstore service" in result.stderr
