@@ -1,0 +1,360 @@
+"""An order executor replica: thin adapters around the Bully `Node`.
+
+- the gRPC servicer: `Deliver` feeds `Node.on_message`; `Status` reports;
+- a timer calling `Node.on_tick` every ping_interval/2;
+- a sender delivering `Outgoing` messages with short deadlines, fire and
+  forget (a failure only means no reply, which the timeouts handle);
+- the registration task: a freshly won leader asks the queue for an epoch;
+- the work loop, only while leader with an epoch: Dequeue (long poll) ->
+  execute (idempotent by order id) -> Complete with the epoch. STALE_EPOCH
+  or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
+  queue_unreachable_s -> `on_queue_unreachable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict, deque
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, cast
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
+from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "bookstore.executor.OrderExecutor"
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+DEQUEUE_WAIT_MS = 250
+RECENT_STEPS = 50
+REMEMBERED_ORDERS = 10_000
+UNREACHABLE = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+
+_KINDS = {
+    Kind.ELECTION: executor_pb2.BullyMessage.ELECTION,
+    Kind.ANSWER: executor_pb2.BullyMessage.ANSWER,
+    Kind.COORDINATOR: executor_pb2.BullyMessage.COORDINATOR,
+    Kind.PING: executor_pb2.BullyMessage.PING,
+    Kind.PONG: executor_pb2.BullyMessage.PONG,
+}
+_FROM_PB = {v: k for k, v in _KINDS.items()}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def timings_from(settings: Settings) -> Timings:
+    return Timings(
+        ping_interval=settings.ping_interval_s,
+        failure_timeout=settings.failure_timeout_s,
+        election_timeout=settings.election_timeout_s,
+        coordinator_timeout=settings.coordinator_timeout_s,
+        queue_unreachable=settings.queue_unreachable_s,
+    )
+
+
+class Executor:
+    """One replica: the node, its timer, its sender and its work loop."""
+
+    def __init__(self, settings: Settings, replica_id: int, clock: Any = time.monotonic) -> None:
+        self.settings = settings
+        self.replica_id = replica_id
+        self.clock = clock
+        self.timings = timings_from(settings)
+        peers = [i for i in settings.order_executor_addresses if i != replica_id]
+        self.steps: deque[executor_pb2.ElectionStep] = deque(maxlen=RECENT_STEPS)
+        self.node = Node(replica_id, peers, self.timings, listener=self._on_step)
+        self.executed = 0
+        self._done: OrderedDict[str, None] = OrderedDict()  # orders this replica executed
+        self._peer_channels: dict[int, grpc.aio.Channel] = {}
+        self._peer_stubs: dict[int, executor_pb2_grpc.OrderExecutorAsyncStub] = {}
+        self._queue_channel = grpcutil.insecure_channel(settings.order_queue_address)
+        self.queue = cast(
+            "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._queue_channel)
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._registering: asyncio.Task[None] | None = None
+        self._leading = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._queue_ok_at = 0.0
+
+    # -- the node's events -----------------------------------------------------
+
+    def _on_step(self, step: Step) -> None:
+        pb = executor_pb2.ElectionStep(
+            at=utc_now(),
+            replica_id=step.replica_id,
+            step=step.step,
+            detail=step.detail,
+            epoch=step.epoch,
+        )
+        self.steps.append(pb)
+        log.info(
+            "election replica=%d step=%s epoch=%d role=%s leader=%s detail=%s",
+            step.replica_id,
+            step.step,
+            step.epoch,
+            self.node.role if hasattr(self, "node") else "-",
+            (self.node.leader if hasattr(self, "node") else None) or "-",
+            step.detail,
+        )
+
+    def _after(self, out: list[Outgoing]) -> None:
+        """Send what the node produced; start registering or working as needed."""
+        for o in out:
+            self._send(o)
+        if self.node.needs_registration and (self._registering is None or self._registering.done()):
+            self._registering = self._spawn(self._register())
+        if self.node.is_working_leader:
+            self._leading.set()
+        else:
+            self._leading.clear()
+
+    def handle(self, msg: Message) -> None:
+        self._after(self.node.on_message(msg, self.clock()))
+
+    def tick(self) -> None:
+        self._after(self.node.on_tick(self.clock()))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- sending ------------------------------------------------------------------
+
+    def _stub(self, peer: int) -> executor_pb2_grpc.OrderExecutorAsyncStub:
+        stub = self._peer_stubs.get(peer)
+        if stub is None:
+            channel = grpcutil.insecure_channel(self.settings.order_executor_addresses[peer])
+            self._peer_channels[peer] = channel
+            stub = cast(
+                "executor_pb2_grpc.OrderExecutorAsyncStub",
+                executor_pb2_grpc.OrderExecutorStub(channel),
+            )
+            self._peer_stubs[peer] = stub
+        return stub
+
+    def _send(self, out: Outgoing) -> None:
+        m = out.message
+        pb = executor_pb2.BullyMessage(
+            kind=_KINDS[m.kind], sender=m.sender, leader=m.leader, epoch=m.epoch, nonce=m.nonce
+        )
+        self._spawn(self._deliver(out.to, pb))
+
+    async def _deliver(self, peer: int, pb: executor_pb2.BullyMessage) -> None:
+        # Fire and forget: a lost message is what the timeouts are for.
+        timeout = max(0.1, min(0.5, self.timings.failure_timeout))
+        with contextlib.suppress(grpc.RpcError, asyncio.CancelledError):
+            await self._stub(peer).Deliver(pb, timeout=timeout)
+
+    # -- the queue: registration ----------------------------------------------------
+
+    async def _register(self) -> None:
+        started = self.clock()
+        while self.node.needs_registration:
+            try:
+                reply = await self.queue.RegisterLeader(
+                    queue_pb2.RegisterLeaderRequest(replica_id=self.replica_id), timeout=0.5
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in UNREACHABLE:
+                    if self.clock() - started >= self.timings.queue_unreachable:
+                        self._after(self.node.on_queue_unreachable(self.clock()))
+                        return
+                    await asyncio.sleep(0.05)
+                    continue
+                self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
+                return
+            self._queue_ok_at = self.clock()
+            self._after(self.node.on_registered(reply.epoch, self.clock()))
+            return
+
+    # -- the queue: the work loop -------------------------------------------------
+
+    def _queue_failed(self, exc: grpc.aio.AioRpcError) -> bool:
+        """Report a queue error to the node; True when the caller should stop."""
+        if exc.code() in UNREACHABLE:
+            if self.clock() - self._queue_ok_at >= self.timings.queue_unreachable:
+                self._after(self.node.on_queue_unreachable(self.clock()))
+                return True
+            return False
+        self._queue_ok_at = self.clock()
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not (
+            exc.details() or ""
+        ).startswith("LEASE_LOST"):
+            self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
+        return True
+
+    async def work_loop(self) -> None:
+        while True:
+            await self._leading.wait()
+            if not self.node.is_working_leader:
+                self._leading.clear()
+                continue
+            epoch = self.node.epoch
+            try:
+                reply = await self.queue.Dequeue(
+                    queue_pb2.DequeueRequest(
+                        replica_id=self.replica_id, epoch=epoch, wait_ms=DEQUEUE_WAIT_MS
+                    ),
+                    timeout=DEQUEUE_WAIT_MS / 1000 + 0.5,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if not self._queue_failed(exc):
+                    await asyncio.sleep(0.05)
+                continue
+            self._queue_ok_at = self.clock()
+            if reply.has_order:
+                await self._execute(epoch, reply)
+
+    async def _execute(self, epoch: int, reply: queue_pb2.DequeueReply) -> None:
+        order_id = reply.order.order_id.value
+        lease = queue_pb2.LeaseRequest(
+            replica_id=self.replica_id,
+            epoch=epoch,
+            lease_id=reply.lease_id,
+            order_id=common_pb2.OrderId(value=order_id),
+        )
+        if order_id not in self._done:  # idempotent by order id
+            await self._work(lease, reply.lease_ms / 1000)
+            self._done[order_id] = None
+            while len(self._done) > REMEMBERED_ORDERS:
+                self._done.popitem(last=False)
+        while True:
+            try:
+                done = await self.queue.Complete(lease, timeout=1.0)
+            except grpc.aio.AioRpcError as exc:
+                if self._queue_failed(exc):
+                    log.warning("complete order=%s refused: %s", order_id, exc.details())
+                    return
+                await asyncio.sleep(0.05)
+                continue
+            self._queue_ok_at = self.clock()
+            if not done.duplicate:
+                self.executed += 1
+            e = done.execution
+            log.info(
+                "executed order=%s books=%d sequence=%d epoch=%d duplicate=%s",
+                order_id,
+                reply.order.books,
+                e.sequence,
+                e.epoch,
+                done.duplicate,
+            )
+            return
+
+    async def _work(self, lease: queue_pb2.LeaseRequest, lease_s: float) -> None:
+        """The simulated work, renewing the lease if it outlasts a third of it."""
+        work = self.settings.execution_work_s
+        if work <= 0:
+            return
+        renew_every = max(0.05, lease_s / 3)
+        end = self.clock() + work
+        while (left := end - self.clock()) > 0:
+            await asyncio.sleep(min(left, renew_every))
+            if end - self.clock() > 0:
+                with contextlib.suppress(grpc.RpcError):
+                    await self.queue.RenewLease(lease, timeout=0.5)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def tick_loop(self) -> None:
+        interval = max(0.01, self.timings.ping_interval / 2)
+        while True:
+            self.tick()
+            await asyncio.sleep(interval)
+
+    def start(self) -> None:
+        self._after(self.node.start(self.clock()))
+        self._loops = [
+            asyncio.create_task(self.tick_loop(), name="bully-tick"),
+            asyncio.create_task(self.work_loop(), name="work-loop"),
+        ]
+
+    async def close(self) -> None:
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for channel in [*self._peer_channels.values(), self._queue_channel]:
+            await channel.close()
+
+    def status(self) -> executor_pb2.ExecutorStatus:
+        return executor_pb2.ExecutorStatus(
+            replica_id=self.replica_id,
+            role=self.node.role,
+            leader_id=self.node.leader or 0,
+            epoch=self.node.epoch,
+            pid=os.getpid(),
+            executed=self.executed,
+            recent_steps=list(self.steps),
+        )
+
+
+class OrderExecutorServicer(executor_pb2_grpc.OrderExecutorServicer):
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def Deliver(
+        self, request: executor_pb2.BullyMessage, context: Context
+    ) -> common_pb2.Empty:
+        kind = _FROM_PB.get(request.kind)
+        if kind is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST: unknown kind")
+        else:
+            self.executor.handle(
+                Message(kind, request.sender, request.leader, request.epoch, request.nonce)
+            )
+        return common_pb2.Empty()
+
+    async def Status(
+        self, request: common_pb2.Empty, context: Context
+    ) -> executor_pb2.ExecutorStatus:
+        return self.executor.status()
+
+
+def create_server(bind: str, executor: Executor) -> tuple[grpc.aio.Server, Any, int]:
+    servicer = OrderExecutorServicer(executor)
+    return grpcutil.create_server(
+        bind,
+        lambda server: executor_pb2_grpc.add_OrderExecutorServicer_to_server(servicer, server),
+        [SERVICE_NAME],
+    )
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    if replica_id is None:
+        raise ValueError("order-executor needs a replica id")
+    bind = settings.bind_address("order-executor", replica_id)
+    executor = Executor(settings, replica_id)
+    server, health, port = create_server(bind, executor)
+    await server.start()
+    await grpcutil.set_serving(health, [SERVICE_NAME])
+    log.info("order-executor %d serving on %s (port %d)", replica_id, bind, port)
+    executor.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("order-executor %d stopping", replica_id)
+    await server.stop(grace=0.5)
+    await executor.close()

@@ -1,0 +1,255 @@
+"""The queue's SQLite file: the durable truth behind every acknowledgement.
+
+WAL mode with `synchronous=FULL` (with NORMAL a committed transaction can
+roll back after a power loss), write transactions opened with `BEGIN
+IMMEDIATE`, a busy timeout, and any failure to commit treated as fatal by
+the caller. Card data never reaches this file: an order is its items (book
+id, title, quantity), the customer's name and its priority.
+
+All methods run on one thread (the store's writer thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bookstore.order_queue.state import Item, Order
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    items TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    books INTEGER NOT NULL,
+    sequence INTEGER NOT NULL UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'executed')),
+    enqueued_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_queued ON orders (state, books DESC, sequence);
+CREATE TABLE IF NOT EXISTS executions (
+    order_id TEXT PRIMARY KEY REFERENCES orders (order_id),
+    executor INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    sequence INTEGER NOT NULL UNIQUE,
+    executed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch INTEGER NOT NULL,
+    leader_id INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, epoch, leader_id) VALUES (1, 0, 0);
+"""
+
+
+class QueueError(Exception):
+    """A request the queue refuses; `code` is the named result code."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.code}: {message}")
+        self.message = message
+
+
+class BadRequest(QueueError):
+    code = "BAD_REQUEST"
+
+
+class StaleEpoch(QueueError):
+    code = "STALE_EPOCH"
+
+
+class LeaseLost(QueueError):
+    code = "LEASE_LOST"
+
+
+class LeaderAlive(QueueError):
+    code = "LEADER_ALIVE"
+
+
+class UnknownOrder(QueueError):
+    code = "UNKNOWN_ORDER"
+
+
+class StorageFailure(Exception):
+    """The database could not make a write durable: the process must stop."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    order_id: str
+    executor: int
+    epoch: int
+    sequence: int
+    executed_at: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    epoch: int
+    leader_id: int
+    queued: list[Order]
+    executed: int
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Op = Callable[["Database"], Any]
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE).
+        self.conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageFailure(f"{path}: could not switch to WAL mode (got {mode})")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+        self.epoch, self.leader_id = self.conn.execute(
+            "SELECT epoch, leader_id FROM meta WHERE id = 1"
+        ).fetchone()
+        self.next_sequence = 1 + self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM orders")
+        self.next_execution = 1 + self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM executions")
+
+    def _scalar(self, sql: str, *args: object) -> int:
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def load(self) -> Loaded:
+        rows = self.conn.execute(
+            "SELECT order_id, items, customer_name, books, sequence FROM orders"
+            " WHERE state = 'queued' ORDER BY books DESC, sequence"
+        ).fetchall()
+        queued = [
+            Order(oid, _items_from_json(items), name, books, seq)
+            for oid, items, name, books, seq in rows
+        ]
+        executed = self._scalar("SELECT COUNT(*) FROM executions")
+        return Loaded(self.epoch, self.leader_id, queued, executed)
+
+    def run_batch(self, ops: list[Op]) -> list[Any]:
+        """Run `ops` in one transaction (one fsync); each result or QueueError.
+
+        A QueueError undoes only its own op (a savepoint); any other failure
+        rolls back everything and raises StorageFailure.
+        """
+        results: list[Any] = []
+        saved = (self.epoch, self.leader_id, self.next_sequence, self.next_execution)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                self.conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op(self))
+                except QueueError as exc:
+                    self.conn.execute("ROLLBACK TO op")
+                    results.append(exc)
+                self.conn.execute("RELEASE op")
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.epoch, self.leader_id, self.next_sequence, self.next_execution = saved
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise StorageFailure(f"commit failed: {exc}") from exc
+        return results
+
+    # -- operations (called inside run_batch) --------------------------------
+
+    def enqueue(self, order: Order) -> tuple[int, bool]:
+        """Insert the order unless its id is known: (sequence, duplicate)."""
+        row = self.conn.execute(
+            "SELECT sequence FROM orders WHERE order_id = ?", (order.order_id,)
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), True
+        sequence = self.next_sequence
+        self.conn.execute(
+            "INSERT INTO orders (order_id, items, customer_name, books, sequence, state,"
+            " enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            (
+                order.order_id,
+                _items_to_json(order.items),
+                order.customer_name,
+                order.books,
+                sequence,
+                utc_now(),
+            ),
+        )
+        self.next_sequence += 1
+        return sequence, False
+
+    def register(self, replica_id: int) -> int:
+        self.conn.execute(
+            "UPDATE meta SET epoch = epoch + 1, leader_id = ? WHERE id = 1", (replica_id,)
+        )
+        self.epoch += 1
+        self.leader_id = replica_id
+        return int(self.epoch)
+
+    def complete(self, order_id: str, replica_id: int, epoch: int) -> tuple[Execution, bool]:
+        """Record the execution and mark the order executed, or return the record."""
+        if epoch != self.epoch or replica_id != self.leader_id:
+            raise StaleEpoch(f"current epoch is {self.epoch}")
+        existing = self.execution(order_id)
+        if existing is not None:
+            return existing, True
+        row = self.conn.execute(
+            "SELECT state FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        if row is None:
+            raise UnknownOrder(f"no order {order_id}")
+        record = Execution(order_id, replica_id, epoch, self.next_execution, utc_now())
+        self.conn.execute(
+            "INSERT INTO executions (order_id, executor, epoch, sequence, executed_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (order_id, replica_id, epoch, record.sequence, record.executed_at),
+        )
+        self.conn.execute("UPDATE orders SET state = 'executed' WHERE order_id = ?", (order_id,))
+        self.next_execution += 1
+        return record, False
+
+    # -- reads ----------------------------------------------------------------
+
+    def execution(self, order_id: str) -> Execution | None:
+        row = self.conn.execute(
+            "SELECT order_id, executor, epoch, sequence, executed_at FROM executions"
+            " WHERE order_id = ?",
+            (order_id,),
+        ).fetchone()
+        return None if row is None else Execution(*row)
+
+    def order_row(self, order_id: str) -> tuple[int, int, str] | None:
+        """(books, sequence, state) of a known order."""
+        row = self.conn.execute(
+            "SELECT books, sequence, state FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+
+def _items_to_json(items: tuple[Item, ...]) -> str:
+    return json.dumps(
+        [{"bookId": i.book_id, "title": i.title, "quantity": i.quantity} for i in items]
+    )
+
+
+def _items_from_json(text: str) -> tuple[Item, ...]:
+    return tuple(Item(d["bookId"], d["title"], int(d["quantity"])) for d in json.loads(text))

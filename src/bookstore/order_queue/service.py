@@ -1,0 +1,217 @@
+"""The order-queue gRPC service: a thin servicer over `OrderStore`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.order_queue.db import (
+    BadRequest,
+    Execution,
+    QueueError,
+    StorageFailure,
+    UnknownOrder,
+)
+from bookstore.order_queue.state import Item, Order
+from bookstore.order_queue.store import Limits, OrderStore
+from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
+from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "bookstore.queue.OrderQueue"
+MAX_WAIT_MS = 10_000
+
+_CODES: dict[type[QueueError], grpc.StatusCode] = {
+    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownOrder: grpc.StatusCode.NOT_FOUND,
+}
+
+
+async def _abort(context: Any, exc: Exception) -> None:
+    if isinstance(exc, QueueError):
+        code = _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION)
+        await context.abort(code, str(exc))
+    if isinstance(exc, StorageFailure):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: the queue is stopping")
+    raise exc
+
+
+def execution_pb(record: Execution) -> queue_pb2.ExecutionRecord:
+    return queue_pb2.ExecutionRecord(
+        order_id=common_pb2.OrderId(value=record.order_id),
+        executor=record.executor,
+        epoch=record.epoch,
+        sequence=record.sequence,
+        executed_at=record.executed_at,
+    )
+
+
+def order_pb(order: Order) -> queue_pb2.QueuedOrder:
+    return queue_pb2.QueuedOrder(
+        order_id=common_pb2.OrderId(value=order.order_id),
+        items=[
+            common_pb2.OrderItem(book_id=i.book_id, title=i.title, quantity=i.quantity)
+            for i in order.items
+        ],
+        customer_name=order.customer_name,
+        books=order.books,
+        sequence=order.sequence,
+        deliveries=order.deliveries,
+    )
+
+
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+
+
+class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
+    def __init__(self, store: OrderStore) -> None:
+        self.store = store
+
+    async def Enqueue(
+        self, request: queue_pb2.EnqueueRequest, context: Context
+    ) -> queue_pb2.EnqueueReply:
+        o = request.order
+        items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
+        try:
+            sequence, duplicate = await self.store.enqueue(o.order_id.value, items, o.customer_name)
+        except (QueueError, StorageFailure) as exc:
+            await _abort(context, exc)
+            raise
+        return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
+
+    async def RegisterLeader(
+        self, request: queue_pb2.RegisterLeaderRequest, context: Context
+    ) -> queue_pb2.RegisterLeaderReply:
+        try:
+            epoch = await self.store.register_leader(request.replica_id)
+        except (QueueError, StorageFailure) as exc:
+            await _abort(context, exc)
+            raise
+        return queue_pb2.RegisterLeaderReply(epoch=epoch)
+
+    async def Dequeue(
+        self, request: queue_pb2.DequeueRequest, context: Context
+    ) -> queue_pb2.DequeueReply:
+        wait_s = min(request.wait_ms, MAX_WAIT_MS) / 1000
+        try:
+            taken = await self.store.dequeue(request.replica_id, request.epoch, wait_s)
+        except QueueError as exc:
+            await _abort(context, exc)
+            raise
+        if taken is None:
+            return queue_pb2.DequeueReply(has_order=False)
+        order, lease = taken
+        return queue_pb2.DequeueReply(
+            has_order=True,
+            order=order_pb(order),
+            lease_id=lease.lease_id,
+            lease_ms=int(self.store.lease_s * 1000),
+        )
+
+    async def RenewLease(
+        self, request: queue_pb2.LeaseRequest, context: Context
+    ) -> queue_pb2.RenewLeaseReply:
+        try:
+            lease_s = await self.store.renew(
+                request.replica_id, request.epoch, request.lease_id, request.order_id.value
+            )
+        except QueueError as exc:
+            await _abort(context, exc)
+            raise
+        return queue_pb2.RenewLeaseReply(lease_ms=int(lease_s * 1000))
+
+    async def Complete(
+        self, request: queue_pb2.LeaseRequest, context: Context
+    ) -> queue_pb2.CompleteReply:
+        try:
+            record, duplicate = await self.store.complete(
+                request.replica_id, request.epoch, request.lease_id, request.order_id.value
+            )
+        except (QueueError, StorageFailure) as exc:
+            await _abort(context, exc)
+            raise
+        return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
+
+    async def WatchExecutions(
+        self, request: queue_pb2.WatchRequest, context: Context
+    ) -> AsyncIterator[queue_pb2.ExecutionRecord]:
+        async with self.store.subscribe() as feed:
+            # Initial metadata tells the client the subscription is in place.
+            await context.send_initial_metadata(())
+            while True:
+                record = await feed.get()
+                if record is None:
+                    return
+                yield execution_pb(record)
+
+    async def GetOrder(
+        self, request: common_pb2.OrderId, context: Context
+    ) -> queue_pb2.OrderStatus:
+        try:
+            view = await self.store.get_order(request.value)
+        except QueueError as exc:
+            await _abort(context, exc)
+            raise
+        reply = queue_pb2.OrderStatus(state=view.state, books=view.books, sequence=view.sequence)
+        if view.execution is not None:
+            reply.execution.CopyFrom(execution_pb(view.execution))
+        return reply
+
+    async def Status(self, request: common_pb2.Empty, context: Context) -> queue_pb2.QueueStatus:
+        s = self.store.status()
+        return queue_pb2.QueueStatus(
+            depth=s.depth,
+            next=[order_pb(o) for o in s.next],
+            epoch=s.epoch,
+            leader_id=s.leader_id,
+            leased=s.leased,
+            executed=s.executed,
+            pid=s.pid,
+        )
+
+
+def create_server(bind: str, store: OrderStore) -> tuple[grpc.aio.Server, Any, int]:
+    """The queue's server bound to `bind` (port 0: a free one); not yet started."""
+    servicer = OrderQueueServicer(store)
+    return grpcutil.create_server(
+        bind,
+        lambda server: queue_pb2_grpc.add_OrderQueueServicer_to_server(servicer, server),
+        [SERVICE_NAME],
+    )
+
+
+def open_store(settings: Settings) -> OrderStore:
+    return OrderStore(
+        settings.data_dir / "order-queue" / "queue.db",
+        lease_s=settings.lease_s,
+        group_commit_max=settings.group_commit_max,
+        failure_timeout_s=settings.failure_timeout_s,
+        limits=Limits(settings.max_items, settings.max_quantity),
+    )
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    store = open_store(settings)
+    await store.open()
+    bind = settings.bind_address("order-queue")
+    server, health, port = create_server(bind, store)
+    await server.start()
+    await grpcutil.set_serving(health, [SERVICE_NAME])
+    log.info("order-queue serving on %s (port %d)", bind, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("order-queue stopping")
+    await server.stop(grace=1.0)
+    with contextlib.suppress(Exception):
+        await store.close()

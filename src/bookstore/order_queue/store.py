@@ -1,0 +1,389 @@
+"""The order queue: durable enqueue, leased dequeue, epoch fencing, group commit.
+
+Every write (enqueue, completion, epoch bump) goes to ONE writer task, which
+takes whatever has accumulated (up to `group_commit_max`), runs it in one
+SQLite transaction on the database thread (one fsync), applies the effects to
+the in-memory state in order, and only then acknowledges each caller. Under
+load many acknowledgements share one fsync; none is given before its write
+is on disk. A commit that fails is fatal: the process stops rather than
+acknowledge anything it could not make durable.
+
+Fencing: RegisterLeader bumps and persists the epoch before it replies and
+voids every lease of older epochs. Dequeue, RenewLease and Complete must
+carry the current epoch (and the leader's id), else STALE_EPOCH and nothing
+changes. A registration is refused (LEADER_ALIVE) while a higher replica id
+holds the epoch and was active within the failure timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bookstore.order_queue.db import (
+    BadRequest,
+    Database,
+    Execution,
+    LeaderAlive,
+    LeaseLost,
+    Op,
+    StaleEpoch,
+    StorageFailure,
+    UnknownOrder,
+)
+from bookstore.order_queue.state import Item, Lease, Order, QueueState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_ID_CHARS = 128
+MAX_TEXT_CHARS = 256
+SUBSCRIBER_BACKLOG = 10_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_items: int = 100
+    max_quantity: int = 100
+
+
+@dataclass(frozen=True)
+class OrderView:
+    state: str  # "queued" | "leased" | "executed"
+    books: int
+    sequence: int
+    execution: Execution | None = None
+
+
+@dataclass(frozen=True)
+class StatusView:
+    depth: int
+    next: list[Order]
+    epoch: int
+    leader_id: int
+    leased: int
+    executed: int
+    pid: int
+
+
+def validate_order(
+    order_id: str, items: Sequence[Item], customer_name: str, limits: Limits
+) -> Order:
+    """A new order with its priority computed here, or BadRequest."""
+    if not order_id or len(order_id) > MAX_ID_CHARS:
+        raise BadRequest(f"order id must be 1..{MAX_ID_CHARS} characters")
+    if not items:
+        raise BadRequest("an order needs at least one item")
+    if len(items) > limits.max_items:
+        raise BadRequest(f"at most {limits.max_items} items per order")
+    for item in items:
+        if not 1 <= item.quantity <= limits.max_quantity:
+            raise BadRequest(
+                f"quantity {item.quantity} of {item.title or item.book_id!r}"
+                f" is outside 1..{limits.max_quantity}"
+            )
+        if len(item.title) > MAX_TEXT_CHARS or len(item.book_id) > MAX_TEXT_CHARS:
+            raise BadRequest("book id or title too long")
+    if len(customer_name) > MAX_TEXT_CHARS:
+        raise BadRequest("customer name too long")
+    books = sum(item.quantity for item in items)
+    return Order(order_id, tuple(items), customer_name, books, sequence=0)
+
+
+def _die(exc: BaseException) -> None:
+    log.critical("queue storage failed, stopping: %s", exc)
+    os._exit(70)
+
+
+@dataclass
+class _Write:
+    op: Op
+    on_commit: Callable[[Any], None] | None
+    future: asyncio.Future[Any]
+
+
+class OrderStore:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lease_s: float = 2.0,
+        group_commit_max: int = 256,
+        failure_timeout_s: float = 0.5,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_fatal: Callable[[BaseException], None] = _die,
+    ) -> None:
+        self.path = path
+        self.lease_s = lease_s
+        self.group_commit_max = max(1, group_commit_max)
+        self.failure_timeout_s = failure_timeout_s
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self.state = QueueState()
+        self.epoch = 0
+        self.leader_id = 0
+        self.executed = 0
+        self._leader_active_at = float("-inf")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-db")
+        self._db: Database | None = None
+        self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._subscribers: set[asyncio.Queue[Execution | None]] = set()
+        self.failed: BaseException | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._db = await self._in_thread(Database, self.path)
+        loaded = await self._in_thread(self._db.load)
+        self.epoch, self.leader_id, self.executed = loaded.epoch, loaded.leader_id, loaded.executed
+        for order in loaded.queued:
+            self.state.add(order)
+        self._writer = asyncio.create_task(self._write_loop(), name="queue-writer")
+        log.info(
+            "queue open path=%s epoch=%d leader=%d queued=%d executed=%d",
+            self.path,
+            self.epoch,
+            self.leader_id,
+            self.state.depth,
+            self.executed,
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writes.put(None)
+            with contextlib.suppress(Exception):
+                await self._writer
+            self._writer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+        if self._db is not None:
+            await self._in_thread(self._db.close)
+            self._db = None
+        self._thread.shutdown(wait=True)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    # -- the writer (group commit) ----------------------------------------------
+
+    async def _write(self, op: Op, on_commit: Callable[[Any], None] | None = None) -> Any:
+        if self.failed is not None:
+            raise StorageFailure(str(self.failed))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait(_Write(op, on_commit, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._writes.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.group_commit_max and not self._writes.empty():
+                nxt = self._writes.get_nowait()
+                if nxt is None:
+                    self._writes.put_nowait(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            assert self._db is not None
+            try:
+                results = await self._in_thread(self._db.run_batch, [w.op for w in batch])
+            except Exception as exc:
+                self.failed = exc
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(StorageFailure(str(exc)))
+                self.on_fatal(exc)
+                return
+            for w, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    w.future.set_exception(result)
+                    continue
+                if w.on_commit is not None:
+                    w.on_commit(result)
+                if not w.future.done():
+                    w.future.set_result(result)
+
+    # -- waking long polls and lease expiry --------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        at = self.state.next_expiry()
+        if at is None:
+            return
+        delay = max(0.0, at - self.clock()) + 0.001
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        self._expiry = None
+        if self.state.expire(self.clock()):
+            self._notify()
+        self._schedule_expiry()
+
+    # -- fencing ----------------------------------------------------------------
+
+    def _check_epoch(self, replica_id: int, epoch: int) -> None:
+        if epoch != self.epoch or replica_id != self.leader_id or epoch == 0:
+            raise StaleEpoch(f"current epoch is {self.epoch}")
+        self._leader_active_at = self.clock()
+
+    # -- operations -------------------------------------------------------------
+
+    async def enqueue(
+        self, order_id: str, items: Sequence[Item], customer_name: str
+    ) -> tuple[int, bool]:
+        """(sequence, duplicate) once the order is on disk."""
+        order = validate_order(order_id, items, customer_name, self.limits)
+
+        def on_commit(result: tuple[int, bool]) -> None:
+            sequence, duplicate = result
+            if not duplicate:
+                order.sequence = sequence
+                self.state.add(order)
+                self._notify()
+
+        result: tuple[int, bool] = await self._write(lambda db: db.enqueue(order), on_commit)
+        return result
+
+    async def register_leader(self, replica_id: int) -> int:
+        if replica_id <= 0:
+            raise BadRequest("replica id must be positive")
+        idle = self.clock() - self._leader_active_at
+        if self.leader_id > replica_id and idle < self.failure_timeout_s:
+            raise LeaderAlive(
+                f"replica {self.leader_id} holds epoch {self.epoch} and was active {idle:.3f}s ago"
+            )
+
+        def on_commit(epoch: int) -> None:
+            self.epoch, self.leader_id = epoch, replica_id
+            self._leader_active_at = self.clock()
+            voided = self.state.release_older_than(epoch)
+            log.info("leader registered replica=%d epoch=%d voided=%d", replica_id, epoch, voided)
+            self._schedule_expiry()
+            self._notify()
+
+        epoch: int = await self._write(lambda db: db.register(replica_id), on_commit)
+        return epoch
+
+    async def dequeue(
+        self, replica_id: int, epoch: int, wait_s: float
+    ) -> tuple[Order, Lease] | None:
+        """Lease the highest-priority order, waiting up to `wait_s` for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait_s)
+        self._check_epoch(replica_id, epoch)
+        while True:
+            if epoch != self.epoch or replica_id != self.leader_id:
+                raise StaleEpoch(f"current epoch is {self.epoch}")
+            taken = self.state.take(self.clock(), replica_id, epoch, self.lease_s)
+            if taken is not None:
+                self._schedule_expiry()
+                return taken
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def renew(self, replica_id: int, epoch: int, lease_id: str, order_id: str) -> float:
+        self._check_epoch(replica_id, epoch)
+        lease = self.state.renew(order_id, lease_id, self.clock(), self.lease_s)
+        if lease is None:
+            raise LeaseLost(f"no live lease {lease_id} on order {order_id}")
+        self._schedule_expiry()
+        return self.lease_s
+
+    async def complete(
+        self, replica_id: int, epoch: int, lease_id: str, order_id: str
+    ) -> tuple[Execution, bool]:
+        """Record the execution (or return the existing one, duplicate=True)."""
+        self._check_epoch(replica_id, epoch)
+        if order_id in self.state.orders and not self.state.may_complete(order_id, lease_id):
+            raise LeaseLost(f"order {order_id} is leased under another lease")
+
+        def on_commit(result: tuple[Execution, bool]) -> None:
+            record, duplicate = result
+            if order_id in self.state.orders:
+                self.state.remove(order_id)
+                self._schedule_expiry()
+            if not duplicate:
+                self.executed += 1
+                self._publish(record)
+
+        result: tuple[Execution, bool] = await self._write(
+            lambda db: db.complete(order_id, replica_id, epoch), on_commit
+        )
+        return result
+
+    async def get_order(self, order_id: str) -> OrderView:
+        order = self.state.orders.get(order_id)
+        if order is not None:
+            leased = order_id in self.state.leases
+            return OrderView("leased" if leased else "queued", order.books, order.sequence)
+        assert self._db is not None
+        db = self._db
+
+        def read() -> tuple[tuple[int, int, str] | None, Execution | None]:
+            return db.order_row(order_id), db.execution(order_id)
+
+        row, execution = await self._in_thread(read)
+        if row is None:
+            raise UnknownOrder(f"no order {order_id}")
+        books, sequence, state = row
+        return OrderView(state, books, sequence, execution)
+
+    def status(self, next_n: int = 10) -> StatusView:
+        self.state.expire(self.clock())
+        return StatusView(
+            depth=self.state.depth,
+            next=self.state.peek(next_n),
+            epoch=self.epoch,
+            leader_id=self.leader_id,
+            leased=len(self.state.leases),
+            executed=self.executed,
+            pid=os.getpid(),
+        )
+
+    # -- the execution feed -----------------------------------------------------
+
+    def _publish(self, record: Execution) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(record)
+            except asyncio.QueueFull:
+                # Too slow a reader: end its stream; it reconnects and re-checks.
+                self._subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(None)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Execution | None]]:
+        """Every execution committed from now on; None means the feed ended."""
+        queue: asyncio.Queue[Execution | None] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
