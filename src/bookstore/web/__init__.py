@@ -1,0 +1,1 @@
+"""The shop page, the cluster view and the ShiViz trace export."""

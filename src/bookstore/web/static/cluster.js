@@ -1,0 +1,210 @@
+// The cluster view: services, executors, queue, elections, recent orders and the
+// chosen order's space-time diagram. Polls /api/cluster every second.
+import { render as renderDiagram, LANES } from "/static/diagram.js";
+import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
+
+const CLUSTER_MS = 1000;
+const ORDERS_MS = 2000;
+const $ = (id) => document.getElementById(id);
+let chosen = new URLSearchParams(location.search).get("order");
+let chosenOrder = null;
+
+function yesNo(flag) {
+  return h("span", {}, h("span", { class: `dot ${flag ? "up" : "down"}`, "aria-hidden": "true" }), flag ? "up" : "down");
+}
+
+// ---- cluster ----
+
+function renderServices(services) {
+  const rows = (services || []).map((sv) => h(
+    "tr", { dataset: { service: sv.name, healthy: Boolean(sv.healthy) }, class: "service-row" },
+    h("td", {}, h("span", { class: `dot ${sv.healthy ? "up" : "down"}`, title: sv.healthy ? "serving" : "not serving" }),
+      h("strong", {}, sv.name), sv.replicaId != null ? ` #${sv.replicaId}` : "",
+      h("span", { class: "skip" }, sv.healthy ? " (healthy)" : " (down)")),
+    h("td", { class: "mono" }, sv.address || ""),
+    h("td", { class: "mono" }, sv.pid ?? "—"),
+    h("td", {}, sv.cachedOrders ?? "—"),
+  ));
+  $("services").replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "No services reported."))]));
+}
+
+function renderExecutors(executors, leader) {
+  const leaderId = leader ? leader.replicaId : null;
+  const cards = (executors || []).map((ex) => {
+    const isLeader = ex.alive && leaderId != null && ex.replicaId === leaderId;
+    return h(
+      "article",
+      {
+        class: `executor${isLeader ? " leader" : ""}${ex.alive ? "" : " dead"}`,
+        dataset: { replicaId: ex.replicaId, alive: Boolean(ex.alive), leader: isLeader, pid: ex.pid ?? "" },
+        "aria-label": `Replica ${ex.replicaId}${isLeader ? ", leader" : ""}${ex.alive ? "" : ", down"}`,
+      },
+      h("h3", {}, `Replica ${ex.replicaId} `, isLeader ? h("span", { class: "badge" }, "LEADER") : null),
+      h("dl", {},
+        h("dt", {}, "state"), h("dd", {}, yesNo(ex.alive)),
+        h("dt", {}, "role"), h("dd", {}, ex.alive ? ex.role || "—" : "—"),
+        h("dt", {}, "epoch"), h("dd", {}, ex.epoch ?? "—"),
+        h("dt", {}, "sees"), h("dd", {}, ex.leaderId != null ? `leader ${ex.leaderId}` : "no leader"),
+        h("dt", {}, "executed"), h("dd", {}, ex.executed ?? "—"),
+        h("dt", {}, "pid"), h("dd", { class: "mono" }, ex.pid ?? "—")),
+    );
+  });
+  $("executors").replaceChildren(...(cards.length ? cards : [h("p", { class: "empty" }, "No executors reported.")]));
+  const line = $("leader-line");
+  line.dataset.leader = leaderId ?? "";
+  line.textContent = leader ? `leader: replica ${leader.replicaId}, epoch ${leader.epoch}` : "no leader";
+}
+
+function renderQueue(queue) {
+  const q = queue || {};
+  const stat = (value, label, id) => h("div", { class: "stat", id }, h("b", {}, value ?? "—"), h("span", {}, label));
+  $("queue-health").replaceChildren(q.healthy === undefined ? "" : yesNo(q.healthy));
+  $("queue-stats").replaceChildren(
+    stat(q.depth, "waiting", "queue-depth"),
+    stat(q.leased, "leased"),
+    stat(q.executed, "executed"),
+    stat(q.epoch, "epoch"),
+  );
+  const next = Array.isArray(q.next) ? q.next : [];
+  $("queue-next").replaceChildren(...(next.length ? next.map((o, i) => h(
+    "tr", { dataset: { orderId: o.orderId } },
+    h("td", {}, `${i + 1}.`),
+    h("td", { class: "mono" }, shortId(o.orderId), h("span", { class: "muted" }, o.sequence != null ? ` #${o.sequence}` : "")),
+    h("td", {}, h("span", { class: "prio", title: "priority" }, o.books ?? "?")),
+  )) : [h("tr", {}, h("td", { colspan: 3, class: "empty" }, "The queue is empty."))]));
+}
+
+function renderElections(elections) {
+  const list = [...(elections || [])].reverse().slice(0, 60);
+  $("elections").replaceChildren(...(list.length ? list.map((e) => h(
+    "li", { dataset: { step: e.step, replicaId: e.replicaId, epoch: e.epoch ?? "" } },
+    h("span", { class: "muted mono" }, fmtTime(e.at)),
+    h("span", { class: `step ${String(e.step || "").toLowerCase().replace(/[^a-z]/g, "")}` }, e.step || "?"),
+    h("span", {}, h("strong", {}, `replica ${e.replicaId}`), e.detail ? ` ${e.detail}` : "",
+      e.epoch != null ? h("span", { class: "muted" }, ` · epoch ${e.epoch}`) : ""),
+  )) : [h("li", { class: "empty" }, "No election yet.")]));
+}
+
+async function pollCluster() {
+  try {
+    const { ok, status, body } = await getJSON("/api/cluster");
+    if (!ok || !body) throw new Error(errorMessage(body, status));
+    renderServices(body.services);
+    renderExecutors(body.executors, body.leader);
+    renderQueue(body.queue);
+    renderElections(body.elections);
+    $("live-dot").className = "dot up";
+    $("live-text").textContent = `live · updated ${fmtTime(Date.now())}`;
+    document.body.dataset.clusterUpdated = String(Date.now());
+  } catch (err) {
+    $("live-dot").className = "dot down";
+    $("live-text").textContent = `cluster state unavailable: ${err.message || err}`;
+  } finally {
+    setTimeout(pollCluster, CLUSTER_MS);
+  }
+}
+
+// ---- orders ----
+
+function outcomeCell(status, reason) {
+  const approved = status === "Order Approved";
+  return h("td", {},
+    h("span", { class: approved ? "status-approved" : "status-rejected" }, approved ? "approved" : "rejected"),
+    !approved && reason ? h("div", { class: "muted", style: "font-size:.82rem" }, reason) : null);
+}
+
+async function pollOrders() {
+  try {
+    const { ok, body } = await getJSON("/api/orders?limit=20");
+    if (ok && body && Array.isArray(body.orders)) {
+      const rows = body.orders.map((o) => h(
+        "tr",
+        {
+          class: "order-row", tabindex: 0, role: "button", "aria-selected": o.orderId === chosen,
+          dataset: { orderId: o.orderId, status: o.status },
+          onclick: () => choose(o.orderId),
+          onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); choose(o.orderId); } },
+        },
+        h("td", { class: "mono" }, fmtTime(o.createdAt)),
+        h("td", { class: "mono" }, shortId(o.orderId)),
+        outcomeCell(o.status, o.reason),
+        h("td", {}, o.books ?? ""),
+        h("td", {}, executionText(o.execution) || "—"),
+      ));
+      $("order-rows").replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No orders yet: place one in the shop."))]));
+      if (!chosen && body.orders.length) choose(body.orders[0].orderId);
+    }
+  } catch {
+    // the cluster line already says when the orchestrator is unreachable
+  } finally {
+    setTimeout(pollOrders, ORDERS_MS);
+  }
+  if (chosen && chosenOrder && chosenOrder.orderId === chosen &&
+      (!chosenOrder.execution || chosenOrder.execution.state !== "executed") && chosenOrder.status === "Order Approved") {
+    loadOrder(chosen, false);
+  }
+}
+
+function choose(orderId) {
+  chosen = orderId;
+  for (const row of document.querySelectorAll("tr.order-row")) {
+    row.setAttribute("aria-selected", String(row.dataset.orderId === orderId));
+  }
+  const url = new URL(location.href);
+  url.searchParams.set("order", orderId);
+  history.replaceState(null, "", url);
+  loadOrder(orderId, true);
+}
+
+async function loadOrder(orderId, scroll) {
+  const { ok, status, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}`).catch(() => ({ ok: false, status: 0 }));
+  if (orderId !== chosen) return;
+  const detail = $("order-detail");
+  if (!ok || !body) {
+    detail.replaceChildren(h("p", { class: "empty" }, status ? errorMessage(body, status) : "The order could not be loaded."));
+    return;
+  }
+  chosenOrder = body;
+  const approved = body.status === "Order Approved";
+  $("order-hint").textContent = shortId(orderId);
+  detail.replaceChildren(
+    h("div", { class: "order-head" },
+      h("span", { class: "mono", id: "chosen-order" }, body.orderId),
+      h("span", { class: approved ? "status-approved" : "status-rejected" }, body.status),
+      body.reason ? h("span", {}, body.reason) : null,
+      h("span", {}, "final clock ", h("span", { class: "mono" }, fmtClock(body.vectorClock))),
+      h("span", {}, executionText(body.execution) || ""),
+      h("a", { class: "button secondary", id: "trace-link", href: `/orders/${encodeURIComponent(body.orderId)}/trace`,
+        download: `order-${body.orderId}.shiviz.log` }, "Download ShiViz trace")),
+    h("div", { class: "legend" },
+      LANES.map((l) => h("span", {}, h("span", { class: "dot", style: `background:${l.color}` }), `${l.short} = ${l.service}`)),
+      h("span", {}, "→ clock sent to a peer after each event"),
+      h("span", {}, "events ordered by their vector clocks")),
+    h("div", { class: "diagram-wrap", id: "diagram" }, renderDiagram(body)),
+    eventsTable(body),
+  );
+  if ((body.clockErrors || []).length) {
+    detail.append(h("ul", { class: "error-text", id: "clock-errors" }, body.clockErrors.map((e) => h("li", {}, e))));
+  }
+  if (scroll) $("order-panel").scrollIntoView({ block: "nearest" });
+}
+
+function eventsTable(order) {
+  const events = [...(order.events || [])];
+  return h("details", { style: "margin-top:10px" },
+    h("summary", {}, `Events (${events.length})`),
+    h("div", { class: "table-wrap" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Event", "Service", "Clock", "Outcome", "Answered by", "ms"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, events.map((ev) => h("tr", {},
+        h("td", {}, `${ev.event} ${ev.name || ""}`),
+        h("td", {}, ev.service),
+        h("td", { class: "mono" }, fmtClock(ev.clock)),
+        h("td", {}, ev.ok ? "ok" : `failed: ${ev.reason || ""}`),
+        h("td", {}, ev.answeredBy || ""),
+        h("td", {}, ev.durationMs != null ? Number(ev.durationMs).toFixed(1) : ""),
+      ))))));
+}
+
+pollCluster();
+pollOrders();
+if (chosen) loadOrder(chosen, false);
