@@ -165,8 +165,8 @@ def create_app() -> FastAPI:
                 {"error": {"code": "UNAVAILABLE", "message": "A checkout service is down."}}, 503
             )
         order_id = str(uuid.uuid4())
-        card = body.get("creditCard", {}).get("number", "")
-        make = rejected_order if card.endswith("0") else approved_order
+        rejected = body.get("user", {}).get("name") == "Reject Me"
+        make = rejected_order if rejected else approved_order
         order = make(order_id, time.time())
         orders[order_id] = order
         return JSONResponse(

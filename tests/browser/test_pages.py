@@ -1,0 +1,99 @@
+"""The pages against a scripted API: every kind of answer the shop must render."""
+
+from __future__ import annotations
+
+from pages import (
+    RecordedPage,
+    add_book,
+    assert_consistent_with_clocks,
+    drawn_events,
+    expect_status,
+    fill_customer,
+    lifelines,
+    place_order,
+)
+from playwright.sync_api import Page, expect
+
+
+def test_client_checks_stop_a_bad_card_before_it_is_sent(
+    recorded: RecordedPage, fake_url: str
+) -> None:
+    page = recorded.page
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page, cardNumber="4111 1111 1111 1112", expiry="13/30", cvv="12")
+    place_order(page)
+    expect(page.locator("#cardNumber-error")).to_contain_text("not valid")
+    expect(page.locator("#expiry-error")).to_contain_text("01 to 12")
+    expect(page.locator("#cvv-error")).to_contain_text("3 digits")
+    expect(page.locator("#cardNumber")).to_be_focused()
+    assert not any(u.endswith("/checkout") for u in recorded.requests)
+
+
+def test_an_empty_cart_is_not_sent(recorded: RecordedPage, fake_url: str) -> None:
+    page = recorded.page
+    page.goto(fake_url + "/")
+    fill_customer(page)
+    place_order(page)
+    expect(page.locator("#cart-error")).to_have_text("Your cart is empty.")
+    assert not any(u.endswith("/checkout") for u in recorded.requests)
+
+
+def test_rejection_shows_its_reason(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page, name="Reject Me")
+    place_order(page)
+    expect_status(page, "Order Rejected")
+    expect(page.locator("#reason")).to_have_text("The card number is not valid.")
+
+
+def test_server_error_shows_its_message(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page, name="Error")
+    place_order(page)
+    expect(page.locator("#error-message")).to_have_text("A checkout service is down.")
+
+
+def test_cancelled_order_diagram_ends_with_the_cancel(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page, name="Reject Me")
+    place_order(page)
+    expect_status(page, "Order Rejected")
+    page.locator("#diagram-link").click()
+    expect(page.locator("svg.spacetime g.event")).to_have_count(4)
+    events = drawn_events(page)
+    assert_consistent_with_clocks(events)
+    assert {e.event for e in events} == {"a", "b", "c", "d"}
+    assert page.locator("svg.spacetime g.event.failed").get_attribute("data-event") == "c"
+    end = page.locator("svg.spacetime g.end")
+    assert end.get_attribute("data-cancelled") == "true"
+    assert end.get_attribute("data-final") == "3,1,0"
+    expect(end.locator(".cancel-mark")).to_have_count(3)
+    lines = lifelines(page)
+    assert all(lines[e.service] == e.y for e in events)
+
+
+def test_shop_fits_a_phone_screen(browser_page_375: Page, fake_url: str) -> None:
+    page = browser_page_375
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375
+    for field in ("name", "cardNumber", "expiry", "cvv", "street", "country"):
+        box = page.locator(f"#{field}").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+
+
+def test_shop_works_from_the_keyboard(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    expect(page.locator(".book")).to_have_count(4)
+    page.get_by_label("Search by title, author or genre").focus()
+    page.keyboard.type("kleppmann")
+    expect(page.locator(".book")).to_have_count(1)
+    page.keyboard.press("Tab")  # the search button
+    page.keyboard.press("Tab")  # the book's Add button
+    page.keyboard.press("Enter")
+    expect(page.locator(".cart-line")).to_have_count(1)
