@@ -1,14 +1,34 @@
 """The orchestrator's link to the order queue and the executors.
 
-INTERFACE (filled in by the queue-and-executors work).
+One channel to the queue. `enqueue` returns once the queue has the order on
+disk (idempotent by order id, so one retry on an unreachable queue is safe).
+A `WatchExecutions` stream stays open (reconnecting with back-off); every
+record it brings resolves the futures of `wait_executed` callers, so nobody
+polls. After each (re)connect the orders still waited on are re-checked with
+`GetOrder`, since executions may have happened while the stream was down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import grpc
+
+from bookstore import grpcutil
+from bookstore.pb import common_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE = "order-queue"
+STATUS_TIMEOUT_S = 0.5
+RECENT_EXECUTIONS = 10_000
+ELECTION_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -27,27 +47,267 @@ class ExecutionInfo:
     executed_at: str | None = None  # RFC 3339
 
 
+def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
+    return ExecutionInfo(
+        state="executed",
+        executor=record.executor,
+        epoch=record.epoch,
+        sequence=record.sequence,
+        executed_at=record.executed_at,
+    )
+
+
 class ExecutionTracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._channel: grpc.aio.Channel | None = None
+        self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
+        self._executor_channels: dict[int, grpc.aio.Channel] = {}
+        self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
+        self._recent: OrderedDict[str, ExecutionInfo] = OrderedDict()
+        self._watch: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+        self.watching = False
 
     async def start(self) -> None:
-        raise NotImplementedError
+        self._channel = grpcutil.insecure_channel(self.settings.order_queue_address)
+        self._queue = cast(
+            "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._channel)
+        )
+        self._watch = asyncio.create_task(self._watch_loop(), name="watch-executions")
 
     async def close(self) -> None:
-        raise NotImplementedError
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        for task in list(self._checks):
+            task.cancel()
+        for futures in self._waiters.values():
+            for f in futures:
+                f.cancel()
+        self._waiters.clear()
+        for channel in [*self._executor_channels.values(), self._channel]:
+            if channel is not None:
+                await channel.close()
+        self._executor_channels.clear()
+        self._channel = None
+
+    @property
+    def queue(self) -> queue_pb2_grpc.OrderQueueAsyncStub:
+        if self._queue is None:
+            raise grpcutil.ServiceUnavailable(QUEUE, "not started")
+        return self._queue
+
+    # -- enqueue ----------------------------------------------------------------------
 
     async def enqueue(self, order_id: str, items: list[QueuedItem], customer_name: str) -> None:
         """Returns once the queue has the order on disk; raises ServiceUnavailable."""
-        raise NotImplementedError
+        request = queue_pb2.EnqueueRequest(
+            order=queue_pb2.QueuedOrder(
+                order_id=common_pb2.OrderId(value=order_id),
+                items=[
+                    common_pb2.OrderItem(book_id=i.book_id, title=i.title, quantity=i.quantity)
+                    for i in items
+                ],
+                customer_name=customer_name,
+            )
+        )
+        timeout = self.settings.rpc_timeout_s
+        for attempt in (1, 2):
+            try:
+                await self.queue.Enqueue(request, timeout=timeout)
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = grpcutil.translate(QUEUE, exc)
+                # Outcome unknown or refused to connect: enqueue is idempotent, retry once.
+                if attempt == 2 or not isinstance(error, grpcutil.ServiceUnavailable):
+                    raise error from None
+                log.warning("enqueue order=%s: %s; retrying once", order_id, error)
+
+    # -- waiting for the execution ----------------------------------------------------
 
     async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None:
         """The execution record, or None if not executed within `timeout` (no busy wait)."""
-        raise NotImplementedError
+        known = self._recent.get(order_id)
+        if known is not None:
+            return known
+        future: asyncio.Future[ExecutionInfo] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(order_id, []).append(future)
+        try:
+            if not self.watching:
+                # The feed is down: look once now (the reconnect re-checks the rest).
+                self._spawn_check([order_id])
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            futures = self._waiters.get(order_id)
+            if futures is not None:
+                with contextlib.suppress(ValueError):
+                    futures.remove(future)
+                if not futures:
+                    del self._waiters[order_id]
+            if not future.done():
+                future.cancel()
+
+    def _resolve(self, order_id: str, info: ExecutionInfo) -> None:
+        self._recent[order_id] = info
+        self._recent.move_to_end(order_id)
+        while len(self._recent) > RECENT_EXECUTIONS:
+            self._recent.popitem(last=False)
+        for future in self._waiters.get(order_id, []):
+            if not future.done():
+                future.set_result(info)
+
+    def _spawn_check(self, order_ids: list[str]) -> None:
+        task = asyncio.create_task(self._check(order_ids))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check(self, order_ids: list[str]) -> None:
+        async def one(order_id: str) -> None:
+            with contextlib.suppress(grpcutil.ServiceUnavailable, grpcutil.Rejected):
+                info = await self.status(order_id)
+                if info is not None and info.state == "executed":
+                    self._resolve(order_id, info)
+
+        await asyncio.gather(*(one(o) for o in order_ids))
+
+    async def _watch_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
+            try:
+                await call.initial_metadata()  # the queue has subscribed us
+                self.watching = True
+                backoff = 0.05
+                # Executions may have happened while the stream was down.
+                self._spawn_check(list(self._waiters))
+                async for record in call:
+                    self._resolve(record.order_id.value, _info(record))
+                log.warning("execution feed ended; reconnecting")
+            except grpc.aio.AioRpcError as exc:
+                log.warning("execution feed lost (%s); reconnecting", exc.code().name)
+            finally:
+                self.watching = False
+                call.cancel()
+            await asyncio.sleep(backoff)
+            backoff = min(1.0, backoff * 2)
+
+    # -- status -------------------------------------------------------------------------
 
     async def status(self, order_id: str) -> ExecutionInfo | None:
-        raise NotImplementedError
+        """The order's state in the queue, or None if the queue does not know it."""
+        try:
+            reply = await self.queue.GetOrder(
+                common_pb2.OrderId(value=order_id), timeout=self.settings.rpc_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise grpcutil.translate(QUEUE, exc) from None
+        if reply.state == "executed" and reply.HasField("execution"):
+            return _info(reply.execution)
+        return ExecutionInfo(state=reply.state)
 
     async def cluster(self) -> dict[str, Any]:
         """{"queue": {...}, "executors": [...], "leader": {...}|None, "elections": [...]}"""
-        raise NotImplementedError
+        addresses = self.settings.order_executor_addresses
+        results = await asyncio.gather(
+            self._queue_status(), *(self._executor_status(i, a) for i, a in addresses.items())
+        )
+        queue = cast(dict[str, Any], results[0])
+        executors: list[dict[str, Any]] = []
+        elections: list[dict[str, Any]] = []
+        for entry, steps in cast(list[tuple[dict[str, Any], list[dict[str, Any]]]], results[1:]):
+            executors.append(entry)
+            elections.extend(steps)
+        elections.sort(key=lambda s: (s["at"], s["replicaId"]))
+        leader = None
+        if queue.get("healthy") and queue.get("leaderId"):
+            leader = {"replicaId": queue["leaderId"], "epoch": queue["epoch"]}
+        else:
+            leading = [e for e in executors if e["alive"] and e["role"] == "leader"]
+            if leading:
+                best = max(leading, key=lambda e: e["epoch"])
+                leader = {"replicaId": best["replicaId"], "epoch": best["epoch"]}
+        return {
+            "queue": queue,
+            "executors": executors,
+            "leader": leader,
+            "elections": elections[-ELECTION_STEPS:],
+        }
+
+    async def _queue_status(self) -> dict[str, Any]:
+        try:
+            s = await self.queue.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
+        except (grpc.aio.AioRpcError, grpcutil.ServiceUnavailable):
+            return {
+                "depth": None,
+                "next": [],
+                "epoch": None,
+                "leaderId": None,
+                "leased": None,
+                "executed": None,
+                "pid": None,
+                "healthy": False,
+            }
+        return {
+            "depth": s.depth,
+            "next": [
+                {"orderId": o.order_id.value, "books": o.books, "sequence": o.sequence}
+                for o in s.next
+            ],
+            "epoch": s.epoch,
+            "leaderId": s.leader_id or None,
+            "leased": s.leased,
+            "executed": s.executed,
+            "pid": s.pid,
+            "healthy": True,
+        }
+
+    async def _executor_status(
+        self, replica_id: int, address: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        channel = self._executor_channels.get(replica_id)
+        if channel is None:
+            channel = grpcutil.insecure_channel(address)
+            self._executor_channels[replica_id] = channel
+        stub = cast(
+            "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
+        )
+        entry: dict[str, Any] = {
+            "replicaId": replica_id,
+            "address": address,
+            "pid": None,
+            "alive": False,
+            "role": None,
+            "leaderId": None,
+            "epoch": None,
+            "executed": None,
+        }
+        try:
+            s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return entry, []
+        entry.update(
+            pid=s.pid,
+            alive=True,
+            role=s.role,
+            leaderId=s.leader_id or None,
+            epoch=s.epoch,
+            executed=s.executed,
+        )
+        steps = [
+            {
+                "at": st.at,
+                "replicaId": st.replica_id,
+                "step": st.step,
+                "detail": st.detail,
+                "epoch": st.epoch,
+            }
+            for st in s.recent_steps
+        ]
+        return entry, steps

@@ -28,8 +28,12 @@ Rules, as implemented:
    and ignored (a paused leader's late messages are harmless).
 8. A leader fenced by the queue (STALE_EPOCH, LEADER_ALIVE) steps down; a
    leader that cannot reach the queue for `queue_unreachable` steps down.
-   Either way it stops claiming leadership (answers PINGs as not-leader)
-   and, leaderless for `failure_timeout`, calls an election again.
+   Either way it stops claiming leadership (answers PINGs as not-leader).
+   A fenced node, leaderless for `failure_timeout`, calls an election again.
+9. A node cut off from the queue ABSTAINS until the adapter reports the
+   queue reachable again (`on_queue_reachable`): it neither answers nor
+   calls elections and follows any COORDINATOR, so Bully does not keep
+   electing a leader that cannot work. Reachable again -> election at once.
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ class Node:
         self._pings: dict[int, float] = {}  # outstanding PING nonce -> sent at
         self._leaderless_since = 0.0
         self.started = False
+        self.abstaining = False  # rule 9
 
     # -- queries --------------------------------------------------------------
 
@@ -216,12 +221,20 @@ class Node:
         return []
 
     def on_queue_unreachable(self, now: float) -> list[Outgoing]:
-        """Rule 8: a leader that cannot reach the queue stops claiming leadership."""
+        """Rules 8, 9: a leader that cannot reach the queue steps down and abstains."""
         if self.role != LEADER:
             return []
-        self._log(now, "stepped-down", "queue unreachable")
+        self._log(now, "stepped-down", "queue unreachable; abstaining from elections")
         self._become_follower(now, None)
+        self.abstaining = True
         return []
+
+    def on_queue_reachable(self, now: float) -> list[Outgoing]:
+        """Rule 9: the queue answers again: stand for election at once."""
+        if not self.abstaining:
+            return []
+        self.abstaining = False
+        return self._call_election(now, "queue reachable again")
 
     # -- messages -----------------------------------------------------------------
 
@@ -245,8 +258,8 @@ class Node:
 
     def _on_election(self, msg: Message, now: float) -> list[Outgoing]:
         """Rule 5."""
-        if msg.sender > self.my_id:
-            return []  # elections only go upwards; nothing to do
+        if msg.sender > self.my_id or self.abstaining:
+            return []  # elections only go upwards; an abstainer stays silent
         out = [Outgoing(msg.sender, self._msg(Kind.ANSWER, nonce=msg.nonce))]
         self._log(now, "answered", f"ELECTION from {msg.sender}")
         if self.role == LEADER:
@@ -283,6 +296,11 @@ class Node:
                 )
             self._become_follower(now, msg.sender)
             return []
+        if self.abstaining:
+            self.epoch = max(self.epoch, msg.epoch)
+            self._log(now, "following", f"COORDINATOR from {msg.sender} (abstaining)")
+            self._become_follower(now, msg.sender)
+            return []
         # A lower id claims leadership while I am alive: bully it.
         if self.role == CANDIDATE:
             return []
@@ -304,6 +322,9 @@ class Node:
         if self.role != FOLLOWER or msg.sender != self.leader or sent_at is None:
             return []  # stale or duplicate
         if msg.leader != msg.sender:
+            if self.abstaining:
+                self._become_follower(now, None)
+                return []
             return self._call_election(now, f"{msg.sender} says it is not the leader")
         if self._stale(msg):
             return []
@@ -329,6 +350,11 @@ class Node:
                 return self.on_queue_unreachable(now)
             return []
         # Follower.
+        if self.abstaining and (
+            self.leader is None or now - self._heard_from_leader >= t.failure_timeout
+        ):
+            self.leader = None
+            return []
         if self.leader is None:
             if now - self._leaderless_since >= t.failure_timeout:
                 return self._call_election(now, "no leader")

@@ -89,6 +89,7 @@ class Executor:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registering: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._queue_ok_at = 0.0
@@ -120,6 +121,8 @@ class Executor:
             self._send(o)
         if self.node.needs_registration and (self._registering is None or self._registering.done()):
             self._registering = self._spawn(self._register())
+        if self.node.abstaining and (self._probing is None or self._probing.done()):
+            self._probing = self._spawn(self._probe_queue())
         if self.node.is_working_leader:
             self._leading.set()
         else:
@@ -184,6 +187,18 @@ class Executor:
                 return
             self._queue_ok_at = self.clock()
             self._after(self.node.on_registered(reply.epoch, self.clock()))
+            return
+
+    async def _probe_queue(self) -> None:
+        """While abstaining, ask the queue how it is until it answers."""
+        while self.node.abstaining:
+            await asyncio.sleep(0.2)
+            try:
+                await self.queue.Status(common_pb2.Empty(), timeout=0.3)
+            except grpc.aio.AioRpcError:
+                continue
+            self._queue_ok_at = self.clock()
+            self._after(self.node.on_queue_reachable(self.clock()))
             return
 
     # -- the queue: the work loop -------------------------------------------------

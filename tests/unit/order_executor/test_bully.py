@@ -1,0 +1,162 @@
+from bully_board import TIMINGS, Board
+
+from bookstore.order_executor.bully import CANDIDATE, FOLLOWER, LEADER, Kind, Message, Node
+
+
+def test_highest_id_leads_after_a_simultaneous_start(board5: Board) -> None:
+    board5.start_all()
+    board5.run_until(lambda: board5.settled_on(5), limit=1.0)
+    board5.run(2.0)
+    assert board5.settled_on(5)
+    assert board5.queue.grants == [(1, 5)]  # one registration, no churn
+
+
+def test_leader_crash_elects_the_next_highest_within_the_failover_budget(board5: Board) -> None:
+    board5.start_all()
+    board5.run_until(lambda: board5.settled_on(5), limit=1.0)
+    board5.crash(5)
+    took = board5.run_until(lambda: board5.settled_on(4), limit=1.5)
+    assert took < 1.5
+    assert board5.queue.epoch == 2
+    steps = [s.step for s in board5.nodes[4].steps]
+    assert "won" in steps and "registered" in steps
+
+
+def test_restarted_highest_id_takes_leadership_back(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    board4.crash(4)
+    board4.run_until(lambda: board4.settled_on(3), limit=1.5)
+    epoch_of_3 = board4.queue.epoch
+    board4.start(4)  # a fresh process: remembers nothing
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    assert board4.queue.epoch > epoch_of_3
+    assert board4.nodes[3].role == FOLLOWER
+
+
+def test_two_replicas_killed_at_once(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    board4.crash(4)
+    board4.crash(3)
+    board4.run_until(lambda: board4.settled_on(2), limit=2.0)
+
+
+def test_lost_messages_still_converge_on_the_highest_live_id() -> None:
+    for seed in range(5):
+        board = Board([1, 2, 3, 4, 5], seed=seed)
+        board.lossy(0.3)
+        board.start_all()
+        board.run(3.0)
+        board.crash(5)
+        board.run(4.0)
+        board.drop = lambda o: False
+        board.run_until(lambda b=board: b.settled_on(4), limit=3.0)  # type: ignore[misc]
+        assert board.double_leadership == 0
+
+
+def test_paused_leader_is_fenced_and_its_stale_messages_are_harmless(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    old_epoch = board4.nodes[4].epoch
+    board4.paused.add(4)
+    board4.run_until(lambda: board4.settled_on(3), limit=1.5)
+    # While 4 sleeps, its socket fills with PINGs and ELECTIONs; on waking it
+    # still believes it leads with the old epoch.
+    board4.paused.discard(4)
+    assert board4.nodes[4].is_working_leader and board4.nodes[4].epoch == old_epoch
+    assert not board4.holds_queue(4)  # it can do nothing with the old epoch
+    board4.run_until(lambda: board4.settled_on(4), limit=2.0)
+    assert board4.nodes[4].epoch > old_epoch
+    assert any(s.step == "stepped-down" or s.step == "called" for s in board4.nodes[4].steps)
+    assert board4.double_leadership == 0
+
+
+def test_a_stale_coordinator_is_ignored() -> None:
+    node = Node(2, [1, 2, 3], TIMINGS)
+    node.start(0.0)
+    node.on_message(Message(Kind.COORDINATOR, 3, leader=3, epoch=7), 0.1)
+    assert node.leader == 3 and node.epoch == 7
+    # A late COORDINATOR from an older reign changes nothing.
+    node.on_message(Message(Kind.COORDINATOR, 3, leader=3, epoch=5), 0.2)
+    assert node.epoch == 7 and node.steps[-1].step == "ignored"
+
+
+def test_an_answer_or_pong_with_the_wrong_nonce_is_ignored() -> None:
+    node = Node(1, [1, 2], TIMINGS)
+    out = node.start(0.0)
+    election_nonce = out[0].message.nonce
+    node.on_message(Message(Kind.ANSWER, 2, nonce=election_nonce + 99), 0.01)
+    assert node.on_tick(TIMINGS.election_timeout) == []
+    assert node.role == LEADER  # the bogus ANSWER did not hold it back
+
+    follower = Node(1, [1, 2], TIMINGS)
+    follower.start(0.0)
+    follower.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=1), 0.01)
+    now = 0.01
+    while now < TIMINGS.failure_timeout + 0.2:
+        now += 0.05
+        for o in follower.on_tick(now):
+            if o.message.kind == Kind.PING:  # answered, but with a wrong nonce
+                follower.on_message(
+                    Message(Kind.PONG, 2, leader=2, epoch=1, nonce=o.message.nonce + 1000), now
+                )
+    assert follower.role == CANDIDATE  # leader declared silent
+
+
+def test_election_from_a_lower_id_is_answered_and_taken_over() -> None:
+    node = Node(3, [1, 2, 3, 4], TIMINGS)
+    node.start(0.0)
+    node.on_message(Message(Kind.COORDINATOR, 4, leader=4, epoch=1), 0.01)
+    out = node.on_message(Message(Kind.ELECTION, 1, nonce=42), 0.02)
+    kinds = [(o.to, o.message.kind, o.message.nonce) for o in out]
+    assert (1, Kind.ANSWER, 42) in kinds
+    assert (4, Kind.ELECTION) in [(o.to, o.message.kind) for o in out]
+    assert node.role == CANDIDATE
+
+
+def test_coordinator_from_a_lower_id_is_bullied() -> None:
+    node = Node(4, [1, 2, 3, 4], TIMINGS)
+    node.start(0.0)
+    node.on_registered(1, 0.01)
+    node.on_fenced(0.5, "STALE_EPOCH")
+    node.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=2), 0.6)
+    assert node.role == LEADER and node.needs_registration  # no higher id: it wins at once
+
+
+def test_a_fenced_leader_steps_down_and_answers_pings_as_not_leader() -> None:
+    node = Node(4, [1, 2, 3, 4], TIMINGS)
+    node.start(0.0)
+    node.on_registered(3, 0.01)
+    pong = node.on_message(Message(Kind.PING, 1, nonce=5), 0.1)
+    assert pong[0].message.leader == 4
+    node.on_fenced(0.2, "STALE_EPOCH: current epoch is 4")
+    assert node.role == FOLLOWER and not node.is_working_leader
+    pong = node.on_message(Message(Kind.PING, 1, nonce=6), 0.3)
+    assert pong[0].message.leader == 0 and pong[0].message.nonce == 6
+
+
+def test_a_leader_cut_off_from_the_queue_steps_down(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    board4.queue_cut.add(4)
+    board4.queue.down_since = board4.now
+    board4.run_until(lambda: not board4.nodes[4].is_working_leader, limit=1.5)
+    assert any(s.step == "stepped-down" and "queue" in s.detail for s in board4.nodes[4].steps)
+    # 4 abstains, so a replica that reaches the queue takes over.
+    board4.run_until(lambda: board4.settled_on(3), limit=3.0)
+    assert board4.nodes[4].abstaining
+    board4.queue_cut.clear()  # the queue answers 4 again: it stands and wins
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+
+
+def test_a_lower_leader_across_a_split_cannot_steal_the_queue(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    for i in (1, 2, 3):
+        board4.cut.add(frozenset((i, 4)))  # 4 still reaches the queue and works
+    board4.run(3.0)
+    assert board4.holds_queue(4)
+    assert board4.queue.leader == 4
+    assert any(s.step == "stepped-down" for s in board4.nodes[3].steps)  # LEADER_ALIVE
+    assert board4.double_leadership == 0
