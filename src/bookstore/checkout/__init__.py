@@ -1,0 +1,1 @@
+"""The choreography engine shared by the three checkout services."""

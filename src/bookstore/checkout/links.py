@@ -1,0 +1,143 @@
+"""Batching outboxes and the long-lived peer streams.
+
+A sender appends messages to an `Outbox` (no await, no copy); one writer task
+per stream takes everything accumulated since its last send and sends it as
+one batch, so under load one gRPC message carries many updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Generic, TypeVar
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.pb import checkout_pb2, checkout_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_PENDING = 100_000  # messages held for a stream that is down; older ones are dropped
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 1.0
+
+
+class Outbox(Generic[T]):
+    """Messages waiting for a stream's writer task."""
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self._items: list[T] = []
+        self._wakeup = asyncio.Event()
+        self._limit = limit
+        self.closed = False
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        if self.closed:
+            self.dropped += 1
+            return
+        self._items.append(item)
+        if len(self._items) > self._limit:
+            del self._items[0]
+            self.dropped += 1
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    async def take(self) -> list[T]:
+        """Everything pending (waits for at least one message); [] once closed."""
+        while not self._items:
+            if self.closed:
+                return []
+            self._wakeup.clear()
+            await self._wakeup.wait()
+            if self.closed and not self._items:
+                return []
+            if not self._items:
+                return []  # woken for another reason (e.g. the stream broke)
+        items, self._items = self._items, []
+        return items
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class PeerLink:
+    """One long-lived client-streaming `Exchange` call to a peer service.
+
+    Reconnects with a short back-off when the peer is down or restarts; the
+    batch being written when a stream breaks is lost (the orders it concerned
+    are cancelled by the orchestrator's timeout or forgotten by the restart).
+    """
+
+    def __init__(self, service: str, address: str) -> None:
+        self.service = service
+        self.address = address
+        self.outbox: Outbox[checkout_pb2.ClockUpdate] = Outbox()
+        self._channel = grpcutil.insecure_channel(address)
+        self._stub = checkout_pb2_grpc.CheckoutParticipantStub(self._channel)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"peer-link-{self.service}")
+
+    def send(self, update: checkout_pb2.ClockUpdate) -> None:
+        self.outbox.put(update)
+
+    async def close(self) -> None:
+        self.outbox.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._channel.close()
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self.outbox.closed:
+            call = self._stub.Exchange()
+            call.add_done_callback(lambda _call: self.outbox.wake())
+            try:
+                await self._pump(call)
+                backoff = BACKOFF_MIN_S
+            except (grpc.RpcError, asyncio.InvalidStateError) as exc:
+                if self.connected:
+                    log.warning("link to %s (%s) broke: %s", self.service, self.address, exc)
+                self.connected = False
+            finally:
+                if not call.done():
+                    call.cancel()
+            if self.outbox.closed:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    async def _pump(self, call: grpc.aio.StreamUnaryCall[checkout_pb2.PeerBatch, object]) -> None:
+        await call.wait_for_connection()
+        if not self.connected:
+            log.info("linked to %s at %s", self.service, self.address)
+        self.connected = True
+        while True:
+            if call.done():
+                await call  # raises the call's error
+                raise grpc.aio.AioRpcError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.aio.Metadata(),
+                    grpc.aio.Metadata(),
+                    details="peer ended the stream",
+                )
+            updates = await self.outbox.take()
+            if self.outbox.closed:
+                await call.done_writing()
+                return
+            if updates:
+                await call.write(checkout_pb2.PeerBatch(updates=updates))

@@ -1,0 +1,1 @@
+"""Fraud detection: events d (user-data fraud) and e (card fraud)."""

@@ -1,0 +1,62 @@
+"""The fraud-detection service: events d (user-data fraud) and e (card fraud)."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health
+
+from bookstore.checkout import server as checkout_server
+from bookstore.checkout.budget import AiBudget
+from bookstore.checkout.engine import Participant
+from bookstore.checkout.events import FD, EventResult, Handler
+from bookstore.fraud_detection.rules import FraudJudge, RulesJudge, Verdict
+from bookstore.pb import checkout_pb2
+from bookstore.settings import Settings
+
+NAME = FD
+FLAGGED = "The order was flagged as possible fraud."
+
+
+def make_judge(settings: Settings) -> FraudJudge:
+    """The judge this service asks (rules only until the AI judge is wired in here)."""
+    return RulesJudge()
+
+
+def _result(verdict: Verdict) -> EventResult:
+    return EventResult(
+        ok=not verdict.fraud,
+        reason=verdict.reason or "The order was flagged as possible fraud."
+        if verdict.fraud
+        else "",
+        answered_by=verdict.answered_by,
+    )
+
+
+def handlers(judge: FraudJudge) -> dict[str, Handler]:
+    async def user_fraud(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        return _result(await judge.check_user(order, budget))
+
+    async def card_fraud(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        return _result(await judge.check_card(order, budget))
+
+    return {"d": user_fraud, "e": card_fraud}
+
+
+def create_participant(settings: Settings, judge: FraudJudge | None = None) -> Participant:
+    return Participant(
+        NAME,
+        handlers(judge if judge is not None else make_judge(settings)),
+        ai_order_budget_s=settings.ai_order_budget_s,
+        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    )
+
+
+def create_server(
+    bind: str, participant: Participant
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
+    return checkout_server.create_server(bind, participant)
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    await checkout_server.serve(settings, create_participant(settings))

@@ -1,0 +1,1 @@
+"""Suggestions: event f (books to suggest with an approved order)."""

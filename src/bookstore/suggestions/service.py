@@ -1,0 +1,57 @@
+"""The suggestions service: event f (books to suggest with an approved order)."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health
+
+from bookstore.checkout import server as checkout_server
+from bookstore.checkout.budget import AiBudget
+from bookstore.checkout.engine import Participant
+from bookstore.checkout.events import SUG, EventResult, Handler
+from bookstore.pb import checkout_pb2, common_pb2
+from bookstore.settings import Settings
+from bookstore.suggestions.recommender import CatalogueRecommender, Recommender
+
+NAME = SUG
+
+
+def make_recommender(settings: Settings) -> Recommender:
+    """The recommender this service asks (the catalogue until the AI one is wired in here)."""
+    return CatalogueRecommender()
+
+
+def handlers(recommender: Recommender, count: int) -> dict[str, Handler]:
+    async def suggestions(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        found = await recommender.suggest(order, count, budget)
+        return EventResult(
+            ok=True,
+            answered_by=found.answered_by,
+            suggestions=[
+                common_pb2.Book(book_id=b.book_id, title=b.title, author=b.author)
+                for b in found.books
+            ],
+        )
+
+    return {"f": suggestions}
+
+
+def create_participant(settings: Settings, recommender: Recommender | None = None) -> Participant:
+    chosen = recommender if recommender is not None else make_recommender(settings)
+    return Participant(
+        NAME,
+        handlers(chosen, settings.suggestions_count),
+        ai_order_budget_s=settings.ai_order_budget_s,
+        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    )
+
+
+def create_server(
+    bind: str, participant: Participant
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
+    return checkout_server.create_server(bind, participant)
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    await checkout_server.serve(settings, create_participant(settings))

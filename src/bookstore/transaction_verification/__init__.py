@@ -1,0 +1,1 @@
+"""Transaction verification: events a (items), b (user data) and c (card)."""

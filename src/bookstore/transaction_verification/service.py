@@ -1,0 +1,54 @@
+"""The transaction-verification service: events a (items), b (user data), c (card)."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health
+
+from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.checkout import server as checkout_server
+from bookstore.checkout.budget import AiBudget
+from bookstore.checkout.engine import Participant
+from bookstore.checkout.events import TV, EventResult, Handler
+from bookstore.pb import checkout_pb2
+from bookstore.settings import Settings
+from bookstore.transaction_verification import checks
+
+NAME = TV
+
+
+def _result(reason: str) -> EventResult:
+    return EventResult(ok=not reason, reason=reason, answered_by="rules")
+
+
+def handlers(catalogue: Catalogue) -> dict[str, Handler]:
+    async def items(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        return _result(checks.check_items(order, catalogue))
+
+    async def user_data(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        return _result(checks.check_user_data(order))
+
+    async def card(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        return _result(checks.check_card(order.card))
+
+    return {"a": items, "b": user_data, "c": card}
+
+
+def create_participant(settings: Settings, catalogue: Catalogue | None = None) -> Participant:
+    return Participant(
+        NAME,
+        handlers(catalogue if catalogue is not None else load_catalogue()),
+        ai_order_budget_s=settings.ai_order_budget_s,
+        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    )
+
+
+def create_server(
+    bind: str, participant: Participant
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
+    return checkout_server.create_server(bind, participant)
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    await checkout_server.serve(settings, create_participant(settings))
