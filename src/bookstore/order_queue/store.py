@@ -142,6 +142,7 @@ class OrderStore:
         self._expiry: asyncio.TimerHandle | None = None
         self._subscribers: set[asyncio.Queue[Execution | None]] = set()
         self.failed: BaseException | None = None
+        self.commits = 0  # transactions committed (each one fsync)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -210,6 +211,7 @@ class OrderStore:
                         w.future.set_exception(StorageFailure(str(exc)))
                 self.on_fatal(exc)
                 return
+            self.commits += 1
             for w, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     w.future.set_exception(result)

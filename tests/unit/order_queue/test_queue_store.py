@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from queue_fakes import FakeClock
+
+from bookstore.order_queue.db import (
+    BadRequest,
+    LeaderAlive,
+    LeaseLost,
+    StaleEpoch,
+    StorageFailure,
+    UnknownOrder,
+)
+from bookstore.order_queue.state import Item
+from bookstore.order_queue.store import OrderStore
+
+
+def items(*quantities: int) -> list[Item]:
+    return [Item(f"b{i}", f"Book {i}", q) for i, q in enumerate(quantities)]
+
+
+async def reopen(path: Path, clock: FakeClock) -> OrderStore:
+    s = OrderStore(path, lease_s=2.0, failure_timeout_s=0.5, clock=clock)
+    await s.open()
+    return s
+
+
+async def test_enqueue_is_idempotent_by_order_id(store: OrderStore) -> None:
+    assert await store.enqueue("a", items(1), "Ann") == (1, False)
+    assert await store.enqueue("b", items(2), "Bob") == (2, False)
+    assert await store.enqueue("a", items(5), "Ann again") == (1, True)
+    assert store.status().depth == 2
+
+
+async def test_database_is_wal_with_full_sync_and_holds_no_card_data(
+    store: OrderStore, db_path: Path
+) -> None:
+    await store.enqueue("a", items(2), "Ann")
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(orders)")}
+    assert columns == {
+        "order_id",
+        "items",
+        "customer_name",
+        "books",
+        "sequence",
+        "state",
+        "enqueued_at",
+    }
+    conn.close()
+    # The store's own connection syncs fully on every commit.
+    assert store._db is not None
+    assert store._db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+@pytest.mark.parametrize(
+    ("quantities", "why"),
+    [((), "at least one item"), ((0,), "outside"), ((-1,), "outside"), ((101,), "outside")],
+)
+async def test_bad_orders_are_refused_and_change_nothing(
+    store: OrderStore, quantities: tuple[int, ...], why: str
+) -> None:
+    with pytest.raises(BadRequest, match=why) as info:
+        await store.enqueue("x", items(*quantities), "Ann")
+    assert str(info.value).startswith("BAD_REQUEST: ")
+    assert store.status().depth == 0
+    with pytest.raises(BadRequest):
+        await store.enqueue("", items(1), "Ann")
+
+
+async def test_dequeue_takes_most_books_first_then_arrival(store: OrderStore) -> None:
+    for oid, q in [("a", 1), ("b", 3), ("c", 1), ("d", 3), ("e", 5)]:
+        await store.enqueue(oid, items(q), "n")
+    epoch = await store.register_leader(1)
+    got = []
+    while (taken := await store.dequeue(1, epoch, 0)) is not None:
+        order, lease = taken
+        got.append(order.order_id)
+        await store.complete(1, epoch, lease.lease_id, order.order_id)
+    assert got == ["e", "b", "d", "a", "c"]
+
+
+async def test_an_expired_lease_is_delivered_again_ahead_of_lower_priority(
+    store: OrderStore, clock: FakeClock
+) -> None:
+    await store.enqueue("big", items(4), "n")
+    await store.enqueue("small", items(1), "n")
+    epoch = await store.register_leader(1)
+    first = await store.dequeue(1, epoch, 0)
+    assert first is not None and first[0].order_id == "big"
+    clock.advance(1.0)
+    assert store.status().leased == 1
+    clock.advance(1.5)  # past the 2 s lease
+    again = await store.dequeue(1, epoch, 0)
+    assert again is not None and again[0].order_id == "big"
+    assert again[0].deliveries == 2
+    # The old lease no longer completes: another lease holds the order.
+    with pytest.raises(LeaseLost):
+        await store.complete(1, epoch, first[1].lease_id, "big")
+
+
+async def test_renewing_keeps_the_lease(store: OrderStore, clock: FakeClock) -> None:
+    await store.enqueue("a", items(1), "n")
+    epoch = await store.register_leader(1)
+    taken = await store.dequeue(1, epoch, 0)
+    assert taken is not None
+    for _ in range(3):
+        clock.advance(1.5)
+        assert await store.renew(1, epoch, taken[1].lease_id, "a") == 2.0
+    assert await store.dequeue(1, epoch, 0) is None
+    record, dup = await store.complete(1, epoch, taken[1].lease_id, "a")
+    assert not dup and record.executor == 1
+
+
+async def test_a_new_epoch_fences_the_old_leader_and_frees_its_lease(
+    store: OrderStore,
+) -> None:
+    await store.enqueue("a", items(2), "n")
+    old = await store.register_leader(4)
+    taken = await store.dequeue(4, old, 0)
+    assert taken is not None
+    store._leader_active_at = float("-inf")  # 4 has gone quiet (paused)
+    new = await store.register_leader(3)
+    assert new == old + 1
+    before = store.status()
+    # The old leader can neither complete, renew nor dequeue; nothing changes.
+    with pytest.raises(StaleEpoch, match=f"current epoch is {new}"):
+        await store.complete(4, old, taken[1].lease_id, "a")
+    with pytest.raises(StaleEpoch):
+        await store.renew(4, old, taken[1].lease_id, "a")
+    with pytest.raises(StaleEpoch):
+        await store.dequeue(4, old, 0)
+    after = store.status()
+    assert (after.depth, after.executed, after.epoch) == (before.depth, before.executed, new)
+    # The new leader gets the in-flight order at once.
+    again = await store.dequeue(3, new, 0)
+    assert again is not None and again[0].order_id == "a"
+    record, _ = await store.complete(3, new, again[1].lease_id, "a")
+    assert (record.executor, record.epoch) == (3, new)
+
+
+async def test_a_lower_id_cannot_register_while_a_higher_leader_is_active(
+    store: OrderStore, clock: FakeClock
+) -> None:
+    epoch = await store.register_leader(4)
+    await store.dequeue(4, epoch, 0)
+    with pytest.raises(LeaderAlive):
+        await store.register_leader(3)
+    assert store.status().epoch == epoch
+    assert await store.register_leader(4) == epoch + 1  # the same or a higher id may
+    clock.advance(0.6)  # 4 silent longer than the failure timeout
+    assert await store.register_leader(3) == epoch + 2
+
+
+async def test_completion_is_idempotent(store: OrderStore) -> None:
+    await store.enqueue("a", items(1), "n")
+    epoch = await store.register_leader(1)
+    taken = await store.dequeue(1, epoch, 0)
+    assert taken is not None
+    first, dup1 = await store.complete(1, epoch, taken[1].lease_id, "a")
+    second, dup2 = await store.complete(1, epoch, taken[1].lease_id, "a")
+    assert (dup1, dup2) == (False, True)
+    assert first == second
+    assert store.status().executed == 1
+    with pytest.raises(UnknownOrder):
+        await store.complete(1, epoch, "x", "nope")
+
+
+async def test_everything_acknowledged_survives_a_reopen(
+    store: OrderStore, db_path: Path, clock: FakeClock
+) -> None:
+    for i in range(5):
+        await store.enqueue(f"o{i}", items(i + 1), "n")
+    epoch = await store.register_leader(2)
+    taken = await store.dequeue(2, epoch, 0)
+    assert taken is not None and taken[0].order_id == "o4"
+    await store.complete(2, epoch, taken[1].lease_id, "o4")
+    leased = await store.dequeue(2, epoch, 0)  # a lease a restart voids
+    assert leased is not None
+    await store.close()
+
+    again = await reopen(db_path, clock)
+    try:
+        s = again.status()
+        assert (s.depth, s.executed, s.epoch, s.leader_id, s.leased) == (4, 1, epoch, 2, 0)
+        assert [o.order_id for o in s.next] == ["o3", "o2", "o1", "o0"]
+        view = await again.get_order("o4")
+        assert view.state == "executed" and view.execution is not None
+        assert view.execution.epoch == epoch
+        assert await again.enqueue("o0", items(1), "n") == (1, True)
+        assert await again.enqueue("new", items(1), "n") == (6, False)
+        assert await again.register_leader(3) == epoch + 1  # never reuses an epoch
+    finally:
+        await again.close()
+
+
+async def test_long_poll_wakes_when_an_order_arrives(store: OrderStore) -> None:
+    epoch = await store.register_leader(1)
+    waiting = asyncio.create_task(store.dequeue(1, epoch, 5.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await store.enqueue("a", items(1), "n")
+    taken = await asyncio.wait_for(waiting, 2.0)
+    assert taken is not None and taken[0].order_id == "a"
+    assert await store.dequeue(1, epoch, 0.01) is None  # empty: waits, then nothing
+
+
+async def test_a_waiting_dequeue_of_a_deposed_leader_is_refused(store: OrderStore) -> None:
+    epoch = await store.register_leader(1)
+    waiting = asyncio.create_task(store.dequeue(1, epoch, 5.0))
+    await asyncio.sleep(0.02)
+    await store.register_leader(2)
+    with pytest.raises(StaleEpoch):
+        await asyncio.wait_for(waiting, 2.0)
+
+
+async def test_concurrent_writes_share_commits(store: OrderStore) -> None:
+    results = await asyncio.gather(
+        *(store.enqueue(f"o{i}", items(1 + i % 5), "n") for i in range(200))
+    )
+    assert sorted(seq for seq, _ in results) == list(range(1, 201))
+    assert store.commits < 200
+
+
+async def test_watchers_see_every_committed_execution(store: OrderStore) -> None:
+    for i in range(3):
+        await store.enqueue(f"o{i}", items(1), "n")
+    epoch = await store.register_leader(1)
+    async with store.subscribe() as feed:
+        for _ in range(3):
+            taken = await store.dequeue(1, epoch, 0)
+            assert taken is not None
+            await store.complete(1, epoch, taken[1].lease_id, taken[0].order_id)
+            await store.complete(1, epoch, taken[1].lease_id, taken[0].order_id)  # dup
+        seen = [(await feed.get()) for _ in range(3)]
+        assert feed.empty()
+    assert [r.order_id for r in seen if r] == ["o0", "o1", "o2"]
+    assert [r.sequence for r in seen if r] == [1, 2, 3]
+
+
+async def test_a_failed_commit_is_fatal(db_path: Path, clock: FakeClock) -> None:
+    failures: list[BaseException] = []
+    s = OrderStore(db_path, clock=clock, on_fatal=failures.append)
+    await s.open()
+    assert s._db is not None
+    s._db.conn.close()  # the disk goes away under the writer
+    with pytest.raises(StorageFailure):
+        await s.enqueue("a", items(1), "n")
+    assert failures
+    with pytest.raises(StorageFailure):
+        await s.enqueue("b", items(1), "n")  # nothing more is acknowledged
+    s._db = None
+    await s.close()
