@@ -1,0 +1,77 @@
+"""What the fraud-detection and suggestions services run: AI on or off.
+
+With a key (GEMINI_API_KEY or GOOGLE_API_KEY) and sane AI settings, the AI
+judge / recommender; otherwise the rules / catalogue ones, exactly as without
+this package. Either way ONE start-up line says which (never the key).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bookstore.ai.breaker import CircuitBreaker
+from bookstore.fraud_detection.rules import FraudJudge, RulesJudge
+from bookstore.settings import Settings
+from bookstore.suggestions.recommender import CatalogueRecommender, Recommender
+
+if TYPE_CHECKING:
+    from bookstore.ai.client import AiModel
+
+log = logging.getLogger("bookstore.ai")
+
+
+def _model(settings: Settings, fallback: str) -> AiModel | None:
+    """The AI model to use, or None (after saying why) when the AI is off."""
+    if not settings.ai_enabled:
+        log.info("AI off: GEMINI_API_KEY is not set; %s answer", fallback)
+        return None
+    # Imported only when the AI is on: without a key the SDK is never loaded.
+    from bookstore.ai.client import settings_problem, shared_model
+
+    problem = settings_problem(settings)
+    if problem is not None:
+        log.error("AI off: %s; %s answer", problem, fallback)
+        return None
+    try:
+        model = shared_model(settings)
+    except Exception as exc:  # the SDK refused its configuration
+        log.error("AI off: the Gemini client could not be made (%s); %s answer", exc, fallback)
+        return None
+    where = settings.gemini_base_url or "Google's endpoint"
+    log.info(
+        "AI on: %s at %s (api %s), %.1f s per call, %.1f s per order; fallback: %s",
+        settings.gemini_model,
+        where,
+        settings.gemini_api_version,
+        settings.ai_call_timeout_s,
+        settings.ai_order_budget_s,
+        fallback,
+    )
+    return model
+
+
+def _breaker(settings: Settings) -> CircuitBreaker:
+    return CircuitBreaker(settings.ai_breaker_failures, settings.ai_breaker_cooldown_s)
+
+
+def fraud_judge(settings: Settings, rules: RulesJudge | None = None) -> FraudJudge:
+    rules = rules or RulesJudge()
+    model = _model(settings, "fraud rules")
+    if model is None:
+        return rules
+    from bookstore.ai.fraud import AiFraudJudge
+
+    return AiFraudJudge(rules, model, _breaker(settings), call_timeout_s=settings.ai_call_timeout_s)
+
+
+def recommender(settings: Settings, local: CatalogueRecommender | None = None) -> Recommender:
+    local = local or CatalogueRecommender()
+    model = _model(settings, "catalogue suggestions")
+    if model is None:
+        return local
+    from bookstore.ai.suggestions import AiRecommender
+
+    return AiRecommender(
+        local, model, _breaker(settings), call_timeout_s=settings.ai_call_timeout_s
+    )
