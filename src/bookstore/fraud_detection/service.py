@@ -18,8 +18,10 @@ FLAGGED = "The order was flagged as possible fraud."
 
 
 def make_judge(settings: Settings) -> FraudJudge:
-    """The judge this service asks (rules only until the AI judge is wired in here)."""
-    return RulesJudge()
+    """The judge this service asks: the AI judge with a Gemini key, else the rules."""
+    from bookstore.ai.factory import fraud_judge
+
+    return fraud_judge(settings, RulesJudge())
 
 
 def _result(verdict: Verdict) -> EventResult:

@@ -17,8 +17,10 @@ NAME = SUG
 
 
 def make_recommender(settings: Settings) -> Recommender:
-    """The recommender this service asks (the catalogue until the AI one is wired in here)."""
-    return CatalogueRecommender()
+    """The recommender this service asks: the AI one with a Gemini key, else the catalogue."""
+    from bookstore.ai.factory import recommender
+
+    return recommender(settings, CatalogueRecommender())
 
 
 def handlers(recommender: Recommender, count: int) -> dict[str, Handler]:
