@@ -1,0 +1,42 @@
+"""The orchestrator's HTTP errors: one JSON shape for every failure.
+
+Every error body is `{"error": {"code": "...", "message": "..."}}` — the course
+page shows `error.message` — and never carries a stack trace, an internal
+address or card data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+JSON = "application/json"
+
+
+class ApiError(Exception):
+    """An error the client should see, with its HTTP status and a named code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON response serialized with orjson (the fast path for every route)."""
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(error_body(code, message), status)
+
+
+def from_api_error(error: ApiError) -> Response:
+    return error_response(error.status, error.code, error.message)

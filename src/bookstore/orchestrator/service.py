@@ -1,0 +1,72 @@
+"""The orchestrator process: the HTTP API on uvicorn, stopped gracefully on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from bookstore.orchestrator.app import create_app
+from bookstore.settings import Settings, split_address
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal capture: `serve` installs the handlers
+    on the running loop, so a SIGTERM ends in a clean return (exit code 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def config(settings: Settings) -> uvicorn.Config:
+    host, port = split_address(settings.bind_address("orchestrator"), "ORCHESTRATOR_ADDRESS")
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        http=_http_impl(),
+        loop="none",  # the process's running loop
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # logs.setup already configured the root logger
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        backlog=2048,
+    )
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    server = _Server(config(settings))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    log.info("orchestrator listening on http://%s", settings.bind_address("orchestrator"))
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if not server.started:
+        raise SystemExit(1)
+    log.info("orchestrator stopped")

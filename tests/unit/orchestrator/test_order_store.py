@@ -1,0 +1,28 @@
+from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord, OrderStore, rfc3339
+
+
+def _record(n: int) -> OrderRecord:
+    return OrderRecord(f"o{n}", APPROVED, None, 1_700_000_000.0 + n, [OrderItem("b001", "T", 2)])
+
+
+def test_store_evicts_the_oldest_beyond_capacity() -> None:
+    store = OrderStore(3)
+    for n in range(5):
+        store.put(_record(n))
+    assert len(store) == 3
+    assert store.get("o0") is None and store.get("o1") is None
+    assert [r.order_id for r in store.recent(10)] == ["o4", "o3", "o2"]
+
+
+def test_recent_is_newest_first_and_limited() -> None:
+    store = OrderStore(10)
+    for n in range(4):
+        store.put(_record(n))
+    assert [r.order_id for r in store.recent(2)] == ["o3", "o2"]
+
+
+def test_record_json_counts_books_and_formats_times() -> None:
+    record = _record(0)
+    assert record.summary()["books"] == 2
+    assert record.to_json()["createdAt"] == "2023-11-14T22:13:20.000Z"
+    assert rfc3339(0.25) == "1970-01-01T00:00:00.250Z"
