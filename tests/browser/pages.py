@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page, expect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def future_expiry() -> str:
@@ -19,7 +21,7 @@ def future_expiry() -> str:
 CUSTOMER = {
     "name": "Ada Lovelace",
     "contact": "ada@example.org",
-    "cardNumber": "4111 1111 1111 1111",
+    "cardNumber": "4508 7512 3456 7896",  # issued in Estonia, like the address
     "cvv": "123",
     "street": "Narva mnt 18",
     "city": "Tartu",

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bookstore.settings import CHECKOUT_SERVICES
@@ -51,6 +52,18 @@ def _clock(raw: Any) -> tuple[int, ...] | None:
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw):
         return None
     return tuple(raw)
+
+
+def _seconds(at: Any) -> float:
+    """A report time given as unix seconds or RFC 3339; 0 when neither."""
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        return float(at)
+    if isinstance(at, str):
+        try:
+            return datetime.fromisoformat(at).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
 
 
 def _as_json_clock(clock: Sequence[int]) -> dict[str, int]:
@@ -90,8 +103,7 @@ def events_of(order: Mapping[str, Any]) -> list[TraceEvent]:
         if clock is None or service not in CHECKOUT_SERVICES:
             continue
         final = _merge(final, clock)
-        at = ev.get("at")
-        when = float(at) if isinstance(at, int | float) else 0.0
+        when = _seconds(ev.get("at"))
         event = TraceEvent(service, _as_json_clock(clock), _event_description(ev))
         timed.append((sum(clock), when, i, event))
     timed.sort(key=lambda t: t[:3])

@@ -128,3 +128,14 @@ def test_malformed_events_are_left_out() -> None:
 
 def test_order_without_events_gives_only_the_header() -> None:
     assert shiviz_log({"status": "Order Rejected", "events": []}) == REGEX + "\n\n"
+
+
+def test_report_times_may_be_rfc3339() -> None:
+    order = {
+        "status": "Order Approved",
+        "events": [
+            {**_ev("d", FD, [2, 1, 0], 0), "at": "2026-01-01T00:00:02.000Z"},
+            {**_ev("c", TV, [3, 0, 0], 0), "at": "2026-01-01T00:00:01.000Z"},
+        ],
+    }
+    assert [e.description.split()[0] for e in events_of(order)] == ["c", "d", "end"]

@@ -52,6 +52,7 @@ function renderExecutors(executors, leader) {
   $("executors").replaceChildren(...(cards.length ? cards : [h("p", { class: "empty" }, "No executors reported.")]));
   const line = $("leader-line");
   line.dataset.leader = leaderId ?? "";
+  line.dataset.epoch = leader && leader.epoch != null ? leader.epoch : "";
   line.textContent = leader ? `leader: replica ${leader.replicaId}, epoch ${leader.epoch}` : "no leader";
 }
 
@@ -108,8 +109,9 @@ async function pollCluster() {
 
 function outcomeCell(status, reason) {
   const approved = status === "Order Approved";
+  const word = approved ? "approved" : status === "Order Rejected" ? "rejected" : "error";
   return h("td", {},
-    h("span", { class: approved ? "status-approved" : "status-rejected" }, approved ? "approved" : "rejected"),
+    h("span", { class: approved ? "status-approved" : "status-rejected" }, word),
     !approved && reason ? h("div", { class: "muted", style: "font-size:.82rem" }, reason) : null);
 }
 
@@ -175,7 +177,8 @@ async function loadOrder(orderId, scroll) {
       h("span", {}, "final clock ", h("span", { class: "mono" }, fmtClock(body.vectorClock))),
       h("span", {}, executionText(body.execution) || ""),
       h("a", { class: "button secondary", id: "trace-link", href: `/orders/${encodeURIComponent(body.orderId)}/trace`,
-        download: `order-${body.orderId}.shiviz.log` }, "Download ShiViz trace")),
+        download: `order-${body.orderId}.shiviz.log` }, "Download ShiViz trace"),
+      h("span", { class: "muted", style: "font-size:.82rem" }, "its first line is the parser regex ShiViz asks for")),
     h("div", { class: "legend" },
       LANES.map((l) => h("span", {}, h("span", { class: "dot", style: `background:${l.color}` }), `${l.short} = ${l.service}`)),
       h("span", {}, "→ clock sent to a peer after each event"),

@@ -294,7 +294,7 @@ function showError(message) {
 function fillSample() {
   const year = (new Date().getFullYear() + 2) % 100;
   const sample = {
-    name: "Ada Lovelace", contact: "ada@example.org", cardNumber: "4111 1111 1111 1111",
+    name: "Ada Lovelace", contact: "ada@example.org", cardNumber: "4508 7512 3456 7896",
     expiry: `12/${String(year).padStart(2, "0")}`, cvv: "123", street: "Narva mnt 18", city: "Tartu",
     state: "Tartumaa", zip: "51009", country: "Estonia",
   };
