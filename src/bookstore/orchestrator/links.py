@@ -1,0 +1,131 @@
+"""The orchestrator's long-lived `Session` stream to one checkout service.
+
+Messages are queued in an outbox and sent in batches by one writer task; a
+reader task hands every received `ParticipantMessage` to a callback. When the
+stream breaks the link reports itself down (so orders in flight fail at once)
+and reconnects with a short back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.checkout.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
+from bookstore.pb import checkout_pb2, checkout_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[str, checkout_pb2.ParticipantMessage], None]
+OnDown = Callable[[str], None]
+
+# grpc.aio.StreamStreamCall[OrchestratorBatch, ParticipantBatch] (grpc ships no type hints)
+SessionCall: TypeAlias = Any
+
+
+class ServiceSession:
+    def __init__(
+        self,
+        service: str,
+        address: str,
+        on_message: OnMessage,
+        on_down: OnDown,
+        connect_timeout_s: float,
+    ) -> None:
+        self.service = service
+        self.address = address
+        self.channel = grpcutil.insecure_channel(address)
+        self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
+        self.outbox: Outbox[checkout_pb2.OrchestratorMessage] = Outbox()
+        self._on_message = on_message
+        self._on_down = on_down
+        self._connect_timeout_s = connect_timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self.up = False
+        self.became_up = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"session-{self.service}")
+
+    def send(self, message: checkout_pb2.OrchestratorMessage) -> None:
+        self.outbox.put(message)
+
+    async def close(self) -> None:
+        self.outbox.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.channel.close()
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        was_up = False
+        while not self.outbox.closed:
+            call: SessionCall = self.stub.Session()
+            call.add_done_callback(lambda _call: self.outbox.wake())
+            reader: asyncio.Task[None] | None = None
+            try:
+                await asyncio.wait_for(call.initial_metadata(), self._connect_timeout_s)
+                if call.done():
+                    await call.read()  # raises the call's error
+                    raise ConnectionError("stream ended")
+                self.outbox.clear()  # whatever waited belongs to orders that already failed
+                self.up = True
+                self.became_up.set()
+                was_up = True
+                backoff = BACKOFF_MIN_S
+                log.info("session with %s at %s open", self.service, self.address)
+                reader = asyncio.create_task(self._read(call))
+                await self._write(call)
+            except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
+                if was_up:
+                    log.warning("session with %s broke: %s", self.service, _describe(exc))
+            finally:
+                self.up = False
+                self.became_up.clear()
+                if not call.done():
+                    call.cancel()
+                if reader is not None:
+                    reader.cancel()
+                if was_up:
+                    self._on_down(self.service)
+                    was_up = False
+            if self.outbox.closed:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    async def _write(self, call: SessionCall) -> None:
+        while not call.done():
+            messages = await self.outbox.take()
+            if self.outbox.closed:
+                return
+            if messages and not call.done():
+                await call.write(checkout_pb2.OrchestratorBatch(messages=messages))
+
+    async def _read(self, call: SessionCall) -> None:
+        try:
+            while True:
+                batch = await call.read()
+                if batch is grpc.aio.EOF:
+                    break
+                assert isinstance(batch, checkout_pb2.ParticipantBatch)
+                for message in batch.messages:
+                    self._on_message(self.service, message)
+        except grpc.RpcError:
+            pass
+        finally:
+            self.outbox.wake()
+            if not call.done():
+                call.cancel()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details() or ''}".strip()
+    return type(exc).__name__
