@@ -203,7 +203,7 @@ class Executor:
 
     # -- the queue: the work loop -------------------------------------------------
 
-    def _queue_failed(self, exc: grpc.aio.AioRpcError) -> bool:
+    def _queue_failed(self, exc: grpc.aio.AioRpcError, epoch: int) -> bool:
         """Report a queue error to the node; True when the caller should stop."""
         if exc.code() in UNREACHABLE:
             if self.clock() - self._queue_ok_at >= self.timings.queue_unreachable:
@@ -211,9 +211,12 @@ class Executor:
                 return True
             return False
         self._queue_ok_at = self.clock()
-        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not (
+        fenced = exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not (
             exc.details() or ""
-        ).startswith("LEASE_LOST"):
+        ).startswith("LEASE_LOST")
+        # Only a refusal of the epoch I still hold deposes me (not a late reply
+        # to a request of an earlier reign).
+        if fenced and self.node.is_working_leader and self.node.epoch == epoch:
             self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
         return True
 
@@ -232,7 +235,7 @@ class Executor:
                     timeout=DEQUEUE_WAIT_MS / 1000 + 0.5,
                 )
             except grpc.aio.AioRpcError as exc:
-                if not self._queue_failed(exc):
+                if not self._queue_failed(exc, epoch):
                     await asyncio.sleep(0.05)
                 continue
             self._queue_ok_at = self.clock()
@@ -256,7 +259,7 @@ class Executor:
             try:
                 done = await self.queue.Complete(lease, timeout=1.0)
             except grpc.aio.AioRpcError as exc:
-                if self._queue_failed(exc):
+                if self._queue_failed(exc, epoch):
                     log.warning("complete order=%s refused: %s", order_id, exc.details())
                     return
                 await asyncio.sleep(0.05)

@@ -1,0 +1,244 @@
+"""Real order-queue and order-executor processes on free loopback ports.
+
+Each cluster gets its own temporary BOOKSTORE_DATA_DIR and ports, runs the
+services exactly as the launcher does (`python -m bookstore serve ...`,
+configured only through the environment) and kills every process it started
+when it is closed. A small gRPC client drives the queue and records, Jepsen
+style, what every enqueue was told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+
+START_TIMEOUT_S = 20.0
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@dataclass
+class History:
+    """What each enqueue attempt was told: "ok", "unknown" (timeout) or "failed"."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    books: dict[str, int] = field(default_factory=dict)
+
+    def acknowledged(self) -> set[str]:
+        return {o for o, r in self.outcomes.items() if r == "ok"}
+
+
+class Cluster:
+    def __init__(self, root: Path, executors: int = 4, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.ids = list(range(1, executors + 1))
+        ports = free_ports(1 + executors)
+        self.queue_address = f"127.0.0.1:{ports[0]}"
+        self.executor_addresses = {i: f"127.0.0.1:{p}" for i, p in zip(self.ids, ports[1:])}
+        self.data_dir = root / "data"
+        self.env = {
+            **os.environ,
+            "BOOKSTORE_DATA_DIR": str(self.data_dir),
+            "ORDER_QUEUE_ADDRESS": self.queue_address,
+            "ORDER_EXECUTOR_ADDRESSES": ",".join(
+                f"{i}={a}" for i, a in self.executor_addresses.items()
+            ),
+            "BOOKSTORE_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.history = History()
+        self._channel: grpc.aio.Channel | None = None
+        self._exec_channels: dict[int, grpc.aio.Channel] = {}
+
+    # -- processes -------------------------------------------------------------------
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "bookstore", "serve", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    async def start_queue(self) -> None:
+        self._spawn("queue", "order-queue")
+        await self.wait_healthy(self.queue_address)
+
+    async def start_executor(self, i: int, wait: bool = True) -> None:
+        self._spawn(f"executor-{i}", "order-executor", "--replica-id", str(i))
+        if wait:
+            await self.wait_healthy(self.executor_addresses[i])
+
+    async def start(self) -> None:
+        await self.start_queue()
+        await asyncio.gather(*(self.start_executor(i) for i in self.ids))
+
+    async def wait_healthy(self, address: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if await grpcutil.check_health(address, timeout=0.5):
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{address} not healthy within {START_TIMEOUT_S}s")
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    async def close(self) -> None:
+        for channel in [self._channel, *self._exec_channels.values()]:
+            if channel is not None:
+                await channel.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGCONT)
+                    proc.send_signal(signal.SIGKILL)
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+    # -- the queue, as a client ----------------------------------------------------------
+
+    @property
+    def queue(self) -> queue_pb2_grpc.OrderQueueAsyncStub:
+        if self._channel is None:
+            self._channel = grpcutil.insecure_channel(self.queue_address)
+        return cast(
+            "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._channel)
+        )
+
+    def executor(self, i: int) -> executor_pb2_grpc.OrderExecutorAsyncStub:
+        if i not in self._exec_channels:
+            self._exec_channels[i] = grpcutil.insecure_channel(self.executor_addresses[i])
+        return cast(
+            "executor_pb2_grpc.OrderExecutorAsyncStub",
+            executor_pb2_grpc.OrderExecutorStub(self._exec_channels[i]),
+        )
+
+    async def enqueue(self, books: int, order_id: str | None = None, timeout: float = 2.0) -> str:
+        """Enqueue one order of `books` books; the outcome goes into the history."""
+        oid = order_id or str(uuid.uuid4())
+        self.history.books[oid] = books
+        request = queue_pb2.EnqueueRequest(
+            order=queue_pb2.QueuedOrder(
+                order_id=common_pb2.OrderId(value=oid),
+                items=[common_pb2.OrderItem(book_id="b1", title="A book", quantity=books)],
+                customer_name="Test Customer",
+            )
+        )
+        try:
+            await self.queue.Enqueue(request, timeout=timeout)
+            self.history.outcomes[oid] = "ok"
+        except grpc.aio.AioRpcError as exc:
+            unknown = exc.code() in (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.CANCELLED,
+            )
+            if self.history.outcomes.get(oid) != "ok":
+                self.history.outcomes[oid] = "unknown" if unknown else "failed"
+        return oid
+
+    async def status(self) -> queue_pb2.QueueStatus:
+        return await self.queue.Status(common_pb2.Empty(), timeout=2.0)
+
+    async def executor_status(self, i: int) -> executor_pb2.ExecutorStatus | None:
+        try:
+            return await self.executor(i).Status(common_pb2.Empty(), timeout=0.5)
+        except grpc.aio.AioRpcError:
+            return None
+
+    async def leader(self) -> int | None:
+        """The replica holding the queue's epoch and calling itself leader."""
+        try:
+            q = await self.status()
+        except grpc.aio.AioRpcError:
+            return None
+        s = await self.executor_status(q.leader_id) if q.leader_id else None
+        if s is not None and s.role == "leader" and s.epoch == q.epoch:
+            return int(q.leader_id)
+        return None
+
+    async def wait_for(self, what: Any, timeout: float, every: float = 0.05) -> Any:
+        """Poll an async predicate until it returns something truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                value = await what()
+                if value:
+                    return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await asyncio.sleep(every)
+
+    async def wait_drained(self, timeout: float = 20.0) -> None:
+        async def drained() -> bool:
+            s = await self.status()
+            return s.depth == 0
+
+        await self.wait_for(drained, timeout)
+
+    # -- the queue's file ----------------------------------------------------------------
+
+    def executions(self) -> dict[str, tuple[int, int, int, str]]:
+        """order id -> (executor, epoch, sequence, executed_at), read from the file."""
+        path = self.data_dir / "order-queue" / "queue.db"
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT order_id, executor, epoch, sequence, executed_at FROM executions"
+            ).fetchall()
+            count = conn.execute("SELECT COUNT(*) FROM orders WHERE state='executed'").fetchone()
+        finally:
+            conn.close()
+        result = {r[0]: (int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows}
+        assert len(result) == len(rows) == count[0]  # one record per executed order
+        return result
+
+    def check_history(self) -> dict[str, tuple[int, int, int, str]]:
+        """Acknowledged => executed exactly once; nothing executed that was never sent."""
+        executions = self.executions()
+        missing = self.history.acknowledged() - set(executions)
+        assert not missing, f"acknowledged but never executed: {sorted(missing)[:5]}"
+        unknown_origin = set(executions) - set(self.history.outcomes)
+        assert not unknown_origin, f"executed but never enqueued: {sorted(unknown_origin)[:5]}"
+        sequences = [e[2] for e in executions.values()]
+        assert len(set(sequences)) == len(sequences)
+        return executions

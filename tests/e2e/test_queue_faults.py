@@ -1,0 +1,176 @@
+"""The queue and 4 executor replicas as real processes, under faults.
+
+Every test records what each enqueue was told and ends with the check:
+acknowledged => executed exactly once; nothing executed that was not sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from queue_harness import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def leader_is(cluster: Cluster, replica: int, timeout: float = 10.0) -> None:
+    async def check() -> bool:
+        return await cluster.leader() == replica
+
+    await cluster.wait_for(check, timeout)
+
+
+class Producer:
+    """Enqueues orders at a steady trickle until stopped."""
+
+    def __init__(self, cluster: Cluster, every: float = 0.02, concurrency: int = 1) -> None:
+        self.cluster = cluster
+        self.every = every
+        self.concurrency = concurrency
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _run(self) -> None:
+        rng = random.Random(7)
+        while not self._stop.is_set():
+            await self.cluster.enqueue(rng.randint(1, 5), timeout=1.0)
+            await asyncio.sleep(self.every)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+async def test_killing_the_leader_elects_a_new_one_and_a_restart_takes_back(
+    cluster: Cluster,
+) -> None:
+    await cluster.start()
+    await leader_is(cluster, 4)
+    for _ in range(5):
+        await cluster.enqueue(2)
+    await cluster.wait_drained()
+
+    cluster.kill("executor-4")
+    await leader_is(cluster, 3)
+    later = [await cluster.enqueue(1) for _ in range(5)]
+    await cluster.wait_drained()
+    executions = cluster.check_history()
+    assert {executions[o][0] for o in later} == {3}
+
+    await cluster.start_executor(4)
+    await leader_is(cluster, 4)
+    last = [await cluster.enqueue(3) for _ in range(5)]
+    await cluster.wait_drained()
+    executions = cluster.check_history()
+    assert {executions[o][0] for o in last} == {4}
+    assert "step=won" in cluster.log("executor-3")
+
+
+async def test_a_paused_leader_cannot_complete_and_every_order_runs_once(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, env={"ORDER_EXECUTOR_WORK_S": "0.01"})
+    try:
+        await cluster.start()
+        await leader_is(cluster, 4)
+        old_epoch = (await cluster.status()).epoch
+        producer = Producer(cluster)
+        producer.start()
+        await asyncio.sleep(0.5)
+
+        paused_at = datetime.now(UTC)
+        cluster.signal("executor-4", signal.SIGSTOP)
+        await leader_is(cluster, 3)
+        await asyncio.sleep(1.0)  # well past the failure timeout, orders flowing
+        resumed_at = datetime.now(UTC)
+        cluster.signal("executor-4", signal.SIGCONT)
+        await asyncio.sleep(1.0)
+        await producer.stop()
+        await cluster.wait_drained()
+
+        executions = cluster.check_history()
+        assert len(executions) >= 20
+        # The woken leader completed nothing with its old epoch after the pause.
+        slack = timedelta(milliseconds=200)
+        for executor, epoch, _, at in executions.values():
+            if epoch == old_epoch:
+                when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+                assert when < paused_at + slack, (executor, epoch, at)
+                assert when < resumed_at
+        assert any(e[0] == 3 for e in executions.values())
+        # The highest id, awake again, leads with a fresh epoch.
+        await leader_is(cluster, 4)
+        assert (await cluster.status()).epoch > old_epoch + 1
+    finally:
+        await cluster.close()
+
+
+async def test_killing_the_queue_under_load_loses_nothing_acknowledged(
+    cluster: Cluster,
+) -> None:
+    await cluster.start()
+    await leader_is(cluster, 4)
+    producer = Producer(cluster, every=0.005, concurrency=5)
+    producer.start()
+    await asyncio.sleep(1.0)
+    cluster.kill("queue")
+    await asyncio.sleep(0.5)
+    await cluster.start_queue()
+    await asyncio.sleep(1.0)
+    await producer.stop()
+    await cluster.wait_drained(timeout=30.0)
+    executions = cluster.check_history()
+    outcomes = list(cluster.history.outcomes.values())
+    assert outcomes.count("ok") >= 50
+    assert outcomes.count("ok") < len(outcomes)  # some were refused while it was down
+    assert len(executions) >= outcomes.count("ok")
+
+
+async def test_killing_two_replicas_at_once_still_drains_the_backlog(
+    cluster: Cluster,
+) -> None:
+    await cluster.start()
+    await leader_is(cluster, 4)
+    for i in range(30):
+        await cluster.enqueue(1 + i % 5)
+    cluster.kill("executor-4")
+    cluster.kill("executor-3")
+    late = [await cluster.enqueue(1 + i % 5) for i in range(30)]
+    await cluster.wait_drained(timeout=20.0)
+    executions = cluster.check_history()
+    assert len(executions) == 60
+    assert {executions[o][0] for o in late} == {2}
+
+
+async def test_orders_waiting_for_the_executors_run_largest_first_then_by_arrival(
+    cluster: Cluster,
+) -> None:
+    await cluster.start_queue()
+    books = [b for b in range(1, 6) for _ in range(5)]
+    random.Random(11).shuffle(books)
+    arrival = [await cluster.enqueue(b) for b in books]
+    assert cluster.history.acknowledged() == set(arrival)
+    await asyncio.gather(*(cluster.start_executor(i) for i in cluster.ids))
+    await cluster.wait_drained()
+    executions = cluster.check_history()
+    by_execution = sorted(arrival, key=lambda o: executions[o][2])
+    expected = sorted(arrival, key=lambda o: (-cluster.history.books[o], arrival.index(o)))
+    assert by_execution == expected
