@@ -1,0 +1,381 @@
+"""`bookstore up`: every service as its own process on this machine.
+
+The launcher starts each service (`python -m bookstore serve NAME`), waits until
+each gRPC service reports SERVING through standard health checking and the
+orchestrator answers /healthz, prints where the shop is, and streams every
+service's output line by line behind a coloured name prefix.
+
+Like Compose's `restart: unless-stopped`, a service that exits is started again
+after a back-off that doubles up to a cap and resets once the service has run a
+while. On Ctrl-C or SIGTERM every service gets SIGTERM, then SIGKILL after a
+grace period; each child runs in its own process group (a terminal's Ctrl-C
+reaches only the launcher, which stops them in order) and, on Linux, is
+killed by the kernel if the launcher itself dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bookstore import grpcutil
+from bookstore.settings import Settings, split_address
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_CAP_S = 10.0
+BACKOFF_RESET_AFTER_S = 30.0  # a service up this long starts its back-off afresh
+
+_COLORS = ("36", "35", "33", "32", "34", "96", "95", "93", "92", "94")
+_PR_SET_PDEATHSIG = 1
+
+
+class LaunchError(RuntimeError):
+    """A service did not come up; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    service: str  # the `bookstore serve` name
+    replica_id: int | None
+    address: str
+    http: bool = False  # readiness via GET /healthz instead of gRPC health
+
+    @property
+    def name(self) -> str:
+        return self.service if self.replica_id is None else f"{self.service}-{self.replica_id}"
+
+    def argv(self, python: str) -> list[str]:
+        args = [python, "-m", "bookstore", "serve", self.service]
+        if self.replica_id is not None:
+            args += ["--replica-id", str(self.replica_id)]
+        return args
+
+
+def services_of(settings: Settings) -> list[ServiceSpec]:
+    """Every service of the system, in start order (the orchestrator last)."""
+    specs = [
+        ServiceSpec("transaction-verification", None, settings.transaction_verification_address),
+        ServiceSpec("fraud-detection", None, settings.fraud_detection_address),
+        ServiceSpec("suggestions", None, settings.suggestions_address),
+        ServiceSpec("order-queue", None, settings.order_queue_address),
+    ]
+    specs += [
+        ServiceSpec("order-executor", rid, address)
+        for rid, address in sorted(settings.order_executor_addresses.items())
+    ]
+    specs.append(ServiceSpec("orchestrator", None, settings.orchestrator_address, http=True))
+    return specs
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it when the launcher dies."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+def _local(address: str) -> tuple[str, int]:
+    """Where to reach a service from this machine (a wildcard bind means loopback)."""
+    host, port = split_address(address, "address")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return host, port
+
+
+async def http_healthy(address: str, timeout: float = 1.0) -> bool:
+    """True when GET /healthz at `address` answers 200."""
+    host, port = _local(address)
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(
+                    f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                await writer.drain()
+                status = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return False
+    parts = status.split()
+    return len(parts) >= 2 and parts[1] == b"200"
+
+
+async def grpc_healthy(address: str, timeout: float = 1.0) -> bool:
+    host, port = _local(address)
+    try:
+        return await asyncio.wait_for(grpcutil.check_health(f"{host}:{port}", timeout), timeout + 1)
+    except (OSError, TimeoutError):
+        return False
+
+
+@dataclass
+class _Running:
+    spec: ServiceSpec
+    color: str
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff_s: float = BACKOFF_FIRST_S
+    supervisor: asyncio.Task[None] | None = None
+    pids: list[int] = field(default_factory=list)
+
+
+class Launcher:
+    """Runs and supervises the services. Use from a running event loop:
+
+    launcher = Launcher(settings)
+    await launcher.start()
+    await launcher.wait_ready()
+    ...
+    await launcher.stop()
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        color: bool = False,
+        out: TextIO | None = None,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        specs: list[ServiceSpec] | None = None,
+        backoff_first_s: float = BACKOFF_FIRST_S,
+        backoff_cap_s: float = BACKOFF_CAP_S,
+        backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        self.settings = settings
+        self.out = out if out is not None else sys.stdout
+        self.color = color
+        self.python = python
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.backoff_first_s = backoff_first_s
+        self.backoff_cap_s = backoff_cap_s
+        self.backoff_reset_after_s = backoff_reset_after_s
+        self.stop_grace_s = stop_grace_s
+        self._services = [
+            _Running(spec, _COLORS[i % len(_COLORS)], backoff_s=backoff_first_s)
+            for i, spec in enumerate(specs if specs is not None else services_of(settings))
+        ]
+        self._width = max(len(r.spec.name) for r in self._services)
+        self._stopping = False
+        self._readers: set[asyncio.Task[None]] = set()
+
+    # ---------------------------------------------------------------- output
+
+    def _prefix(self, name: str, color: str) -> str:
+        label = name.ljust(max(self._width, len("launcher")))
+        if self.color:
+            return f"\x1b[{color}m{label} |\x1b[0m "
+        return f"{label} | "
+
+    def say(self, text: str) -> None:
+        """A line of the launcher's own."""
+        self._write(self._prefix("launcher", "1"), text)
+
+    def _write(self, prefix: str, text: str) -> None:
+        try:
+            self.out.write(f"{prefix}{text}\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # nobody is reading our output any more; keep supervising
+
+    async def _pump(self, running: _Running, stream: asyncio.StreamReader) -> None:
+        prefix = self._prefix(running.spec.name, running.color)
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream limit
+                line = await stream.read(65536)
+            if not line:
+                return
+            self._write(prefix, line.decode("utf-8", "replace").rstrip("\r\n"))
+
+    # ------------------------------------------------------------- processes
+
+    async def _spawn(self, running: _Running) -> None:
+        process = await asyncio.create_subprocess_exec(
+            *running.spec.argv(self.python),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            limit=1024 * 1024,
+        )
+        running.process = process
+        running.started_at = time.monotonic()
+        running.pids.append(process.pid)
+        self.say(f"started {running.spec.name} pid={process.pid}")
+        assert process.stdout is not None
+        reader = asyncio.create_task(self._pump(running, process.stdout))
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+
+    async def _supervise(self, running: _Running) -> None:
+        """Wait for the service to exit; start it again after a back-off unless stopping."""
+        while True:
+            process = running.process
+            assert process is not None
+            code = await process.wait()
+            if self._stopping:
+                return
+            ran = time.monotonic() - running.started_at
+            if ran >= self.backoff_reset_after_s:
+                running.backoff_s = self.backoff_first_s
+            delay = running.backoff_s
+            running.backoff_s = min(running.backoff_s * 2, self.backoff_cap_s)
+            how = f"signal {-code}" if code < 0 else f"code {code}"
+            self.say(
+                f"{running.spec.name} exited with {how} after {ran:.1f} s; "
+                f"restarting in {delay:.1f} s"
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn(running)
+            except OSError as exc:
+                self.say(f"could not start {running.spec.name}: {exc}")
+                return
+            running.restarts += 1
+
+    async def start(self) -> None:
+        """Start every service (without waiting for readiness)."""
+        for running in self._services:
+            await self._spawn(running)
+            running.supervisor = asyncio.create_task(self._supervise(running))
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until every service is healthy; LaunchError names those that never were."""
+        deadline = time.monotonic() + timeout
+        pending = {r.spec.name: r.spec for r in self._services}
+        while pending:
+            checks = await asyncio.gather(*(self._healthy(s) for s in pending.values()))
+            for spec, ok in zip(list(pending.values()), checks, strict=True):
+                if ok:
+                    del pending[spec.name]
+                    self.say(f"{spec.name} is ready on {spec.address}")
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                names = ", ".join(sorted(pending))
+                raise LaunchError(f"not ready after {timeout:.0f} s: {names}")
+            await asyncio.sleep(0.2)
+
+    @staticmethod
+    async def _healthy(spec: ServiceSpec) -> bool:
+        if spec.http:
+            return await http_healthy(spec.address)
+        return await grpc_healthy(spec.address)
+
+    def pids(self) -> dict[str, int]:
+        """The current pid of each service, by name ("order-executor-2")."""
+        return {
+            r.spec.name: r.process.pid
+            for r in self._services
+            if r.process is not None and r.process.returncode is None
+        }
+
+    def restarts(self) -> dict[str, int]:
+        return {r.spec.name: r.restarts for r in self._services}
+
+    async def stop(self) -> None:
+        """SIGTERM to every service, SIGKILL to what is left after the grace period."""
+        self._stopping = True
+        for running in self._services:
+            if running.supervisor is not None:
+                running.supervisor.cancel()
+        alive = [
+            r.process
+            for r in self._services
+            if r.process is not None and r.process.returncode is None
+        ]
+        self.say(f"stopping {len(alive)} services")
+        for process in alive:
+            _signal_group(process.pid, signal.SIGTERM)
+        waits = [asyncio.create_task(p.wait()) for p in alive]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=self.stop_grace_s)
+            if late:
+                self.say(f"{len(late)} services ignored SIGTERM; killing them")
+            for process in alive:
+                _signal_group(process.pid, signal.SIGKILL)
+            await asyncio.wait(waits, timeout=self.stop_grace_s)
+        if self._readers:
+            await asyncio.wait(list(self._readers), timeout=1.0)
+        for running in self._services:
+            if running.supervisor is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running.supervisor
+        self.say("all services stopped")
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the service's process group (it and anything it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def run(settings: Settings, color: bool) -> int:
+    launcher = Launcher(settings, color=color)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        await launcher.start()
+        ready = asyncio.create_task(launcher.wait_ready())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+        elif ready.exception() is not None:
+            launcher.say(f"error: {ready.exception()}")
+            code = 1
+        else:
+            _announce(launcher, settings)
+            await stopped
+        stopped.cancel()
+    finally:
+        await launcher.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return code
+
+
+def _announce(launcher: Launcher, settings: Settings) -> None:
+    host, port = _local(settings.orchestrator_address)
+    base = f"http://{host}:{port}"
+    launcher.say("all services ready")
+    launcher.say(f"the shop:    {base}/")
+    launcher.say(f"the cluster: {base}/cluster")
+    launcher.say(f"checkout:    POST {base}/checkout   (Ctrl-C stops everything)")
+
+
+def main(settings: Settings, color: bool) -> int:
+    """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
+    use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+    return asyncio.run(run(settings, use_color))
