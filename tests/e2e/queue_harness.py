@@ -60,7 +60,9 @@ class Cluster:
         self.ids = list(range(1, executors + 1))
         ports = free_ports(1 + executors)
         self.queue_address = f"127.0.0.1:{ports[0]}"
-        self.executor_addresses = {i: f"127.0.0.1:{p}" for i, p in zip(self.ids, ports[1:])}
+        self.executor_addresses = {
+            i: f"127.0.0.1:{p}" for i, p in zip(self.ids, ports[1:], strict=True)
+        }
         self.data_dir = root / "data"
         self.env = {
             **os.environ,
@@ -177,11 +179,15 @@ class Cluster:
         return oid
 
     async def status(self) -> queue_pb2.QueueStatus:
-        return await self.queue.Status(common_pb2.Empty(), timeout=2.0)
+        reply: queue_pb2.QueueStatus = await self.queue.Status(common_pb2.Empty(), timeout=2.0)
+        return reply
 
     async def executor_status(self, i: int) -> executor_pb2.ExecutorStatus | None:
         try:
-            return await self.executor(i).Status(common_pb2.Empty(), timeout=0.5)
+            reply: executor_pb2.ExecutorStatus = await self.executor(i).Status(
+                common_pb2.Empty(), timeout=0.5
+            )
+            return reply
         except grpc.aio.AioRpcError:
             return None
 
