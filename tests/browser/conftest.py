@@ -7,6 +7,7 @@ test setup installs it); without it these tests fail, they do not skip.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ import uvicorn
 from fake_api import create_app
 from pages import RecordedPage
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from harness import System, start_system
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -93,3 +97,11 @@ def browser_page_375(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def system() -> Iterator[System]:
+    """The real system (`bookstore up` on free ports, temporary data), shared by the tests."""
+    with start_system() as running:
+        running.wait_healthy()
+        yield running

@@ -122,7 +122,7 @@ async function pollOrders() {
       const rows = body.orders.map((o) => h(
         "tr",
         {
-          class: "order-row", tabindex: 0, role: "button", "aria-selected": o.orderId === chosen,
+          class: "order-row", tabindex: 0, "aria-selected": String(o.orderId === chosen),
           dataset: { orderId: o.orderId, status: o.status },
           onclick: () => choose(o.orderId),
           onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); choose(o.orderId); } },
