@@ -238,6 +238,9 @@ class Lab:
                     os.killpg(process.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=5)
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
 
     def close(self) -> None:
         """Stop every process and delete every namespace made (links and bridge go too)."""
