@@ -6,7 +6,7 @@ score reaches FRAUD_THRESHOLD (0.7). The reason shown is the strongest rule's.
 User data (event d):
 - U1 throw-away email: the contact's domain is in DISPOSABLE_DOMAINS -> +0.8.
 - U2 implausible quantity: more than MAX_BOOKS (50) books in total -> +0.8.
-- U3 implausible total: more than MAX_TOTAL (5000.00) at catalogue prices -> +0.8.
+- U3 implausible total: more than MAX_TOTAL (2000.00) at catalogue prices -> +0.8.
 - U4 bogus name: a name of digits only, or containing a URL -> +0.8.
 - U5 language mismatch: the device language's region (e.g. "et-EE") names a
   country other than the billing country -> +0.2 only (never fraud alone).
@@ -37,7 +37,7 @@ from bookstore.pb import checkout_pb2
 
 FRAUD_THRESHOLD = 0.7
 MAX_BOOKS = 50
-MAX_TOTAL = 5000.0
+MAX_TOTAL = 2000.0
 PREPAID_LIMIT = 300.0
 MAX_SAME_BOOK = 20
 

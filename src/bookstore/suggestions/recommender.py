@@ -18,7 +18,7 @@ from bookstore.checkout.budget import AiBudget
 from bookstore.pb import checkout_pb2
 
 # Fixed popularity order (catalogue ids), the last resort.
-POPULAR = ("b001", "b021", "b035", "b046", "b061", "b081", "b091", "b076", "b023", "b036")
+POPULAR = ("b001", "b021", "b035", "b046", "b062", "b081", "b091", "b076", "b023", "b036")
 SAMPLE_GENRE = "sample"
 
 
