@@ -159,7 +159,7 @@ def test_an_order_crosses_the_hosts_end_to_end(bookstore: Cluster, ledger: Ledge
     attempt = approved(bookstore, ledger, "end-to-end")
     assert attempt.order_id
     record = executed(bookstore, attempt.order_id)
-    assert (record["executor"], record["epoch"]) == (4, epoch)
+    assert record["executor"] == 4 and record["epoch"] >= epoch, record
     assert attempt.execution is not None and attempt.execution["state"] == "executed"
     assert attempt.execution["executor"] == 4
 
@@ -200,7 +200,7 @@ def test_restoring_the_link_gives_the_highest_id_the_lead_again(
     attempt = approved(bookstore, ledger, "link restored")
     assert attempt.order_id
     record = executed(bookstore, attempt.order_id)
-    assert (record["executor"], record["epoch"]) == (4, epoch_4)
+    assert record["executor"] == 4 and record["epoch"] >= epoch_4, record
 
 
 def test_a_split_of_the_executors_never_lets_two_replicas_complete(

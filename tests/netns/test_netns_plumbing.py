@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netlab import Host, Lab, close_lab, namespaces, open_lab, run_ip
+from netlab import Host, Lab, close_lab, namespaces, open_lab, require_root_and_tools, run_ip
 
 pytestmark = pytest.mark.netns
 
@@ -118,3 +118,13 @@ def test_closing_the_lab_removes_its_namespaces_and_processes(tmp_path: Path) ->
         close_lab(lab)
     assert server.poll() is not None
     assert not [n for n in namespaces() if n.startswith(lab.tag)]
+
+
+def test_without_root_the_lab_skips_but_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        require_root_and_tools()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="need root"):
+        require_root_and_tools()
