@@ -270,6 +270,13 @@ def create_app() -> FastAPI:
                     "replicaId": 3,
                     "step": "won",
                     "detail": "no ANSWER from higher ids",
+                    "epoch": 1,
+                },
+                {
+                    "at": time.time() - 4.5,
+                    "replicaId": 3,
+                    "step": "registered",
+                    "detail": "queue granted epoch 2",
                     "epoch": 2,
                 },
             ],

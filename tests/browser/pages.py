@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -121,3 +122,32 @@ class RecordedPage:
             for u in self.requests
             if not u.startswith(("data:", "blob:")) and urlsplit(u).hostname not in LOCAL_HOSTS
         ]
+
+
+def approved_order(base_url: str) -> str:
+    """Place an order over HTTP that the rules approve; its id."""
+    body = {
+        "user": {"name": "Grace Hopper", "contact": "grace@example.org"},
+        "creditCard": {
+            "number": "4111111111111111",
+            "expirationDate": future_expiry(),
+            "cvv": "123",
+        },
+        "items": [
+            {"name": "Distributed Systems", "quantity": 2},
+            {"name": "Designing Data-Intensive Applications", "quantity": 1},
+        ],
+        "billingAddress": {
+            "street": "Juhan Liivi 2",
+            "city": "Tartu",
+            "state": "Tartumaa",
+            "zip": "50409",
+            "country": "Estonia",
+        },
+        "termsAndConditionsAccepted": True,
+        "shippingMethod": "Standard",
+    }
+    res = httpx.post(f"{base_url}/checkout", json=body, timeout=20)
+    assert res.status_code == 200, res.text
+    assert res.json()["status"] == "Order Approved", res.text
+    return str(res.json()["orderId"])

@@ -7,15 +7,16 @@ import signal
 import time
 
 from harness import System
-from pages import RecordedPage
+from pages import SCREENSHOTS, RecordedPage, approved_order
 from playwright.sync_api import expect
 
 
 def test_cluster_view_shows_the_new_leader_after_the_leader_is_killed(
     recorded: RecordedPage, system: System
 ) -> None:
+    order_id = approved_order(system.base_url)
     page = recorded.page
-    page.goto(system.base_url + "/cluster")
+    page.goto(f"{system.base_url}/cluster?order={order_id}")
     leader = page.locator(".executor.leader")
     expect(leader).to_have_count(1, timeout=15_000)
     old_pid = int(leader.get_attribute("data-pid") or 0)
@@ -38,3 +39,6 @@ def test_cluster_view_shows_the_new_leader_after_the_leader_is_killed(
     print(f"new leader shown {time.monotonic() - killed:.2f} s after SIGKILL")
     expect(page.locator(".executor.leader")).to_have_count(1)
     expect(page.locator(".elections li").first).not_to_have_class("empty")
+    expect(page.locator("svg.spacetime g.event")).to_have_count(6)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "cluster.png"), full_page=True)

@@ -76,13 +76,25 @@ function renderQueue(queue) {
 }
 
 function renderElections(elections) {
-  const list = [...(elections || [])].reverse().slice(0, 60);
+  const all = elections || [];
+  // Each new leader registers its epoch with the queue: one chip per epoch.
+  const leaders = new Map();
+  for (const e of all) {
+    if (e.step === "registered" && e.epoch != null && !leaders.has(`${e.epoch}`)) {
+      leaders.set(`${e.epoch}`, e);
+    }
+  }
+  $("leaders").replaceChildren(...[...leaders.values()].slice(-4).map((e) => h(
+    "li", { dataset: { epoch: e.epoch, replicaId: e.replicaId } },
+    h("b", {}, `epoch ${e.epoch}`), ` replica ${e.replicaId} `, h("span", { class: "muted" }, fmtTime(e.at)),
+  )));
+  const list = [...all].reverse().slice(0, 60);
   $("elections").replaceChildren(...(list.length ? list.map((e) => h(
     "li", { dataset: { step: e.step, replicaId: e.replicaId, epoch: e.epoch ?? "" } },
     h("span", { class: "muted mono" }, fmtTime(e.at)),
     h("span", { class: `step ${String(e.step || "").toLowerCase().replace(/[^a-z]/g, "")}` }, e.step || "?"),
     h("span", {}, h("strong", {}, `replica ${e.replicaId}`), e.detail ? ` ${e.detail}` : "",
-      e.epoch != null ? h("span", { class: "muted" }, ` · epoch ${e.epoch}`) : ""),
+      e.epoch != null && !/epoch/.test(e.detail || "") ? h("span", { class: "muted" }, ` · epoch ${e.epoch}`) : ""),
   )) : [h("li", { class: "empty" }, "No election yet.")]));
 }
 

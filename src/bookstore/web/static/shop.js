@@ -215,7 +215,12 @@ function orderLinks(orderId) {
   );
 }
 
+function orderedLine() {
+  return [...cart].map(([bookId, qty]) => `${books.get(bookId)?.title || bookId} × ${qty}`).join(", ");
+}
+
 function showApproved(body) {
+  const ordered = orderedLine();
   cart.clear();
   renderCart();
   const suggestions = Array.isArray(body.suggestedBooks) ? body.suggestedBooks : [];
@@ -224,6 +229,7 @@ function showApproved(body) {
     "approved",
     h("h2", { id: "result-status" }, body.status),
     h("div", {}, "Order ", h("span", { class: "mono", id: "order-id" }, body.orderId)),
+    ordered ? h("div", { class: "muted", id: "ordered" }, ordered) : null,
     execution,
     suggestions.length ? h("h3", { style: "margin:10px 0 0;font-size:1rem" }, "You might also like") : null,
     h("ul", { class: "suggestions", id: "suggestions" }, suggestions.map(suggestionLine)),
