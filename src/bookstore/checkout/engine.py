@@ -152,7 +152,10 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         try:
             async for batch in request_iterator:
                 for msg in batch.messages:
-                    self._on_orchestrator(msg, link)
+                    try:
+                        self.on_orchestrator_message(msg, link)
+                    except ValueError as exc:
+                        log.error("malformed message from the orchestrator: %s", exc)
         finally:
             link.outbox.close()
 
@@ -163,7 +166,10 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
     ) -> common_pb2.Empty:
         async for batch in request_iterator:
             for update in batch.updates:
-                self._on_update(update)
+                try:
+                    self.on_peer_update(update)
+                except ValueError as exc:
+                    log.error("malformed update from %s: %s", update.sender, exc)
         return common_pb2.Empty()
 
     async def Stats(
@@ -182,7 +188,10 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
 
     # ---- messages from the orchestrator ------------------------------------
 
-    def _on_orchestrator(self, msg: checkout_pb2.OrchestratorMessage, link: SessionLink) -> None:
+    def on_orchestrator_message(
+        self, msg: checkout_pb2.OrchestratorMessage, link: SessionLink
+    ) -> None:
+        """One message of an orchestrator session (a synchronous, atomic section)."""
         kind = msg.WhichOneof("kind")
         if kind == "init":
             self._on_init(msg.init.order, link)
@@ -298,7 +307,8 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
 
     # ---- messages from peers -------------------------------------------------
 
-    def _on_update(self, update: checkout_pb2.ClockUpdate) -> None:
+    def on_peer_update(self, update: checkout_pb2.ClockUpdate) -> None:
+        """One ClockUpdate from a peer (a synchronous, atomic section)."""
         order_id = update.order_id.value
         clock = vclock.from_pb(update.clock)
         if order_id in self.finalized:
