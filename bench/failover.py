@@ -1,0 +1,113 @@
+"""Failover time: leader SIGKILL -> the first order executed by a new leader.
+
+Starts the order queue and 4 executor replicas as real processes (free
+ports, a temporary data directory), keeps a trickle of orders flowing,
+SIGKILLs the current leader again and again (restarting it after each kill,
+so it takes leadership back) and prints each failover time with the median
+and the worst.
+
+    .venv/bin/python bench/failover.py [--kills 10] [--trickle-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+
+from queue_harness import Cluster
+
+from bookstore.pb import queue_pb2
+
+
+class Feed:
+    """Every execution the queue records, stamped with when we heard of it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.records: list[tuple[float, int, int]] = []  # (monotonic, executor, epoch)
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async for r in self.cluster.queue.WatchExecutions(queue_pb2.WatchRequest()):
+                    self.records.append((time.monotonic(), r.executor, r.epoch))
+                    self.changed.set()
+            except Exception:
+                await asyncio.sleep(0.1)
+
+    async def first_after(
+        self, t0: float, pred: Callable[[tuple[float, int, int]], bool], timeout: float
+    ) -> tuple[float, int, int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for rec in self.records:
+                if rec[0] >= t0 and pred(rec):
+                    return rec
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no execution by a new leader")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+
+async def trickle(cluster: Cluster, every: float) -> None:
+    while True:
+        await cluster.enqueue(1, timeout=1.0)
+        await asyncio.sleep(every)
+
+
+async def main(kills: int, trickle_ms: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bookstore-failover-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            await cluster.start()
+            feed = Feed(cluster)
+            tasks = [
+                asyncio.create_task(feed.run()),
+                asyncio.create_task(trickle(cluster, trickle_ms / 1000)),
+            ]
+            times: list[float] = []
+            for n in range(1, kills + 1):
+                leader = await cluster.wait_for(cluster.leader, 15.0)
+                epoch = (await cluster.status()).epoch
+                # The leader is working: wait for one of its executions.
+                await feed.first_after(time.monotonic(), lambda r, e=epoch: r[2] == e, 10.0)
+                t_kill = time.monotonic()
+                cluster.kill(f"executor-{leader}")
+                rec = await feed.first_after(
+                    t_kill, lambda r, old=leader, e=epoch: r[1] != old and r[2] > e, 15.0
+                )
+                took = rec[0] - t_kill
+                times.append(took)
+                print(f"kill {n:2d}: leader {leader} -> {rec[1]} executing after {took:.3f}s")
+                await cluster.start_executor(leader)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            executions = cluster.check_history()
+            print(
+                f"failover over {len(times)} kills: median {statistics.median(times):.3f}s,"
+                f" worst {max(times):.3f}s, best {min(times):.3f}s"
+                f" ({len(executions)} orders executed, each exactly once)"
+            )
+        finally:
+            await cluster.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--trickle-ms", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.kills, args.trickle_ms))
