@@ -61,6 +61,17 @@ class Feed:
                 await asyncio.wait_for(self.changed.wait(), left)
 
 
+Record = tuple[float, int, int]
+
+
+def by_epoch(epoch: int) -> Callable[[Record], bool]:
+    return lambda r: r[2] == epoch
+
+
+def by_successor(old: int, epoch: int) -> Callable[[Record], bool]:
+    return lambda r: r[1] != old and r[2] > epoch
+
+
 async def trickle(cluster: Cluster, every: float) -> None:
     while True:
         await cluster.enqueue(1, timeout=1.0)
@@ -82,12 +93,10 @@ async def main(kills: int, trickle_ms: int) -> None:
                 leader = await cluster.wait_for(cluster.leader, 15.0)
                 epoch = (await cluster.status()).epoch
                 # The leader is working: wait for one of its executions.
-                await feed.first_after(time.monotonic(), lambda r, e=epoch: r[2] == e, 10.0)
+                await feed.first_after(time.monotonic(), by_epoch(epoch), 10.0)
                 t_kill = time.monotonic()
                 cluster.kill(f"executor-{leader}")
-                rec = await feed.first_after(
-                    t_kill, lambda r, old=leader, e=epoch: r[1] != old and r[2] > e, 15.0
-                )
+                rec = await feed.first_after(t_kill, by_successor(leader, epoch), 15.0)
                 took = rec[0] - t_kill
                 times.append(took)
                 print(f"kill {n:2d}: leader {leader} -> {rec[1]} executing after {took:.3f}s")
