@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 MAX_OUTPUT_TOKENS = 256
+BACKSTOP_MARGIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ class GeminiModel:
             http_options=types.HttpOptions(
                 base_url=settings.gemini_base_url or None,
                 api_version=settings.gemini_api_version,
-                # A backstop: each call also runs under its own, shorter deadline.
-                timeout=max(1, int(settings.ai_call_timeout_s * 1000)),
+                # A backstop only: each call runs under its own deadline (generate).
+                timeout=int((settings.ai_call_timeout_s + BACKSTOP_MARGIN_S) * 1000),
             ),
         )
         self._aio = self._client.aio
@@ -130,12 +131,18 @@ class GeminiModel:
         await self._aio.aclose()
 
 
-_shared: GeminiModel | None = None
+_shared: dict[tuple[str, str, str, str, float], GeminiModel] = {}
 
 
 def shared_model(settings: Settings) -> GeminiModel:
-    """The process's one client (made on first use)."""
-    global _shared
-    if _shared is None:
-        _shared = GeminiModel(settings)
-    return _shared
+    """The process's one client for these settings (made on first use)."""
+    key = (
+        settings.gemini_api_key,
+        settings.gemini_base_url,
+        settings.gemini_api_version,
+        settings.gemini_model,
+        settings.ai_call_timeout_s,
+    )
+    if key not in _shared:
+        _shared[key] = GeminiModel(settings)
+    return _shared[key]

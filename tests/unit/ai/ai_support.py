@@ -1,0 +1,67 @@
+"""Helpers for the AI tests: settings pointing at a fake, orders to judge."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bookstore.checkout.cards import summarize_card
+from bookstore.pb import checkout_pb2, common_pb2
+from bookstore.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fakes/
+
+CARD_NUMBER = "4111111111111111"
+CVV = "737"
+KEY = "test-key-not-secret"
+
+
+def ai_settings(
+    base_url: str,
+    *,
+    call_timeout_s: float = 0.5,
+    budget_s: float = 1.0,
+    failures: int = 3,
+    cooldown_s: float = 30.0,
+) -> Settings:
+    """Settings with the AI on, pointed at `base_url` (a fake), with short deadlines."""
+    return replace(
+        Settings(),
+        gemini_api_key=KEY,
+        gemini_base_url=base_url,
+        ai_call_timeout_s=call_timeout_s,
+        ai_order_budget_s=budget_s,
+        ai_breaker_failures=failures,
+        ai_breaker_cooldown_s=cooldown_s,
+    )
+
+
+def make_order(
+    *,
+    comment: str = "Please gift wrap it.",
+    contact: str = "ada@example.org",
+    items: tuple[tuple[str, int], ...] = (("b001", 1),),
+    country: str = "US",
+    card_number: str = CARD_NUMBER,
+) -> checkout_pb2.OrderData:
+    """An order as fraud detection receives it, plus (wrongly) the full card,
+    so tests can prove the AI never gets more than the card summary."""
+    return checkout_pb2.OrderData(
+        order_id=common_pb2.OrderId(value="order-1"),
+        items=[common_pb2.OrderItem(book_id=b, quantity=q) for b, q in items],
+        customer=checkout_pb2.Customer(name="Ada Lovelace", contact=contact),
+        billing_address=checkout_pb2.Address(
+            street="1 Analytical Way", city="Boston", state="MA", zip="02110", country=country
+        ),
+        terms_accepted=True,
+        card=checkout_pb2.Card(number=card_number, expiration="12/30", cvv=CVV),
+        card_summary=summarize_card(card_number, "12/30"),
+        user_comment=comment,
+        client=checkout_pb2.ClientInfo(
+            device_type="desktop",
+            device_os="Linux",
+            browser_name="Firefox",
+            device_language="en-US",
+        ),
+    )

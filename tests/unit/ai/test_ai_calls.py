@@ -1,0 +1,125 @@
+"""One check's call: the order's budget, at most one retry, the circuit breaker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fakes.gemini import FakeGemini, Reply
+
+from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.calls import ask
+from bookstore.ai.client import AiRequest, GeminiModel
+from bookstore.ai.errors import (
+    AiBudgetSpent,
+    AiCircuitOpen,
+    AiConnectionError,
+    AiHttpError,
+    AiNotJson,
+    AiTimeout,
+)
+from bookstore.ai.prompts import FraudAnswer
+from bookstore.checkout.budget import AiBudget
+
+REQUEST = AiRequest("user-fraud", "You judge orders.", "The data.", FraudAnswer)
+CLEAN = Reply.json({"fraud": False, "score": 0.1, "reason": "fine"})
+
+
+async def test_an_answer_charges_its_time_to_the_budget(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.always(CLEAN)
+    budget = AiBudget(3.0)
+    answer = await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+    assert answer.score == 0.1
+    assert 0 < budget.spent_s < 3.0
+
+
+async def test_a_spent_budget_does_not_call_the_ai(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.always(CLEAN)
+    with pytest.raises(AiBudgetSpent):
+        await ask(model, breaker, AiBudget(3.0, spent_s=3.0), REQUEST, call_timeout_s=2.0)
+    assert fake.requests == []
+
+
+async def test_the_deadline_is_what_the_budget_has_left(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.always(Reply.hang())
+    budget = AiBudget(3.0, spent_s=2.7)
+    started = time.monotonic()
+    with pytest.raises(AiTimeout):
+        await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0  # the budget's 0.3 s, not the call's 2 s (generous bound)
+    assert budget.remaining() < 0.05
+    assert len(fake.requests) == 1  # a timeout is not retried
+
+
+async def test_a_server_error_is_retried_once(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.then(Reply.status(500))
+    fake.always(CLEAN)
+    answer = await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    assert answer.fraud is False
+    assert len(fake.requests) == 2
+
+
+async def test_a_dropped_connection_is_retried_once_then_given_up(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.always(Reply.close())
+    with pytest.raises(AiConnectionError):
+        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("reply", [Reply.status(429), Reply.text("prose"), Reply.status(400)])
+async def test_rate_limits_and_bad_answers_are_not_retried(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker, reply: Reply
+) -> None:
+    fake.always(reply)
+    with pytest.raises((AiHttpError, AiNotJson)):
+        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    assert len(fake.requests) == 1
+
+
+async def test_no_retry_when_the_budget_is_spent_by_the_first_call(
+    fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
+) -> None:
+    fake.always(Reply.status(503))
+    budget = AiBudget(0.06)
+    with pytest.raises((AiHttpError, AiBudgetSpent)):
+        await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+    assert len(fake.requests) <= 2
+    assert budget.spent_s > 0
+
+
+async def test_an_open_circuit_stops_calling_the_ai(fake: FakeGemini, model: GeminiModel) -> None:
+    breaker = CircuitBreaker(failures=2, cooldown_s=60.0)
+    fake.always(Reply.status(429))
+    for _ in range(2):
+        with pytest.raises(AiHttpError):
+            await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    assert breaker.state == "open"
+    fake.always(CLEAN)
+    with pytest.raises(AiCircuitOpen):
+        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    assert len(fake.requests) == 2
+
+
+async def test_after_the_cooldown_one_probe_closes_the_circuit(
+    fake: FakeGemini, model: GeminiModel
+) -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, cooldown_s=5.0, now=lambda: now[0])
+    fake.always(Reply.status(429))
+    with pytest.raises(AiHttpError):
+        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    now[0] = 5.0
+    fake.always(CLEAN)
+    assert (await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)).score == 0.1
+    assert breaker.state == "closed"
