@@ -6,9 +6,12 @@ import asyncio
 import http.server
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +83,70 @@ def test_the_build_context_holds_only_what_the_image_needs() -> None:
         if not word.startswith("--")
     }
     assert copied <= allowed, copied - allowed
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex on '/'-separated relative paths."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+    tr = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(tr.get(p, re.escape(p)) for p in parts))
+
+
+def build_context(target: Path) -> list[str]:
+    """Copy what `docker build` would send (per .dockerignore) to target; the paths."""
+    rules = [
+        (line.startswith("!"), _pattern(line.lstrip("!")))
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    exceptions = [rx for keep, rx in rules if keep]
+
+    def excluded(rel: str) -> bool:
+        parents = [rel.rsplit("/", n)[0] for n in range(rel.count("/") + 1)]
+        result = False
+        for keep, rx in rules:
+            if any(rx.fullmatch(p) for p in parents):
+                result = not keep
+        return result
+
+    copied = []
+    for folder, dirs, files in os.walk(ROOT):
+        base = Path(folder).relative_to(ROOT).as_posix()
+        prefix = "" if base == "." else f"{base}/"
+        # Walk into an excluded folder only if an exception may re-include inside it.
+        dirs[:] = [
+            d
+            for d in dirs
+            if not excluded(prefix + d)
+            or any(rx.pattern.startswith(re.escape(prefix + d + "/")) for rx in exceptions)
+        ]
+        for name in files:
+            rel = prefix + name
+            if not excluded(rel):
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / rel, target / rel)
+                copied.append(rel)
+    return copied
+
+
+def test_the_build_context_builds_the_package(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    copied = build_context(context)
+    assert "deploy/healthcheck.py" in copied and "src/bookstore/cli.py" in copied
+    assert not [p for p in copied if p.startswith((".git/", ".venv/", "tests/"))]
+    assert not [p for p in copied if "__pycache__" in p]
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    result = subprocess.run(
+        [*pip, "--no-cache-dir", "-w", str(tmp_path / "wheels"), str(context)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "wheels").glob("bookstore-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("cli.py", "catalogue/books.json", "pb/queue_pb2.py", "py.typed"):
+        assert f"bookstore/{needed}" in names, needed
 
 
 def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
