@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from queue_fakes import FakeClock
 
 from bookstore.order_queue.db import (
@@ -256,3 +259,53 @@ async def test_a_failed_commit_is_fatal(db_path: Path, clock: FakeClock) -> None
         await s.enqueue("b", items(1), "n")  # nothing more is acknowledged
     s._db = None
     await s.close()
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("enqueue"), st.integers(min_value=1, max_value=5)),
+        st.tuples(st.just("dequeue"), st.just(0)),
+        st.tuples(st.just("restart"), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS)
+def test_any_interleaving_matches_the_model_across_restarts(ops: list[tuple[str, int]]) -> None:
+    """Enqueues, dequeues (executing each order) and restarts of the real store:
+    every dequeue hands out the model's smallest (-books, sequence)."""
+
+    async def scenario(path: Path) -> None:
+        clock = FakeClock()
+        store = await reopen(path, clock)
+        model: dict[str, tuple[int, int]] = {}
+        sequence = 0
+        try:
+            for op, books in ops:
+                if op == "enqueue":
+                    sequence += 1
+                    oid = f"o{sequence}"
+                    assert await store.enqueue(oid, items(books), "n") == (sequence, False)
+                    model[oid] = (-books, sequence)
+                elif op == "dequeue":
+                    epoch = await store.register_leader(1)
+                    taken = await store.dequeue(1, epoch, 0)
+                    if not model:
+                        assert taken is None
+                        continue
+                    assert taken is not None
+                    expected = min(model, key=lambda o: model[o])
+                    assert taken[0].order_id == expected
+                    await store.complete(1, epoch, taken[1].lease_id, expected)
+                    del model[expected]
+                else:
+                    await store.close()
+                    store = await reopen(path, clock)
+                assert store.status().depth == len(model)
+        finally:
+            await store.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp) / "queue.db"))
