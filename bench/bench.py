@@ -1,0 +1,259 @@
+"""Checkout benchmark: throughput at 50 clients, latency at 10, resident memory.
+
+    .venv/bin/python bench/bench.py                  # starts the system on free ports
+    .venv/bin/python bench/bench.py --url http://127.0.0.1:8081   # a running system
+
+Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
+(--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
+driven by raw asyncio streams, so the load generator spends little CPU of the
+two cores it shares with the services. Every order is the course page's
+default request, approved end to end (checked, queued, executed). Prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from checkout_requests import course_page_request  # noqa: E402
+from harness import start_system  # noqa: E402
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+@dataclass
+class Phase:
+    concurrency: int
+    latencies_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return len(self.latencies_s) + len(self.failures)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_s) / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_s:
+            return float("nan")
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection posting checkouts."""
+
+    def __init__(self, host: str, port: int, body: bytes) -> None:
+        self.host, self.port = host, port
+        self.request = (
+            f"POST /checkout HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self) -> tuple[int, bytes]:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(self.request)
+        status_line = await self.reader.readline()
+        if not status_line:
+            self.writer = None
+            raise ConnectionError("connection closed")
+        length, close = 0, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                close = True
+        payload = await self.reader.readexactly(length)
+        if close:
+            self.writer.close()
+            self.writer = None
+        return int(status_line.split()[1]), payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def run_phase(
+    host: str, port: int, concurrency: int, orders: int, cap_s: float, body: bytes
+) -> Phase:
+    phase = Phase(concurrency)
+    remaining = orders
+    start = time.perf_counter()
+    deadline = start + cap_s
+
+    async def client() -> None:
+        nonlocal remaining
+        connection = Connection(host, port, body)
+        try:
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                t0 = time.perf_counter()
+                try:
+                    status, payload = await connection.post()
+                except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                    phase.failures.append(f"{type(exc).__name__}")
+                    connection = Connection(host, port, body)
+                    continue
+                took = time.perf_counter() - t0
+                answer: dict[str, Any] = orjson.loads(payload) if payload else {}
+                if status == 200 and answer.get("status") == "Order Approved":
+                    phase.latencies_s.append(took)
+                else:
+                    phase.failures.append(f"{status} {answer.get('status') or answer}")
+        finally:
+            connection.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    phase.elapsed_s = time.perf_counter() - start
+    return phase
+
+
+def _kib(pid: int, path: str, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory(pids: list[int]) -> tuple[float, float]:
+    """(sum of RSS, sum of PSS) in MB over `pids`."""
+    rss = sum(_kib(p, "status", "VmRSS:") for p in pids)
+    pss = sum(_kib(p, "smaps_rollup", "Pss:") for p in pids)
+    return rss / 1024, pss / 1024
+
+
+def cluster_pids(base_url: str) -> list[int]:
+    import httpx
+
+    services = httpx.get(base_url + "/api/cluster", timeout=5).json()["services"]
+    return [s["pid"] for s in services if isinstance(s.get("pid"), int)]
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def table(throughput: Phase, latency: Phase, rss_mb: float, pss_mb: float, procs: int) -> str:
+    rows = [
+        (f"checkouts/s at {throughput.concurrency} concurrent clients", f"{throughput.rate:.0f}"),
+        (
+            f"latency p50 / p95 / p99 at {latency.concurrency} concurrent clients",
+            f"{latency.percentile(50):.1f} / {latency.percentile(95):.1f} / "
+            f"{latency.percentile(99):.1f} ms",
+        ),
+        (
+            f"checkouts/s at {latency.concurrency} concurrent clients",
+            f"{latency.rate:.0f}/s",
+        ),
+        (f"resident memory, {procs} processes (sum of RSS)", f"{rss_mb:.0f} MB"),
+        (f"proportional set size, {procs} processes (sum of PSS)", f"{pss_mb:.0f} MB"),
+        (
+            "orders (approved / failed)",
+            f"{len(throughput.latencies_s) + len(latency.latencies_s)} / "
+            f"{len(throughput.failures) + len(latency.failures)}",
+        ),
+    ]
+    lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
+    lines.append("")
+    lines.append(
+        f"Machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load generator on the same machine."
+    )
+    return "\n".join(lines)
+
+
+async def bench(base_url: str, args: argparse.Namespace) -> tuple[Phase, Phase]:
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    body = orjson.dumps(course_page_request())
+    warm = await run_phase(host, port, 10, args.warmup, args.duration_cap, body)
+    print(f"warm-up: {warm.done} orders, {len(warm.failures)} failed", file=sys.stderr)
+    throughput = await run_phase(host, port, args.concurrency, args.orders, args.duration_cap, body)
+    print(
+        f"throughput phase: {throughput.done} orders in {throughput.elapsed_s:.1f} s",
+        file=sys.stderr,
+    )
+    latency = await run_phase(
+        host, port, args.latency_concurrency, args.latency_orders, args.duration_cap, body
+    )
+    print(f"latency phase: {latency.done} orders in {latency.elapsed_s:.1f} s", file=sys.stderr)
+    for phase in (throughput, latency):
+        if phase.failures:
+            print(
+                f"failures ({len(phase.failures)}): {sorted(set(phase.failures))[:5]}",
+                file=sys.stderr,
+            )
+    return throughput, latency
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running orchestrator on 127.0.0.1 (default: start one)")
+    parser.add_argument("--orders", type=int, default=3000, help="orders in the throughput phase")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--latency-orders", type=int, default=1500)
+    parser.add_argument("--latency-concurrency", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--duration-cap", type=float, default=60.0, help="seconds per phase, at most"
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], help="NAME=VALUE for a started system"
+    )
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        if args.url:
+            base_url = args.url.rstrip("/")
+            if urlsplit(base_url).hostname not in LOCAL_HOSTS:
+                parser.error("--url must point at 127.0.0.1 or localhost")
+            pids = cluster_pids(base_url)
+        else:
+            extra = dict(item.split("=", 1) for item in args.env)
+            extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
+            system = stack.enter_context(start_system(extra))
+            base_url = system.base_url
+            pids = [*system.pids().values(), system.process.pid]
+        throughput, latency = asyncio.run(bench(base_url, args))
+        rss, pss = memory(pids)
+    print(table(throughput, latency, rss, pss, len(pids)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
