@@ -37,12 +37,14 @@ class Cluster:
         await self.servers[service].stop(0)
         await self.participants[service].close()
 
-    async def wait_empty(self, timeout: float = 3.0) -> dict[str, int]:
+    async def wait_empty(
+        self, timeout: float = 3.0, services: tuple[str, ...] = CHECKOUT_SERVICES
+    ) -> dict[str, int]:
         """Cached orders per service once all are 0, or as they stand at the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            counts = {s: len(p.orders) for s, p in self.participants.items()}
+            counts = {s: len(self.participants[s].orders) for s in services}
             if not any(counts.values()) or loop.time() > deadline:
                 return counts
             await asyncio.sleep(0.02)
@@ -70,13 +72,18 @@ def course_request(**overrides: object) -> CheckoutRequest:
     return CheckoutRequest.model_validate(body)
 
 
-async def start_cluster(ttl_s: float = 60.0, checkout_timeout_s: float = 5.0) -> Cluster:
+async def start_cluster(
+    ttl_s: float = 60.0,
+    checkout_timeout_s: float = 5.0,
+    factories: dict[str, Callable[[Settings], Participant]] | None = None,
+) -> Cluster:
     base = Settings(unfinished_order_ttl_s=ttl_s, checkout_timeout_s=checkout_timeout_s)
+    chosen = {**FACTORIES, **(factories or {})}
     participants: dict[str, Participant] = {}
     servers: dict[str, grpc.aio.Server] = {}
     addresses: dict[str, str] = {}
     for service in CHECKOUT_SERVICES:
-        participant = FACTORIES[service](base)
+        participant = chosen[service](base)
         server, health, port = checkout_server.create_server("127.0.0.1:0", participant)
         await server.start()
         await grpcutil.set_serving(health, [checkout_server.SERVICE_NAME])

@@ -358,7 +358,8 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             return
         clock = vclock.tick(state.clock, self.service)
         state.clock = clock
-        state.known[spec.event] = clock
+        if result.ok:  # a failed event is never "known": nothing after it may run
+            state.known[spec.event] = clock
         self.events_run += 1
         log.info(
             "order=%s event=%s (%s) clock=%s ok=%s answered_by=%s",

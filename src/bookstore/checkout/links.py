@@ -110,8 +110,10 @@ class PeerLink:
                 await self._pump(call)
                 backoff = BACKOFF_MIN_S
             except (grpc.RpcError, asyncio.InvalidStateError) as exc:
-                if self.connected:
-                    log.warning("link to %s (%s) broke: %s", self.service, self.address, exc)
+                if self.connected and not self.outbox.closed:
+                    log.warning(
+                        "link to %s (%s) broke: %s", self.service, self.address, describe(exc)
+                    )
                 self.connected = False
             finally:
                 if not call.done():
@@ -141,3 +143,10 @@ class PeerLink:
                 return
             if updates:
                 await call.write(checkout_pb2.PeerBatch(updates=updates))
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of a gRPC error."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details() or ''}".strip()
+    return type(exc).__name__

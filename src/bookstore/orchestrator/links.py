@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from bookstore import grpcutil
-from bookstore.checkout.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
+from bookstore.checkout.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox, describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ class ServiceSession:
                 reader = asyncio.create_task(self._read(call))
                 await self._write(call)
             except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
-                if was_up:
-                    log.warning("session with %s broke: %s", self.service, _describe(exc))
+                if was_up and not self.outbox.closed:
+                    log.warning("session with %s broke: %s", self.service, describe(exc))
             finally:
                 self.up = False
                 self.became_up.clear()
@@ -123,9 +123,3 @@ class ServiceSession:
             self.outbox.wake()
             if not call.done():
                 call.cancel()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name} {exc.details() or ''}".strip()
-    return type(exc).__name__
