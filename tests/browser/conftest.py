@@ -33,7 +33,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright holds an event loop on this thread while it runs,
+# which async tests elsewhere in the session must not find.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
@@ -41,7 +43,7 @@ def playwright() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield browser
@@ -99,9 +101,9 @@ def browser_page_375(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def system() -> Iterator[System]:
-    """The real system (`bookstore up` on free ports, temporary data), shared by the tests."""
+    """The real system (`bookstore up` on free ports, temporary data) for one test module."""
     with start_system() as running:
         running.wait_healthy()
         yield running
