@@ -225,14 +225,15 @@ class ExecutionTracker:
             executors.append(entry)
             elections.extend(steps)
         elections.sort(key=lambda s: (s["at"], s["replicaId"]))
-        leader = None
-        if queue.get("healthy") and queue.get("leaderId"):
-            leader = {"replicaId": queue["leaderId"], "epoch": queue["epoch"]}
-        else:
-            leading = [e for e in executors if e["alive"] and e["role"] == "leader"]
-            if leading:
-                best = max(leading, key=lambda e: e["epoch"])
-                leader = {"replicaId": best["replicaId"], "epoch": best["epoch"]}
+        # The leader: a live replica claiming it, preferring the one holding the
+        # queue's current epoch (a paused or deposed one may still claim).
+        leading = [e for e in executors if e["alive"] and e["role"] == "leader"]
+        leading.sort(key=lambda e: (e["epoch"] == queue.get("epoch"), e["epoch"]), reverse=True)
+        leader = (
+            {"replicaId": leading[0]["replicaId"], "epoch": leading[0]["epoch"]}
+            if leading
+            else None
+        )
         return {
             "queue": queue,
             "executors": executors,

@@ -239,9 +239,13 @@ class OrderStore:
 
     def _on_expiry(self) -> None:
         self._expiry = None
+        self._expire()
+        self._schedule_expiry()
+
+    def _expire(self) -> None:
+        """Reclaim expired leases, waking long polls if any order came back."""
         if self.state.expire(self.clock()):
             self._notify()
-        self._schedule_expiry()
 
     # -- fencing ----------------------------------------------------------------
 
@@ -298,6 +302,7 @@ class OrderStore:
         while True:
             if epoch != self.epoch or replica_id != self.leader_id:
                 raise StaleEpoch(f"current epoch is {self.epoch}")
+            self._expire()
             taken = self.state.take(self.clock(), replica_id, epoch, self.lease_s)
             if taken is not None:
                 self._schedule_expiry()
@@ -310,6 +315,7 @@ class OrderStore:
 
     async def renew(self, replica_id: int, epoch: int, lease_id: str, order_id: str) -> float:
         self._check_epoch(replica_id, epoch)
+        self._expire()
         lease = self.state.renew(order_id, lease_id, self.clock(), self.lease_s)
         if lease is None:
             raise LeaseLost(f"no live lease {lease_id} on order {order_id}")
@@ -356,7 +362,7 @@ class OrderStore:
         return OrderView(state, books, sequence, execution)
 
     def status(self, next_n: int = 10) -> StatusView:
-        self.state.expire(self.clock())
+        self._expire()
         return StatusView(
             depth=self.state.depth,
             next=self.state.peek(next_n),

@@ -1,0 +1,85 @@
+"""The queue's gRPC face: precise status codes and named result codes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import cast
+
+import grpc
+import pytest
+
+from bookstore import grpcutil
+from bookstore.order_queue.service import create_server
+from bookstore.order_queue.store import OrderStore
+from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
+
+
+@pytest.fixture
+async def stub(store: OrderStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
+    server, _, port = create_server("127.0.0.1:0", store)
+    await server.start()
+    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+def order(order_id: str, *quantities: int) -> queue_pb2.EnqueueRequest:
+    return queue_pb2.EnqueueRequest(
+        order=queue_pb2.QueuedOrder(
+            order_id=common_pb2.OrderId(value=order_id),
+            items=[common_pb2.OrderItem(book_id="b", title="t", quantity=q) for q in quantities],
+            customer_name="n",
+            books=999,  # ignored: the server computes the priority
+        )
+    )
+
+
+async def test_enqueue_and_dequeue_over_grpc(stub: queue_pb2_grpc.OrderQueueAsyncStub) -> None:
+    reply = await stub.Enqueue(order("a", 2, 3))
+    assert (reply.sequence, reply.duplicate) == (1, False)
+    assert (await stub.Enqueue(order("a", 2, 3))).duplicate
+    epoch = (await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=2))).epoch
+    got = await stub.Dequeue(queue_pb2.DequeueRequest(replica_id=2, epoch=epoch, wait_ms=10))
+    assert got.has_order and got.order.books == 5 and got.lease_ms == 2000
+    lease = queue_pb2.LeaseRequest(
+        replica_id=2, epoch=epoch, lease_id=got.lease_id, order_id=got.order.order_id
+    )
+    done = await stub.Complete(lease)
+    assert done.execution.executor == 2 and done.execution.sequence == 1
+    status = await stub.GetOrder(common_pb2.OrderId(value="a"))
+    assert status.state == "executed" and status.execution.epoch == epoch
+
+
+@pytest.mark.parametrize("quantities", [(0,), (-3,), (100_000,), ()])
+async def test_malformed_orders_are_invalid_argument(
+    stub: queue_pb2_grpc.OrderQueueAsyncStub, quantities: tuple[int, ...]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Enqueue(order("x", *quantities))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith("BAD_REQUEST: ")
+    assert (await stub.Status(common_pb2.Empty())).depth == 0
+
+
+async def test_stale_epoch_is_failed_precondition(
+    stub: queue_pb2_grpc.OrderQueueAsyncStub,
+) -> None:
+    await stub.Enqueue(order("a", 1))
+    await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=1))
+    await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=1))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Dequeue(queue_pb2.DequeueRequest(replica_id=1, epoch=1, wait_ms=0))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details() == "STALE_EPOCH: current epoch is 2"
+    status = await stub.Status(common_pb2.Empty())
+    assert (status.depth, status.leased, status.epoch) == (1, 0, 2)
+
+
+async def test_unknown_order_is_not_found(stub: queue_pb2_grpc.OrderQueueAsyncStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetOrder(common_pb2.OrderId(value="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (info.value.details() or "").startswith("UNKNOWN_ORDER: ")
