@@ -97,3 +97,30 @@ def test_shop_works_from_the_keyboard(page: Page, fake_url: str) -> None:
     page.keyboard.press("Tab")  # the book's Add button
     page.keyboard.press("Enter")
     expect(page.locator(".cart-line")).to_have_count(1)
+
+
+def test_approved_order_goes_from_queued_to_executed(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page)
+    place_order(page)
+    expect_status(page, "Order Approved")
+    execution = page.locator("#execution")
+    expect(execution).to_have_attribute("data-state", "executed")
+    expect(execution).to_have_text("✓Executed by replica 3 (epoch 2)")
+    expect(page.locator("#suggestions li")).to_have_text(
+        ["Distributed Systems — Maarten van SteenAdd to cart"]
+    )
+    trace = page.get_by_role("link", name="ShiViz trace")
+    assert (trace.get_attribute("href") or "").endswith("/trace")
+
+
+def test_cluster_view_fits_a_phone_screen(browser_page_375: Page, fake_url: str) -> None:
+    page = browser_page_375
+    page.goto(fake_url + "/cluster")
+    expect(page.locator(".executor")).to_have_count(4)
+    expect(page.locator(".executor.leader")).to_have_attribute("data-replica-id", "3")
+    expect(page.locator(".executor[data-alive='false']")).to_have_count(1)
+    expect(page.locator("#leaders li")).to_have_count(1)
+    expect(page.locator("#leaders li")).to_contain_text("epoch 2 replica 3")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
