@@ -23,7 +23,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Kind = Literal["text", "status", "hang", "close"]
@@ -34,6 +34,11 @@ class Reply:
     kind: Kind
     body: str = ""
     status_code: int = 200
+    delay_s: float = 0.0  # wait this long before answering (a slow model)
+
+    def after(self, delay_s: float) -> Reply:
+        """The same reply, sent `delay_s` seconds late."""
+        return replace(self, delay_s=delay_s)
 
     @staticmethod
     def json(payload: Any) -> Reply:
@@ -227,6 +232,8 @@ class FakeGemini:
                     assert self._stopping is not None
                     await self._stopping.wait()
                     break
+                if reply.delay_s > 0:
+                    await asyncio.sleep(reply.delay_s)
                 if reply.kind == "close":
                     break
                 await self._write(writer, request, reply)
