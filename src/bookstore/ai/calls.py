@@ -15,13 +15,14 @@ import logging
 
 from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.client import AiModel, AiRequest, M
-from bookstore.ai.errors import AiBudgetSpent, AiCircuitOpen, AiError
+from bookstore.ai.errors import AiBudgetSpent, AiCircuitOpen, AiError, AiHttpError
 from bookstore.checkout.budget import AiBudget
 
 log = logging.getLogger(__name__)
 
 MIN_CALL_S = 0.05  # below this, a call cannot succeed: go straight to the fallback
 ATTEMPTS = 2  # the first call and at most one retry
+_REFUSED = frozenset({400, 401, 403, 404})  # a bad key or model name, not an outage
 
 
 async def ask(
@@ -46,7 +47,15 @@ async def ask(
                 breaker.record_failure()
             else:
                 breaker.release()
-            log.info("ai %s attempt %d failed: %s", request.label, attempt, exc)
+            if isinstance(exc, AiHttpError) and exc.status in _REFUSED:
+                log.warning(
+                    "ai %s: Gemini refused the request (%s); check GEMINI_API_KEY and "
+                    "GEMINI_MODEL. The fallback answers.",
+                    request.label,
+                    exc.kind,
+                )
+            else:
+                log.info("ai %s attempt %d failed: %s", request.label, attempt, exc)
             if attempt < ATTEMPTS and exc.retryable:
                 continue
             raise

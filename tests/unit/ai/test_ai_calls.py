@@ -123,3 +123,17 @@ async def test_after_the_cooldown_one_probe_closes_the_circuit(
     fake.always(CLEAN)
     assert (await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)).score == 0.1
     assert breaker.state == "closed"
+
+
+async def test_a_refused_key_is_a_clear_warning(
+    fake: FakeGemini,
+    model: GeminiModel,
+    breaker: CircuitBreaker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.always(Reply.status(400, "API key not valid. Please pass a valid API key."))
+    with pytest.raises(AiHttpError):
+        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "GEMINI_API_KEY" in warning.getMessage()
+    assert "test-key" not in caplog.text
