@@ -67,6 +67,10 @@ class ExecutionTracker:
         self._recent: OrderedDict[str, ExecutionInfo] = OrderedDict()
         self._watch: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
+        # Orders this tracker enqueued -> the feed connection they were enqueued
+        # under: the feed is sure to bring their execution while it stays up.
+        self._enqueued: OrderedDict[str, int] = OrderedDict()
+        self._generation = 0
         self.watching = False
 
     async def start(self) -> None:
@@ -115,9 +119,13 @@ class ExecutionTracker:
             )
         )
         timeout = self.settings.rpc_timeout_s
+        generation = self._generation if self.watching else -1
         for attempt in (1, 2):
             try:
                 await self.queue.Enqueue(request, timeout=timeout)
+                self._enqueued[order_id] = generation
+                while len(self._enqueued) > RECENT_EXECUTIONS:
+                    self._enqueued.popitem(last=False)
                 return
             except grpc.aio.AioRpcError as exc:
                 error = grpcutil.translate(QUEUE, exc)
@@ -136,8 +144,9 @@ class ExecutionTracker:
         future: asyncio.Future[ExecutionInfo] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(order_id, []).append(future)
         try:
-            if not self.watching:
-                # The feed is down: look once now (the reconnect re-checks the rest).
+            if not (self.watching and self._enqueued.get(order_id) == self._generation):
+                # Not enqueued under the live feed: it may have been executed
+                # already, so ask once (the feed brings what happens from now on).
                 self._spawn_check([order_id])
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -181,6 +190,7 @@ class ExecutionTracker:
             call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
             try:
                 await call.initial_metadata()  # the queue has subscribed us
+                self._generation += 1
                 self.watching = True
                 backoff = 0.05
                 # Executions may have happened while the stream was down.
