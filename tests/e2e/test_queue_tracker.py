@@ -52,6 +52,13 @@ async def test_an_enqueued_order_is_confirmed_executed(
     assert await tracker.status(order_id) == info
     assert await tracker.wait_executed(order_id, timeout=0.1) == info
     assert await tracker.status(str(uuid.uuid4())) is None
+    # Another orchestrator (or one restarted) learns of a past execution too.
+    other = ExecutionTracker(from_env(cluster.env))
+    await other.start()
+    try:
+        assert await other.wait_executed(order_id, timeout=5.0) == info
+    finally:
+        await other.close()
 
 
 async def test_waiting_times_out_while_no_executor_runs(
