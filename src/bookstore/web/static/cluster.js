@@ -170,15 +170,24 @@ function choose(orderId) {
   loadOrder(orderId, true);
 }
 
+// What the diagram is drawn from; a refresh that changes none of it keeps the drawing.
+const drawnFrom = (o) => JSON.stringify([o.orderId, o.status, o.events, o.cancel, o.vectorClock, o.clockErrors]);
+
 async function loadOrder(orderId, scroll) {
   const { ok, status, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}`).catch(() => ({ ok: false, status: 0 }));
   if (orderId !== chosen) return;
   const detail = $("order-detail");
   if (!ok || !body) {
+    chosenOrder = null;
     detail.replaceChildren(h("p", { class: "empty" }, status ? errorMessage(body, status) : "The order could not be loaded."));
     return;
   }
+  const same = chosenOrder && drawnFrom(chosenOrder) === drawnFrom(body);
   chosenOrder = body;
+  if (same && $("chosen-execution")) {
+    $("chosen-execution").textContent = executionText(body.execution) || "";
+    return;
+  }
   const approved = body.status === "Order Approved";
   $("order-hint").textContent = shortId(orderId);
   detail.replaceChildren(
@@ -187,7 +196,7 @@ async function loadOrder(orderId, scroll) {
       h("span", { class: approved ? "status-approved" : "status-rejected" }, body.status),
       body.reason ? h("span", {}, body.reason) : null,
       h("span", {}, "final clock ", h("span", { class: "mono" }, fmtClock(body.vectorClock))),
-      h("span", {}, executionText(body.execution) || ""),
+      h("span", { id: "chosen-execution" }, executionText(body.execution) || ""),
       h("a", { class: "button secondary", id: "trace-link", href: `/orders/${encodeURIComponent(body.orderId)}/trace`,
         download: `order-${body.orderId}.shiviz.log` }, "Download ShiViz trace"),
       h("span", { class: "muted", style: "font-size:.82rem" }, "its first line is the parser regex ShiViz asks for")),

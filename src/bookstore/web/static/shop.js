@@ -236,6 +236,7 @@ function showApproved(body) {
     orderLinks(body.orderId),
   );
   renderExecution(body.execution || { state: "queued" });
+  search(val("search")); // stock may have changed
   if (!body.execution || body.execution.state !== "executed") watchExecution(body.orderId);
 }
 
