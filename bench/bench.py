@@ -152,11 +152,25 @@ def memory(pids: list[int]) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
-def cluster_pids(base_url: str) -> list[int]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids(base_url: str) -> dict[int, str]:
+    """pid -> service name, as the running system reports them."""
     import httpx
 
     services = httpx.get(base_url + "/api/cluster", timeout=5).json()["services"]
-    return [s["pid"] for s in services if isinstance(s.get("pid"), int)]
+    return {
+        s["pid"]: s["name"] if s.get("replicaId") is None else f"{s['name']}-{s['replicaId']}"
+        for s in services
+        if isinstance(s.get("pid"), int)
+    }
 
 
 def _cpu() -> str:
@@ -198,13 +212,24 @@ def table(throughput: Phase, latency: Phase, rss_mb: float, pss_mb: float, procs
     return "\n".join(lines)
 
 
-async def bench(base_url: str, args: argparse.Namespace) -> tuple[Phase, Phase]:
+async def bench(
+    base_url: str, args: argparse.Namespace, names: dict[int, str]
+) -> tuple[Phase, Phase]:
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = orjson.dumps(course_page_request())
     warm = await run_phase(host, port, 10, args.warmup, args.duration_cap, body)
     print(f"warm-up: {warm.done} orders, {len(warm.failures)} failed", file=sys.stderr)
+    before = {pid: cpu_seconds(pid) for pid in names}
+    bench_before = time.process_time()
     throughput = await run_phase(host, port, args.concurrency, args.orders, args.duration_cap, body)
+    used = {pid: cpu_seconds(pid) - before[pid] for pid in names}
+    used_bench = time.process_time() - bench_before
+    per_order = max(1, len(throughput.latencies_s))
+    print("CPU per approved order in the throughput phase:", file=sys.stderr)
+    for pid, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+        print(f"  {names[pid]:26} {seconds / per_order * 1000:6.2f} ms", file=sys.stderr)
+    print(f"  {'(load generator)':26} {used_bench / per_order * 1000:6.2f} ms", file=sys.stderr)
     print(
         f"throughput phase: {throughput.done} orders in {throughput.elapsed_s:.1f} s",
         file=sys.stderr,
@@ -242,16 +267,17 @@ def main(argv: list[str] | None = None) -> int:
             base_url = args.url.rstrip("/")
             if urlsplit(base_url).hostname not in LOCAL_HOSTS:
                 parser.error("--url must point at 127.0.0.1 or localhost")
-            pids = cluster_pids(base_url)
+            names = cluster_pids(base_url)
         else:
             extra = dict(item.split("=", 1) for item in args.env)
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
-            pids = [*system.pids().values(), system.process.pid]
-        throughput, latency = asyncio.run(bench(base_url, args))
-        rss, pss = memory(pids)
-    print(table(throughput, latency, rss, pss, len(pids)))
+            names = {pid: name for name, pid in system.pids().items()}
+            names[system.process.pid] = "launcher"
+        throughput, latency = asyncio.run(bench(base_url, args, names))
+        rss, pss = memory(list(names))
+    print(table(throughput, latency, rss, pss, len(names)))
     return 0
 
 
