@@ -59,6 +59,8 @@ class Agent:
             "queue": self.queue_status,
             "order": self.order,
             "records": self.get_records,
+            "grpc_health": self.grpc_health,
+            "http_get": self.http_get,
         }
 
     def channel(self, address: str) -> grpc.aio.Channel:
@@ -110,6 +112,23 @@ class Agent:
         if self.config["http_health"]:
             health["orchestrator"] = await http_ok()
         return health
+
+    async def grpc_health(self, request: dict[str, Any]) -> bool:
+        """The overall gRPC health of request["target"] (as a Kubernetes grpc probe asks)."""
+        stub = health_pb2_grpc.HealthStub(self.channel(request["target"]))
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT_S)
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def http_get(self, request: dict[str, Any]) -> int | None:
+        """The status code of GET request["url"], None when unreachable."""
+        try:
+            reply = await self.http.get(request["url"], timeout=RPC_TIMEOUT_S)
+        except httpx.HTTPError:
+            return None
+        return reply.status_code
 
     async def checkout(self, request: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -137,14 +137,22 @@ class Cluster:
             "GEMINI_API_KEY": "",  # the rules decide: no AI in this test
         }
 
+    def data_dir(self, name: str) -> Path:
+        """A fresh folder for one process's BOOKSTORE_DATA_DIR and HOME."""
+        path = self.data_root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def launch(self, host: Host, name: str, argv: list[str], env: dict[str, str]) -> None:
+        """Run one service process on the host; its output goes to the log `name`."""
+        self.processes[name] = self.lab.spawn(host, argv, env, name)
+
     def start_service(self, host: Host, service: str, replica_id: int | None = None) -> None:
         name = service if replica_id is None else f"{service}-{replica_id}"
-        data_dir = self.data_root / name
-        data_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "bookstore", "serve", service]
         if replica_id is not None:
             argv += ["--replica-id", str(replica_id)]
-        self.processes[name] = self.lab.spawn(host, argv, self.environment(data_dir), name)
+        self.launch(host, name, argv, self.environment(self.data_dir(name)))
 
     def start(self, services: tuple[str, ...] | None = None) -> None:
         """Start the services (all by default), one per host, and the agent."""
@@ -165,12 +173,17 @@ class Cluster:
                 if service != "orchestrator" and (services is None or service in services)
             },
         }
-        data_dir = self.data_root / "agent"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        self.start_agent(config)
+
+    def start_agent(self, config: dict[str, Any]) -> None:
+        """Run the agent (agent.py) on the client host with this configuration."""
+        home = self.data_root / "agent"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
         process = self.lab.spawn(
             self.hosts["client"],
             [sys.executable, str(AGENT), json.dumps(config)],
-            self.environment(data_dir),
+            env,
             "agent",
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -208,11 +221,23 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"{what}: not within {timeout} s (last: {last})\n{self.describe()}")
 
+    def wait_none_failing(
+        self, what: str, failing: Callable[[], list[str]], timeout: float
+    ) -> None:
+        """Poll `failing` until it returns an empty list; the failure names what still fails."""
+        deadline = time.monotonic() + timeout
+        while still := failing():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what}: not within {timeout} s; still failing: {still}\n{self.describe()}"
+                )
+            time.sleep(0.3)
+
     def wait_healthy(self, timeout: float = 60.0) -> None:
         def not_serving() -> list[str]:
             return [name for name, ok in self.call("health").items() if not ok]
 
-        self.wait_until("every service serving", lambda: not not_serving() or None, timeout)
+        self.wait_none_failing("every service serving", not_serving, timeout)
 
     def executors(self) -> dict[int, dict[str, Any] | None]:
         return {int(i): s for i, s in self.call("executors").items()}
@@ -233,3 +258,24 @@ class Cluster:
 
         epoch: int = self.wait_until(f"replica {leader} leading {among}", agreed, timeout)
         return epoch
+
+
+def order_body(n: int) -> dict[str, Any]:
+    """A checkout the rules approve: catalogue books, a valid test card, terms accepted."""
+    return {
+        "user": {"name": f"Lab Customer {n}", "contact": f"customer{n}@example.org"},
+        "creditCard": {"number": "4111111111111111", "expirationDate": "12/39", "cvv": "123"},
+        "items": [
+            {"name": "Designing Data-Intensive Applications", "quantity": 1},
+            {"bookId": "b002", "quantity": 1 + n % 3},
+        ],
+        "billingAddress": {
+            "street": "1 Lab Street",
+            "city": "Tartu",
+            "state": "Tartumaa",
+            "zip": "50090",
+            "country": "Estonia",
+        },
+        "shippingMethod": "Standard",
+        "termsAccepted": True,
+    }

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 
 PREFIX = "bsnet"
+# `ip netns exec NS` bind-mounts the files in /etc/netns/NS/ over /etc/ (for hosts).
+ETC_NETNS = Path("/etc/netns")
 SUBNET_PREFIX_LEN = 24
 COMMAND_TIMEOUT_S = 10.0
 _OURS = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]+-")
@@ -92,6 +94,7 @@ def remove_abandoned() -> list[str]:
         match = _OURS.match(name)
         if match and not _alive(int(match.group(1))):
             _kill_all(namespace_pids(name))
+            shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
             with contextlib.suppress(LabError):
                 run_ip("ip", "netns", "delete", name)
                 removed.append(name)
@@ -189,6 +192,27 @@ class Lab:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def resolve(self, names: Mapping[str, str]) -> None:
+        """Give every host the same /etc/hosts: each name -> its address (like DNS)."""
+        lines = ["127.0.0.1 localhost", *(f"{addr} {name}" for name, addr in names.items())]
+        for host in self.hosts.values():
+            folder = ETC_NETNS / host.namespace
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+
+    def run_in(
+        self, host: Host, argv: Sequence[str], env: Mapping[str, str], timeout: float = 20.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a short command inside the host's namespace and wait (bounded) for it."""
+        return subprocess.run(
+            ["ip", "netns", "exec", host.namespace, *argv],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     # --- faults, made in the switch -------------------------------------------------------
 
     def cut(self, host: Host) -> None:
@@ -250,6 +274,7 @@ class Lab:
         finally:
             for namespace in reversed(self._made):
                 _kill_all(namespace_pids(namespace))
+                shutil.rmtree(ETC_NETNS / namespace, ignore_errors=True)
                 try:
                     run_ip("ip", "netns", "delete", namespace)
                 except LabError as exc:

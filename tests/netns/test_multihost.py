@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster
+from cluster import Cluster, order_body
 from netlab import close_lab, open_lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
@@ -75,26 +75,6 @@ def bookstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.close()
         finally:
             close_lab(lab)
-
-
-def order_body(n: int) -> dict[str, Any]:
-    return {
-        "user": {"name": f"Lab Customer {n}", "contact": f"customer{n}@example.org"},
-        "creditCard": {"number": "4111111111111111", "expirationDate": "12/39", "cvv": "123"},
-        "items": [
-            {"name": "Designing Data-Intensive Applications", "quantity": 1},
-            {"bookId": "b002", "quantity": 1 + n % 3},
-        ],
-        "billingAddress": {
-            "street": "1 Lab Street",
-            "city": "Tartu",
-            "state": "Tartumaa",
-            "zip": "50090",
-            "country": "Estonia",
-        },
-        "shippingMethod": "Standard",
-        "termsAccepted": True,
-    }
 
 
 def place_order(cluster: Cluster, ledger: Ledger, phase: str) -> Attempt:
