@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from harness import System
 from pages import (
     RecordedPage,
@@ -12,6 +13,8 @@ from pages import (
     lifelines,
 )
 from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
 SERVICE_OF = {

@@ -14,6 +14,8 @@ from harness import System
 from pages import RecordedPage, future_expiry
 from playwright.sync_api import expect
 
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
 # What the course page does: a JSON body posted with fetch and NO Content-Type
 # header (so it goes as text/plain), then status and suggestedBooks rendered,
 # or error.message on a non-2xx answer.

@@ -6,9 +6,12 @@ import os
 import signal
 import time
 
+import pytest
 from harness import System
 from pages import SCREENSHOTS, RecordedPage, approved_order
 from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 def test_cluster_view_shows_the_new_leader_after_the_leader_is_killed(

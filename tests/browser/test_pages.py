@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pages import (
     RecordedPage,
     add_book,
@@ -13,6 +14,8 @@ from pages import (
     place_order,
 )
 from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
 
 
 def test_client_checks_stop_a_bad_card_before_it_is_sent(

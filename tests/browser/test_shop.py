@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from harness import System
 from pages import (
     SCREENSHOTS,
@@ -16,6 +17,8 @@ from pages import (
     search,
 )
 from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 # A card that passes every client-side check but is on fraud detection's deny list.
 REJECTED_CUSTOMER = {"cardNumber": "4000 0000 0000 0002"}
