@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pages import (
     RecordedPage,
@@ -10,6 +12,7 @@ from pages import (
     drawn_events,
     expect_status,
     fill_customer,
+    future_expiry,
     lifelines,
     place_order,
 )
@@ -127,3 +130,28 @@ def test_cluster_view_fits_a_phone_screen(browser_page_375: Page, fake_url: str)
     expect(page.locator("#leaders li")).to_have_count(1)
     expect(page.locator("#leaders li")).to_contain_text("epoch 2 replica 3")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+def test_shop_sends_the_contract_fields(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page)
+    page.get_by_label("Gift wrapping").check()
+    page.get_by_label("Gift message (optional)").fill("Enjoy!")
+    page.get_by_label("Shipping").select_option("Express")
+    with page.expect_request(lambda r: r.url.endswith("/checkout")) as sent:
+        place_order(page)
+    body = json.loads(sent.value.post_data or "{}")
+    assert body["items"] == [{"name": "The Pragmatic Programmer", "bookId": "b1", "quantity": 2}]
+    assert body["user"] == {"name": "Ada Lovelace", "contact": "ada@example.org"}
+    assert body["creditCard"]["number"] == "4508751234567896"
+    assert body["creditCard"]["expirationDate"] == future_expiry()
+    assert body["billingAddress"]["country"] == "Estonia"
+    assert body["termsAndConditionsAccepted"] is True
+    assert body["shippingMethod"] == "Express"
+    assert body["giftWrapping"] is True and body["giftMessage"] == "Enjoy!"
+    assert body["notificationPreferences"] == ["email"]
+    assert set(body["device"]) == {"type", "model", "os"}
+    assert set(body["browser"]) == {"name", "version"}
+    expect_status(page, "Order Approved")

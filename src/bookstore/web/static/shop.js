@@ -161,8 +161,10 @@ function orderBody() {
     },
     shippingMethod: $("shippingMethod").value,
     giftWrapping: $("giftWrapping").checked,
+    giftMessage: val("giftMessage"),
+    discountCode: val("discountCode"),
     termsAndConditionsAccepted: $("terms").checked,
-    notificationPreferences: ["email"],
+    notificationPreferences: $("notifyEmail").checked ? ["email"] : [],
     ...clientInfo(),
   };
 }
