@@ -110,6 +110,12 @@ async def drive(pipeline: Pipeline, orders: int, concurrency: int) -> tuple[floa
     return orders / elapsed, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -124,12 +130,20 @@ async def main(orders: int, levels: list[int]) -> None:
             await pipeline.start()
             await drive(pipeline, 200, 10)  # warm-up
             print(f"{'clients':>8} {'orders':>7} {'orders/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+            pids = {"pipeline (this process)": os.getpid()}
+            pids.update({s: p.pid for s, p in zip(CHECKOUT_SERVICES, procs, strict=True)})
+            cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             for level in levels:
                 rate, lat = await drive(pipeline, orders, level)
                 print(
                     f"{level:>8} {orders:>7} {rate:>9.0f} "
                     f"{statistics.median(lat):>8.1f} {pct(lat, 99):>8.1f}"
                 )
+            total = orders * len(levels)
+            print("CPU per order:")
+            for name, pid in pids.items():
+                per_order = (cpu_seconds(pid) - cpu_before[name]) / total * 1000
+                print(f"  {name:<26} {per_order:.2f} ms")
             stats = await pipeline.stats()
             print("cached orders after the run:", {s.service: s.cached_orders for s in stats})
             await pipeline.close()

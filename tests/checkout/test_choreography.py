@@ -18,7 +18,7 @@ from bookstore.checkout.links import PeerLink
 from bookstore.fraud_detection import service as fd_service
 from bookstore.fraud_detection.rules import RulesJudge, Verdict
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.pipeline import CheckoutTimeout, Outcome
+from bookstore.orchestrator.pipeline import CheckoutTimeout, Outcome, Pipeline
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
 
@@ -274,3 +274,26 @@ async def test_no_outcome_in_time_is_a_checkout_timeout() -> None:
         assert await cluster.wait_empty() == dict.fromkeys(cluster.participants, 0)
     finally:
         await stop_cluster(cluster)
+
+
+async def test_reports_go_back_on_the_session_that_sent_the_order(cluster: Cluster) -> None:
+    second = Pipeline(cluster.settings)
+    await second.start()
+    try:
+        good = course_request()
+        bad = course_request(items=[])
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    pipeline.run(str(uuid.uuid4()), request)
+                    for _ in range(20)
+                    for pipeline in (cluster.pipeline, second)
+                    for request in (good, bad)
+                )
+            ),
+            timeout=15,
+        )
+    finally:
+        await second.close()
+    assert [o.approved for o in outcomes] == [True, False] * 40
+    assert await cluster.wait_empty() == dict.fromkeys(cluster.participants, 0)
