@@ -3,8 +3,9 @@
 - The shortlist: the catalogue recommender's picks, then the rest of the
   catalogue, never a book in the order, at most SHORTLIST books; the AI sees
   their ids, titles, authors and genres, and the ordered books.
-- Of the ids it answers, only those in the catalogue and not in the order
-  are kept, once each, in its order, at most `count`.
+- Of the ids it answers, only those in the catalogue (not a course sample
+  title) and not in the order are kept, once each, in its order, at most
+  `count`.
 - Fewer than `count` kept: filled up from the catalogue recommender
   ("ai+catalogue"). None kept, or any failure: the catalogue recommender
   answers alone ("fallback: <why>").
@@ -67,7 +68,8 @@ class AiRecommender:
         kept: list[Book] = []
         for book_id in ids:
             book = self.catalogue.by_id(book_id)
-            if book is None or book.book_id in ordered or book in kept:
+            unusable = book is None or book.book_id in ordered or book.genre == SAMPLE_GENRE
+            if unusable or book in kept:
                 continue
             kept.append(book)
             if len(kept) == count:
