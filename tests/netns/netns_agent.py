@@ -1,6 +1,6 @@
 """The test's hands inside the lab: a client that runs in its own namespace.
 
-    ip netns exec NS python agent.py CONFIG_JSON
+    ip netns exec NS python netns_agent.py CONFIG_JSON
 
 CONFIG_JSON: {"orchestrator": "host:port", "queue": "host:port",
 "executors": {"1": "host:port", ...}, "grpc": {"name": "host:port", ...},
@@ -91,26 +91,14 @@ class Agent:
     # -- requests -----------------------------------------------------------------
 
     async def health(self, request: dict[str, Any]) -> dict[str, bool]:
-        async def grpc_ok(address: str) -> bool:
-            stub = health_pb2_grpc.HealthStub(self.channel(address))
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT_S)
-            except grpc.RpcError:
-                return False
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-        async def http_ok() -> bool:
-            try:
-                reply = await self.http.get("/healthz", timeout=RPC_TIMEOUT_S)
-            except httpx.HTTPError:
-                return False
-            return reply.status_code == 200
-
-        names = list(self.config["grpc"])
-        results = await asyncio.gather(*(grpc_ok(self.config["grpc"][n]) for n in names))
-        health = dict(zip(names, results, strict=True))
+        """Overall gRPC health of every configured service (and /healthz if asked)."""
+        grpc_services = self.config["grpc"]
+        results = await asyncio.gather(
+            *(self.grpc_health({"target": a}) for a in grpc_services.values())
+        )
+        health = dict(zip(grpc_services, results, strict=True))
         if self.config["http_health"]:
-            health["orchestrator"] = await http_ok()
+            health["orchestrator"] = await self.http_get({"url": "/healthz"}) == 200
         return health
 
     async def grpc_health(self, request: dict[str, Any]) -> bool:

@@ -4,7 +4,7 @@ Each service runs as `python -m bookstore serve SERVICE` in its own host's
 namespace, configured only by the environment variables of settings.py:
 every *_ADDRESS names the host that runs the service, BOOKSTORE_BIND_HOST is
 0.0.0.0 and BOOKSTORE_DATA_DIR a fresh temporary folder. A client host runs
-the agent (agent.py), through which the test talks to the services.
+the agent (netns_agent.py), through which the test talks to the services.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ SERVICES = (
     ("sug", "suggestions", 50053),
     ("queue", "order-queue", 50054),
 )
-AGENT = Path(__file__).resolve().parent / "agent.py"
+AGENT = Path(__file__).resolve().parent / "netns_agent.py"
 
 
 class AgentError(AssertionError):
@@ -176,7 +176,7 @@ class Cluster:
         self.start_agent(config)
 
     def start_agent(self, config: dict[str, Any]) -> None:
-        """Run the agent (agent.py) on the client host with this configuration."""
+        """Run the agent (netns_agent.py) on the client host with this configuration."""
         home = self.data_root / "agent"
         home.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}

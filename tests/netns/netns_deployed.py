@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster import Cluster
 from netlab import Host
+from netns_cluster import Cluster
 
 from bookstore.settings import from_env, split_address
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, order_body
-from deployed import Unit, compose_units, kubernetes_units, probe_passes, start
 from netlab import close_lab, open_lab
+from netns_cluster import Cluster, order_body
+from netns_deployed import Unit, compose_units, kubernetes_units, probe_passes, start
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 

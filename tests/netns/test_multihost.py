@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import Cluster, order_body
 from netlab import close_lab, open_lab
+from netns_cluster import Cluster, order_body
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 
