@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -72,6 +73,15 @@ def by_successor(old: int, epoch: int) -> Callable[[Record], bool]:
     return lambda r: r[1] != old and r[2] > epoch
 
 
+async def current(cluster: Cluster) -> tuple[int, int] | None:
+    """(leader, epoch) when the queue's leader calls itself leader with that epoch."""
+    q = await cluster.status()
+    s = await cluster.executor_status(q.leader_id) if q.leader_id else None
+    if s is not None and s.role == "leader" and s.epoch == q.epoch:
+        return int(q.leader_id), int(q.epoch)
+    return None
+
+
 async def trickle(cluster: Cluster, every: float) -> None:
     while True:
         await cluster.enqueue(1, timeout=1.0)
@@ -79,7 +89,9 @@ async def trickle(cluster: Cluster, every: float) -> None:
 
 
 async def main(kills: int, trickle_ms: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="bookstore-failover-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="bookstore-failover-")
+    ok = False
+    try:
         cluster = Cluster(Path(tmp))
         try:
             await cluster.start()
@@ -90,8 +102,7 @@ async def main(kills: int, trickle_ms: int) -> None:
             ]
             times: list[float] = []
             for n in range(1, kills + 1):
-                leader = await cluster.wait_for(cluster.leader, 15.0)
-                epoch = (await cluster.status()).epoch
+                leader, epoch = await cluster.wait_for(lambda: current(cluster), 15.0)
                 # The leader is working: wait for one of its executions.
                 await feed.first_after(time.monotonic(), by_epoch(epoch), 10.0)
                 t_kill = time.monotonic()
@@ -101,10 +112,14 @@ async def main(kills: int, trickle_ms: int) -> None:
                 times.append(took)
                 print(f"kill {n:2d}: leader {leader} -> {rec[1]} executing after {took:.3f}s")
                 await cluster.start_executor(leader)
+                # The restarted replica calls an election; let it settle before the next kill.
+                await cluster.wait_for(lambda: current(cluster), 15.0)
+                await asyncio.sleep(1.0)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             executions = cluster.check_history()
+            ok = True
             print(
                 f"failover over {len(times)} kills: median {statistics.median(times):.3f}s,"
                 f" worst {max(times):.3f}s, best {min(times):.3f}s"
@@ -112,6 +127,11 @@ async def main(kills: int, trickle_ms: int) -> None:
             )
         finally:
             await cluster.close()
+    finally:
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"logs kept in {tmp}", file=sys.stderr)
 
 
 if __name__ == "__main__":
