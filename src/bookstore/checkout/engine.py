@@ -257,12 +257,12 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             self._remember(order_id, final)
             log.debug("order=%s finalized clock=%s", order_id, vclock.fmt(final))
         else:
-            assert state is not None
             self.clock_errors += 1
-            state.flagged = True
-            state.cancelled = True
-            for task in state.tasks:
-                task.cancel()
+            if state is not None:  # kept, flagged, until the TTL sweep
+                state.flagged = True
+                state.cancelled = True
+                for task in state.tasks:
+                    task.cancel()
             error = (
                 f"clock {vclock.fmt(clock)} of {self.service} is not <= "
                 f"final clock {vclock.fmt(final)}"
