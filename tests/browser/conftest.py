@@ -57,6 +57,7 @@ def recorded(browser: Browser) -> Iterator[RecordedPage]:
     yield rec
     context.close()
     assert rec.errors == [], f"script errors in the page: {rec.errors}"
+    assert rec.policy_violations() == []
 
 
 @pytest.fixture

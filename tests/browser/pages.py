@@ -112,8 +112,17 @@ class RecordedPage:
         self.page.set_default_timeout(10_000)
         self.requests: list[str] = []
         self.errors: list[str] = []
+        self.console_errors: list[str] = []
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "console",
+            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
+        )
+
+    def policy_violations(self) -> list[str]:
+        """What the Content-Security-Policy stopped (an asset from elsewhere, inline code)."""
+        return [m for m in self.console_errors if "Content Security Policy" in m]
 
     def foreign_requests(self) -> list[str]:
         """Requests that went anywhere but this machine."""

@@ -69,3 +69,11 @@ async def test_trace_of_an_unknown_order_is_a_json_404() -> None:
         res = await client.get("/orders/nope/trace")
     assert res.status_code == 404
     assert res.json()["error"]["code"] == "ORDER_NOT_FOUND"
+
+
+async def test_pages_forbid_other_origins() -> None:
+    async with _client() as client:
+        for path in ("/", "/cluster"):
+            csp = (await client.get(path)).headers["content-security-policy"]
+            assert "default-src 'self'" in csp
+            assert "connect-src 'self'" in csp
