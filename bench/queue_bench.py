@@ -30,12 +30,17 @@ from bookstore.settings import from_env
 
 
 async def client(
-    tracker: ExecutionTracker, until: float, latencies: list[float], lost: list[str]
+    tracker: ExecutionTracker,
+    until: float,
+    latencies: list[float],
+    by_books: dict[int, list[float]],
+    lost: list[str],
 ) -> None:
     rng = random.Random()
     while time.monotonic() < until:
         order_id = str(uuid.uuid4())
-        items = [QueuedItem("b1", "A book", rng.randint(1, 5))]
+        books = rng.randint(1, 5)
+        items = [QueuedItem("b1", "A book", books)]
         t0 = time.monotonic()
         await tracker.enqueue(order_id, items, "Bench Client")
         info = await tracker.wait_executed(order_id, timeout=10.0)
@@ -43,6 +48,7 @@ async def client(
             lost.append(order_id)
         else:
             latencies.append(time.monotonic() - t0)
+            by_books.setdefault(books, []).append(latencies[-1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -60,9 +66,13 @@ async def main(clients: int, seconds: float) -> None:
             await tracker.start()
             latencies: list[float] = []
             lost: list[str] = []
+            by_books: dict[int, list[float]] = {}
             start = time.monotonic()
             await asyncio.gather(
-                *(client(tracker, start + seconds, latencies, lost) for _ in range(clients))
+                *(
+                    client(tracker, start + seconds, latencies, by_books, lost)
+                    for _ in range(clients)
+                )
             )
             elapsed = time.monotonic() - start
             status = await cluster.status()
@@ -78,6 +88,13 @@ async def main(clients: int, seconds: float) -> None:
                     f" p99 {pct(latencies, 99) * 1000:.1f} ms,"
                     f" max {max(latencies) * 1000:.1f} ms"
                 )
+                # Strict priority: under saturation the smallest orders wait longest.
+                for books, values in sorted(by_books.items(), reverse=True):
+                    print(
+                        f"  {books} books: {len(values)} orders,"
+                        f" median {statistics.median(values) * 1000:.1f} ms,"
+                        f" p99 {pct(values, 99) * 1000:.1f} ms"
+                    )
         finally:
             await tracker.close()
             await cluster.close()
