@@ -225,9 +225,11 @@ def parse_checkout(body: bytes, settings: Settings) -> CheckoutRequest:
     distinct = {
         (item.bookId or "", " ".join((item.name or "").split()).casefold()) for item in items
     }
-    if len(distinct) > settings.max_items:
+    if len(items) > settings.max_items or len(distinct) > settings.max_items:
         raise ApiError(
-            400, "TOO_MANY_ITEMS", f"items: at most {settings.max_items} different books per order"
+            400,
+            "TOO_MANY_ITEMS",
+            f"items: at most {settings.max_items} order lines (different books) per order",
         )
     for i, item in enumerate(items):
         if item.quantity is not None and item.quantity > settings.max_quantity:

@@ -169,6 +169,10 @@ async def test_too_many_distinct_items_is_400(client: httpx.AsyncClient) -> None
         await client.post("/checkout", json=course_request(items=items)), 400, "TOO_MANY_ITEMS"
     )
     assert "100" in message
+    repeated = [{"name": "Book A", "quantity": 1}] * 101
+    assert_error(
+        await client.post("/checkout", json=course_request(items=repeated)), 400, "TOO_MANY_ITEMS"
+    )
     hundred = [{"name": f"Book {n}", "quantity": 1} for n in range(100)]
     ok = await client.post("/checkout", json=course_request(items=hundred))
     assert ok.status_code == 200
