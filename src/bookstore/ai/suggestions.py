@@ -68,8 +68,9 @@ class AiRecommender:
         kept: list[Book] = []
         for book_id in ids:
             book = self.catalogue.by_id(book_id)
-            unusable = book is None or book.book_id in ordered or book.genre == SAMPLE_GENRE
-            if unusable or book in kept:
+            if book is None or book in kept:
+                continue
+            if book.book_id in ordered or book.genre == SAMPLE_GENRE:
                 continue
             kept.append(book)
             if len(kept) == count:

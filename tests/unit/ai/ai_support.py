@@ -15,17 +15,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fake
 CARD_NUMBER = "4111111111111111"
 CVV = "737"
 KEY = "test-key-not-secret"
+# Deadlines for answers that should arrive (generous: the machine may be busy),
+# and the budget for tests that make the fake hang (short: the test waits it out).
+CALL_S = 5.0
+BUDGET_S = 10.0
+HANG_BUDGET_S = 0.5
 
 
 def ai_settings(
     base_url: str,
     *,
-    call_timeout_s: float = 0.5,
-    budget_s: float = 1.0,
+    call_timeout_s: float = 5.0,
+    budget_s: float = 10.0,
     failures: int = 3,
     cooldown_s: float = 30.0,
 ) -> Settings:
-    """Settings with the AI on, pointed at `base_url` (a fake), with short deadlines."""
+    """Settings with the AI on, pointed at `base_url` (a fake).
+
+    Deadlines are generous: tests that want a timeout give a short budget.
+    """
     return replace(
         Settings(),
         gemini_api_key=KEY,

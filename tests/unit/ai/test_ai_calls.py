@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from ai_support import BUDGET_S, CALL_S
 from fakes.gemini import FakeGemini, Reply
 
 from bookstore.ai.breaker import CircuitBreaker
@@ -29,8 +30,8 @@ async def test_an_answer_charges_its_time_to_the_budget(
     fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
 ) -> None:
     fake.always(CLEAN)
-    budget = AiBudget(3.0)
-    answer = await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+    budget = AiBudget(BUDGET_S)
+    answer = await ask(model, breaker, budget, REQUEST, call_timeout_s=CALL_S)
     assert answer.score == 0.1
     assert 0 < budget.spent_s < 3.0
 
@@ -40,7 +41,7 @@ async def test_a_spent_budget_does_not_call_the_ai(
 ) -> None:
     fake.always(CLEAN)
     with pytest.raises(AiBudgetSpent):
-        await ask(model, breaker, AiBudget(3.0, spent_s=3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(3.0, spent_s=3.0), REQUEST, call_timeout_s=CALL_S)
     assert fake.requests == []
 
 
@@ -51,9 +52,9 @@ async def test_the_deadline_is_what_the_budget_has_left(
     budget = AiBudget(3.0, spent_s=2.7)
     started = time.monotonic()
     with pytest.raises(AiTimeout):
-        await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, budget, REQUEST, call_timeout_s=CALL_S)
     elapsed = time.monotonic() - started
-    assert elapsed < 2.0  # the budget's 0.3 s, not the call's 2 s (generous bound)
+    assert elapsed < 0.3 + 2.0  # the budget's 0.3 s (plus slack), not the call's 5 s
     assert budget.remaining() < 0.05
     assert len(fake.requests) == 1  # a timeout is not retried
 
@@ -63,7 +64,7 @@ async def test_a_server_error_is_retried_once(
 ) -> None:
     fake.then(Reply.status(500))
     fake.always(CLEAN)
-    answer = await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+    answer = await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     assert answer.fraud is False
     assert len(fake.requests) == 2
 
@@ -73,7 +74,7 @@ async def test_a_dropped_connection_is_retried_once_then_given_up(
 ) -> None:
     fake.always(Reply.close())
     with pytest.raises(AiConnectionError):
-        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     assert len(fake.requests) == 2
 
 
@@ -83,7 +84,7 @@ async def test_rate_limits_and_bad_answers_are_not_retried(
 ) -> None:
     fake.always(reply)
     with pytest.raises((AiHttpError, AiNotJson)):
-        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     assert len(fake.requests) == 1
 
 
@@ -93,7 +94,7 @@ async def test_no_retry_when_the_budget_is_spent_by_the_first_call(
     fake.always(Reply.status(503))
     budget = AiBudget(0.06)
     with pytest.raises((AiHttpError, AiBudgetSpent)):
-        await ask(model, breaker, budget, REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, budget, REQUEST, call_timeout_s=CALL_S)
     assert len(fake.requests) <= 2
     assert budget.spent_s > 0
 
@@ -103,11 +104,11 @@ async def test_an_open_circuit_stops_calling_the_ai(fake: FakeGemini, model: Gem
     fake.always(Reply.status(429))
     for _ in range(2):
         with pytest.raises(AiHttpError):
-            await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+            await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     assert breaker.state == "open"
     fake.always(CLEAN)
     with pytest.raises(AiCircuitOpen):
-        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     assert len(fake.requests) == 2
 
 
@@ -118,10 +119,12 @@ async def test_after_the_cooldown_one_probe_closes_the_circuit(
     breaker = CircuitBreaker(failures=1, cooldown_s=5.0, now=lambda: now[0])
     fake.always(Reply.status(429))
     with pytest.raises(AiHttpError):
-        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     now[0] = 5.0
     fake.always(CLEAN)
-    assert (await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)).score == 0.1
+    assert (
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
+    ).score == 0.1
     assert breaker.state == "closed"
 
 
@@ -133,7 +136,7 @@ async def test_a_refused_key_is_a_clear_warning(
 ) -> None:
     fake.always(Reply.status(400, "API key not valid. Please pass a valid API key."))
     with pytest.raises(AiHttpError):
-        await ask(model, breaker, AiBudget(3.0), REQUEST, call_timeout_s=2.0)
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "GEMINI_API_KEY" in warning.getMessage()
     assert "test-key" not in caplog.text

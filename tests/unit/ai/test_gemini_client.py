@@ -29,7 +29,7 @@ async def test_asks_generate_content_with_a_pinned_version_a_schema_and_the_key(
     fake: FakeGemini, model: GeminiModel
 ) -> None:
     fake.always(Reply.json(CLEAN))
-    answer = await model.generate(REQUEST, 1.0)
+    answer = await model.generate(REQUEST, 5.0)
     assert answer == FraudAnswer(fraud=False, score=0.05, reason="Looks fine.")
     [request] = fake.requests
     assert request.path == "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -46,7 +46,7 @@ async def test_model_and_api_version_come_from_the_settings(fake: FakeGemini) ->
     settings = replace(ai_settings(fake.base_url), gemini_model="gemini-x", gemini_api_version="v1")
     model = GeminiModel(settings)
     try:
-        await model.generate(REQUEST, 1.0)
+        await model.generate(REQUEST, 5.0)
     finally:
         await model.aclose()
     assert fake.requests[0].path == "/v1/models/gemini-x:generateContent"
@@ -70,7 +70,7 @@ async def test_each_failure_becomes_its_own_kind(
 ) -> None:
     fake.always(reply)
     with pytest.raises(error) as info:
-        await model.generate(REQUEST, 1.0)
+        await model.generate(REQUEST, 5.0)
     if kind is not None:
         assert info.value.kind == kind
 
@@ -87,7 +87,7 @@ async def test_connection_refused_is_a_connection_error() -> None:
     model = GeminiModel(ai_settings(closed_port_url()))
     try:
         with pytest.raises(AiConnectionError):
-            await model.generate(REQUEST, 1.0)
+            await model.generate(REQUEST, 5.0)
     finally:
         await model.aclose()
 
