@@ -233,8 +233,18 @@ def test_logged_events_respect_the_partial_order(system: System, client: httpx.C
         assert vclock.happened_before(logged[before], logged[after]), (before, after, logged)
 
 
-def test_no_card_number_or_cvv_in_any_log_line(system: System, client: httpx.Client) -> None:
-    post_like_the_course_page(client, course_page_request())
+def test_no_card_number_or_cvv_in_any_log_line_or_response(
+    system: System, client: httpx.Client
+) -> None:
+    answer = post_like_the_course_page(client, course_page_request())
+    order_id = answer.json()["orderId"]
+    for text in (
+        answer.text,
+        client.get(f"/orders/{order_id}").text,
+        client.get("/api/orders?limit=1000").text,
+        client.get(f"/orders/{order_id}/trace").text,
+    ):
+        assert CARD not in text and f'"{CVV}"' not in text and f"={CVV}" not in text
     log = system.log()
     assert "order=" in log  # the services' logs are captured
     assert CARD not in log
@@ -261,3 +271,11 @@ def test_cluster_shows_every_service_with_its_pid(system: System, client: httpx.
         assert service["healthy"], service
         assert service["pid"] == pids[name], (service, pids)
     assert len(cluster["services"]) == 9
+
+
+def test_read_api_and_pages(client: httpx.Client) -> None:
+    books = client.get("/api/books", params={"q": "tolkien"}).json()
+    assert books and all("Tolkien" in b["author"] for b in books)
+    assert client.get("/openapi.json").json()["paths"]["/checkout"]["post"]
+    shop = client.get("/")
+    assert shop.status_code == 200 and "text/html" in shop.headers["content-type"]
