@@ -5,7 +5,8 @@
 - An open circuit means the AI is not asked ("circuit open").
 - At most one retry, immediately, only after a failure of the server or the
   connection (HTTP 5xx, refused or dropped connection), and only if the budget
-  still allows a call. A timeout is not retried: the budget has paid for it.
+  and the breaker still allow a call (else the first failure is the answer).
+  A timeout is not retried: the budget has paid for it.
 - Every second spent waiting is charged to the budget, failures included.
 """
 
@@ -33,12 +34,13 @@ async def ask(
     call_timeout_s: float,
 ) -> M:
     """The AI's answer to `request`, or an `AiError` saying why there is none."""
+    failed: AiError | None = None  # the first attempt's error, when retrying
     for attempt in range(1, ATTEMPTS + 1):
         remaining = budget.remaining()
         if remaining < MIN_CALL_S:
-            raise AiBudgetSpent(f"{remaining:.3f} s left")
+            raise failed or AiBudgetSpent(f"{remaining:.3f} s left")
         if not breaker.allow():
-            raise AiCircuitOpen()
+            raise failed or AiCircuitOpen()
         try:
             with budget.timer():
                 answer = await model.generate(request, min(call_timeout_s, remaining))
@@ -57,6 +59,7 @@ async def ask(
             else:
                 log.info("ai %s attempt %d failed: %s", request.label, attempt, exc)
             if attempt < ATTEMPTS and exc.retryable:
+                failed = exc
                 continue
             raise
         except BaseException:

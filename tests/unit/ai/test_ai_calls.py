@@ -88,15 +88,26 @@ async def test_rate_limits_and_bad_answers_are_not_retried(
     assert len(fake.requests) == 1
 
 
-async def test_no_retry_when_the_budget_is_spent_by_the_first_call(
+async def test_no_retry_when_the_first_call_spent_the_budget(
     fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
 ) -> None:
-    fake.always(Reply.status(503))
-    budget = AiBudget(0.06)
-    with pytest.raises((AiHttpError, AiBudgetSpent)):
+    fake.always(Reply.status(503).after(0.1))
+    budget = AiBudget(0.12)
+    with pytest.raises(AiHttpError) as info:
         await ask(model, breaker, budget, REQUEST, call_timeout_s=CALL_S)
-    assert len(fake.requests) <= 2
-    assert budget.spent_s > 0
+    assert info.value.kind == "http 503"  # the first failure, not "budget spent"
+    assert len(fake.requests) == 1
+
+
+async def test_no_retry_when_the_first_failure_opened_the_circuit(
+    fake: FakeGemini, model: GeminiModel
+) -> None:
+    breaker = CircuitBreaker(failures=1, cooldown_s=60.0)
+    fake.always(Reply.status(502))
+    with pytest.raises(AiHttpError) as info:
+        await ask(model, breaker, AiBudget(BUDGET_S), REQUEST, call_timeout_s=CALL_S)
+    assert info.value.kind == "http 502"
+    assert len(fake.requests) == 1
 
 
 async def test_an_open_circuit_stops_calling_the_ai(fake: FakeGemini, model: GeminiModel) -> None:
