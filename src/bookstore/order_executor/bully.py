@@ -200,8 +200,13 @@ class Node:
             self._log(now, "late-registration", f"epoch {epoch} ignored (role {self.role})")
             self.epoch = max(self.epoch, epoch)
             return []
+        if epoch < self.epoch:
+            # A newer leader registered after me: my grant is already stale.
+            self._log(now, "stepped-down", f"granted epoch {epoch} < known {self.epoch}")
+            self._become_follower(now, None)
+            return []
         self.registered = True
-        self.epoch = max(self.epoch, epoch)
+        self.epoch = epoch
         self._log(now, "registered", f"queue granted epoch {epoch}")
         self._log(now, "coordinator", f"COORDINATOR to {self.peers}")
         return self._announce(self.peers)

@@ -146,7 +146,8 @@ class Board:
 
     def holds_queue(self, i: int) -> bool:
         node = self.nodes[i]
-        return node.is_working_leader and node.epoch == self.queue.epoch
+        q = self.queue
+        return node.is_working_leader and node.epoch == q.epoch and q.leader == i
 
     def working_leader(self) -> int | None:
         leaders = [i for i in self.ids if self._alive(i) and self.nodes[i].is_working_leader]
