@@ -72,7 +72,7 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
     """The pages served by a scripted API on a free port (see fake_api)."""
     sock = _free_socket()
