@@ -201,9 +201,9 @@ class Node:
             self.epoch = max(self.epoch, epoch)
             return []
         if epoch < self.epoch:
-            # A newer leader registered after me: my grant is already stale.
-            self._log(now, "stepped-down", f"granted epoch {epoch} < known {self.epoch}")
-            self._become_follower(now, None)
+            # Someone registered after me: this grant is already stale. Still the
+            # winner here, so ask again (the queue's next epoch beats them all).
+            self._log(now, "re-registering", f"granted epoch {epoch} < known {self.epoch}")
             return []
         self.registered = True
         self.epoch = epoch
@@ -307,6 +307,7 @@ class Node:
             self._become_follower(now, msg.sender)
             return []
         # A lower id claims leadership while I am alive: bully it.
+        self.epoch = max(self.epoch, msg.epoch)
         if self.role == CANDIDATE:
             return []
         return self._call_election(now, f"COORDINATOR from lower {msg.sender}")

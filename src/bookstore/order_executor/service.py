@@ -186,8 +186,9 @@ class Executor:
                 self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
                 return
             self._queue_ok_at = self.clock()
+            started = self.clock()
+            # Normally done now; a stale grant leaves the node asking again.
             self._after(self.node.on_registered(reply.epoch, self.clock()))
-            return
 
     async def _probe_queue(self) -> None:
         """While abstaining, ask the queue how it is until it answers."""

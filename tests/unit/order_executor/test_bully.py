@@ -202,3 +202,17 @@ def test_any_fault_schedule_heals_to_the_highest_id(
     assert board.double_leadership == 0
     epochs = [e for e, _ in board.queue.grants]
     assert epochs == sorted(set(epochs))  # every epoch granted once, increasing
+
+
+def test_a_grant_older_than_a_known_epoch_is_asked_for_again() -> None:
+    node = Node(4, [1, 2, 3, 4], TIMINGS)
+    node.start(0.0)  # highest id: wins at once, registration in flight
+    assert node.needs_registration
+    # Meanwhile a lower replica registered epoch 6 and announces it: bully it.
+    node.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=6), 0.01)
+    assert node.role == LEADER and node.epoch == 6
+    assert node.on_registered(5, 0.02) == []  # the grant from before is stale
+    assert node.needs_registration and not node.is_working_leader
+    out = node.on_registered(7, 0.03)
+    assert node.is_working_leader and node.epoch == 7
+    assert {o.to for o in out} == {1, 2, 3}
