@@ -183,3 +183,11 @@ def test_kubernetes_uses_only_variables_that_settings_reads(
     for workload in _workloads(k8s_objects):
         names |= {e["name"] for e in _container(workload).get("env", [])}
     assert not names - settings_env_names, sorted(names - settings_env_names)
+
+
+def test_pods_get_only_the_configured_variables(k8s_objects: list[dict[str, Any]]) -> None:
+    # Service links would add ORDER_QUEUE_PORT=tcp://... and the like beside our settings.
+    for workload in _workloads(k8s_objects):
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False, workload["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False, workload["metadata"]["name"]
