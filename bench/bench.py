@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             names[system.process.pid] = "launcher"
         throughput, latency = asyncio.run(bench(base_url, args, names))
         rss, pss = memory(list(names))
+        print("resident memory by process:", file=sys.stderr)
+        for pid, name in sorted(names.items(), key=lambda kv: kv[1]):
+            print(f"  {name:26} {_kib(pid, 'status', 'VmRSS:') / 1024:6.0f} MB", file=sys.stderr)
     print(table(throughput, latency, rss, pss, len(names)))
     return 0
 

@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bookstore import grpcutil
 from bookstore.settings import Settings, split_address
 
 READY_TIMEOUT_S = 60.0
@@ -120,11 +119,61 @@ async def http_healthy(address: str, timeout: float = 1.0) -> bool:
 
 
 async def grpc_healthy(address: str, timeout: float = 1.0) -> bool:
+    """True when the gRPC server at `address` reports SERVING (standard health checking)."""
+    from bookstore import grpcutil  # only in the probe process: gRPC costs the launcher memory
+
     host, port = _local(address)
     try:
         return await asyncio.wait_for(grpcutil.check_health(f"{host}:{port}", timeout), timeout + 1)
     except (OSError, TimeoutError):
         return False
+
+
+async def healthy(spec: ServiceSpec) -> bool:
+    if spec.http:
+        return await http_healthy(spec.address)
+    return await grpc_healthy(spec.address)
+
+
+async def probe(specs: list[ServiceSpec], timeout: float, out: TextIO) -> bool:
+    """Poll every service until it is healthy, writing "ready NAME" as each one is;
+    at the deadline write "not-ready NAME ..." and return False."""
+    deadline = time.monotonic() + timeout
+    pending = {s.name: s for s in specs}
+    while pending:
+        checks = await asyncio.gather(*(healthy(s) for s in pending.values()))
+        for spec, ok in zip(list(pending.values()), checks, strict=True):
+            if ok:
+                del pending[spec.name]
+                out.write(f"ready {spec.name}\n")
+                out.flush()
+        if pending and time.monotonic() >= deadline:
+            out.write("not-ready " + " ".join(sorted(pending)) + "\n")
+            out.flush()
+            return False
+        if pending:
+            await asyncio.sleep(0.2)
+    return True
+
+
+def _probe_main(argv: list[str]) -> int:
+    """`python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS...` (KIND grpc|http)."""
+    timeout = float(argv[1])
+    specs: list[ServiceSpec] = []
+    for arg in argv[2:]:
+        name, _, rest = arg.partition("=")
+        kind, _, address = rest.partition(":")
+        specs.append(_NamedSpec(name, None, address, http=kind == "http"))
+    return 0 if asyncio.run(probe(specs, timeout, sys.stdout)) else 1
+
+
+@dataclass(frozen=True)
+class _NamedSpec(ServiceSpec):
+    """A spec whose `service` is already the display name (for the probe)."""
+
+    @property
+    def name(self) -> str:
+        return self.service
 
 
 @dataclass
@@ -268,27 +317,45 @@ class Launcher:
             running.supervisor = asyncio.create_task(self._supervise(running))
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until every service is healthy; LaunchError names those that never were."""
-        deadline = time.monotonic() + timeout
-        pending = {r.spec.name: r.spec for r in self._services}
-        while pending:
-            checks = await asyncio.gather(*(self._healthy(s) for s in pending.values()))
-            for spec, ok in zip(list(pending.values()), checks, strict=True):
-                if ok:
-                    del pending[spec.name]
-                    self.say(f"{spec.name} is ready on {spec.address}")
-            if not pending:
-                return
-            if time.monotonic() >= deadline:
-                names = ", ".join(sorted(pending))
-                raise LaunchError(f"not ready after {timeout:.0f} s: {names}")
-            await asyncio.sleep(0.2)
+        """Until every service is healthy; LaunchError names those that never were.
 
-    @staticmethod
-    async def _healthy(spec: ServiceSpec) -> bool:
-        if spec.http:
-            return await http_healthy(spec.address)
-        return await grpc_healthy(spec.address)
+        The health checks run in a short-lived probe process, so the launcher
+        itself never loads gRPC (it stays small while it supervises)."""
+        specs = {r.spec.name: r.spec for r in self._services}
+        args = [
+            f"{spec.name}={'http' if spec.http else 'grpc'}:{spec.address}"
+            for spec in specs.values()
+        ]
+        checker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bookstore.launcher",
+            "probe",
+            str(timeout),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=self.env,
+            preexec_fn=_die_with_parent,
+        )
+        assert checker.stdout is not None
+        pending = set(specs)
+        try:
+            async with asyncio.timeout(timeout + 10):
+                async for raw in checker.stdout:
+                    word, _, rest = raw.decode().strip().partition(" ")
+                    if word == "ready" and rest in pending:
+                        pending.discard(rest)
+                        self.say(f"{rest} is ready on {specs[rest].address}")
+            await checker.wait()
+        except TimeoutError:
+            pass
+        finally:
+            if checker.returncode is None:
+                checker.kill()
+                await checker.wait()
+        if pending:
+            raise LaunchError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
 
     def pids(self) -> dict[str, int]:
         """The current pid of each service, by name ("order-executor-2")."""
@@ -379,3 +446,9 @@ def main(settings: Settings, color: bool) -> int:
     """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
     use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
     return asyncio.run(run(settings, use_color))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["probe"]:
+        raise SystemExit(_probe_main(sys.argv[1:]))
+    raise SystemExit("usage: python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS ...")
