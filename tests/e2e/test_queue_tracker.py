@@ -85,6 +85,11 @@ async def test_bad_orders_and_a_missing_queue_are_translated(
     with pytest.raises(Rejected) as info:
         await tracker.enqueue(str(uuid.uuid4()), [QueuedItem("b", "t", 0)], "Ann")
     assert info.value.code == "BAD_REQUEST"
+    # A very long name or title is kept short, never a reason to lose an order.
+    long_order = str(uuid.uuid4())
+    await tracker.enqueue(long_order, [QueuedItem("b", "t" * 5000, 1)], "n" * 5000)
+    queued = await tracker.status(long_order)
+    assert queued is not None and queued.state == "queued"
 
 
 async def test_the_feed_reconnects_after_the_queue_restarts(

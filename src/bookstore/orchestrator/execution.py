@@ -29,6 +29,7 @@ QUEUE = "order-queue"
 STATUS_TIMEOUT_S = 0.5
 RECENT_EXECUTIONS = 10_000
 ELECTION_STEPS = 100
+TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,16 @@ class ExecutionTracker:
             order=queue_pb2.QueuedOrder(
                 order_id=common_pb2.OrderId(value=order_id),
                 items=[
-                    common_pb2.OrderItem(book_id=i.book_id, title=i.title, quantity=i.quantity)
+                    common_pb2.OrderItem(
+                        book_id=i.book_id[:TEXT_LIMIT],
+                        title=i.title[:TEXT_LIMIT],
+                        quantity=i.quantity,
+                    )
                     for i in items
                 ],
-                customer_name=customer_name,
+                # An approved order must not fail on a long name: the queue keeps
+                # at most TEXT_LIMIT characters of each text.
+                customer_name=customer_name[:TEXT_LIMIT],
             )
         )
         timeout = self.settings.rpc_timeout_s
