@@ -50,11 +50,15 @@ from bookstore.orchestrator.pipeline import Outcome, ServiceStats
 from bookstore.orchestrator.store import (
     APPROVED,
     ERROR,
+    QUEUED,
     REJECTED,
     OrderItem,
     OrderRecord,
     OrderStore,
-    rfc3339,
+    books_json,
+    compact_book,
+    compact_event,
+    execution_json,
 )
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 
@@ -255,47 +259,24 @@ def book_json(book: Book) -> dict[str, Any]:
     }
 
 
-def execution_json(info: ExecutionInfo) -> dict[str, Any]:
-    return {
-        "state": info.state,
-        "executor": info.executor,
-        "epoch": info.epoch,
-        "sequence": info.sequence,
-        "executedAt": info.executed_at,
-    }
-
-
-def _record(order_id: str, created: float, items: list[OrderItem], outcome: Outcome) -> OrderRecord:
+def _record(
+    order_id: str, created: float, items: tuple[OrderItem, ...], outcome: Outcome
+) -> OrderRecord:
     return OrderRecord(
         order_id=order_id,
         status=APPROVED if outcome.approved else REJECTED,
         reason=None if outcome.approved else outcome.reason,
         created_at=created,
         items=items,
-        suggested_books=[
-            {"bookId": s.book_id, "title": s.title, "author": s.author} for s in outcome.suggestions
-        ]
+        suggested_books=tuple(compact_book(b) for b in outcome.suggestions)
         if outcome.approved
-        else [],
-        vector_clock=None if outcome.final_clock is None else list(outcome.final_clock),
-        events=[
-            {
-                "event": e.event,
-                "name": e.name,
-                "service": e.service,
-                "clock": list(e.clock),
-                "ok": e.ok,
-                "reason": e.reason,
-                "answeredBy": e.answered_by,
-                "at": rfc3339(e.at),
-                "durationMs": e.duration_ms,
-            }
-            for e in outcome.events
-        ],
-        cancel_clocks={s: list(c) for s, c in outcome.cancel_clocks.items()}
+        else (),
+        vector_clock=None if outcome.final_clock is None else tuple(outcome.final_clock),
+        events=tuple(compact_event(e) for e in outcome.events),
+        cancel_clocks={s: tuple(c) for s, c in outcome.cancel_clocks.items()}
         if outcome.cancel_clocks
         else None,
-        clock_errors=list(outcome.clock_errors),
+        clock_errors=tuple(outcome.clock_errors),
     )
 
 
@@ -369,7 +350,9 @@ class Orchestrator:
                     "status": REJECTED,
                     "suggestedBooks": [],
                     "reason": outcome.reason,
-                    "vectorClock": record.vector_clock,
+                    "vectorClock": None
+                    if record.vector_clock is None
+                    else list(record.vector_clock),
                 }
             )
         return await self._enqueue_and_wait(checkout, record)
@@ -388,25 +371,25 @@ class Orchestrator:
             record.status, record.reason = ERROR, f"{service} unavailable"
             self.store.put(record)
             return _unavailable(ServiceUnavailable(service, "not queued"))
-        record.execution = {"state": "queued"}
+        record.execution = QUEUED
         self.store.put(record)
         wait = self.settings.execution_wait_s
         info = await _bounded(self.tracker.wait_executed(order_id, wait), wait + 1.0)
         if isinstance(info, ExecutionInfo):
-            record.execution = execution_json(info)
+            record.execution = info
         elif isinstance(info, BaseException):
             log.warning("order=%s execution not confirmed: %r", order_id, info)
         return json_response(
             {
                 "orderId": order_id,
                 "status": APPROVED,
-                "suggestedBooks": record.suggested_books,
-                "vectorClock": record.vector_clock,
-                "execution": record.execution,
+                "suggestedBooks": books_json(record.suggested_books),
+                "vectorClock": None if record.vector_clock is None else list(record.vector_clock),
+                "execution": execution_json(record.execution),
             }
         )
 
-    def _order_items(self, checkout: CheckoutRequest) -> list[OrderItem]:
+    def _order_items(self, checkout: CheckoutRequest) -> tuple[OrderItem, ...]:
         result = []
         for item in checkout.items or []:
             book = self.catalogue.resolve(item.bookId or "", item.name or "")
@@ -417,9 +400,11 @@ class Orchestrator:
                     quantity=item.quantity or 0,
                 )
             )
-        return result
+        return tuple(result)
 
-    def _put_error(self, order_id: str, created: float, items: list[OrderItem], why: str) -> None:
+    def _put_error(
+        self, order_id: str, created: float, items: tuple[OrderItem, ...], why: str
+    ) -> None:
         self.store.put(OrderRecord(order_id, ERROR, why, created, items))
 
     # GET /orders/{order_id}
@@ -428,10 +413,10 @@ class Orchestrator:
         if record is None:
             return None
         execution = record.execution
-        if record.status == APPROVED and (execution is None or execution["state"] != "executed"):
+        if record.status == APPROVED and (execution is None or execution.state != "executed"):
             info = await _bounded(self.tracker.status(order_id), STATUS_TIMEOUT_S)
             if isinstance(info, ExecutionInfo):
-                record.execution = execution_json(info)
+                record.execution = info
         return record.to_json()
 
     async def order(self, order_id: str) -> Response:

@@ -2,7 +2,7 @@ from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord, Order
 
 
 def _record(n: int) -> OrderRecord:
-    return OrderRecord(f"o{n}", APPROVED, None, 1_700_000_000.0 + n, [OrderItem("b001", "T", 2)])
+    return OrderRecord(f"o{n}", APPROVED, None, 1_700_000_000.0 + n, (OrderItem("b001", "T", 2),))
 
 
 def test_store_evicts_the_oldest_beyond_capacity() -> None:
