@@ -2,7 +2,8 @@
 
 Services never log a card number; the redacting filter is a second line of
 defence that masks any digit run shaped like a card number (12-19 digits,
-spaces or dashes allowed) to its last four digits.
+spaces or dashes allowed) to its last four digits (valid card or not:
+a mistyped number is still a customer's card number).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import logging
 import re
 import sys
 
-_PAN = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# A card-shaped run: 12-19 digits, single spaces or dashes allowed between
+# them, standing alone (not part of a longer word or a dashed id such as a UUID).
+_PAN = re.compile(r"(?<![\w-])(?:\d[ -]?){11,18}\d(?![\w]|-\w)")
 
 
 def redact(text: str) -> str:

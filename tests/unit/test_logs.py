@@ -23,3 +23,12 @@ def test_filter_rewrites_formatted_records() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "n=%s", ("5500005555555559",), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "n=****5559"
+
+
+def test_order_ids_with_long_digit_runs_are_untouched() -> None:
+    text = "order=3b09277b-4612-8251-2283-678901234567 event=a"
+    assert redact(text) == text
+
+
+def test_mistyped_card_numbers_are_masked_too() -> None:
+    assert redact("card 4111111111111112 declined") == "card ****1112 declined"
