@@ -183,7 +183,8 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table(throughput: Phase, latency: Phase, rss_mb: float, pss_mb: float, procs: int) -> str:
+def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, procs: int) -> str:
+    throughput, latency, single = phases
     rows = [
         (f"checkouts/s at {throughput.concurrency} concurrent clients", f"{throughput.rate:.0f}"),
         (
@@ -193,14 +194,17 @@ def table(throughput: Phase, latency: Phase, rss_mb: float, pss_mb: float, procs
         ),
         (
             f"checkouts/s at {latency.concurrency} concurrent clients",
-            f"{latency.rate:.0f}/s",
+            f"{latency.rate:.0f}",
+        ),
+        (
+            "one checkout alone (1 client): p50 / p99",
+            f"{single.percentile(50):.1f} / {single.percentile(99):.1f} ms",
         ),
         (f"resident memory, {procs} processes (sum of RSS)", f"{rss_mb:.0f} MB"),
         (f"proportional set size, {procs} processes (sum of PSS)", f"{pss_mb:.0f} MB"),
         (
             "orders (approved / failed)",
-            f"{len(throughput.latencies_s) + len(latency.latencies_s)} / "
-            f"{len(throughput.failures) + len(latency.failures)}",
+            f"{sum(len(p.latencies_s) for p in phases)} / {sum(len(p.failures) for p in phases)}",
         ),
     ]
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
@@ -214,7 +218,7 @@ def table(throughput: Phase, latency: Phase, rss_mb: float, pss_mb: float, procs
 
 async def bench(
     base_url: str, args: argparse.Namespace, names: dict[int, str]
-) -> tuple[Phase, Phase]:
+) -> tuple[Phase, Phase, Phase]:
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = orjson.dumps(course_page_request())
@@ -238,13 +242,14 @@ async def bench(
         host, port, args.latency_concurrency, args.latency_orders, args.duration_cap, body
     )
     print(f"latency phase: {latency.done} orders in {latency.elapsed_s:.1f} s", file=sys.stderr)
-    for phase in (throughput, latency):
+    single = await run_phase(host, port, 1, args.single_orders, args.duration_cap, body)
+    for phase in (throughput, latency, single):
         if phase.failures:
             print(
                 f"failures ({len(phase.failures)}): {sorted(set(phase.failures))[:5]}",
                 file=sys.stderr,
             )
-    return throughput, latency
+    return throughput, latency, single
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--latency-orders", type=int, default=1500)
     parser.add_argument("--latency-concurrency", type=int, default=10)
+    parser.add_argument("--single-orders", type=int, default=200, help="orders from one client")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument(
         "--duration-cap", type=float, default=60.0, help="seconds per phase, at most"
@@ -275,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
             base_url = system.base_url
             names = {pid: name for name, pid in system.pids().items()}
             names[system.process.pid] = "launcher"
-        throughput, latency = asyncio.run(bench(base_url, args, names))
+        phases = asyncio.run(bench(base_url, args, names))
         rss, pss = memory(list(names))
         print("resident memory by process:", file=sys.stderr)
         for pid, name in sorted(names.items(), key=lambda kv: kv[1]):
             print(f"  {name:26} {_kib(pid, 'status', 'VmRSS:') / 1024:6.0f} MB", file=sys.stderr)
-    print(table(throughput, latency, rss, pss, len(names)))
+    print(table(phases, rss, pss, len(names)))
     return 0
 
 
