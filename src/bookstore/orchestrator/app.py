@@ -294,7 +294,8 @@ def _unavailable(exc: ServiceUnavailable) -> Response:
 
 async def _bounded(awaitable: Awaitable[T], timeout: float) -> T | BaseException:
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        async with asyncio.timeout(timeout):
+            return await awaitable
     except Exception as exc:
         return exc
 
@@ -329,10 +330,9 @@ class Orchestrator:
         created = time.time()
         items = self._order_items(checkout)
         try:
-            outcome = await asyncio.wait_for(
-                self.pipeline.run(order_id, checkout),
-                settings.checkout_timeout_s + settings.rpc_timeout_s,
-            )
+            # the pipeline has its own checkout timeout; this is the backstop
+            async with asyncio.timeout(settings.checkout_timeout_s + settings.rpc_timeout_s):
+                outcome = await self.pipeline.run(order_id, checkout)
         except ServiceUnavailable as exc:
             log.warning("order=%s not checked: %s", order_id, exc)
             self._put_error(order_id, created, items, f"{exc.service} unavailable")
@@ -362,9 +362,8 @@ class Orchestrator:
         queued = [QueuedItem(i.book_id, i.title, i.quantity) for i in record.items]
         name = checkout.user.name if checkout.user and checkout.user.name else ""
         try:
-            await asyncio.wait_for(
-                self.tracker.enqueue(order_id, queued, name), self.settings.rpc_timeout_s * 2
-            )
+            async with asyncio.timeout(self.settings.rpc_timeout_s * 2):
+                await self.tracker.enqueue(order_id, queued, name)
         except (ServiceUnavailable, TimeoutError) as exc:
             service = exc.service if isinstance(exc, ServiceUnavailable) else "order-queue"
             log.warning("order=%s approved but not queued: %s", order_id, exc)
