@@ -51,6 +51,9 @@ def config(settings: Settings) -> uvicorn.Config:
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    # uvicorn's start/stop chatter (logged as "uvicorn.error") says nothing ours does not
+    chatter = logging.getLogger("uvicorn.error")
+    chatter.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     server = _Server(config(settings))
     loop = asyncio.get_running_loop()
 
