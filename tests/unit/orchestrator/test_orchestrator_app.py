@@ -12,6 +12,7 @@ from bookstore.orchestrator import app as app_module
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.pipeline import CheckoutTimeout
 from bookstore.orchestrator.store import OrderStore
+from bookstore.settings import Settings
 
 CARD = "4111111111111111"
 ORIGIN = {"Origin": "http://localhost:8080"}
@@ -404,3 +405,30 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers=ORIGIN)
     assert response.json() == {"status": "ok"}
     assert response.headers["access-control-allow-origin"] == "*"
+
+
+class _Lifecycle(FakePipeline):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def start(self) -> None:
+        self.log.append("pipeline started")
+
+    async def close(self) -> None:
+        self.log.append("pipeline closed")
+
+
+async def test_lifespan_starts_and_closes_owned_components() -> None:
+    log: list[str] = []
+    managed = app_module.create_app(
+        Settings(), _Lifecycle(log), FakeTracker(), store=OrderStore(10), manage=True
+    )
+    async with managed.router.lifespan_context(managed):
+        assert log == ["pipeline started"]
+    assert log == ["pipeline started", "pipeline closed"]
+    log.clear()
+    injected = app_module.create_app(Settings(), _Lifecycle(log), FakeTracker())
+    async with injected.router.lifespan_context(injected):
+        pass
+    assert log == []
