@@ -69,6 +69,7 @@ GetOrder = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 CLUSTER_TIMEOUT_S = 1.5  # /api/cluster answers within about this, whatever is down
 STATUS_TIMEOUT_S = 1.0  # refreshing one order's execution state
+REFRESH_MAX = 50  # GET /api/orders refreshes at most this many unexecuted orders
 
 
 class CheckoutPipeline(Protocol):
@@ -280,6 +281,11 @@ def _record(
     )
 
 
+def _awaiting_execution(record: OrderRecord) -> bool:
+    execution = record.execution
+    return record.status == APPROVED and (execution is None or execution.state != "executed")
+
+
 def _unavailable(exc: ServiceUnavailable) -> Response:
     body = error_body(
         "SERVICE_UNAVAILABLE",
@@ -411,12 +417,15 @@ class Orchestrator:
         record = self.store.get(order_id)
         if record is None:
             return None
-        execution = record.execution
-        if record.status == APPROVED and (execution is None or execution.state != "executed"):
-            info = await _bounded(self.tracker.status(order_id), STATUS_TIMEOUT_S)
-            if isinstance(info, ExecutionInfo):
-                record.execution = info
+        if _awaiting_execution(record):
+            await self._refresh(record)
         return record.to_json()
+
+    async def _refresh(self, record: OrderRecord) -> None:
+        """Ask the queue how far an approved order got (bounded; keeps the old state on error)."""
+        info = await _bounded(self.tracker.status(record.order_id), STATUS_TIMEOUT_S)
+        if isinstance(info, ExecutionInfo):
+            record.execution = info
 
     async def order(self, order_id: str) -> Response:
         found = await self.get_order(order_id)
@@ -427,7 +436,11 @@ class Orchestrator:
     # GET /api/orders
     async def orders(self, limit: int = 20) -> Response:
         limit = max(1, min(limit, 1000))
-        return json_response({"orders": [r.summary() for r in self.store.recent(limit)]})
+        records = self.store.recent(limit)
+        stale = [r for r in records if _awaiting_execution(r)][:REFRESH_MAX]
+        if stale:
+            await asyncio.gather(*(self._refresh(r) for r in stale))
+        return json_response({"orders": [r.summary() for r in records]})
 
     # GET /api/books
     async def books(

@@ -337,6 +337,18 @@ async def test_recent_orders_newest_first(client: httpx.AsyncClient) -> None:
     assert orders[0]["books"] == 3
 
 
+async def test_recent_orders_refresh_their_execution(
+    client: httpx.AsyncClient, tracker: FakeTracker
+) -> None:
+    tracker.execute = False
+    order_id = (await client.post("/checkout", json=course_request())).json()["orderId"]
+    [listed] = (await client.get("/api/orders")).json()["orders"]
+    assert listed["execution"] == {"state": "queued"}
+    tracker.executed[order_id] = ExecutionInfo("executed", 1, 1, 1, "then")
+    [listed] = (await client.get("/api/orders")).json()["orders"]
+    assert listed["execution"]["state"] == "executed"
+
+
 async def test_no_card_number_or_cvv_in_responses_or_records(
     client: httpx.AsyncClient, store: OrderStore
 ) -> None:
