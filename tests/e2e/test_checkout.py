@@ -65,6 +65,17 @@ def test_course_page_default_request_is_approved_with_suggestions(
     assert order["vectorClock"] == [3, 2, 1]
 
 
+def test_explicit_text_plain_body_is_parsed_as_json(client: httpx.Client) -> None:
+    response = client.post(
+        "/checkout",
+        content=json.dumps(course_page_request()).encode(),
+        headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": "null"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "Order Approved"
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
 def test_full_spec_request_as_json_with_preflight(client: httpx.Client) -> None:
     preflight = client.options(
         "/checkout",
