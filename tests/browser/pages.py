@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +13,12 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to test-artifacts/ (ignored by git); to refresh the ones README
+# shows: SCREENSHOTS_DIR=docs/screenshots scripts/test tests/browser
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR")
+    or Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+).resolve()
 
 
 def future_expiry() -> str:
