@@ -14,6 +14,8 @@ from pages import (
 )
 from playwright.sync_api import expect
 
+from bookstore import vclock
+
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
@@ -71,6 +73,14 @@ def test_diagram_shows_six_events_on_three_lines_ordered_by_their_clocks(
         assert by[before].x < by[after].x
     # after each event its clock goes to both other services
     assert svg.locator("line.message").count() == 12
+    # an arrow ends at an event only if that event's clock shows the sender's event
+    ends = svg.locator("line.message").evaluate_all(
+        "ls => ls.map(l => [l.dataset.from, l.dataset.toEvent])"
+    )
+    received = [(src, dst) for src, dst in ends if dst]
+    assert received, ends
+    for src, dst in received:
+        assert vclock.leq(by[src].clock, by[dst].clock), (src, dst)
     end = svg.locator("g.end")
     assert end.get_attribute("data-cancelled") == "false"
     assert end.get_attribute("data-final") == ",".join(str(x) for x in by["f"].clock)

@@ -1,7 +1,8 @@
 // The space-time diagram of one order: a horizontal line per checkout service,
 // time flowing to the right, its events placed in a linear extension of their
 // vector clocks (sum of the entries, then the time the report arrived), and
-// after each event the clock-carrying messages to the two other services.
+// after each event the clock-carrying messages to the two other services, each
+// drawn to the first event of the receiver whose clock includes it.
 import { fmtClock, s } from "/static/dom.js";
 
 export const LANES = [
@@ -19,6 +20,7 @@ const SHORT = 46; // a message no later event receives is drawn this long
 
 const laneOf = (service) => LANES.findIndex((l) => l.service === service);
 const sum = (clock) => clock.reduce((a, b) => a + b, 0);
+const leq = (a, b) => a.every((x, i) => x <= b[i]);
 const atOf = (ev) => (typeof ev.at === "number" ? ev.at : Date.parse(ev.at) / 1000 || 0);
 
 function validClock(c) {
@@ -40,7 +42,9 @@ export function layout(order) {
   for (const ev of events) {
     for (let lane = 0; lane < LANES.length; lane += 1) {
       if (lane === ev.lane) continue;
-      const receiver = events.find((o) => o.lane === lane && o.rank > ev.rank);
+      // The arrow ends at the first event of the receiver whose clock shows this
+      // one (it had merged the message by then); if none does, a short stub.
+      const receiver = events.find((o) => o.lane === lane && o.rank > ev.rank && leq(ev.clock, o.clock));
       const y = TOP + lane * LANE_GAP;
       const dx = receiver ? receiver.x - ev.x : SHORT;
       const shrink = receiver ? R + 3 : 0;
