@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "order-queue"
 STATUS_TIMEOUT_S = 0.5
+STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
 ELECTION_STEPS = 100
 TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
@@ -192,24 +193,34 @@ class ExecutionTracker:
         await asyncio.gather(*(one(o) for o in order_ids))
 
     async def _watch_loop(self) -> None:
+        # A stream that fails at once (the queue is down) may still hand out its
+        # initial metadata, so back-off and the warning reset only once a stream
+        # has stayed up for a while: one warning per outage, not one per retry.
+        loop = asyncio.get_running_loop()
         backoff = 0.05
+        outage_reported = False
         while True:
             call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
+            opened = loop.time()
+            problem = "ended"
             try:
                 await call.initial_metadata()  # the queue has subscribed us
                 self._generation += 1
                 self.watching = True
-                backoff = 0.05
                 # Executions may have happened while the stream was down.
                 self._spawn_check(list(self._waiters))
                 async for record in call:
                     self._resolve(record.order_id.value, _info(record))
-                log.warning("execution feed ended; reconnecting")
             except grpc.aio.AioRpcError as exc:
-                log.warning("execution feed lost (%s); reconnecting", exc.code().name)
+                problem = f"lost ({exc.code().name})"
             finally:
                 self.watching = False
                 call.cancel()
+            if loop.time() - opened > STABLE_STREAM_S:
+                backoff, outage_reported = 0.05, False
+            if not outage_reported:
+                log.warning("execution feed %s; reconnecting", problem)
+                outage_reported = True
             await asyncio.sleep(backoff)
             backoff = min(1.0, backoff * 2)
 
