@@ -44,7 +44,7 @@ from bookstore.orchestrator.errors import (
     from_api_error,
     json_response,
 )
-from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem, cluster_unknown
 from bookstore.orchestrator.models import CheckoutRequest, ErrorResponse, OrderStatusResponse
 from bookstore.orchestrator.pipeline import Outcome, ServiceStats
 from bookstore.orchestrator.store import (
@@ -500,38 +500,9 @@ class Orchestrator:
             ]
         if not isinstance(tracked, dict):
             log.warning("queue and executors' state unavailable: %r", tracked)
-            tracked = self._cluster_unknown()
+            tracked = cluster_unknown(self.settings)
         services += self._queue_services(tracked)
         return json_response({"services": services, **tracked})
-
-    def _cluster_unknown(self) -> dict[str, Any]:
-        return {
-            "executors": [
-                {
-                    "replicaId": rid,
-                    "address": address,
-                    "pid": None,
-                    "alive": False,
-                    "role": "unknown",
-                    "leaderId": None,
-                    "epoch": None,
-                    "executed": None,
-                }
-                for rid, address in sorted(self.settings.order_executor_addresses.items())
-            ],
-            "leader": None,
-            "queue": {
-                "depth": None,
-                "next": [],
-                "epoch": None,
-                "leaderId": None,
-                "leased": None,
-                "executed": None,
-                "pid": None,
-                "healthy": False,
-            },
-            "elections": [],
-        }
 
     def _queue_services(self, tracked: dict[str, Any]) -> list[dict[str, Any]]:
         queue = tracked.get("queue") or {}

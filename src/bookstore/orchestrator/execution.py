@@ -59,6 +59,47 @@ def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
     )
 
 
+def queue_unknown() -> dict[str, Any]:
+    """The queue's entry in the cluster view when it does not answer."""
+    return {
+        "depth": None,
+        "next": [],
+        "epoch": None,
+        "leaderId": None,
+        "leased": None,
+        "executed": None,
+        "pid": None,
+        "healthy": False,
+    }
+
+
+def executor_unknown(replica_id: int, address: str) -> dict[str, Any]:
+    """An executor's entry in the cluster view when it does not answer."""
+    return {
+        "replicaId": replica_id,
+        "address": address,
+        "pid": None,
+        "alive": False,
+        "role": None,
+        "leaderId": None,
+        "epoch": None,
+        "executed": None,
+    }
+
+
+def cluster_unknown(settings: Settings) -> dict[str, Any]:
+    """What `ExecutionTracker.cluster()` says when nothing answers."""
+    return {
+        "executors": [
+            executor_unknown(rid, address)
+            for rid, address in sorted(settings.order_executor_addresses.items())
+        ],
+        "leader": None,
+        "queue": queue_unknown(),
+        "elections": [],
+    }
+
+
 class ExecutionTracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -273,16 +314,7 @@ class ExecutionTracker:
         try:
             s = await self.queue.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
         except (grpc.aio.AioRpcError, grpcutil.ServiceUnavailable):
-            return {
-                "depth": None,
-                "next": [],
-                "epoch": None,
-                "leaderId": None,
-                "leased": None,
-                "executed": None,
-                "pid": None,
-                "healthy": False,
-            }
+            return queue_unknown()
         return {
             "depth": s.depth,
             "next": [
@@ -307,16 +339,7 @@ class ExecutionTracker:
         stub = cast(
             "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
         )
-        entry: dict[str, Any] = {
-            "replicaId": replica_id,
-            "address": address,
-            "pid": None,
-            "alive": False,
-            "role": None,
-            "leaderId": None,
-            "epoch": None,
-            "executed": None,
-        }
+        entry = executor_unknown(replica_id, address)
         try:
             s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
         except grpc.aio.AioRpcError:

@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import UNAVAILABLE, FakePipeline, FakeTracker
+from orchestrator_fakes import UNAVAILABLE, FakePipeline, FakeTracker
 
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator import app as app_module

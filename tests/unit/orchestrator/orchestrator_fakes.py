@@ -1,0 +1,138 @@
+"""Fake pipeline and tracker for the HTTP layer's tests (no gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.models import CheckoutRequest
+from bookstore.orchestrator.pipeline import EventRecord, Outcome, ServiceStats, SuggestedBook
+
+
+@dataclass
+class FakePipeline:
+    """Approves every order unless told otherwise; remembers what it was asked."""
+
+    reject_reason: str = ""
+    error: Exception | None = None
+    delay_s: float = 0.0
+    runs: list[tuple[str, CheckoutRequest]] = field(default_factory=list)
+    stats_error: Exception | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def run(self, order_id: str, request: CheckoutRequest) -> Outcome:
+        self.runs.append((order_id, request))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        event = EventRecord(
+            event="a",
+            name="items",
+            service="transaction-verification",
+            clock=(1, 0, 0),
+            ok=not self.reject_reason,
+            reason=self.reject_reason,
+            answered_by="rules",
+            at=1_700_000_000.0,
+            duration_ms=0.5,
+        )
+        if self.reject_reason:
+            return Outcome(
+                order_id,
+                approved=False,
+                reason=self.reject_reason,
+                events=[event],
+                cancel_clocks={"suggestions": (1, 0, 0)},
+                final_clock=(1, 0, 0),
+            )
+        return Outcome(
+            order_id,
+            approved=True,
+            reason="",
+            suggestions=[SuggestedBook("b002", "Distributed Systems", "Maarten van Steen")],
+            events=[event],
+            final_clock=(3, 2, 1),
+        )
+
+    async def stats(self) -> list[ServiceStats]:
+        if self.stats_error is not None:
+            raise self.stats_error
+        return [
+            ServiceStats("transaction-verification", "127.0.0.1:1", True, 11, 0),
+            ServiceStats("fraud-detection", "127.0.0.1:2", True, 12, 0),
+            ServiceStats("suggestions", "127.0.0.1:3", False, None, None),
+        ]
+
+
+@dataclass
+class FakeTracker:
+    """Executes on enqueue unless `execute` is False."""
+
+    execute: bool = True
+    enqueue_error: Exception | None = None
+    cluster_hangs: bool = False
+    enqueued: list[tuple[str, list[QueuedItem], str]] = field(default_factory=list)
+    executed: dict[str, ExecutionInfo] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def enqueue(self, order_id: str, items: list[QueuedItem], customer_name: str) -> None:
+        if self.enqueue_error is not None:
+            raise self.enqueue_error
+        self.enqueued.append((order_id, items, customer_name))
+        if self.execute:
+            self.executed[order_id] = ExecutionInfo(
+                "executed", executor=4, epoch=2, sequence=len(self.enqueued), executed_at="t"
+            )
+
+    async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None:
+        return self.executed.get(order_id)
+
+    async def status(self, order_id: str) -> ExecutionInfo | None:
+        return self.executed.get(order_id, ExecutionInfo("queued"))
+
+    async def cluster(self) -> dict[str, Any]:
+        if self.cluster_hangs:
+            await asyncio.sleep(60)
+        return {
+            "executors": [
+                {
+                    "replicaId": 1,
+                    "address": "127.0.0.1:5",
+                    "pid": 21,
+                    "alive": True,
+                    "role": "follower",
+                    "leaderId": 1,
+                    "epoch": 2,
+                    "executed": 0,
+                }
+            ],
+            "leader": {"replicaId": 1, "epoch": 2},
+            "queue": {
+                "depth": 0,
+                "next": [],
+                "epoch": 2,
+                "leaderId": 1,
+                "leased": 0,
+                "executed": 0,
+                "pid": 20,
+                "healthy": True,
+            },
+            "elections": [],
+        }
+
+
+UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")
