@@ -7,7 +7,6 @@ test setup installs it); without it these tests fail, they do not skip.
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,11 +15,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fake_api import create_app
+from harness import System, start_system
 from pages import RecordedPage
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from harness import System, start_system
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

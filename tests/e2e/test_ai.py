@@ -9,22 +9,17 @@ a busy machine does not turn an answer the fake gave at once into a timeout.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from checkout_requests import CARD, CVV, course_page_request
+from fakes.gemini import FakeGemini, Reply, Request
 from harness import System, start_system
 
 from bookstore.catalogue import load_catalogue
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fakes/
-
-from fakes.gemini import FakeGemini, Reply, Request
 
 pytestmark = pytest.mark.e2e
 

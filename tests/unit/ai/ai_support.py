@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 from bookstore.checkout.cards import summarize_card
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fakes/
 
 CARD_NUMBER = "4111111111111111"
 CVV = "737"
