@@ -7,11 +7,12 @@
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader
 
-The checkout itself is a list of named steps (`_checkout`): read and validate
+The checkout itself is a list of named steps (`Orchestrator.checkout`): read and validate
 the body (abort: 4xx), run the pipeline (abort: 503 when a service is down),
 enqueue an approved order (abort: 503; "Order Approved" only once the queue
 has it on disk), wait a bounded time for its execution (degrades to "queued").
-Every response is JSON and carries CORS headers (`EdgeMiddleware`).
+Every response is JSON and carries CORS headers (`edge.EdgeMiddleware`);
+bodies are read and validated in `parsing`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bookstore.catalogue import Book, Catalogue, load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.errors import (
     ApiError,
     error_body,
@@ -46,6 +45,7 @@ from bookstore.orchestrator.errors import (
 )
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem, cluster_unknown
 from bookstore.orchestrator.models import CheckoutRequest, ErrorResponse, OrderStatusResponse
+from bookstore.orchestrator.parsing import field_path, parse_checkout, read_body
 from bookstore.orchestrator.pipeline import Outcome, ServiceStats
 from bookstore.orchestrator.store import (
     APPROVED,
@@ -86,164 +86,6 @@ class Tracker(Protocol):
     async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None: ...
     async def status(self, order_id: str) -> ExecutionInfo | None: ...
     async def cluster(self) -> dict[str, Any]: ...
-
-
-# --------------------------------------------------------------------------- edges
-
-_CORS = [
-    (b"access-control-allow-origin", b"*"),
-    (b"access-control-expose-headers", b"*"),
-]
-
-
-class EdgeMiddleware:
-    """CORS on every response (errors included), preflight answers, and a JSON 500
-    without a stack trace for anything unhandled. Pure ASGI: little per-request cost."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS":
-            headers = dict(scope["headers"])
-            if b"access-control-request-method" in headers:
-                await _preflight(headers, send)
-                return
-        started = False
-
-        async def send_with_cors(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", ()), *_CORS]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_cors)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            if started:
-                raise
-            await _send_json(
-                send, 500, error_body("INTERNAL_ERROR", "Something went wrong on our side.")
-            )
-
-
-async def _preflight(headers: dict[bytes, bytes], send: Send) -> None:
-    requested = headers.get(b"access-control-request-headers", b"*")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 204,
-            "headers": [
-                *_CORS,
-                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-                (b"access-control-allow-headers", requested),
-                (b"access-control-max-age", b"600"),
-                (b"vary", b"origin"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def _send_json(send: Send, status: int, body: Any) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *_CORS,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-# ---------------------------------------------------------------- request parsing
-
-_TYPE_MESSAGES = {
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer",
-    "string_type": "expected a string",
-    "bool_type": "expected a boolean",
-    "bool_parsing": "expected a boolean",
-    "list_type": "expected an array",
-    "model_type": "expected an object",
-    "model_attributes_type": "expected an object",
-    "dict_type": "expected an object",
-}
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """("items", 0, "quantity") -> "items[0].quantity"."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "body"
-
-
-def _describe(error: Any) -> str:
-    path = field_path(tuple(error["loc"]))
-    return f"{path}: {_TYPE_MESSAGES.get(error['type'], error['msg'])}"
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) anything over `limit` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "BODY_TOO_LARGE", f"The request body is over {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "BODY_TOO_LARGE", f"The request body is over {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_checkout(body: bytes, settings: Settings) -> CheckoutRequest:
-    """Validate a checkout body (any Content-Type); ApiError(400) names the field."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "INVALID_REQUEST", "body: expected a JSON object")
-    try:
-        request = CheckoutRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        raise ApiError(400, "INVALID_FIELD", "; ".join(_describe(e) for e in errors[:5])) from None
-    items = request.items or []
-    distinct = {
-        (item.bookId or "", " ".join((item.name or "").split()).casefold()) for item in items
-    }
-    if len(items) > settings.max_items or len(distinct) > settings.max_items:
-        raise ApiError(
-            400,
-            "TOO_MANY_ITEMS",
-            f"items: at most {settings.max_items} order lines (different books) per order",
-        )
-    for i, item in enumerate(items):
-        if item.quantity is not None and item.quantity > settings.max_quantity:
-            raise ApiError(
-                400,
-                "QUANTITY_TOO_LARGE",
-                f"items[{i}].quantity: at most {settings.max_quantity} copies of a book",
-            )
-    return request
 
 
 # ------------------------------------------------------------------ JSON shapes
