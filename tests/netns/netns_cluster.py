@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -198,6 +199,18 @@ class Cluster:
     def call(self, op: str, timeout: float = 5.0, **args: Any) -> Any:
         assert self.agent is not None, "the cluster is not started"
         return self.agent.call(op, timeout, **args)
+
+    def durable_history(self) -> list[dict[str, Any]]:
+        """Every execution the queue has recorded, read from its database (read-only):
+        the history that counts, whatever a watcher may have missed."""
+        db = self.data_dir("order-queue") / "order-queue" / "queue.db"
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT order_id, executor, epoch, sequence, executed_at"
+                " FROM executions ORDER BY sequence"
+            ).fetchall()
+        keys = ("order_id", "executor", "epoch", "sequence", "executed_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def describe(self, lines: int = 15) -> str:
         """Which processes have exited, and the end of every log."""
