@@ -277,6 +277,27 @@ async def test_no_outcome_in_time_is_a_checkout_timeout() -> None:
         await stop_cluster(cluster)
 
 
+async def test_a_caller_giving_up_during_the_cancel_still_finalizes_the_order() -> None:
+    judge = BlockingJudge()
+    cluster = await blocking_cluster(judge, checkout_timeout_s=0.3)
+    fd = cluster.participants["fraud-detection"]
+    original = fd.on_orchestrator_message
+
+    def deaf_to_cancels(msg, link):  # type: ignore[no-untyped-def]
+        if msg.WhichOneof("kind") != "cancel":  # no CancelAck: the pipeline waits for it
+            original(msg, link)
+
+    fd.on_orchestrator_message = deaf_to_cancels  # type: ignore[method-assign]
+    try:
+        # The caller's own deadline ends while the pipeline awaits the missing ack.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(cluster.pipeline.run(str(uuid.uuid4()), course_request()), 0.8)
+        others = ("transaction-verification", "suggestions")
+        assert await cluster.wait_empty(services=others) == dict.fromkeys(others, 0)
+    finally:
+        await stop_cluster(cluster)
+
+
 async def test_reports_go_back_on_the_session_that_sent_the_order(cluster: Cluster) -> None:
     second = Pipeline(cluster.settings)
     await second.start()

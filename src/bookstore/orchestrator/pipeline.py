@@ -127,9 +127,10 @@ class Pipeline:
                 raise ServiceUnavailable(service, "not connected")
         if not self._links:
             raise ServiceUnavailable("checkout", "pipeline not started")
+        orders = build_orders(order_id, request)
         flight = _Flight(order_id)
         self._flights[order_id] = flight
-        for service, data in build_orders(order_id, request).items():
+        for service, data in orders.items():
             self._links[service].send(
                 checkout_pb2.OrchestratorMessage(init=checkout_pb2.InitOrder(order=data))
             )
@@ -141,10 +142,14 @@ class Pipeline:
         except asyncio.CancelledError:
             await self._abort(flight, "the checkout was abandoned")
             raise
-        if timed_out or flight.failed is not None or flight.down is not None:
-            await self._cancel(flight, _cancel_reason(flight, timed_out))
-        outcome = flight.outcome()
-        self._finalize(flight, outcome)
+        try:
+            if timed_out or flight.failed is not None or flight.down is not None:
+                await self._cancel(flight, _cancel_reason(flight, timed_out))
+        finally:
+            # Even if the caller gives up while the cancel acks are awaited, the
+            # order is finalized (and forgotten here) with what was reported.
+            outcome = flight.outcome()
+            self._finalize(flight, outcome)
         if flight.down is not None and flight.failed is None:
             raise ServiceUnavailable(flight.down, "the link broke during the checkout")
         if timed_out and flight.failed is None:
@@ -190,8 +195,10 @@ class Pipeline:
             )
 
     async def _abort(self, flight: _Flight, reason: str) -> None:
-        await self._cancel(flight, reason)
-        self._finalize(flight, flight.outcome())
+        try:
+            await self._cancel(flight, reason)
+        finally:
+            self._finalize(flight, flight.outcome())
 
     def _finalize(self, flight: _Flight, outcome: Outcome) -> None:
         final = vclock.merge_all([*flight.clocks(), *flight.cancel_clocks.values()])
