@@ -178,8 +178,10 @@ class Orchestrator:
         created = time.time()
         items = self._order_items(checkout)
         try:
-            # the pipeline has its own checkout timeout; this is the backstop
-            async with asyncio.timeout(settings.checkout_timeout_s + settings.rpc_timeout_s):
+            # The pipeline has its own checkout timeout, then waits up to one RPC
+            # timeout for cancel acks; this is the backstop past both.
+            backstop = settings.checkout_timeout_s + 2 * settings.rpc_timeout_s
+            async with asyncio.timeout(backstop):
                 outcome = await self.pipeline.run(order_id, checkout)
         except ServiceUnavailable as exc:
             log.warning("order=%s not checked: %s", order_id, exc)
@@ -213,11 +215,16 @@ class Orchestrator:
             async with asyncio.timeout(self.settings.rpc_timeout_s * 2):
                 await self.tracker.enqueue(order_id, queued, name)
         except (ServiceUnavailable, TimeoutError) as exc:
-            service = exc.service if isinstance(exc, ServiceUnavailable) else "order-queue"
-            log.warning("order=%s approved but not queued: %s", order_id, exc)
-            record.status, record.reason = ERROR, f"{service} unavailable"
-            self.store.put(record)
-            return _unavailable(ServiceUnavailable(service, "not queued"))
+            # Outcome unknown: the queue may have it on disk all the same. Ask once;
+            # only an order the queue does not know is reported as not queued.
+            known = await _bounded(self.tracker.status(order_id), self.settings.rpc_timeout_s)
+            if not isinstance(known, ExecutionInfo):
+                service = exc.service if isinstance(exc, ServiceUnavailable) else "order-queue"
+                log.warning("order=%s approved but not queued: %s", order_id, exc)
+                record.status, record.reason = ERROR, f"{service} unavailable"
+                self.store.put(record)
+                return _unavailable(ServiceUnavailable(service, "not queued"))
+            log.info("order=%s queued after all (the enqueue's answer was lost)", order_id)
         record.execution = QUEUED
         self.store.put(record)
         wait = self.settings.execution_wait_s

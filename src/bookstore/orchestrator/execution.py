@@ -226,10 +226,19 @@ class ExecutionTracker:
 
     async def _check(self, order_ids: list[str]) -> None:
         async def one(order_id: str) -> None:
-            with contextlib.suppress(grpcutil.ServiceUnavailable, grpcutil.Rejected):
-                info = await self.status(order_id)
+            # Ask until the queue answers, for as long as someone waits for the order:
+            # an execution missed while the feed was down never comes through it.
+            delay = 0.1
+            while order_id in self._waiters:
+                try:
+                    info = await self.status(order_id)
+                except (grpcutil.ServiceUnavailable, grpcutil.Rejected):
+                    await asyncio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
                 if info is not None and info.state == "executed":
                     self._resolve(order_id, info)
+                return
 
         await asyncio.gather(*(one(o) for o in order_ids))
 

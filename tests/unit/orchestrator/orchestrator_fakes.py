@@ -79,6 +79,7 @@ class FakeTracker:
 
     execute: bool = True
     enqueue_error: Exception | None = None
+    lose_enqueue_answer: bool = False  # on disk, but the caller hears a failure
     cluster_hangs: bool = False
     enqueued: list[tuple[str, list[QueuedItem], str]] = field(default_factory=list)
     executed: dict[str, ExecutionInfo] = field(default_factory=dict)
@@ -97,12 +98,16 @@ class FakeTracker:
             self.executed[order_id] = ExecutionInfo(
                 "executed", executor=4, epoch=2, sequence=len(self.enqueued), executed_at="t"
             )
+        if self.lose_enqueue_answer:
+            raise ServiceUnavailable("order-queue", "deadline_exceeded")
 
     async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None:
         return self.executed.get(order_id)
 
     async def status(self, order_id: str) -> ExecutionInfo | None:
-        return self.executed.get(order_id, ExecutionInfo("queued"))
+        if order_id in self.executed:
+            return self.executed[order_id]
+        return ExecutionInfo("queued") if any(o == order_id for o, _, _ in self.enqueued) else None
 
     async def cluster(self) -> dict[str, Any]:
         if self.cluster_hangs:

@@ -224,6 +224,18 @@ async def test_queue_unavailable_is_503_and_never_approved(
     assert record.status == "Error"
 
 
+async def test_an_enqueue_whose_answer_was_lost_is_approved_once_the_queue_has_it(
+    client: httpx.AsyncClient, tracker: FakeTracker
+) -> None:
+    tracker.execute = False
+    tracker.lose_enqueue_answer = True  # on disk, but the call reported a failure
+    response = await client.post("/checkout", json=course_request())
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "Order Approved", body
+    assert body["execution"]["state"] == "queued"
+    assert [o for o, _, _ in tracker.enqueued] == [body["orderId"]]
+
+
 async def test_unexpected_error_is_500_json_without_trace(
     client: httpx.AsyncClient, pipeline: FakePipeline
 ) -> None:
