@@ -153,6 +153,7 @@ class OrderStore:
         for order in loaded.queued:
             self.state.add(order)
         self._writer = asyncio.create_task(self._write_loop(), name="queue-writer")
+        self._writer.add_done_callback(self._writer_ended)
         log.info(
             "queue open path=%s epoch=%d leader=%d queued=%d executed=%d",
             self.path,
@@ -189,6 +190,17 @@ class OrderStore:
         self._writes.put_nowait(_Write(op, on_commit, future))
         return await future
 
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """A writer that dies of an unexpected error would leave every later write
+        waiting forever behind a SERVING health: treat it as fatal instead."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        log.critical("the queue's writer failed: %r", exc)
+        self.failed = exc
+        self.on_fatal(exc)
+
     async def _write_loop(self) -> None:
         while True:
             first = await self._writes.get()
@@ -214,7 +226,9 @@ class OrderStore:
             self.commits += 1
             for w, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
-                    w.future.set_exception(result)
+                    # A caller whose RPC was cancelled meanwhile no longer listens.
+                    if not w.future.done():
+                        w.future.set_exception(result)
                     continue
                 if w.on_commit is not None:
                     w.on_commit(result)

@@ -174,6 +174,23 @@ async def test_completion_is_idempotent(store: OrderStore) -> None:
         await store.complete(1, epoch, "x", "nope")
 
 
+async def test_a_refused_write_whose_caller_gave_up_does_not_stop_the_queue(
+    store: OrderStore,
+) -> None:
+    epoch = await store.register_leader(1)
+    # A completion the database refuses (unknown order) whose RPC is cancelled
+    # (deadline passed, client gone) before the batch commits.
+    gone = asyncio.create_task(store.complete(1, epoch, "x", "nope"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    # The writer lives on: later writes are still committed and acknowledged.
+    sequence, duplicate = await asyncio.wait_for(store.enqueue("b", items(1), "n"), 2)
+    assert sequence >= 1 and not duplicate
+    assert store.failed is None
+
+
 async def test_everything_acknowledged_survives_a_reopen(
     store: OrderStore, db_path: Path, clock: FakeClock
 ) -> None:
