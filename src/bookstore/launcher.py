@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import sys
 import time
@@ -218,6 +219,9 @@ class Launcher:
         self.python = python
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        # One secret fingerprint key per run, shared by every service it starts.
+        if not self.env.get("CARD_FINGERPRINT_KEY"):
+            self.env["CARD_FINGERPRINT_KEY"] = secrets.token_hex(32)
         self.backoff_first_s = backoff_first_s
         self.backoff_cap_s = backoff_cap_s
         self.backoff_reset_after_s = backoff_reset_after_s

@@ -59,6 +59,12 @@ class Settings:
     max_quantity: int = 100
     orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
 
+    # Key of the card fingerprints fraud detection's deny list matches on. Must be
+    # the same for the orchestrator and fraud detection, and secret: with a known
+    # key, BIN + last four + fingerprint give the number away. Empty: a public
+    # development key (with a warning); `bookstore up` makes a random one per run.
+    card_fingerprint_key: str = ""
+
     # Checkout services
     unfinished_order_ttl_s: float = 60.0  # an order never finalized is dropped (with an error)
 
@@ -196,6 +202,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_items=_int(e, "ORCHESTRATOR_MAX_ITEMS", d.max_items),
         max_quantity=_int(e, "ORCHESTRATOR_MAX_QUANTITY", d.max_quantity),
         orders_kept=_int(e, "ORCHESTRATOR_ORDERS_KEPT", d.orders_kept),
+        card_fingerprint_key=e.get("CARD_FINGERPRINT_KEY") or d.card_fingerprint_key,
         unfinished_order_ttl_s=_float(
             e, "CHECKOUT_UNFINISHED_ORDER_TTL_S", d.unfinished_order_ttl_s
         ),

@@ -7,6 +7,7 @@ from grpc_health.v1 import health
 
 from bookstore.checkout import server as checkout_server
 from bookstore.checkout.budget import AiBudget
+from bookstore.checkout.cards import warn_if_development_key
 from bookstore.checkout.engine import Participant
 from bookstore.checkout.events import FD, EventResult, Handler
 from bookstore.fraud_detection.rules import FraudJudge, RulesJudge, Verdict
@@ -61,4 +62,5 @@ def create_server(
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    warn_if_development_key()
     await checkout_server.serve(settings, create_participant(settings))

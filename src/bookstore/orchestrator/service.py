@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from bookstore.checkout.cards import warn_if_development_key
 from bookstore.orchestrator.app import create_app
 from bookstore.settings import Settings, split_address
 
@@ -54,6 +55,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     # uvicorn's start/stop chatter (logged as "uvicorn.error") says nothing ours does not
     chatter = logging.getLogger("uvicorn.error")
     chatter.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    warn_if_development_key()
     server = _Server(config(settings))
     loop = asyncio.get_running_loop()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bookstore.catalogue import Catalogue
-from bookstore.checkout.cards import brand_of, digits_of
+from bookstore.checkout.cards import brand_of, digits_of, is_digits
 from bookstore.pb import checkout_pb2
 
 LENGTHS: dict[str, frozenset[int]] = {
@@ -76,7 +76,7 @@ def check_user_data(order: checkout_pb2.OrderData) -> str:
 
 def luhn_ok(digits: str) -> bool:
     """The Luhn (mod 10) checksum of a string of digits."""
-    if not digits.isdigit():
+    if not is_digits(digits):
         return False
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -93,7 +93,7 @@ def parse_expiry(expiry: str) -> tuple[int, int] | None:
     """(year, month) of an "MM/YY" expiry, or None when malformed."""
     month_s, sep, year_s = expiry.strip().partition("/")
     month_s, year_s = month_s.strip(), year_s.strip()
-    if not sep or not (month_s.isdigit() and year_s.isdigit()):
+    if not sep or not (is_digits(month_s) and is_digits(year_s)):
         return None
     if len(month_s) not in (1, 2) or len(year_s) not in (2, 4):
         return None
@@ -113,7 +113,7 @@ def check_card(card: checkout_pb2.Card, now: datetime | None = None) -> str:
     digits = digits_of(card.number)
     if not digits:
         return "Please provide a card number."
-    if not digits.isdigit():
+    if not is_digits(digits):
         return "The card number may contain only digits."
     brand = brand_of(digits)
     if len(digits) not in LENGTHS[brand] or not luhn_ok(digits):
@@ -126,7 +126,7 @@ def check_card(card: checkout_pb2.Card, now: datetime | None = None) -> str:
         return f"The card expired in {month:02d}/{year % 100:02d}."
     cvv = card.cvv.strip()
     want = 4 if brand == "amex" else 3
-    if len(cvv) != want or not cvv.isdigit():
+    if len(cvv) != want or not is_digits(cvv):
         return f"The security code (CVV) of a {BRAND_NAMES[brand]} card has {want} digits."
     return ""
 

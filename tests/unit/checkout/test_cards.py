@@ -4,10 +4,11 @@ import hashlib
 import hmac
 
 from bookstore.checkout import cards
+from bookstore.settings import get_settings
 
 
-def test_fingerprint_is_the_documented_hmac_of_the_digits() -> None:
-    expected = hmac.new(b"bookstore-card-fingerprint-v1", b"4111111111111111", hashlib.sha256)
+def test_fingerprint_is_the_hmac_of_the_digits_under_the_configured_key() -> None:
+    expected = hmac.new(cards.fingerprint_key(), b"4111111111111111", hashlib.sha256)
     assert cards.card_fingerprint("4111 1111-1111 1111") == expected.hexdigest()
     assert cards.card_fingerprint("4111111111111111") != cards.card_fingerprint("4000000000000002")
 
@@ -32,3 +33,14 @@ def test_brands() -> None:
     assert cards.brand_of("6500000000000002") == "discover"
     assert cards.brand_of("3530111333300000") == "other"
     assert cards.brand_of("") == "other"
+
+
+def test_without_a_configured_key_the_development_key_is_used() -> None:
+    assert get_settings().card_fingerprint_key or cards.fingerprint_key() == cards.DEVELOPMENT_KEY
+
+
+def test_non_ascii_digits_are_not_digits() -> None:
+    assert cards.is_digits("4111")
+    assert not cards.is_digits("4\u06f0\u06f0")
+    assert not cards.is_digits("5\u00b2")
+    assert cards.brand_of("5\u00b21111") == "other"

@@ -79,6 +79,15 @@ def test_bad_numbers_are_rejected_without_echoing_them() -> None:
     assert checks.check_card(card("4111111111111112"), NOW) == "The card number is not valid."
 
 
+def test_digits_other_than_ascii_are_not_card_digits() -> None:
+    # the declined test card 4000000000000002 with four Extended Arabic-Indic zeros
+    disguised = "4\u06f0\u06f0\u06f0\u06f000000000002"
+    assert checks.check_card(card(disguised), NOW) == "The card number may contain only digits."
+    assert checks.check_card(card("5\u00b2" + "1" * 14), NOW)  # no crash on "²"
+    assert "CVV" in checks.check_card(card("4111111111111111", cvv="1\u06f23"), NOW)
+    assert not checks.luhn_ok("\u0664\u0661\u0661\u0661")
+
+
 def test_length_by_brand() -> None:
     def verdict(prefix: str, length: int, cvv: str = "123") -> str:
         number = with_check_digit(prefix.ljust(length - 1, "0"))
