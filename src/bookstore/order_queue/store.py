@@ -138,6 +138,7 @@ class OrderStore:
         self._db: Database | None = None
         self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._registering = asyncio.Lock()
         self._changed = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._subscribers: set[asyncio.Queue[Execution | None]] = set()
@@ -289,22 +290,28 @@ class OrderStore:
     async def register_leader(self, replica_id: int) -> int:
         if replica_id <= 0:
             raise BadRequest("replica id must be positive")
-        idle = self.clock() - self._leader_active_at
-        if self.leader_id > replica_id and idle < self.failure_timeout_s:
-            raise LeaderAlive(
-                f"replica {self.leader_id} holds epoch {self.epoch} and was active {idle:.3f}s ago"
-            )
+        # One registration at a time, so the LEADER_ALIVE check always sees the
+        # outcome of the one before it (two racing candidates cannot both pass).
+        async with self._registering:
+            idle = self.clock() - self._leader_active_at
+            if self.leader_id > replica_id and idle < self.failure_timeout_s:
+                raise LeaderAlive(
+                    f"replica {self.leader_id} holds epoch {self.epoch}"
+                    f" and was active {idle:.3f}s ago"
+                )
 
-        def on_commit(epoch: int) -> None:
-            self.epoch, self.leader_id = epoch, replica_id
-            self._leader_active_at = self.clock()
-            voided = self.state.release_older_than(epoch)
-            log.info("leader registered replica=%d epoch=%d voided=%d", replica_id, epoch, voided)
-            self._schedule_expiry()
-            self._notify()
+            def on_commit(epoch: int) -> None:
+                self.epoch, self.leader_id = epoch, replica_id
+                self._leader_active_at = self.clock()
+                voided = self.state.release_older_than(epoch)
+                log.info(
+                    "leader registered replica=%d epoch=%d voided=%d", replica_id, epoch, voided
+                )
+                self._schedule_expiry()
+                self._notify()
 
-        epoch: int = await self._write(lambda db: db.register(replica_id), on_commit)
-        return epoch
+            epoch: int = await self._write(lambda db: db.register(replica_id), on_commit)
+            return epoch
 
     async def dequeue(
         self, replica_id: int, epoch: int, wait_s: float

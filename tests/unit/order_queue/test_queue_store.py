@@ -160,6 +160,17 @@ async def test_a_lower_id_cannot_register_while_a_higher_leader_is_active(
     assert await store.register_leader(3) == epoch + 2
 
 
+async def test_racing_registrations_cannot_both_pass_the_live_leader_check(
+    store: OrderStore,
+) -> None:
+    four, three = await asyncio.gather(
+        store.register_leader(4), store.register_leader(3), return_exceptions=True
+    )
+    assert four == 1
+    assert isinstance(three, LeaderAlive)
+    assert (store.status().epoch, store.leader_id) == (1, 4)
+
+
 async def test_completion_is_idempotent(store: OrderStore) -> None:
     await store.enqueue("a", items(1), "n")
     epoch = await store.register_leader(1)
