@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from checkout_requests import course_page_request
 
 from bookstore import grpcutil
 from bookstore.checkout import server as checkout_server
@@ -52,24 +53,7 @@ class Cluster:
 
 def course_request(**overrides: object) -> CheckoutRequest:
     """The course page's default order, with an expiry in the future."""
-    body: dict[str, object] = {
-        "user": {"name": "John Doe", "contact": "john.doe@example.com"},
-        "creditCard": {"number": "4111111111111111", "expirationDate": "12/99", "cvv": "123"},
-        "userComment": "Please handle with care.",
-        "items": [{"name": "Book A", "quantity": 1}, {"name": "Book B", "quantity": 2}],
-        "billingAddress": {
-            "street": "123 Main St",
-            "city": "Springfield",
-            "state": "IL",
-            "zip": "62701",
-            "country": "USA",
-        },
-        "shippingMethod": "Standard",
-        "giftWrapping": True,
-        "termsAccepted": True,
-    }
-    body.update(overrides)
-    return CheckoutRequest.model_validate(body)
+    return CheckoutRequest.model_validate(course_page_request(**overrides))
 
 
 async def start_cluster(
