@@ -20,6 +20,7 @@ gRPC. The steps of one order:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 TV, FD, SUG = CHECKOUT_SERVICES
 INT32_MAX = 2**31 - 1
+# How long a checkout waits for a Session stream that is (re)connecting.
+CONNECT_GRACE_S = 0.5
 
 
 class CheckoutTimeout(ServiceUnavailable):
@@ -122,11 +125,16 @@ class Pipeline:
         Raises ServiceUnavailable (or CheckoutTimeout) when a checkout service
         is down or too slow; the order is then cancelled in the others.
         """
-        for service, link in self._links.items():
-            if not link.up:
-                raise ServiceUnavailable(service, "not connected")
         if not self._links:
             raise ServiceUnavailable("checkout", "pipeline not started")
+        for service, link in self._links.items():
+            if not link.up:
+                # A link that is (re)connecting gets a short grace; a service that
+                # is down is refused within it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(link.became_up.wait(), CONNECT_GRACE_S)
+                if not link.up:
+                    raise ServiceUnavailable(service, "not connected")
         orders = build_orders(order_id, request)
         flight = _Flight(order_id)
         self._flights[order_id] = flight
