@@ -1,5 +1,6 @@
 """Server plumbing shared by the three checkout services.
 
+`participant` builds a service's servicer from its event handlers.
 `create_server` binds (tests bind "127.0.0.1:0") and returns the port before
 any peer is known; `Participant.connect_peers` opens the peer streams once
 their addresses are known. `serve` runs one service until SIGTERM/SIGINT.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 
 import grpc
 from grpc_health.v1 import health
 
 from bookstore import grpcutil
 from bookstore.checkout.engine import Participant
+from bookstore.checkout.events import Handler
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 
@@ -34,6 +37,16 @@ def create_server(
         checkout_pb2_grpc.add_CheckoutParticipantServicer_to_server(participant, server)
 
     return grpcutil.create_server(bind, register, [SERVICE_NAME])
+
+
+def participant(settings: Settings, service: str, handlers: Mapping[str, Handler]) -> Participant:
+    """The `Participant` for `service` running `handlers`, configured from `settings`."""
+    return Participant(
+        service,
+        handlers,
+        ai_order_budget_s=settings.ai_order_budget_s,
+        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    )
 
 
 def peer_addresses(settings: Settings, service: str) -> dict[str, str]:

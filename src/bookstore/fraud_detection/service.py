@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-from grpc_health.v1 import health
-
 from bookstore.checkout import server as checkout_server
 from bookstore.checkout.budget import AiBudget
 from bookstore.checkout.cards import warn_if_development_key
@@ -46,19 +43,9 @@ def handlers(judge: FraudJudge) -> dict[str, Handler]:
 
 
 def create_participant(settings: Settings, judge: FraudJudge | None = None) -> Participant:
-    return Participant(
-        NAME,
-        handlers(judge if judge is not None else make_judge(settings)),
-        ai_order_budget_s=settings.ai_order_budget_s,
-        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    return checkout_server.participant(
+        settings, NAME, handlers(judge if judge is not None else make_judge(settings))
     )
-
-
-def create_server(
-    bind: str, participant: Participant
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
-    return checkout_server.create_server(bind, participant)
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:

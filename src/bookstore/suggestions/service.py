@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-from grpc_health.v1 import health
-
 from bookstore.checkout import server as checkout_server
 from bookstore.checkout.budget import AiBudget
 from bookstore.checkout.engine import Participant
@@ -40,19 +37,7 @@ def handlers(recommender: Recommender, count: int) -> dict[str, Handler]:
 
 def create_participant(settings: Settings, recommender: Recommender | None = None) -> Participant:
     chosen = recommender if recommender is not None else make_recommender(settings)
-    return Participant(
-        NAME,
-        handlers(chosen, settings.suggestions_count),
-        ai_order_budget_s=settings.ai_order_budget_s,
-        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
-    )
-
-
-def create_server(
-    bind: str, participant: Participant
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
-    return checkout_server.create_server(bind, participant)
+    return checkout_server.participant(settings, NAME, handlers(chosen, settings.suggestions_count))
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:

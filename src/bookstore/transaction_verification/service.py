@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
-from grpc_health.v1 import health
-
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.checkout import server as checkout_server
 from bookstore.checkout.budget import AiBudget
@@ -35,19 +32,9 @@ def handlers(catalogue: Catalogue) -> dict[str, Handler]:
 
 
 def create_participant(settings: Settings, catalogue: Catalogue | None = None) -> Participant:
-    return Participant(
-        NAME,
-        handlers(catalogue if catalogue is not None else load_catalogue()),
-        ai_order_budget_s=settings.ai_order_budget_s,
-        unfinished_order_ttl_s=settings.unfinished_order_ttl_s,
+    return checkout_server.participant(
+        settings, NAME, handlers(catalogue if catalogue is not None else load_catalogue())
     )
-
-
-def create_server(
-    bind: str, participant: Participant
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """A bound server for `participant`; start it, then `participant.connect_peers(...)`."""
-    return checkout_server.create_server(bind, participant)
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
