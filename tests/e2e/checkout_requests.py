@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 CARD = "4111111111111111"
 CVV = "947"  # not the course page's 123: a 3-digit token rare enough to search logs for
+
+
+def card_secrets_in(text: str, card: str = CARD, cvv: str = CVV) -> list[str]:
+    """The card number, and the CVV as a token of its own, wherever they occur in text.
+
+    A bare substring search for three digits would also find them inside a random
+    order id, a timestamp or a longer number, so the CVV counts only standing alone.
+    """
+    found = [card] if card in text else []
+    token = re.compile(rf"(?<![\w.:-]){cvv}(?![\w:-])")
+    found += [match.group() for match in token.finditer(text)]
+    return found
 
 
 def course_page_request(**changes: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from ai_support import BUDGET_S, CALL_S, CARD_NUMBER, CVV, HANG_BUDGET_S, ai_settings, make_order
+from checkout_requests import card_secrets_in
 from fakes.gemini import FakeGemini, Reply, closed_port_url
 
 from bookstore.ai.breaker import CircuitBreaker
@@ -122,8 +123,7 @@ async def test_the_ai_never_receives_the_card_number_or_the_cvv(
     assert len(fake.requests) == 2
     for request in fake.requests:
         raw = request.raw.decode()
-        assert CARD_NUMBER not in raw
-        assert not re.search(r"\b" + CVV + r"\b", raw)
+        assert card_secrets_in(raw, card=CARD_NUMBER, cvv=CVV) == []
         assert "1 Analytical Way" not in raw  # no street
         assert "ada@" not in raw  # only the contact's domain
     card_prompt = fake.requests[1].text()
