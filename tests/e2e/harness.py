@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,26 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from ports import free_ports
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 EXECUTOR_IDS = (1, 2, 3, 4)
 _STARTED = re.compile(r"launcher\s+\| started (\S+) pid=(\d+)")
 _PR_SET_PDEATHSIG = 1
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def system_env(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ports import free_ports
+
 Kind = Literal["text", "status", "hang", "close"]
 
 
@@ -297,7 +299,5 @@ class FakeGemini:
 
 def closed_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens (connection refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    [port] = free_ports(1)
     return f"http://127.0.0.1:{port}"
