@@ -11,8 +11,8 @@ import grpc
 from checkout_requests import course_page_request
 
 from bookstore import grpcutil
-from bookstore.checkout import server as checkout_server
-from bookstore.checkout.engine import Participant
+from bookstore.choreography import server as choreography_server
+from bookstore.choreography.engine import Participant
 from bookstore.fraud_detection import service as fd_service
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import Pipeline
@@ -68,9 +68,9 @@ async def start_cluster(
     addresses: dict[str, str] = {}
     for service in CHECKOUT_SERVICES:
         participant = chosen[service](base)
-        server, health, port = checkout_server.create_server("127.0.0.1:0", participant)
+        server, health, port = choreography_server.create_server("127.0.0.1:0", participant)
         await server.start()
-        await grpcutil.set_serving(health, [checkout_server.SERVICE_NAME])
+        await grpcutil.set_serving(health, [choreography_server.SERVICE_NAME])
         participants[service], servers[service] = participant, server
         addresses[service] = f"127.0.0.1:{port}"
     settings = dataclasses.replace(
@@ -80,7 +80,7 @@ async def start_cluster(
         suggestions_address=addresses["suggestions"],
     )
     for service, participant in participants.items():
-        participant.connect_peers(checkout_server.peer_addresses(settings, service))
+        participant.connect_peers(choreography_server.peer_addresses(settings, service))
     pipeline = Pipeline(settings)
     await pipeline.start()
     return Cluster(settings, participants, servers, pipeline)

@@ -12,9 +12,9 @@ import pytest
 from checkout_cluster import Cluster, course_request, start_cluster, stop_cluster
 
 from bookstore import vclock
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.engine import Participant
-from bookstore.checkout.links import PeerLink
+from bookstore.ai.budget import AiBudget
+from bookstore.choreography.engine import Participant
+from bookstore.choreography.links import PeerLink
 from bookstore.fraud_detection import service as fd_service
 from bookstore.fraud_detection.rules import RulesJudge, Verdict
 from bookstore.grpcutil import ServiceUnavailable
@@ -213,7 +213,7 @@ async def test_a_cancelled_order_runs_no_further_event(caplog: pytest.LogCapture
 async def test_a_late_update_within_the_final_clock_is_not_an_error(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bookstore.checkout")
+    caplog.set_level(logging.DEBUG, logger="bookstore.choreography")
     order_id = str(uuid.uuid4())
     outcome = await cluster.pipeline.run(order_id, course_request())
     assert outcome.final_clock is not None

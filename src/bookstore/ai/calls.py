@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 
 from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.budget import AiBudget
 from bookstore.ai.client import AiModel, AiRequest, M
 from bookstore.ai.errors import AiBudgetSpent, AiCircuitOpen, AiError, AiHttpError
-from bookstore.checkout.budget import AiBudget
 
 log = logging.getLogger(__name__)
 

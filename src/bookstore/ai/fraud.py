@@ -14,12 +14,12 @@ import logging
 from typing import Protocol
 
 from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.budget import AiBudget
 from bookstore.ai.calls import ask
 from bookstore.ai.client import AiModel, AiRequest
 from bookstore.ai.errors import AiError
 from bookstore.ai.prompts import FraudAnswer, card_fraud_request, user_fraud_request
 from bookstore.catalogue import Catalogue, load_catalogue
-from bookstore.checkout.budget import AiBudget
 from bookstore.fraud_detection.rules import Verdict
 from bookstore.logs import redact
 from bookstore.pb import checkout_pb2

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 
 from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.budget import AiBudget
 from bookstore.ai.calls import ask
 from bookstore.ai.client import AiModel
 from bookstore.ai.errors import AiError, AiUnknownIds
 from bookstore.ai.prompts import suggestions_request
 from bookstore.catalogue import Book
-from bookstore.checkout.budget import AiBudget
 from bookstore.pb import checkout_pb2
 from bookstore.suggestions.recommender import SAMPLE_GENRE, CatalogueRecommender, Suggestions
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
+from bookstore.ai.budget import AiBudget
+from bookstore.cards import card_fingerprint
 from bookstore.catalogue import Catalogue, load_catalogue
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.cards import card_fingerprint
 from bookstore.pb import checkout_pb2
 
 FRAUD_THRESHOLD = 0.7

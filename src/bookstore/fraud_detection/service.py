@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bookstore.checkout import server as checkout_server
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.cards import warn_if_development_key
-from bookstore.checkout.engine import Participant
-from bookstore.checkout.events import FD, EventResult, Handler
+from bookstore.ai.budget import AiBudget
+from bookstore.cards import warn_if_development_key
+from bookstore.choreography import server as choreography_server
+from bookstore.choreography.engine import Participant
+from bookstore.choreography.events import FD, EventResult, Handler
 from bookstore.fraud_detection.rules import FraudJudge, RulesJudge, Verdict
 from bookstore.pb import checkout_pb2
 from bookstore.settings import Settings
@@ -43,11 +43,11 @@ def handlers(judge: FraudJudge) -> dict[str, Handler]:
 
 
 def create_participant(settings: Settings, judge: FraudJudge | None = None) -> Participant:
-    return checkout_server.participant(
+    return choreography_server.participant(
         settings, NAME, handlers(judge if judge is not None else make_judge(settings))
     )
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
     warn_if_development_key()
-    await checkout_server.serve(settings, create_participant(settings))
+    await choreography_server.serve(settings, create_participant(settings))

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from bookstore import vclock
-from bookstore.checkout.cards import summarize_card
-from bookstore.checkout.events import EVENT_NAMES, EVENTS
+from bookstore.cards import summarize_card
+from bookstore.choreography.events import EVENT_NAMES, EVENTS
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.links import ServiceSession
 from bookstore.orchestrator.models import CheckoutRequest

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from bookstore.checkout.cards import warn_if_development_key
+from bookstore.cards import warn_if_development_key
 from bookstore.orchestrator.app import create_app
 from bookstore.settings import Settings, split_address
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bookstore.ai.budget import AiBudget
 from bookstore.catalogue import Book, Catalogue, load_catalogue
-from bookstore.checkout.budget import AiBudget
 from bookstore.pb import checkout_pb2
 
 # Fixed popularity order (catalogue ids), the last resort.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bookstore.checkout import server as checkout_server
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.engine import Participant
-from bookstore.checkout.events import SUG, EventResult, Handler
+from bookstore.ai.budget import AiBudget
+from bookstore.choreography import server as choreography_server
+from bookstore.choreography.engine import Participant
+from bookstore.choreography.events import SUG, EventResult, Handler
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
 from bookstore.suggestions.recommender import CatalogueRecommender, Recommender
@@ -37,8 +37,10 @@ def handlers(recommender: Recommender, count: int) -> dict[str, Handler]:
 
 def create_participant(settings: Settings, recommender: Recommender | None = None) -> Participant:
     chosen = recommender if recommender is not None else make_recommender(settings)
-    return checkout_server.participant(settings, NAME, handlers(chosen, settings.suggestions_count))
+    return choreography_server.participant(
+        settings, NAME, handlers(chosen, settings.suggestions_count)
+    )
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
-    await checkout_server.serve(settings, create_participant(settings))
+    await choreography_server.serve(settings, create_participant(settings))

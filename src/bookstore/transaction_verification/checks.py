@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bookstore.cards import brand_of, digits_of, is_digits
 from bookstore.catalogue import Catalogue
-from bookstore.checkout.cards import brand_of, digits_of, is_digits
 from bookstore.pb import checkout_pb2
 
 LENGTHS: dict[str, frozenset[int]] = {

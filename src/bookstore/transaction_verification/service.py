@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from bookstore.ai.budget import AiBudget
 from bookstore.catalogue import Catalogue, load_catalogue
-from bookstore.checkout import server as checkout_server
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.engine import Participant
-from bookstore.checkout.events import TV, EventResult, Handler
+from bookstore.choreography import server as choreography_server
+from bookstore.choreography.engine import Participant
+from bookstore.choreography.events import TV, EventResult, Handler
 from bookstore.pb import checkout_pb2
 from bookstore.settings import Settings
 from bookstore.transaction_verification import checks
@@ -32,10 +32,10 @@ def handlers(catalogue: Catalogue) -> dict[str, Handler]:
 
 
 def create_participant(settings: Settings, catalogue: Catalogue | None = None) -> Participant:
-    return checkout_server.participant(
+    return choreography_server.participant(
         settings, NAME, handlers(catalogue if catalogue is not None else load_catalogue())
     )
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
-    await checkout_server.serve(settings, create_participant(settings))
+    await choreography_server.serve(settings, create_participant(settings))

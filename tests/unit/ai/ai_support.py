@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bookstore.checkout.cards import summarize_card
+from bookstore.cards import summarize_card
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
 

@@ -9,6 +9,7 @@ from ai_support import BUDGET_S, CALL_S
 from fakes.gemini import FakeGemini, Reply
 
 from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.budget import AiBudget
 from bookstore.ai.calls import ask
 from bookstore.ai.client import AiRequest, GeminiModel
 from bookstore.ai.errors import (
@@ -20,7 +21,6 @@ from bookstore.ai.errors import (
     AiTimeout,
 )
 from bookstore.ai.prompts import FraudAnswer
-from bookstore.checkout.budget import AiBudget
 
 REQUEST = AiRequest("user-fraud", "You judge orders.", "The data.", FraudAnswer)
 CLEAN = Reply.json({"fraud": False, "score": 0.1, "reason": "fine"})

@@ -11,9 +11,9 @@ from checkout_requests import card_secrets_in
 from fakes.gemini import FakeGemini, Reply, closed_port_url
 
 from bookstore.ai.breaker import CircuitBreaker
+from bookstore.ai.budget import AiBudget
 from bookstore.ai.client import GeminiModel
 from bookstore.ai.fraud import AiFraudJudge
-from bookstore.checkout.budget import AiBudget
 from bookstore.fraud_detection.rules import RulesJudge
 
 SLACK_S = 2.0

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.cards import summarize_card
+from bookstore.ai.budget import AiBudget
+from bookstore.cards import summarize_card
 from bookstore.fraud_detection import rules
 from bookstore.fraud_detection.rules import RulesJudge
 from bookstore.pb import checkout_pb2, common_pb2

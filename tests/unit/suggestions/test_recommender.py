@@ -3,8 +3,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bookstore.ai.budget import AiBudget
 from bookstore.catalogue import load_catalogue
-from bookstore.checkout.budget import AiBudget
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.suggestions.recommender import CatalogueRecommender
 

@@ -41,14 +41,14 @@ from dataclasses import dataclass, field
 import grpc
 
 from bookstore import vclock
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.events import EventResult, EventSpec, Handler, events_of
-from bookstore.checkout.links import Outbox, PeerLink
+from bookstore.ai.budget import AiBudget
+from bookstore.choreography.events import EventResult, EventSpec, Handler, events_of
+from bookstore.choreography.links import Outbox, PeerLink
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES
 from bookstore.vclock import Clock
 
-log = logging.getLogger("bookstore.checkout")
+log = logging.getLogger("bookstore.choreography")
 
 FINALIZED_KEPT = 20_000
 ERROR_REASON = "We could not complete the checks of your order. Please try again."

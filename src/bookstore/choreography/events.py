@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bookstore.checkout.budget import AiBudget
+from bookstore.ai.budget import AiBudget
 from bookstore.pb import checkout_pb2, common_pb2
 
 TV = "transaction-verification"

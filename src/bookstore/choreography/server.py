@@ -17,8 +17,8 @@ import grpc
 from grpc_health.v1 import health
 
 from bookstore import grpcutil
-from bookstore.checkout.engine import Participant
-from bookstore.checkout.events import Handler
+from bookstore.choreography.engine import Participant
+from bookstore.choreography.events import Handler
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 

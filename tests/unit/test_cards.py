@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from bookstore.checkout import cards
+from bookstore import cards
 from bookstore.settings import get_settings
 
 

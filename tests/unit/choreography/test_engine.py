@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from bookstore import vclock
-from bookstore.checkout.budget import AiBudget
-from bookstore.checkout.engine import Participant, SessionLink
-from bookstore.checkout.events import EventResult, Handler
+from bookstore.ai.budget import AiBudget
+from bookstore.choreography.engine import Participant, SessionLink
+from bookstore.choreography.events import EventResult, Handler
 from bookstore.pb import checkout_pb2, common_pb2
 
 FD = "fraud-detection"
@@ -128,7 +128,7 @@ async def test_cancel_stops_running_work_and_nothing_runs_after_it() -> None:
 async def test_finalize_forgets_a_consistent_order_and_tolerates_late_messages(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bookstore.checkout")
+    caplog.set_level(logging.DEBUG, logger="bookstore.choreography")
     fd = fraud_detection(Gate())
     link = SessionLink("test")
     fd.on_orchestrator_message(init("o1"), link)
