@@ -91,8 +91,8 @@ async def test_rate_limits_and_bad_answers_are_not_retried(
 async def test_no_retry_when_the_first_call_spent_the_budget(
     fake: FakeGemini, model: GeminiModel, breaker: CircuitBreaker
 ) -> None:
-    fake.always(Reply.status(503).after(0.1))
-    budget = AiBudget(0.12)
+    fake.always(Reply.status(503))
+    budget = _SpentByOneCall(BUDGET_S)
     with pytest.raises(AiHttpError) as info:
         await ask(model, breaker, budget, REQUEST, call_timeout_s=CALL_S)
     assert info.value.kind == "http 503"  # the first failure, not "budget spent"
@@ -151,3 +151,10 @@ async def test_a_refused_key_is_a_clear_warning(
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "GEMINI_API_KEY" in warning.getMessage()
     assert "test-key" not in caplog.text
+
+
+class _SpentByOneCall(AiBudget):
+    """A budget that any one call spends whole, however fast or slow the machine is."""
+
+    def spend(self, seconds: float) -> None:
+        super().spend(self.total_s)
