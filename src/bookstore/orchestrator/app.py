@@ -44,9 +44,10 @@ from bookstore.orchestrator.errors import (
     json_response,
 )
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem, cluster_unknown
+from bookstore.orchestrator.flow import Outcome
 from bookstore.orchestrator.models import CheckoutRequest, ErrorResponse, OrderStatusResponse
 from bookstore.orchestrator.parsing import field_path, parse_checkout, read_body
-from bookstore.orchestrator.pipeline import Outcome, ServiceStats
+from bookstore.orchestrator.pipeline import ServiceStats
 from bookstore.orchestrator.store import (
     APPROVED,
     ERROR,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bookstore.orchestrator.execution import ExecutionInfo
-from bookstore.orchestrator.pipeline import EventRecord, SuggestedBook
+from bookstore.orchestrator.flow import EventRecord, Suggestion
 
 APPROVED = "Order Approved"
 REJECTED = "Order Rejected"
@@ -49,7 +49,7 @@ def compact_event(e: EventRecord) -> Event:
     )
 
 
-def compact_book(b: SuggestedBook) -> Book:
+def compact_book(b: Suggestion) -> Book:
     return (sys.intern(b.book_id), sys.intern(b.title), sys.intern(b.author))
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
-from bookstore.orchestrator.pipeline import EventRecord, Outcome, ServiceStats, SuggestedBook
+from bookstore.orchestrator.pipeline import ServiceStats
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FakePipeline:
             order_id,
             approved=True,
             reason="",
-            suggestions=[SuggestedBook("b002", "Distributed Systems", "Maarten van Steen")],
+            suggestions=[Suggestion("b002", "Distributed Systems", "Maarten van Steen")],
             events=[event],
             final_clock=(3, 2, 1),
         )

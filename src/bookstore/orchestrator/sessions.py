@@ -1,9 +1,9 @@
 """The orchestrator's long-lived `Session` stream to one checkout service.
 
 Messages are queued in an outbox and sent in batches by one writer task; a
-reader task hands every received `ParticipantMessage` to a callback. When the
-stream breaks the link reports itself down (so orders in flight fail at once)
-and reconnects with a short back-off.
+reader task hands every received `ParticipantMessage` to a callback. The link
+reports itself up when the stream opens; when the stream breaks it reports itself
+down (so orders in flight fail at once) and reconnects with a short back-off.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, checkout_pb2.ParticipantMessage], None]
-OnDown = Callable[[str], None]
+OnLink = Callable[[str], None]  # the service whose stream came up or went down
 
 # grpc.aio.StreamStreamCall[OrchestratorBatch, ParticipantBatch] (grpc ships no type hints)
 SessionCall: TypeAlias = Any
@@ -34,7 +34,8 @@ class ServiceSession:
         service: str,
         address: str,
         on_message: OnMessage,
-        on_down: OnDown,
+        on_up: OnLink,
+        on_down: OnLink,
         connect_timeout_s: float,
     ) -> None:
         self.service = service
@@ -43,6 +44,7 @@ class ServiceSession:
         self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
         self.outbox: Outbox[checkout_pb2.OrchestratorMessage] = Outbox()
         self._on_message = on_message
+        self._on_up = on_up
         self._on_down = on_down
         self._connect_timeout_s = connect_timeout_s
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +82,7 @@ class ServiceSession:
                 was_up = True
                 backoff = BACKOFF_MIN_S
                 log.info("session with %s at %s open", self.service, self.address)
+                self._on_up(self.service)
                 reader = asyncio.create_task(self._read(call))
                 await self._write(call)
             except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
