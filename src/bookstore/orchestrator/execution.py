@@ -6,6 +6,7 @@ A `WatchExecutions` stream stays open (reconnecting with back-off); every
 record it brings resolves the futures of `wait_executed` callers, so nobody
 polls. After each (re)connect the orders still waited on are re-checked with
 `GetOrder`, since executions may have happened while the stream was down.
+`cluster()` asks the queue and the executors for their status (`probe`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,20 @@ import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import grpc
 
 from bookstore import grpcutil
-from bookstore.pb import common_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.orchestrator.probe import ClusterProbe, ClusterState
+from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "order-queue"
-STATUS_TIMEOUT_S = 0.5
 STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
-ELECTION_STEPS = 100
 TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
 
 
@@ -59,53 +59,12 @@ def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
     )
 
 
-def queue_unknown() -> dict[str, Any]:
-    """The queue's entry in the cluster view when it does not answer."""
-    return {
-        "depth": None,
-        "next": [],
-        "epoch": None,
-        "leaderId": None,
-        "leased": None,
-        "executed": None,
-        "pid": None,
-        "healthy": False,
-    }
-
-
-def executor_unknown(replica_id: int, address: str) -> dict[str, Any]:
-    """An executor's entry in the cluster view when it does not answer."""
-    return {
-        "replicaId": replica_id,
-        "address": address,
-        "pid": None,
-        "alive": False,
-        "role": None,
-        "leaderId": None,
-        "epoch": None,
-        "executed": None,
-    }
-
-
-def cluster_unknown(settings: Settings) -> dict[str, Any]:
-    """What `ExecutionTracker.cluster()` says when nothing answers."""
-    return {
-        "executors": [
-            executor_unknown(rid, address)
-            for rid, address in sorted(settings.order_executor_addresses.items())
-        ],
-        "leader": None,
-        "queue": queue_unknown(),
-        "elections": [],
-    }
-
-
 class ExecutionTracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._channel: grpc.aio.Channel | None = None
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
-        self._executor_channels: dict[int, grpc.aio.Channel] = {}
+        self._probe = ClusterProbe(settings, lambda: self.queue)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
         self._recent: OrderedDict[str, ExecutionInfo] = OrderedDict()
         self._watch: asyncio.Task[None] | None = None
@@ -135,10 +94,9 @@ class ExecutionTracker:
             for f in futures:
                 f.cancel()
         self._waiters.clear()
-        for channel in [*self._executor_channels.values(), self._channel]:
-            if channel is not None:
-                await channel.close()
-        self._executor_channels.clear()
+        await self._probe.close()
+        if self._channel is not None:
+            await self._channel.close()
         self._channel = None
 
     @property
@@ -290,85 +248,6 @@ class ExecutionTracker:
             return _info(reply.execution)
         return ExecutionInfo(state=reply.state)
 
-    async def cluster(self) -> dict[str, Any]:
-        """{"queue": {...}, "executors": [...], "leader": {...}|None, "elections": [...]}"""
-        addresses = self.settings.order_executor_addresses
-        results = await asyncio.gather(
-            self._queue_status(), *(self._executor_status(i, a) for i, a in addresses.items())
-        )
-        queue = cast(dict[str, Any], results[0])
-        executors: list[dict[str, Any]] = []
-        elections: list[dict[str, Any]] = []
-        for entry, steps in cast(list[tuple[dict[str, Any], list[dict[str, Any]]]], results[1:]):
-            executors.append(entry)
-            elections.extend(steps)
-        elections.sort(key=lambda s: (s["at"], s["replicaId"]))
-        # The leader: a live replica claiming it, preferring the one holding the
-        # queue's current epoch (a paused or deposed one may still claim).
-        leading = [e for e in executors if e["alive"] and e["role"] == "leader"]
-        leading.sort(key=lambda e: (e["epoch"] == queue.get("epoch"), e["epoch"]), reverse=True)
-        leader = (
-            {"replicaId": leading[0]["replicaId"], "epoch": leading[0]["epoch"]}
-            if leading
-            else None
-        )
-        return {
-            "queue": queue,
-            "executors": executors,
-            "leader": leader,
-            "elections": elections[-ELECTION_STEPS:],
-        }
-
-    async def _queue_status(self) -> dict[str, Any]:
-        try:
-            s = await self.queue.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
-        except (grpc.aio.AioRpcError, grpcutil.ServiceUnavailable):
-            return queue_unknown()
-        return {
-            "depth": s.depth,
-            "next": [
-                {"orderId": o.order_id.value, "books": o.books, "sequence": o.sequence}
-                for o in s.next
-            ],
-            "epoch": s.epoch,
-            "leaderId": s.leader_id or None,
-            "leased": s.leased,
-            "executed": s.executed,
-            "pid": s.pid,
-            "healthy": True,
-        }
-
-    async def _executor_status(
-        self, replica_id: int, address: str
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        channel = self._executor_channels.get(replica_id)
-        if channel is None:
-            channel = grpcutil.insecure_channel(address)
-            self._executor_channels[replica_id] = channel
-        stub = cast(
-            "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
-        )
-        entry = executor_unknown(replica_id, address)
-        try:
-            s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
-        except grpc.aio.AioRpcError:
-            return entry, []
-        entry.update(
-            pid=s.pid,
-            alive=True,
-            role=s.role,
-            leaderId=s.leader_id or None,
-            epoch=s.epoch,
-            executed=s.executed,
-        )
-        steps = [
-            {
-                "at": st.at,
-                "replicaId": st.replica_id,
-                "step": st.step,
-                "detail": st.detail,
-                "epoch": st.epoch,
-            }
-            for st in s.recent_steps
-        ]
-        return entry, steps
+    async def cluster(self) -> ClusterState:
+        """The queue's and the executors' status (unknown where they do not answer)."""
+        return await self._probe.state()

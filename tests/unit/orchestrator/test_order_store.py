@@ -1,4 +1,5 @@
-from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord, OrderStore, rfc3339
+from bookstore.orchestrator.responses import order_json, order_line_json, rfc3339
+from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord, OrderStore
 
 
 def _record(n: int) -> OrderRecord:
@@ -23,6 +24,6 @@ def test_recent_is_newest_first_and_limited() -> None:
 
 def test_record_json_counts_books_and_formats_times() -> None:
     record = _record(0)
-    assert record.summary()["books"] == 2
-    assert record.to_json()["createdAt"] == "2023-11-14T22:13:20.000Z"
+    assert order_line_json(record)["books"] == 2
+    assert order_json(record)["createdAt"] == "2023-11-14T22:13:20.000Z"
     assert rfc3339(0.25) == "1970-01-01T00:00:00.250Z"
