@@ -53,7 +53,7 @@ class Rejected(Exception):
         self.message = message
 
 
-def translate(service: str, error: grpc.RpcError) -> Exception:
+def translate(service: str, error: grpc.RpcError) -> ServiceUnavailable | Rejected:
     """Map a gRPC error to our own error types (the one place this happens)."""
     code = error.code() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else "") or ""
@@ -69,6 +69,13 @@ def translate(service: str, error: grpc.RpcError) -> Exception:
     if sep and named.isupper():
         return Rejected(named, rest)
     return Rejected(code.name, details)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of a gRPC error."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details() or ''}".strip()
+    return type(exc).__name__
 
 
 def insecure_channel(address: str) -> grpc.aio.Channel:
@@ -103,14 +110,3 @@ def create_server(
 async def set_serving(health_servicer: health.aio.HealthServicer, names: Iterable[str]) -> None:
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-
-async def check_health(address: str, timeout: float = 1.0) -> bool:
-    """True when the server at `address` reports SERVING (overall status)."""
-    async with insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.RpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -16,7 +16,8 @@ from typing import Any, TypeAlias
 import grpc
 
 from bookstore import grpcutil
-from bookstore.choreography.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox, describe
+from bookstore.choreography.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
+from bookstore.grpcutil import describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
 log = logging.getLogger(__name__)
