@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import cast
 
 import grpc
 
 from bookstore import grpcutil
+from bookstore.backoff import Backoff, reconnect
+from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.probe import ClusterProbe, ClusterState
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -66,13 +67,14 @@ class ExecutionTracker:
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
         self._probe = ClusterProbe(settings, lambda: self.queue)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
-        self._recent: OrderedDict[str, ExecutionInfo] = OrderedDict()
+        self._recent: BoundedMapping[str, ExecutionInfo] = BoundedMapping(RECENT_EXECUTIONS)
         self._watch: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
         # Orders this tracker enqueued -> the feed connection they were enqueued
         # under: the feed is sure to bring their execution while it stays up.
-        self._enqueued: OrderedDict[str, int] = OrderedDict()
+        self._enqueued: BoundedMapping[str, int] = BoundedMapping(RECENT_EXECUTIONS)
         self._generation = 0
+        self._outage_reported = False
         self.watching = False
 
     async def start(self) -> None:
@@ -131,8 +133,6 @@ class ExecutionTracker:
             try:
                 await self.queue.Enqueue(request, timeout=timeout)
                 self._enqueued[order_id] = generation
-                while len(self._enqueued) > RECENT_EXECUTIONS:
-                    self._enqueued.popitem(last=False)
                 return
             except grpc.aio.AioRpcError as exc:
                 error = grpcutil.translate(QUEUE, exc)
@@ -170,9 +170,6 @@ class ExecutionTracker:
 
     def _resolve(self, order_id: str, info: ExecutionInfo) -> None:
         self._recent[order_id] = info
-        self._recent.move_to_end(order_id)
-        while len(self._recent) > RECENT_EXECUTIONS:
-            self._recent.popitem(last=False)
         for future in self._waiters.get(order_id, []):
             if not future.done():
                 future.set_result(info)
@@ -186,13 +183,12 @@ class ExecutionTracker:
         async def one(order_id: str) -> None:
             # Ask until the queue answers, for as long as someone waits for the order:
             # an execution missed while the feed was down never comes through it.
-            delay = 0.1
+            backoff = Backoff(0.1, 2.0)
             while order_id in self._waiters:
                 try:
                     info = await self.status(order_id)
                 except (grpcutil.ServiceUnavailable, grpcutil.Rejected):
-                    await asyncio.sleep(delay)
-                    delay = min(2.0, delay * 2)
+                    await asyncio.sleep(backoff.next())
                     continue
                 if info is not None and info.state == "executed":
                     self._resolve(order_id, info)
@@ -201,36 +197,39 @@ class ExecutionTracker:
         await asyncio.gather(*(one(o) for o in order_ids))
 
     async def _watch_loop(self) -> None:
-        # A stream that fails at once (the queue is down) may still hand out its
-        # initial metadata, so back-off and the warning reset only once a stream
-        # has stayed up for a while: one warning per outage, not one per retry.
+        await reconnect(self._watch_once, Backoff(0.05, 1.0))
+
+    async def _watch_once(self) -> bool:
+        """One WatchExecutions stream; True when it stayed up long enough to count as working.
+
+        A stream that fails at once (the queue is down) may still hand out its initial
+        metadata, so back-off and the warning reset only once a stream has stayed up
+        for a while: one warning per outage, not one per retry.
+        """
         loop = asyncio.get_running_loop()
-        backoff = 0.05
-        outage_reported = False
-        while True:
-            call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
-            opened = loop.time()
-            problem = "ended"
-            try:
-                await call.initial_metadata()  # the queue has subscribed us
-                self._generation += 1
-                self.watching = True
-                # Executions may have happened while the stream was down.
-                self._spawn_check(list(self._waiters))
-                async for record in call:
-                    self._resolve(record.order_id.value, _info(record))
-            except grpc.aio.AioRpcError as exc:
-                problem = f"lost ({exc.code().name})"
-            finally:
-                self.watching = False
-                call.cancel()
-            if loop.time() - opened > STABLE_STREAM_S:
-                backoff, outage_reported = 0.05, False
-            if not outage_reported:
-                log.warning("execution feed %s; reconnecting", problem)
-                outage_reported = True
-            await asyncio.sleep(backoff)
-            backoff = min(1.0, backoff * 2)
+        call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
+        opened = loop.time()
+        problem = "ended"
+        try:
+            await call.initial_metadata()  # the queue has subscribed us
+            self._generation += 1
+            self.watching = True
+            # Executions may have happened while the stream was down.
+            self._spawn_check(list(self._waiters))
+            async for record in call:
+                self._resolve(record.order_id.value, _info(record))
+        except grpc.aio.AioRpcError as exc:
+            problem = f"lost ({exc.code().name})"
+        finally:
+            self.watching = False
+            call.cancel()
+        stable = loop.time() - opened > STABLE_STREAM_S
+        if stable:
+            self._outage_reported = False
+        if not self._outage_reported:
+            log.warning("execution feed %s; reconnecting", problem)
+            self._outage_reported = True
+        return stable
 
     # -- status -------------------------------------------------------------------------
 

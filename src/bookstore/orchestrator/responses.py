@@ -9,22 +9,15 @@ probe's dataclasses) and get the JSON back; the keys and their order are the HTT
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bookstore.catalogue import Book
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.probe import ClusterState, ElectionStep, ExecutorState, QueueState
 from bookstore.orchestrator.store import APPROVED, REJECTED, BookRef, Event, OrderRecord
+from bookstore.timestamps import utc_iso
 
 JSON = dict[str, Any]
-
-
-def rfc3339(unix: float) -> str:
-    """A unix time as RFC 3339 in UTC with milliseconds ("2026-01-02T03:04:05.678Z")."""
-    return (
-        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 def _clock(clock: tuple[int, ...] | None) -> list[int] | None:
@@ -73,7 +66,7 @@ def event_json(e: Event) -> JSON:
         "ok": e[4],
         "reason": e[5],
         "answeredBy": e[6],
-        "at": rfc3339(e[7]),
+        "at": utc_iso(e[7]),
         "durationMs": e[8],
     }
 
@@ -85,7 +78,7 @@ def order_json(record: OrderRecord) -> JSON:
         "orderId": record.order_id,
         "status": record.status,
         "reason": record.reason,
-        "createdAt": rfc3339(record.created_at),
+        "createdAt": utc_iso(record.created_at),
         "items": [
             {"bookId": i.book_id, "title": i.title, "quantity": i.quantity} for i in record.items
         ],
@@ -104,7 +97,7 @@ def order_line_json(record: OrderRecord) -> JSON:
         "orderId": record.order_id,
         "status": record.status,
         "reason": record.reason,
-        "createdAt": rfc3339(record.created_at),
+        "createdAt": utc_iso(record.created_at),
         "books": record.books,
         "execution": execution_json(record.execution),
     }

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from bookstore import grpcutil
+from bookstore.backoff import Backoff, reconnect
 from bookstore.choreography.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
 from bookstore.grpcutil import describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
@@ -66,43 +67,40 @@ class ServiceSession:
         await self.channel.close()
 
     async def _run(self) -> None:
-        backoff = BACKOFF_MIN_S
+        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
+        await reconnect(self._session, backoff, stopped=lambda: self.outbox.closed)
+
+    async def _session(self) -> bool:
+        """One Session stream until it breaks; True when it was up (a fresh outage follows)."""
+        call: SessionCall = self.stub.Session()
+        call.add_done_callback(lambda _call: self.outbox.wake())
+        reader: asyncio.Task[None] | None = None
         was_up = False
-        while not self.outbox.closed:
-            call: SessionCall = self.stub.Session()
-            call.add_done_callback(lambda _call: self.outbox.wake())
-            reader: asyncio.Task[None] | None = None
-            try:
-                await asyncio.wait_for(call.initial_metadata(), self._connect_timeout_s)
-                if call.done():
-                    await call.read()  # raises the call's error
-                    raise ConnectionError("stream ended")
-                self.outbox.clear()  # whatever waited belongs to orders that already failed
-                self.up = True
-                self.became_up.set()
-                was_up = True
-                backoff = BACKOFF_MIN_S
-                log.info("session with %s at %s open", self.service, self.address)
-                self._on_up(self.service)
-                reader = asyncio.create_task(self._read(call))
-                await self._write(call)
-            except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
-                if was_up and not self.outbox.closed:
-                    log.warning("session with %s broke: %s", self.service, describe(exc))
-            finally:
-                self.up = False
-                self.became_up.clear()
-                if not call.done():
-                    call.cancel()
-                if reader is not None:
-                    reader.cancel()
-                if was_up:
-                    self._on_down(self.service)
-                    was_up = False
-            if self.outbox.closed:
-                return
-            await asyncio.sleep(backoff)
-            backoff = min(BACKOFF_MAX_S, backoff * 2)
+        try:
+            await asyncio.wait_for(call.initial_metadata(), self._connect_timeout_s)
+            if call.done():
+                await call.read()  # raises the call's error
+                raise ConnectionError("stream ended")
+            self.outbox.clear()  # whatever waited belongs to orders that already failed
+            self.up = was_up = True
+            self.became_up.set()
+            log.info("session with %s at %s open", self.service, self.address)
+            self._on_up(self.service)
+            reader = asyncio.create_task(self._read(call))
+            await self._write(call)
+        except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
+            if was_up and not self.outbox.closed:
+                log.warning("session with %s broke: %s", self.service, describe(exc))
+        finally:
+            self.up = False
+            self.became_up.clear()
+            if not call.done():
+                call.cancel()
+            if reader is not None:
+                reader.cancel()
+            if was_up:
+                self._on_down(self.service)
+        return was_up
 
     async def _write(self, call: SessionCall) -> None:
         while not call.done():

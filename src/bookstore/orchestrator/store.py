@@ -9,9 +9,9 @@ customer and the cluster view may see — never card data.
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 
@@ -102,7 +102,7 @@ class OrderStore:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self._orders: OrderedDict[str, OrderRecord] = OrderedDict()
+        self._orders: BoundedMapping[str, OrderRecord] = BoundedMapping(self.capacity)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -112,18 +112,14 @@ class OrderStore:
 
     def put(self, record: OrderRecord) -> None:
         self._orders[record.order_id] = record
-        self._orders.move_to_end(record.order_id)
-        while len(self._orders) > self.capacity:
-            self._orders.popitem(last=False)
 
     def get(self, order_id: str) -> OrderRecord | None:
         return self._orders.get(order_id)
 
     def recent(self, limit: int) -> list[OrderRecord]:
         """The newest `limit` records, newest first."""
-        result: list[OrderRecord] = []
-        for record in reversed(self._orders.values()):
-            if len(result) >= limit:
-                break
-            result.append(record)
-        return result
+        if limit < 1:
+            return []
+        newest = list(self._orders.values())[-limit:]
+        newest.reverse()
+        return newest
