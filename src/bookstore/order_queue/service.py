@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -203,15 +201,9 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     await store.open()
     bind = settings.bind_address("order-queue")
     server, health, port = create_server(bind, store)
-    await server.start()
-    await grpcutil.set_serving(health, [SERVICE_NAME])
-    log.info("order-queue serving on %s (port %d)", bind, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("order-queue stopping")
-    await server.stop(grace=1.0)
-    with contextlib.suppress(Exception):
-        await store.close()
+    label = f"order-queue on {bind} (port {port})"
+    try:
+        await grpcutil.serve(server, health, [SERVICE_NAME], label=label, grace_s=1.0)
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
