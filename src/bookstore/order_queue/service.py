@@ -1,4 +1,4 @@
-"""The order-queue gRPC service: a thin servicer over `OrderStore`."""
+"""The order-queue gRPC service: a thin servicer over `QueueStore`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bookstore.order_queue.db import (
     UnknownOrder,
 )
 from bookstore.order_queue.state import Item, Order
-from bookstore.order_queue.store import Limits, OrderStore
+from bookstore.order_queue.store import Limits, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 
@@ -70,7 +70,7 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 
 class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
-    def __init__(self, store: OrderStore) -> None:
+    def __init__(self, store: QueueStore) -> None:
         self.store = store
 
     async def Enqueue(
@@ -176,7 +176,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         )
 
 
-def create_server(bind: str, store: OrderStore) -> tuple[grpc.aio.Server, Any, int]:
+def create_server(bind: str, store: QueueStore) -> tuple[grpc.aio.Server, Any, int]:
     """The queue's server bound to `bind` (port 0: a free one); not yet started."""
     servicer = OrderQueueServicer(store)
     return grpcutil.create_server(
@@ -186,8 +186,8 @@ def create_server(bind: str, store: OrderStore) -> tuple[grpc.aio.Server, Any, i
     )
 
 
-def open_store(settings: Settings) -> OrderStore:
-    return OrderStore(
+def open_store(settings: Settings) -> QueueStore:
+    return QueueStore(
         settings.data_dir / "order-queue" / "queue.db",
         lease_s=settings.lease_s,
         group_commit_max=settings.group_commit_max,
