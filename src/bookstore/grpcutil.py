@@ -1,10 +1,13 @@
 """gRPC plumbing shared by every service: servers with health and reflection,
-channels with bounded messages, and the one place gRPC errors are translated.
+the one `serve` loop (signals, graceful stop), channels with bounded messages,
+and the one place gRPC errors are translated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable, Iterable
 
 import grpc
@@ -12,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
@@ -110,3 +115,46 @@ def create_server(
 async def set_serving(health_servicer: health.aio.HealthServicer, names: Iterable[str]) -> None:
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT (the handlers are removed again)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    names: Iterable[str],
+    *,
+    label: str,
+    grace_s: float,
+    start: Callable[[], object] | None = None,
+) -> None:
+    """Run a service made by `create_server` until SIGTERM or SIGINT, then stop gracefully.
+
+    Starts the server, calls `start` (links to peers, timers: what must run before
+    the service is ready), reports SERVING, waits for a signal, reports NOT_SERVING
+    and stops the server, letting calls in flight finish within `grace_s`. The
+    caller closes what `start` opened once this returns.
+    """
+    names = list(names)
+    await server.start()
+    if start is not None:
+        start()
+    await set_serving(health_servicer, names)
+    log.info("%s serving", label)
+    try:
+        await until_signalled()
+    finally:
+        log.info("%s stopping", label)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(grace_s)

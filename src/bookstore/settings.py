@@ -13,16 +13,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-SERVICES = (
-    "orchestrator",
-    "transaction-verification",
-    "fraud-detection",
-    "suggestions",
-    "order-queue",
-    "order-executor",
-)
-# The three services that run the checkout events, in vector-clock order.
+# The three services that run the checkout events, in vector-clock order
+# (choreography/events.py names them TV, FD and SUG).
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
+SERVICES = ("orchestrator", *CHECKOUT_SERVICES, "order-queue", "order-executor")
 EXECUTOR_IDS = (1, 2, 3, 4)
 
 

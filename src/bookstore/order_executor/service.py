@@ -18,7 +18,6 @@ import contextlib
 import enum
 import logging
 import os
-import signal
 import time
 from collections import deque
 from typing import Any, TypeAlias, cast
@@ -380,15 +379,10 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     bind = settings.bind_address("order-executor", replica_id)
     executor = Executor(settings, replica_id)
     server, health, port = create_server(bind, executor)
-    await server.start()
-    await grpcutil.set_serving(health, [SERVICE_NAME])
-    log.info("order-executor %d serving on %s (port %d)", replica_id, bind, port)
-    executor.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("order-executor %d stopping", replica_id)
-    await server.stop(grace=0.5)
-    await executor.close()
+    label = f"order-executor {replica_id} on {bind} (port {port})"
+    try:
+        await grpcutil.serve(
+            server, health, [SERVICE_NAME], label=label, grace_s=0.5, start=executor.start
+        )
+    finally:
+        await executor.close()
