@@ -26,7 +26,7 @@ import grpc
 
 from bookstore import vclock
 from bookstore.cards import summarize_card
-from bookstore.choreography.events import EVENT_NAMES
+from bookstore.choreography.events import EVENT_NAMES, FD, SUG, TV
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.flow import (
     Action,
@@ -48,7 +48,6 @@ __all__ = ["CheckoutTimeout", "Outcome", "Pipeline", "ServiceStats", "build_orde
 
 log = logging.getLogger(__name__)
 
-TV, FD, SUG = CHECKOUT_SERVICES
 INT32_MAX = 2**31 - 1
 # How long a checkout waits for a Session stream that is (re)connecting.
 CONNECT_GRACE_S = 0.5
