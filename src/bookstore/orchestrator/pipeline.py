@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import grpc
 
 from bookstore import vclock
-from bookstore.cards import summarize_card
-from bookstore.choreography.events import EVENT_NAMES, FD, SUG, TV
+from bookstore.choreography.events import EVENT_NAMES
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.flow import (
     Action,
@@ -40,15 +39,15 @@ from bookstore.orchestrator.flow import (
     Timeouts,
 )
 from bookstore.orchestrator.models import CheckoutRequest
+from bookstore.orchestrator.order_copies import order_copies
 from bookstore.orchestrator.sessions import ServiceSession
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 
-__all__ = ["CheckoutTimeout", "Outcome", "Pipeline", "ServiceStats", "build_orders"]
+__all__ = ["CheckoutTimeout", "Outcome", "Pipeline", "ServiceStats"]
 
 log = logging.getLogger(__name__)
 
-INT32_MAX = 2**31 - 1
 # How long a checkout waits for a Session stream that is (re)connecting.
 CONNECT_GRACE_S = 0.5
 
@@ -113,7 +112,7 @@ class Pipeline:
         is down or too slow; the order is then cancelled in the others.
         """
         await self._wait_connected()
-        orders = build_orders(order_id, request)
+        orders = order_copies(order_id, request)
         machine = Checkout(order_id, self._links, self._now(), self._timeouts)
         flight = self._flights[order_id] = _Flight(machine)
         for service, data in orders.items():
@@ -258,64 +257,3 @@ class Pipeline:
         now = self._now()
         for flight in list(self._flights.values()):
             self._apply(flight, flight.machine.on_down(service, now))
-
-
-def build_orders(order_id: str, request: CheckoutRequest) -> dict[str, checkout_pb2.OrderData]:
-    """The copy of the order each service gets (the card only where it is needed)."""
-    user = request.user
-    address = request.billingAddress
-    device = request.device
-    browser = request.browser
-    base = checkout_pb2.OrderData(
-        order_id=common_pb2.OrderId(value=order_id),
-        items=[
-            common_pb2.OrderItem(
-                book_id=item.bookId or "",
-                title=item.name or "",
-                quantity=max(-INT32_MAX, min(INT32_MAX, item.quantity or 0)),
-            )
-            for item in request.items or []
-        ],
-        customer=checkout_pb2.Customer(
-            name=(user.name or "") if user else "", contact=(user.contact or "") if user else ""
-        ),
-        terms_accepted=request.terms_accepted,
-        user_comment=request.userComment or "",
-        shipping_method=request.shippingMethod or "",
-        discount_code=request.discountCode or "",
-        gift_message=request.giftMessage or "",
-        gift_wrapping=bool(request.giftWrapping),
-        client=checkout_pb2.ClientInfo(
-            device_type=(device.type or "") if device else "",
-            device_model=(device.model or "") if device else "",
-            device_os=(device.os or "") if device else "",
-            browser_name=(browser.name or "") if browser else "",
-            browser_version=(browser.version or "") if browser else "",
-            app_version=request.appVersion or "",
-            screen_resolution=request.screenResolution or "",
-            referrer=request.referrer or "",
-            device_language=request.deviceLanguage or "",
-        ),
-    )
-    if address is not None:
-        base.billing_address.CopyFrom(
-            checkout_pb2.Address(
-                street=address.street or "",
-                city=address.city or "",
-                state=address.state or "",
-                zip=address.zip or "",
-                country=address.country or "",
-            )
-        )
-    card = request.creditCard
-    number = (card.number or "") if card else ""
-    expiry = (card.expirationDate or "") if card else ""
-    tv = checkout_pb2.OrderData()
-    tv.CopyFrom(base)
-    tv.card.CopyFrom(
-        checkout_pb2.Card(number=number, expiration=expiry, cvv=(card.cvv or "") if card else "")
-    )
-    fd = checkout_pb2.OrderData()
-    fd.CopyFrom(base)
-    fd.card_summary.CopyFrom(summarize_card(number, expiry))
-    return {TV: tv, FD: fd, SUG: base}
