@@ -191,10 +191,12 @@ class Pipeline:
 
     def _arm(self, flight: _Flight) -> None:
         """Tick the machine at its deadline; forget the order once it is done."""
+        machine = flight.machine
+        if flight.timer is not None and flight.timer.when() == machine.deadline:
+            return
         if flight.timer is not None:
             flight.timer.cancel()
             flight.timer = None
-        machine = flight.machine
         if machine.done:
             self._flights.pop(machine.order_id, None)
         elif machine.deadline is not None:
