@@ -1,4 +1,3 @@
-from bookstore.orchestrator.responses import order_json, order_line_json
 from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord, OrderStore
 
 
@@ -20,9 +19,3 @@ def test_recent_is_newest_first_and_limited() -> None:
     for n in range(4):
         store.put(_record(n))
     assert [r.order_id for r in store.recent(2)] == ["o3", "o2"]
-
-
-def test_record_json_counts_books_and_formats_times() -> None:
-    record = _record(0)
-    assert order_line_json(record)["books"] == 2
-    assert order_json(record)["createdAt"] == "2023-11-14T22:13:20.000Z"

@@ -1,4 +1,4 @@
-"""The JSON shapes of the cluster view, pinned key by key (the cluster page reads them)."""
+"""The JSON shapes: orders, and the cluster view pinned key by key (the cluster page reads them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from bookstore.orchestrator.probe import (
     cluster_unknown,
     leader_of,
 )
-from bookstore.orchestrator.responses import ServiceRow, cluster_json
+from bookstore.orchestrator.responses import ServiceRow, cluster_json, order_json, order_line_json
+from bookstore.orchestrator.store import APPROVED, OrderItem, OrderRecord
 from bookstore.settings import Settings
 
 
@@ -73,3 +74,9 @@ def test_a_live_cluster_in_json() -> None:
             "epoch": 2,
         }
     ]
+
+
+def test_record_json_counts_books_and_formats_times() -> None:
+    record = OrderRecord("o0", APPROVED, None, 1_700_000_000.0, (OrderItem("b001", "T", 2),))
+    assert order_line_json(record)["books"] == 2
+    assert order_json(record)["createdAt"] == "2023-11-14T22:13:20.000Z"
