@@ -22,8 +22,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import grpc
-
 from bookstore import vclock
 from bookstore.choreography.events import EVENT_NAMES
 from bookstore.grpcutil import ServiceUnavailable
@@ -40,7 +38,7 @@ from bookstore.orchestrator.flow import (
 )
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.order_copies import order_copies
-from bookstore.orchestrator.sessions import ServiceSession
+from bookstore.orchestrator.sessions import Link, LinkEvents, LinkFactory, ServiceSession
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 
@@ -77,22 +75,21 @@ class _Flight:
 class Pipeline:
     """Runs checkouts over long-lived streams to the three checkout services."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, links: LinkFactory = ServiceSession) -> None:
         self.settings = settings
-        self._links: dict[str, ServiceSession] = {}
+        self._new_link = links
+        self._links: dict[str, Link] = {}
         self._flights: dict[str, _Flight] = {}
         self._timeouts = Timeouts(checkout=settings.checkout_timeout_s, ack=settings.rpc_timeout_s)
 
     async def start(self) -> None:
         """Open the three Session streams; waits (bounded) for them to come up."""
         for service in CHECKOUT_SERVICES:
-            link = ServiceSession(
+            link = self._new_link(
                 service,
                 self.settings.checkout_address(service),
-                self._on_message,
-                self._on_up,
-                self._on_down,
-                connect_timeout_s=self.settings.rpc_timeout_s,
+                LinkEvents(self._on_message, self._on_up, self._on_down),
+                self.settings.rpc_timeout_s,
             )
             self._links[service] = link
             link.start()
@@ -146,6 +143,11 @@ class Pipeline:
                 if not link.up:
                     raise ServiceUnavailable(service, "not connected")
 
+    @property
+    def in_flight(self) -> int:
+        """Orders not yet forgotten (finalized and acknowledged, or given up on)."""
+        return len(self._flights)
+
     async def stats(self) -> list[ServiceStats]:
         """Health, pid and cache size of each checkout service."""
         return list(await asyncio.gather(*(self._stats_of(s) for s in CHECKOUT_SERVICES)))
@@ -153,13 +155,10 @@ class Pipeline:
     async def _stats_of(self, service: str) -> ServiceStats:
         address = self.settings.checkout_address(service)
         link = self._links.get(service)
-        if link is None:
+        answer = None if link is None else await link.stats(self.settings.rpc_timeout_s)
+        if answer is None:
             return ServiceStats(service, address, False, None, None)
-        try:
-            reply = await link.stub.Stats(common_pb2.Empty(), timeout=self.settings.rpc_timeout_s)
-        except grpc.RpcError:
-            return ServiceStats(service, address, False, None, None)
-        return ServiceStats(service, address, True, int(reply.pid), int(reply.cached_orders))
+        return ServiceStats(service, address, True, *answer)
 
     # ---- carrying out the machine's actions -------------------------------------------
 

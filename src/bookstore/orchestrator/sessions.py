@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
@@ -19,7 +20,7 @@ from bookstore import grpcutil
 from bookstore.backoff import Backoff, reconnect
 from bookstore.choreography.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
 from bookstore.grpcutil import describe
-from bookstore.pb import checkout_pb2, checkout_pb2_grpc
+from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,37 @@ OnLink = Callable[[str], None]  # the service whose stream came up or went down
 SessionCall: TypeAlias = Any
 
 
+class Link(Protocol):
+    """What the pipeline uses of a session (a test passes a fake)."""
+
+    up: bool
+    became_up: asyncio.Event
+
+    def start(self) -> None: ...
+    def send(self, message: checkout_pb2.OrchestratorMessage) -> None: ...
+    async def close(self) -> None: ...
+    async def stats(self, timeout: float) -> tuple[int, int] | None: ...
+
+
+@dataclass(frozen=True)
+class LinkEvents:
+    """Where a link reports what arrives and when its stream comes up or goes down."""
+
+    on_message: OnMessage
+    on_up: OnLink
+    on_down: OnLink
+
+
+# (service, address, events, connect timeout) -> a started-on-demand link
+LinkFactory = Callable[[str, str, LinkEvents, float], Link]
+
+
 class ServiceSession:
     def __init__(
         self,
         service: str,
         address: str,
-        on_message: OnMessage,
-        on_up: OnLink,
-        on_down: OnLink,
+        events: LinkEvents,
         connect_timeout_s: float,
     ) -> None:
         self.service = service
@@ -45,9 +69,7 @@ class ServiceSession:
         self.channel = grpcutil.insecure_channel(address)
         self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
         self.outbox: Outbox[checkout_pb2.OrchestratorMessage] = Outbox()
-        self._on_message = on_message
-        self._on_up = on_up
-        self._on_down = on_down
+        self._events = events
         self._connect_timeout_s = connect_timeout_s
         self._task: asyncio.Task[None] | None = None
         self.up = False
@@ -58,6 +80,14 @@ class ServiceSession:
 
     def send(self, message: checkout_pb2.OrchestratorMessage) -> None:
         self.outbox.put(message)
+
+    async def stats(self, timeout: float) -> tuple[int, int] | None:
+        """The service's (pid, cached orders), or None if it does not answer."""
+        try:
+            reply = await self.stub.Stats(common_pb2.Empty(), timeout=timeout)
+        except grpc.RpcError:
+            return None
+        return int(reply.pid), int(reply.cached_orders)
 
     async def close(self) -> None:
         self.outbox.close()
@@ -85,7 +115,7 @@ class ServiceSession:
             self.up = was_up = True
             self.became_up.set()
             log.info("session with %s at %s open", self.service, self.address)
-            self._on_up(self.service)
+            self._events.on_up(self.service)
             reader = asyncio.create_task(self._read(call))
             await self._write(call)
         except (grpc.RpcError, TimeoutError, ConnectionError, asyncio.InvalidStateError) as exc:
@@ -99,7 +129,7 @@ class ServiceSession:
             if reader is not None:
                 reader.cancel()
             if was_up:
-                self._on_down(self.service)
+                self._events.on_down(self.service)
         return was_up
 
     async def _write(self, call: SessionCall) -> None:
@@ -118,7 +148,7 @@ class ServiceSession:
                     break
                 assert isinstance(batch, checkout_pb2.ParticipantBatch)
                 for message in batch.messages:
-                    self._on_message(self.service, message)
+                    self._events.on_message(self.service, message)
         except grpc.RpcError:
             pass
         finally:
