@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from bookstore import health
+from bookstore.backoff import Backoff
 from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -140,10 +141,10 @@ class _NamedSpec(ServiceSpec):
 class _Running:
     spec: ServiceSpec
     color: str
+    backoff: Backoff
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff_s: float = BACKOFF_FIRST_S
     supervisor: asyncio.Task[None] | None = None
     pids: list[int] = field(default_factory=list)
 
@@ -181,12 +182,16 @@ class Launcher:
         # One secret fingerprint key per run, shared by every service it starts.
         if not self.env.get("CARD_FINGERPRINT_KEY"):
             self.env["CARD_FINGERPRINT_KEY"] = secrets.token_hex(32)
-        self.backoff_first_s = backoff_first_s
-        self.backoff_cap_s = backoff_cap_s
         self.backoff_reset_after_s = backoff_reset_after_s
         self.stop_grace_s = stop_grace_s
         self._services = [
-            _Running(spec, _COLORS[i % len(_COLORS)], backoff_s=backoff_first_s)
+            # One supervisor per service: no herd to spread, so no jitter (the
+            # restart messages say the exact delay).
+            _Running(
+                spec,
+                _COLORS[i % len(_COLORS)],
+                Backoff(backoff_first_s, backoff_cap_s, jitter=0),
+            )
             for i, spec in enumerate(specs if specs is not None else services_of(settings))
         ]
         self._width = max(len(r.spec.name) for r in self._services)
@@ -255,9 +260,8 @@ class Launcher:
                 return
             ran = time.monotonic() - running.started_at
             if ran >= self.backoff_reset_after_s:
-                running.backoff_s = self.backoff_first_s
-            delay = running.backoff_s
-            running.backoff_s = min(running.backoff_s * 2, self.backoff_cap_s)
+                running.backoff.reset()
+            delay = running.backoff.next()
             how = f"signal {-code}" if code < 0 else f"code {code}"
             self.say(
                 f"{running.spec.name} exited with {how} after {ran:.1f} s; "
