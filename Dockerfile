@@ -15,12 +15,9 @@ COPY pyproject.toml README.md /tmp/build/
 COPY src /tmp/build/src
 RUN pip install /tmp/build && rm -rf /tmp/build
 
-COPY deploy/healthcheck.py /usr/local/bin/bookstore-healthcheck
-
 # A numeric non-root user, so Kubernetes' runAsNonRoot can verify it. The data
 # directory is owned by it: a named volume mounted there inherits the owner.
-RUN chmod 0755 /usr/local/bin/bookstore-healthcheck \
-    && groupadd --system --gid 10001 bookstore \
+RUN groupadd --system --gid 10001 bookstore \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/bookstore \
        --shell /usr/sbin/nologin bookstore \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/bookstore
@@ -35,7 +32,8 @@ ENV BOOKSTORE_BIND_HOST=0.0.0.0 \
 EXPOSE 8081 50051 50052 50053 50054 50055 50056 50057 50058
 
 # Asks the running service itself: gRPC health (grpc.health.v1) or the
-# orchestrator's /healthz. It reads the service from PID 1's command line.
+# orchestrator's /healthz. It reads the service from PID 1's command line;
+# the package installs it (bookstore.healthcheck, a [project.scripts] entry).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["bookstore-healthcheck"]
 

@@ -29,6 +29,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from checkout_requests import course_page_request  # noqa: E402
 from harness import start_system  # noqa: E402

@@ -1,10 +1,13 @@
 """gRPC plumbing shared by every service: servers with health and reflection,
-channels with bounded messages, and the one place gRPC errors are translated.
+the one `serve` loop (signals, graceful stop), channels with bounded messages,
+and the one place gRPC errors are translated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Callable, Iterable
 
 import grpc
@@ -12,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
@@ -53,7 +58,7 @@ class Rejected(Exception):
         self.message = message
 
 
-def translate(service: str, error: grpc.RpcError) -> Exception:
+def translate(service: str, error: grpc.RpcError) -> ServiceUnavailable | Rejected:
     """Map a gRPC error to our own error types (the one place this happens)."""
     code = error.code() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
     details = (error.details() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else "") or ""
@@ -69,6 +74,13 @@ def translate(service: str, error: grpc.RpcError) -> Exception:
     if sep and named.isupper():
         return Rejected(named, rest)
     return Rejected(code.name, details)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of a gRPC error."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name} {exc.details() or ''}".strip()
+    return type(exc).__name__
 
 
 def insecure_channel(address: str) -> grpc.aio.Channel:
@@ -105,12 +117,44 @@ async def set_serving(health_servicer: health.aio.HealthServicer, names: Iterabl
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-async def check_health(address: str, timeout: float = 1.0) -> bool:
-    """True when the server at `address` reports SERVING (overall status)."""
-    async with insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.RpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+async def until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT (the handlers are removed again)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    names: Iterable[str],
+    *,
+    label: str,
+    grace_s: float,
+    start: Callable[[], object] | None = None,
+) -> None:
+    """Run a service made by `create_server` until SIGTERM or SIGINT, then stop gracefully.
+
+    Starts the server, calls `start` (links to peers, timers: what must run before
+    the service is ready), reports SERVING, waits for a signal, reports NOT_SERVING
+    and stops the server, letting calls in flight finish within `grace_s`. The
+    caller closes what `start` opened once this returns.
+    """
+    names = list(names)
+    await server.start()
+    if start is not None:
+        start()
+    await set_serving(health_servicer, names)
+    log.info("%s serving", label)
+    try:
+        await until_signalled()
+    finally:
+        log.info("%s stopping", label)
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(grace_s)

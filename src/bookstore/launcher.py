@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bookstore.settings import Settings, split_address
+from bookstore import health
+from bookstore.backoff import Backoff
+from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
@@ -88,52 +90,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _local(address: str) -> tuple[str, int]:
-    """Where to reach a service from this machine (a wildcard bind means loopback)."""
-    host, port = split_address(address, "address")
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    return host, port
-
-
-async def http_healthy(address: str, timeout: float = 1.0) -> bool:
-    """True when GET /healthz at `address` answers 200."""
-    host, port = _local(address)
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(
-                    f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                    "Connection: close\r\n\r\n".encode()
-                )
-                await writer.drain()
-                status = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return False
-    parts = status.split()
-    return len(parts) >= 2 and parts[1] == b"200"
-
-
-async def grpc_healthy(address: str, timeout: float = 1.0) -> bool:
-    """True when the gRPC server at `address` reports SERVING (standard health checking)."""
-    from bookstore import grpcutil  # only in the probe process: gRPC costs the launcher memory
-
-    host, port = _local(address)
-    try:
-        return await asyncio.wait_for(grpcutil.check_health(f"{host}:{port}", timeout), timeout + 1)
-    except (OSError, TimeoutError):
-        return False
-
-
 async def healthy(spec: ServiceSpec) -> bool:
     if spec.http:
-        return await http_healthy(spec.address)
-    return await grpc_healthy(spec.address)
+        return await health.http_healthy(spec.address)
+    return await health.grpc_serving(spec.address)
 
 
 async def probe(specs: list[ServiceSpec], timeout: float, out: TextIO) -> bool:
@@ -181,10 +141,10 @@ class _NamedSpec(ServiceSpec):
 class _Running:
     spec: ServiceSpec
     color: str
+    backoff: Backoff
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff_s: float = BACKOFF_FIRST_S
     supervisor: asyncio.Task[None] | None = None
     pids: list[int] = field(default_factory=list)
 
@@ -222,12 +182,16 @@ class Launcher:
         # One secret fingerprint key per run, shared by every service it starts.
         if not self.env.get("CARD_FINGERPRINT_KEY"):
             self.env["CARD_FINGERPRINT_KEY"] = secrets.token_hex(32)
-        self.backoff_first_s = backoff_first_s
-        self.backoff_cap_s = backoff_cap_s
         self.backoff_reset_after_s = backoff_reset_after_s
         self.stop_grace_s = stop_grace_s
         self._services = [
-            _Running(spec, _COLORS[i % len(_COLORS)], backoff_s=backoff_first_s)
+            # One supervisor per service: no herd to spread, so no jitter (the
+            # restart messages say the exact delay).
+            _Running(
+                spec,
+                _COLORS[i % len(_COLORS)],
+                Backoff(backoff_first_s, backoff_cap_s, jitter=0),
+            )
             for i, spec in enumerate(specs if specs is not None else services_of(settings))
         ]
         self._width = max(len(r.spec.name) for r in self._services)
@@ -296,9 +260,8 @@ class Launcher:
                 return
             ran = time.monotonic() - running.started_at
             if ran >= self.backoff_reset_after_s:
-                running.backoff_s = self.backoff_first_s
-            delay = running.backoff_s
-            running.backoff_s = min(running.backoff_s * 2, self.backoff_cap_s)
+                running.backoff.reset()
+            delay = running.backoff.next()
             how = f"signal {-code}" if code < 0 else f"code {code}"
             self.say(
                 f"{running.spec.name} exited with {how} after {ran:.1f} s; "
@@ -438,7 +401,7 @@ async def run(settings: Settings, color: bool) -> int:
 
 
 def _announce(launcher: Launcher, settings: Settings) -> None:
-    host, port = _local(settings.orchestrator_address)
+    host, port = health.local(settings.orchestrator_address)
     base = f"http://{host}:{port}"
     launcher.say("all services ready")
     launcher.say(f"the shop:    {base}/")

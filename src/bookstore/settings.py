@@ -13,16 +13,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-SERVICES = (
-    "orchestrator",
-    "transaction-verification",
-    "fraud-detection",
-    "suggestions",
-    "order-queue",
-    "order-executor",
-)
-# The three services that run the checkout events, in vector-clock order.
+# The three services that run the checkout events, in vector-clock order
+# (choreography/events.py names them TV, FD and SUG).
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
+SERVICES = ("orchestrator", *CHECKOUT_SERVICES, "order-queue", "order-executor")
 EXECUTOR_IDS = (1, 2, 3, 4)
 
 
@@ -36,27 +30,28 @@ def _env_name(service: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    # Addresses other services use to reach each service ("host:port").
-    orchestrator_address: str = "127.0.0.1:8081"  # port fixed by the course page
-    fraud_detection_address: str = "127.0.0.1:50051"
-    transaction_verification_address: str = "127.0.0.1:50052"
-    suggestions_address: str = "127.0.0.1:50053"
-    order_queue_address: str = "127.0.0.1:50054"
-    order_executor_addresses: Mapping[int, str] = field(
+    # Addresses other services use to reach each service ("host:port"); the comment
+    # on each field is its meaning in README's configuration table
+    # (scripts/config_table.py writes it).
+    orchestrator_address: str = "127.0.0.1:8081"  # the shop and HTTP API (port fixed by course)
+    fraud_detection_address: str = "127.0.0.1:50051"  # fraud detection
+    transaction_verification_address: str = "127.0.0.1:50052"  # transaction verification
+    suggestions_address: str = "127.0.0.1:50053"  # the suggestions service
+    order_queue_address: str = "127.0.0.1:50054"  # the order queue
+    order_executor_addresses: Mapping[int, str] = field(  # replica id = address, comma-separated
         default_factory=lambda: {i: f"127.0.0.1:{50054 + i}" for i in EXECUTOR_IDS}
     )
-    # The interface every service binds to; containers set 0.0.0.0.
-    bind_host: str = "127.0.0.1"
-    data_dir: Path = Path.home() / ".local" / "share" / "bookstore"
-    log_level: str = "INFO"
+    bind_host: str = "127.0.0.1"  # interface every service binds (containers: 0.0.0.0)
+    data_dir: Path = Path.home() / ".local" / "share" / "bookstore"  # state (the queue's database)
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
     # Orchestrator
     checkout_timeout_s: float = 5.0  # whole checkout pipeline; past it: 503
-    rpc_timeout_s: float = 2.0  # deadline of every unary RPC
+    rpc_timeout_s: float = 2.0  # deadline of each RPC the orchestrator makes; missed: 503
     execution_wait_s: float = 10.0  # how long POST /checkout waits for "executed"
-    max_body_bytes: int = 1024 * 1024
-    max_items: int = 100
-    max_quantity: int = 100
+    max_body_bytes: int = 1024 * 1024  # larger request bodies answer 413
+    max_items: int = 100  # most order lines (different books) per order
+    max_quantity: int = 100  # most copies of one book per order
     orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
 
     # Key of the card fingerprints fraud detection's deny list matches on. Must be
@@ -73,7 +68,7 @@ class Settings:
     group_commit_max: int = 256  # most writes fsynced together
 
     # Order executors (Bully). ping_interval < failure_timeout; aim: failover <= 1.5 s.
-    ping_interval_s: float = 0.1
+    ping_interval_s: float = 0.1  # followers ping the leader this often
     failure_timeout_s: float = 0.5  # leader silent this long -> election
     election_timeout_s: float = 0.25  # no ANSWER this long -> I win
     coordinator_timeout_s: float = 0.6  # ANSWER but no COORDINATOR this long -> re-elect
@@ -81,15 +76,15 @@ class Settings:
     execution_work_s: float = 0.0  # simulated work per executed order
 
     # AI (Gemini). No key -> AI off, rule and catalogue fallbacks only.
-    gemini_api_key: str = ""
-    gemini_model: str = "gemini-2.5-flash"
+    gemini_api_key: str = ""  # turns the AI on (never logged)
+    gemini_model: str = "gemini-2.5-flash"  # the Gemini model asked
     gemini_base_url: str = ""  # empty: Google's endpoint; tests point it at a fake
-    gemini_api_version: str = "v1beta"
-    ai_call_timeout_s: float = 2.0
+    gemini_api_version: str = "v1beta"  # pinned API version
+    ai_call_timeout_s: float = 2.0  # deadline of one AI call (one retry on 5xx or no link)
     ai_order_budget_s: float = 3.0  # total AI wait per checkout, all checks together
     ai_breaker_failures: int = 3  # consecutive failures that open the circuit
-    ai_breaker_cooldown_s: float = 30.0
-    suggestions_count: int = 3
+    ai_breaker_cooldown_s: float = 30.0  # an open circuit lets a probe call through after this
+    suggestions_count: int = 3  # books suggested with an approved order
 
     def checkout_address(self, service: str) -> str:
         return {
@@ -164,9 +159,10 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _executor_addresses(env: Mapping[str, str], default: Mapping[int, str]) -> dict[int, str]:
-    """ORDER_EXECUTOR_ADDRESSES="1=host:port,2=host:port,..." (ids are replica ids)."""
-    name = "ORDER_EXECUTOR_ADDRESSES"
+def _executor_addresses(
+    env: Mapping[str, str], name: str, default: Mapping[int, str]
+) -> dict[int, str]:
+    """NAME="1=host:port,2=host:port,..." (ids are replica ids)."""
     raw = env.get(name)
     if not raw:
         return dict(default)
@@ -191,7 +187,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         suggestions_address=_address(e, "SUGGESTIONS_ADDRESS", d.suggestions_address),
         order_queue_address=_address(e, "ORDER_QUEUE_ADDRESS", d.order_queue_address),
-        order_executor_addresses=_executor_addresses(e, d.order_executor_addresses),
+        order_executor_addresses=_executor_addresses(
+            e, "ORDER_EXECUTOR_ADDRESSES", d.order_executor_addresses
+        ),
         bind_host=e.get("BOOKSTORE_BIND_HOST") or d.bind_host,
         data_dir=Path(e.get("BOOKSTORE_DATA_DIR") or d.data_dir),
         log_level=(e.get("BOOKSTORE_LOG_LEVEL") or d.log_level).upper(),

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2
+from healthz import healthz_server
 
 from bookstore.grpcutil import create_server, set_serving
 
 ROOT = Path(__file__).resolve().parents[2]
-HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
+HEALTHCHECK = [sys.executable, "-m", "bookstore.healthcheck"]
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -67,8 +66,8 @@ def test_the_image_health_check_asks_the_service() -> None:
     options, _, command = _only("HEALTHCHECK").partition(" CMD ")
     assert json.loads(command) == ["bookstore-healthcheck"]
     assert "--timeout=" in options
-    copies = [rest for kw, rest in _instructions() if kw == "COPY"]
-    assert "deploy/healthcheck.py /usr/local/bin/bookstore-healthcheck" in copies
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'bookstore-healthcheck = "bookstore.healthcheck:main"' in pyproject
 
 
 def _copy_sources() -> set[str]:
@@ -135,7 +134,7 @@ def build_context(target: Path) -> list[str]:
 def test_the_build_context_builds_the_package(tmp_path: Path) -> None:
     context = tmp_path / "context"
     copied = build_context(context)
-    assert "deploy/healthcheck.py" in copied and "src/bookstore/cli.py" in copied
+    assert "src/bookstore/healthcheck.py" in copied and "src/bookstore/cli.py" in copied
     assert not [p for p in copied if p.startswith((".git/", ".venv/", "tests/"))]
     assert not [p for p in copied if "__pycache__" in p]
     for source in _copy_sources():
@@ -150,13 +149,19 @@ def test_the_build_context_builds_the_package(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "wheels").glob("bookstore-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("cli.py", "catalogue/books.json", "pb/queue_pb2.py", "py.typed"):
+    for needed in (
+        "cli.py",
+        "healthcheck.py",
+        "catalogue/books.json",
+        "pb/queue_pb2.py",
+        "py.typed",
+    ):
         assert f"bookstore/{needed}" in names, needed
 
 
 def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(HEALTHCHECK), *args],
+        [*HEALTHCHECK, *args],
         env={**os.environ, "BOOKSTORE_BIND_HOST": "127.0.0.1", **env},
         capture_output=True,
         text=True,
@@ -166,8 +171,7 @@ def _check(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 async def _acheck(*args: str, env: dict[str, str]) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HEALTHCHECK),
+        *HEALTHCHECK,
         *args,
         env={**os.environ, "BOOKSTORE_BIND_HOST": "127.0.0.1", **env},
         stdout=asyncio.subprocess.PIPE,
@@ -199,25 +203,8 @@ async def test_the_health_check_passes_only_while_grpc_health_says_serving() -> 
 @pytest.fixture
 def healthz() -> Iterator[tuple[int, list[int]]]:
     """An HTTP server on a free port whose /healthz answers the status in the list."""
-    status = [200]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(status[0] if self.path == "/healthz" else 404)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], status
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with healthz_server() as served:
+        yield served
 
 
 def test_the_orchestrator_health_check_asks_healthz(healthz: tuple[int, list[int]]) -> None:

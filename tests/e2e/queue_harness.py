@@ -25,7 +25,7 @@ from typing import Any, cast
 import grpc
 from ports import free_ports
 
-from bookstore import grpcutil
+from bookstore import grpcutil, health
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 START_TIMEOUT_S = 20.0
@@ -96,7 +96,7 @@ class Cluster:
     async def wait_healthy(self, address: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if await grpcutil.check_health(address, timeout=0.5):
+            if await health.grpc_serving(address, timeout=0.5):
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{address} not healthy within {START_TIMEOUT_S}s")

@@ -11,6 +11,7 @@ from queue_harness import Cluster
 
 from bookstore.grpcutil import Rejected, ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionTracker, QueuedItem
+from bookstore.orchestrator.probe import Leader
 from bookstore.settings import from_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -109,20 +110,20 @@ async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
 
     await cluster.wait_for(led, 10.0)
     view = await tracker.cluster()
-    assert view["queue"]["healthy"] and view["queue"]["leaderId"] == 4
-    assert view["leader"] == {"replicaId": 4, "epoch": view["queue"]["epoch"]}
-    assert [e["replicaId"] for e in view["executors"]] == [1, 2, 3, 4]
-    assert all(e["alive"] and e["pid"] for e in view["executors"])
-    roles = {e["replicaId"]: e["role"] for e in view["executors"]}
+    assert view.queue.healthy and view.queue.leader_id == 4
+    assert view.leader == Leader(4, view.queue.epoch)
+    assert [e.replica_id for e in view.executors] == [1, 2, 3, 4]
+    assert all(e.alive and e.pid for e in view.executors)
+    roles = {e.replica_id: e.role for e in view.executors}
     assert roles[4] == "leader" and "leader" not in (roles[1], roles[2], roles[3]), roles
-    steps = view["elections"]
-    assert any(s["step"] == "won" and s["replicaId"] == 4 for s in steps)
-    assert [s["at"] for s in steps] == sorted(s["at"] for s in steps)
+    steps = view.elections
+    assert any(s.step == "won" and s.replica_id == 4 for s in steps)
+    assert [s.at for s in steps] == sorted(s.at for s in steps)
 
     cluster.kill("executor-2")
     view = await tracker.cluster()
-    dead = next(e for e in view["executors"] if e["replicaId"] == 2)
-    assert dead["alive"] is False and dead["role"] is None
+    dead = next(e for e in view.executors if e.replica_id == 2)
+    assert dead.alive is False and dead.role is None
 
     # With no executor left, the queue's next orders are listed by priority.
     cluster.kill("executor-4")
@@ -131,5 +132,5 @@ async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
     for books in (1, 5, 3):
         await tracker.enqueue(str(uuid.uuid4()), [QueuedItem("b", "t", books)], "n")
     view = await tracker.cluster()
-    assert [n["books"] for n in view["queue"]["next"]] == [5, 3, 1]
-    assert view["queue"]["depth"] == 3
+    assert [n.books for n in view.queue.next] == [5, 3, 1]
+    assert view.queue.depth == 3

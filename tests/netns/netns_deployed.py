@@ -31,7 +31,7 @@ from bookstore.settings import from_env, split_address
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the package's `bookstore` script lives here
-HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
+HEALTHCHECK = [sys.executable, "-m", "bookstore.healthcheck"]
 
 
 @dataclass
@@ -76,7 +76,7 @@ def compose_units() -> list[Unit]:
                 dns=[name],
                 argv=_local([str(part) for part in service["command"]]),
                 env={k: str(v) for k, v in service["environment"].items()},
-                probes=[("command", [sys.executable, str(HEALTHCHECK), *test[2:]])],
+                probes=[("command", [*HEALTHCHECK, *test[2:]])],
             )
         )
     return units

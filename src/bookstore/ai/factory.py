@@ -1,24 +1,27 @@
-"""What the fraud-detection and suggestions services run: AI on or off.
+"""AI on or off, decided once per service at start-up.
 
-With a key (GEMINI_API_KEY or GOOGLE_API_KEY) and sane AI settings, the AI
-judge / recommender; otherwise the rules / catalogue ones, exactly as without
-this package. Either way ONE start-up line says which (never the key).
+With a key (GEMINI_API_KEY or GOOGLE_API_KEY) and sane AI settings, `choose`
+gives a service its AI judge or recommender; otherwise the rules / catalogue
+ones, exactly as without this package. Either way ONE start-up line says which
+(never the key).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from bookstore.ai.breaker import CircuitBreaker
-from bookstore.fraud_detection.rules import FraudJudge, RulesJudge
 from bookstore.settings import Settings
-from bookstore.suggestions.recommender import CatalogueRecommender, Recommender
 
 if TYPE_CHECKING:
     from bookstore.ai.client import AiModel
 
 log = logging.getLogger("bookstore.ai")
+
+L = TypeVar("L")
+A = TypeVar("A")
 
 
 def _model(settings: Settings, fallback: str) -> AiModel | None:
@@ -51,27 +54,18 @@ def _model(settings: Settings, fallback: str) -> AiModel | None:
     return model
 
 
-def _breaker(settings: Settings) -> CircuitBreaker:
-    return CircuitBreaker(settings.ai_breaker_failures, settings.ai_breaker_cooldown_s)
+def choose(
+    settings: Settings,
+    local: L,
+    fallback: str,
+    ai: Callable[[AiModel, CircuitBreaker], A],
+) -> L | A:
+    """What a service runs: `local` with the AI off, else `ai(model, breaker)`.
 
-
-def fraud_judge(settings: Settings, rules: RulesJudge | None = None) -> FraudJudge:
-    rules = rules or RulesJudge()
-    model = _model(settings, "fraud rules")
-    if model is None:
-        return rules
-    from bookstore.ai.fraud import AiFraudJudge
-
-    return AiFraudJudge(rules, model, _breaker(settings), call_timeout_s=settings.ai_call_timeout_s)
-
-
-def recommender(settings: Settings, local: CatalogueRecommender | None = None) -> Recommender:
-    local = local or CatalogueRecommender()
-    model = _model(settings, "catalogue suggestions")
+    `ai` imports the AI caller it builds, so without a key the SDK never loads.
+    """
+    model = _model(settings, fallback)
     if model is None:
         return local
-    from bookstore.ai.suggestions import AiRecommender
-
-    return AiRecommender(
-        local, model, _breaker(settings), call_timeout_s=settings.ai_call_timeout_s
-    )
+    breaker = CircuitBreaker(settings.ai_breaker_failures, settings.ai_breaker_cooldown_s)
+    return ai(model, breaker)

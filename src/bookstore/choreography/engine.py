@@ -34,7 +34,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ import grpc
 
 from bookstore import vclock
 from bookstore.ai.budget import AiBudget
+from bookstore.bounded import BoundedMapping
 from bookstore.choreography.events import EventResult, EventSpec, Handler, events_of
 from bookstore.choreography.links import Outbox, PeerLink
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
@@ -97,7 +97,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         self.ai_order_budget_s = ai_order_budget_s
         self.ttl_s = unfinished_order_ttl_s
         self.orders: dict[str, OrderState] = {}
-        self.finalized: OrderedDict[str, Clock] = OrderedDict()
+        self.finalized: BoundedMapping[str, Clock] = BoundedMapping(FINALIZED_KEPT)
         self.peers: dict[str, PeerLink] = {}
         self.events_run = 0
         self.orders_finalized = 0
@@ -281,9 +281,6 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
 
     def _remember(self, order_id: str, final: Clock) -> None:
         self.finalized[order_id] = final
-        self.finalized.move_to_end(order_id)
-        while len(self.finalized) > FINALIZED_KEPT:
-            self.finalized.popitem(last=False)
 
     def _late(self, order_id: str, clock: Clock, what: str) -> None:
         final = self.finalized[order_id]

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from bookstore.ai.budget import AiBudget
 from bookstore.pb import checkout_pb2, common_pb2
+from bookstore.settings import CHECKOUT_SERVICES
 
-TV = "transaction-verification"
-FD = "fraud-detection"
-SUG = "suggestions"
+# The owners of the events: the checkout services, in vector-clock order.
+TV, FD, SUG = CHECKOUT_SERVICES
 
 
 @dataclass(frozen=True)

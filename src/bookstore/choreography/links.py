@@ -14,6 +14,8 @@ from typing import Generic, TypeVar
 import grpc
 
 from bookstore import grpcutil
+from bookstore.backoff import Backoff, reconnect
+from bookstore.grpcutil import describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -102,26 +104,24 @@ class PeerLink:
         await self._channel.close()
 
     async def _run(self) -> None:
-        backoff = BACKOFF_MIN_S
-        while not self.outbox.closed:
-            call = self._stub.Exchange()
-            call.add_done_callback(lambda _call: self.outbox.wake())
-            try:
-                await self._pump(call)
-                backoff = BACKOFF_MIN_S
-            except (grpc.RpcError, asyncio.InvalidStateError) as exc:
-                if self.connected and not self.outbox.closed:
-                    log.warning(
-                        "link to %s (%s) broke: %s", self.service, self.address, describe(exc)
-                    )
-                self.connected = False
-            finally:
-                if not call.done():
-                    call.cancel()
-            if self.outbox.closed:
-                return
-            await asyncio.sleep(backoff)
-            backoff = min(BACKOFF_MAX_S, backoff * 2)
+        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
+        await reconnect(self._session, backoff, stopped=lambda: self.outbox.closed)
+
+    async def _session(self) -> bool:
+        """One Exchange stream until it ends; True when it ended cleanly (on close)."""
+        call = self._stub.Exchange()
+        call.add_done_callback(lambda _call: self.outbox.wake())
+        try:
+            await self._pump(call)
+            return True
+        except (grpc.RpcError, asyncio.InvalidStateError) as exc:
+            if self.connected and not self.outbox.closed:
+                log.warning("link to %s (%s) broke: %s", self.service, self.address, describe(exc))
+            self.connected = False
+            return False
+        finally:
+            if not call.done():
+                call.cancel()
 
     async def _pump(self, call: grpc.aio.StreamUnaryCall[checkout_pb2.PeerBatch, object]) -> None:
         await call.wait_for_connection()
@@ -143,10 +143,3 @@ class PeerLink:
                 return
             if updates:
                 await call.write(checkout_pb2.PeerBatch(updates=updates))
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line description of a gRPC error."""
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name} {exc.details() or ''}".strip()
-    return type(exc).__name__

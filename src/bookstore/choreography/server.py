@@ -8,9 +8,7 @@ their addresses are known. `serve` runs one service until SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Mapping
 
 import grpc
@@ -58,18 +56,14 @@ async def serve(settings: Settings, participant: Participant) -> None:
     server, health_servicer, port = create_server(
         settings.bind_address(participant.service), participant
     )
-    await server.start()
-    participant.connect_peers(peer_addresses(settings, participant.service))
-    await grpcutil.set_serving(health_servicer, [SERVICE_NAME])
-    log.info("%s serving on %s:%d", participant.service, settings.bind_host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await grpcutil.serve(
+            server,
+            health_servicer,
+            [SERVICE_NAME],
+            label=f"{participant.service} on {settings.bind_host}:{port}",
+            grace_s=STOP_GRACE_S,
+            start=lambda: participant.connect_peers(peer_addresses(settings, participant.service)),
+        )
     finally:
-        log.info("%s stopping", participant.service)
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(STOP_GRACE_S)
         await participant.close()

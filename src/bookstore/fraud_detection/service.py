@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from bookstore.ai import factory as ai_factory
+from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.budget import AiBudget
 from bookstore.cards import warn_if_development_key
 from bookstore.choreography import server as choreography_server
@@ -11,15 +15,23 @@ from bookstore.fraud_detection.rules import FraudJudge, RulesJudge, Verdict
 from bookstore.pb import checkout_pb2
 from bookstore.settings import Settings
 
+if TYPE_CHECKING:
+    from bookstore.ai.client import AiModel
+
 NAME = FD
 FLAGGED = "The order was flagged as possible fraud."
 
 
 def make_judge(settings: Settings) -> FraudJudge:
     """The judge this service asks: the AI judge with a Gemini key, else the rules."""
-    from bookstore.ai.factory import fraud_judge
+    rules = RulesJudge()
 
-    return fraud_judge(settings, RulesJudge())
+    def ai_judge(model: AiModel, breaker: CircuitBreaker) -> FraudJudge:
+        from bookstore.fraud_detection.ai_judge import AiFraudJudge
+
+        return AiFraudJudge(rules, model, breaker, call_timeout_s=settings.ai_call_timeout_s)
+
+    return ai_factory.choose(settings, rules, "fraud rules", ai_judge)
 
 
 def _result(verdict: Verdict) -> EventResult:

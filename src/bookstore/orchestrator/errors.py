@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from bookstore.grpcutil import ServiceUnavailable
+
 JSON = "application/json"
 
 
@@ -40,3 +42,13 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 def from_api_error(error: ApiError) -> Response:
     return error_response(error.status, error.code, error.message)
+
+
+def unavailable_response(exc: ServiceUnavailable) -> Response:
+    """503 naming the service that is down or too slow."""
+    body = error_body(
+        "SERVICE_UNAVAILABLE",
+        f"The {exc.service} service is not answering right now. Please try again shortly.",
+    )
+    body["error"]["service"] = exc.service
+    return json_response(body, 503)

@@ -6,6 +6,7 @@ A `WatchExecutions` stream stays open (reconnecting with back-off); every
 record it brings resolves the futures of `wait_executed` callers, so nobody
 polls. After each (re)connect the orders still waited on are re-checked with
 `GetOrder`, since executions may have happened while the stream was down.
+`cluster()` asks the queue and the executors for their status (`probe`).
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import grpc
 
 from bookstore import grpcutil
-from bookstore.pb import common_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.backoff import Backoff, reconnect
+from bookstore.bounded import BoundedMapping
+from bookstore.orchestrator.probe import ClusterProbe, ClusterState
+from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "order-queue"
-STATUS_TIMEOUT_S = 0.5
 STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
-ELECTION_STEPS = 100
 TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
 
 
@@ -59,61 +60,21 @@ def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
     )
 
 
-def queue_unknown() -> dict[str, Any]:
-    """The queue's entry in the cluster view when it does not answer."""
-    return {
-        "depth": None,
-        "next": [],
-        "epoch": None,
-        "leaderId": None,
-        "leased": None,
-        "executed": None,
-        "pid": None,
-        "healthy": False,
-    }
-
-
-def executor_unknown(replica_id: int, address: str) -> dict[str, Any]:
-    """An executor's entry in the cluster view when it does not answer."""
-    return {
-        "replicaId": replica_id,
-        "address": address,
-        "pid": None,
-        "alive": False,
-        "role": None,
-        "leaderId": None,
-        "epoch": None,
-        "executed": None,
-    }
-
-
-def cluster_unknown(settings: Settings) -> dict[str, Any]:
-    """What `ExecutionTracker.cluster()` says when nothing answers."""
-    return {
-        "executors": [
-            executor_unknown(rid, address)
-            for rid, address in sorted(settings.order_executor_addresses.items())
-        ],
-        "leader": None,
-        "queue": queue_unknown(),
-        "elections": [],
-    }
-
-
 class ExecutionTracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._channel: grpc.aio.Channel | None = None
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
-        self._executor_channels: dict[int, grpc.aio.Channel] = {}
+        self._probe = ClusterProbe(settings, lambda: self.queue)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
-        self._recent: OrderedDict[str, ExecutionInfo] = OrderedDict()
+        self._recent: BoundedMapping[str, ExecutionInfo] = BoundedMapping(RECENT_EXECUTIONS)
         self._watch: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
         # Orders this tracker enqueued -> the feed connection they were enqueued
         # under: the feed is sure to bring their execution while it stays up.
-        self._enqueued: OrderedDict[str, int] = OrderedDict()
+        self._enqueued: BoundedMapping[str, int] = BoundedMapping(RECENT_EXECUTIONS)
         self._generation = 0
+        self._outage_reported = False
         self.watching = False
 
     async def start(self) -> None:
@@ -135,10 +96,9 @@ class ExecutionTracker:
             for f in futures:
                 f.cancel()
         self._waiters.clear()
-        for channel in [*self._executor_channels.values(), self._channel]:
-            if channel is not None:
-                await channel.close()
-        self._executor_channels.clear()
+        await self._probe.close()
+        if self._channel is not None:
+            await self._channel.close()
         self._channel = None
 
     @property
@@ -173,8 +133,6 @@ class ExecutionTracker:
             try:
                 await self.queue.Enqueue(request, timeout=timeout)
                 self._enqueued[order_id] = generation
-                while len(self._enqueued) > RECENT_EXECUTIONS:
-                    self._enqueued.popitem(last=False)
                 return
             except grpc.aio.AioRpcError as exc:
                 error = grpcutil.translate(QUEUE, exc)
@@ -212,9 +170,6 @@ class ExecutionTracker:
 
     def _resolve(self, order_id: str, info: ExecutionInfo) -> None:
         self._recent[order_id] = info
-        self._recent.move_to_end(order_id)
-        while len(self._recent) > RECENT_EXECUTIONS:
-            self._recent.popitem(last=False)
         for future in self._waiters.get(order_id, []):
             if not future.done():
                 future.set_result(info)
@@ -228,13 +183,12 @@ class ExecutionTracker:
         async def one(order_id: str) -> None:
             # Ask until the queue answers, for as long as someone waits for the order:
             # an execution missed while the feed was down never comes through it.
-            delay = 0.1
+            backoff = Backoff(0.1, 2.0)
             while order_id in self._waiters:
                 try:
                     info = await self.status(order_id)
                 except (grpcutil.ServiceUnavailable, grpcutil.Rejected):
-                    await asyncio.sleep(delay)
-                    delay = min(2.0, delay * 2)
+                    await asyncio.sleep(backoff.next())
                     continue
                 if info is not None and info.state == "executed":
                     self._resolve(order_id, info)
@@ -243,36 +197,39 @@ class ExecutionTracker:
         await asyncio.gather(*(one(o) for o in order_ids))
 
     async def _watch_loop(self) -> None:
-        # A stream that fails at once (the queue is down) may still hand out its
-        # initial metadata, so back-off and the warning reset only once a stream
-        # has stayed up for a while: one warning per outage, not one per retry.
+        await reconnect(self._watch_once, Backoff(0.05, 1.0))
+
+    async def _watch_once(self) -> bool:
+        """One WatchExecutions stream; True when it stayed up long enough to count as working.
+
+        A stream that fails at once (the queue is down) may still hand out its initial
+        metadata, so back-off and the warning reset only once a stream has stayed up
+        for a while: one warning per outage, not one per retry.
+        """
         loop = asyncio.get_running_loop()
-        backoff = 0.05
-        outage_reported = False
-        while True:
-            call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
-            opened = loop.time()
-            problem = "ended"
-            try:
-                await call.initial_metadata()  # the queue has subscribed us
-                self._generation += 1
-                self.watching = True
-                # Executions may have happened while the stream was down.
-                self._spawn_check(list(self._waiters))
-                async for record in call:
-                    self._resolve(record.order_id.value, _info(record))
-            except grpc.aio.AioRpcError as exc:
-                problem = f"lost ({exc.code().name})"
-            finally:
-                self.watching = False
-                call.cancel()
-            if loop.time() - opened > STABLE_STREAM_S:
-                backoff, outage_reported = 0.05, False
-            if not outage_reported:
-                log.warning("execution feed %s; reconnecting", problem)
-                outage_reported = True
-            await asyncio.sleep(backoff)
-            backoff = min(1.0, backoff * 2)
+        call = self.queue.WatchExecutions(queue_pb2.WatchRequest())
+        opened = loop.time()
+        problem = "ended"
+        try:
+            await call.initial_metadata()  # the queue has subscribed us
+            self._generation += 1
+            self.watching = True
+            # Executions may have happened while the stream was down.
+            self._spawn_check(list(self._waiters))
+            async for record in call:
+                self._resolve(record.order_id.value, _info(record))
+        except grpc.aio.AioRpcError as exc:
+            problem = f"lost ({exc.code().name})"
+        finally:
+            self.watching = False
+            call.cancel()
+        stable = loop.time() - opened > STABLE_STREAM_S
+        if stable:
+            self._outage_reported = False
+        if not self._outage_reported:
+            log.warning("execution feed %s; reconnecting", problem)
+            self._outage_reported = True
+        return stable
 
     # -- status -------------------------------------------------------------------------
 
@@ -290,85 +247,6 @@ class ExecutionTracker:
             return _info(reply.execution)
         return ExecutionInfo(state=reply.state)
 
-    async def cluster(self) -> dict[str, Any]:
-        """{"queue": {...}, "executors": [...], "leader": {...}|None, "elections": [...]}"""
-        addresses = self.settings.order_executor_addresses
-        results = await asyncio.gather(
-            self._queue_status(), *(self._executor_status(i, a) for i, a in addresses.items())
-        )
-        queue = cast(dict[str, Any], results[0])
-        executors: list[dict[str, Any]] = []
-        elections: list[dict[str, Any]] = []
-        for entry, steps in cast(list[tuple[dict[str, Any], list[dict[str, Any]]]], results[1:]):
-            executors.append(entry)
-            elections.extend(steps)
-        elections.sort(key=lambda s: (s["at"], s["replicaId"]))
-        # The leader: a live replica claiming it, preferring the one holding the
-        # queue's current epoch (a paused or deposed one may still claim).
-        leading = [e for e in executors if e["alive"] and e["role"] == "leader"]
-        leading.sort(key=lambda e: (e["epoch"] == queue.get("epoch"), e["epoch"]), reverse=True)
-        leader = (
-            {"replicaId": leading[0]["replicaId"], "epoch": leading[0]["epoch"]}
-            if leading
-            else None
-        )
-        return {
-            "queue": queue,
-            "executors": executors,
-            "leader": leader,
-            "elections": elections[-ELECTION_STEPS:],
-        }
-
-    async def _queue_status(self) -> dict[str, Any]:
-        try:
-            s = await self.queue.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
-        except (grpc.aio.AioRpcError, grpcutil.ServiceUnavailable):
-            return queue_unknown()
-        return {
-            "depth": s.depth,
-            "next": [
-                {"orderId": o.order_id.value, "books": o.books, "sequence": o.sequence}
-                for o in s.next
-            ],
-            "epoch": s.epoch,
-            "leaderId": s.leader_id or None,
-            "leased": s.leased,
-            "executed": s.executed,
-            "pid": s.pid,
-            "healthy": True,
-        }
-
-    async def _executor_status(
-        self, replica_id: int, address: str
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        channel = self._executor_channels.get(replica_id)
-        if channel is None:
-            channel = grpcutil.insecure_channel(address)
-            self._executor_channels[replica_id] = channel
-        stub = cast(
-            "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
-        )
-        entry = executor_unknown(replica_id, address)
-        try:
-            s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
-        except grpc.aio.AioRpcError:
-            return entry, []
-        entry.update(
-            pid=s.pid,
-            alive=True,
-            role=s.role,
-            leaderId=s.leader_id or None,
-            epoch=s.epoch,
-            executed=s.executed,
-        )
-        steps = [
-            {
-                "at": st.at,
-                "replicaId": st.replica_id,
-                "step": st.step,
-                "detail": st.detail,
-                "epoch": st.epoch,
-            }
-            for st in s.recent_steps
-        ]
-        return entry, steps
+    async def cluster(self) -> ClusterState:
+        """The queue's and the executors' status (unknown where they do not answer)."""
+        return await self._probe.state()

@@ -1,16 +1,20 @@
-"""The orchestrator process: the HTTP API on uvicorn, stopped gracefully on SIGTERM/SIGINT."""
+"""The orchestrator process: the HTTP API on uvicorn, stopped gracefully on SIGTERM/SIGINT.
+
+Not `grpcutil.serve`: this is an HTTP server, whose graceful stop is uvicorn's
+(`should_exit`, then `force_exit` on a second signal); it stops on the same signals.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Iterator
 
 import uvicorn
 
 from bookstore.cards import warn_if_development_key
+from bookstore.grpcutil import STOP_SIGNALS
 from bookstore.orchestrator.app import create_app
 from bookstore.settings import Settings, split_address
 
@@ -64,13 +68,13 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
             server.force_exit = True
         server.should_exit = True
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop)
     log.info("orchestrator listening on http://%s", settings.bind_address("orchestrator"))
     try:
         await server.serve()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     if not server.started:
         raise SystemExit(1)

@@ -1,21 +1,19 @@
 """Finished orders kept in memory for GET /orders/{id} and GET /api/orders.
 
 Bounded: once `capacity` orders are kept, the oldest is evicted. Records are
-compact (tuples and interned names, JSON built only when asked for), so the
-default 10,000 orders cost a few MB. A record holds what the customer and the
-cluster view may see — never card data.
+compact (tuples and interned names; their JSON is built in `responses` only when
+asked for), so the default 10,000 orders cost a few MB. A record holds what the
+customer and the cluster view may see — never card data.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
+from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.execution import ExecutionInfo
-from bookstore.orchestrator.pipeline import EventRecord, SuggestedBook
+from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 
 APPROVED = "Order Approved"
 REJECTED = "Order Rejected"
@@ -24,14 +22,7 @@ QUEUED = ExecutionInfo("queued")
 
 # (event, name, service, clock, ok, reason, answered by, unix time, duration in ms)
 Event = tuple[str, str, str, tuple[int, ...], bool, str, str, float, float]
-Book = tuple[str, str, str]  # (book id, title, author)
-
-
-def rfc3339(unix: float) -> str:
-    """A unix time as RFC 3339 in UTC with milliseconds ("2026-01-02T03:04:05.678Z")."""
-    return (
-        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+BookRef = tuple[str, str, str]  # (book id, title, author)
 
 
 def compact_event(e: EventRecord) -> Event:
@@ -49,40 +40,8 @@ def compact_event(e: EventRecord) -> Event:
     )
 
 
-def compact_book(b: SuggestedBook) -> Book:
+def compact_book(b: Suggestion) -> BookRef:
     return (sys.intern(b.book_id), sys.intern(b.title), sys.intern(b.author))
-
-
-def event_json(e: Event) -> dict[str, Any]:
-    return {
-        "event": e[0],
-        "name": e[1],
-        "service": e[2],
-        "clock": list(e[3]),
-        "ok": e[4],
-        "reason": e[5],
-        "answeredBy": e[6],
-        "at": rfc3339(e[7]),
-        "durationMs": e[8],
-    }
-
-
-def books_json(books: tuple[Book, ...]) -> list[dict[str, str]]:
-    return [{"bookId": b[0], "title": b[1], "author": b[2]} for b in books]
-
-
-def execution_json(info: ExecutionInfo | None) -> dict[str, Any] | None:
-    if info is None:
-        return None
-    if info.state == "queued" and info.executor is None:
-        return {"state": "queued"}
-    return {
-        "state": info.state,
-        "executor": info.executor,
-        "epoch": info.epoch,
-        "sequence": info.sequence,
-        "executedAt": info.executed_at,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +58,7 @@ class OrderRecord:
     reason: str | None
     created_at: float
     items: tuple[OrderItem, ...]
-    suggested_books: tuple[Book, ...] = ()
+    suggested_books: tuple[BookRef, ...] = ()
     vector_clock: tuple[int, ...] | None = None
     events: tuple[Event, ...] = ()
     cancel_clocks: dict[str, tuple[int, ...]] | None = None
@@ -110,36 +69,32 @@ class OrderRecord:
     def books(self) -> int:
         return sum(item.quantity for item in self.items)
 
-    def to_json(self) -> dict[str, Any]:
-        """The GET /orders/{id} body."""
-        return {
-            "orderId": self.order_id,
-            "status": self.status,
-            "reason": self.reason,
-            "createdAt": rfc3339(self.created_at),
-            "items": [
-                {"bookId": i.book_id, "title": i.title, "quantity": i.quantity} for i in self.items
-            ],
-            "suggestedBooks": books_json(self.suggested_books),
-            "vectorClock": None if self.vector_clock is None else list(self.vector_clock),
-            "events": [event_json(e) for e in self.events],
-            "cancel": None
-            if self.cancel_clocks is None
-            else {"clocks": {s: list(c) for s, c in self.cancel_clocks.items()}},
-            "clockErrors": list(self.clock_errors),
-            "execution": execution_json(self.execution),
-        }
 
-    def summary(self) -> dict[str, Any]:
-        """One line of GET /api/orders."""
-        return {
-            "orderId": self.order_id,
-            "status": self.status,
-            "reason": self.reason,
-            "createdAt": rfc3339(self.created_at),
-            "books": self.books,
-            "execution": execution_json(self.execution),
-        }
+def checked_record(
+    order_id: str, created: float, items: tuple[OrderItem, ...], outcome: Outcome
+) -> OrderRecord:
+    """The record of an order the checkout services decided on."""
+    approved = outcome.approved
+    return OrderRecord(
+        order_id=order_id,
+        status=APPROVED if approved else REJECTED,
+        reason=None if approved else outcome.reason,
+        created_at=created,
+        items=items,
+        suggested_books=tuple(compact_book(b) for b in outcome.suggestions) if approved else (),
+        vector_clock=None if outcome.final_clock is None else tuple(outcome.final_clock),
+        events=tuple(compact_event(e) for e in outcome.events),
+        cancel_clocks={s: tuple(c) for s, c in outcome.cancel_clocks.items()}
+        if outcome.cancel_clocks
+        else None,
+        clock_errors=tuple(outcome.clock_errors),
+    )
+
+
+def awaiting_execution(record: OrderRecord) -> bool:
+    """Approved and not known to be executed yet."""
+    execution = record.execution
+    return record.status == APPROVED and (execution is None or execution.state != "executed")
 
 
 class OrderStore:
@@ -147,7 +102,7 @@ class OrderStore:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
-        self._orders: OrderedDict[str, OrderRecord] = OrderedDict()
+        self._orders: BoundedMapping[str, OrderRecord] = BoundedMapping(self.capacity)
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -157,18 +112,14 @@ class OrderStore:
 
     def put(self, record: OrderRecord) -> None:
         self._orders[record.order_id] = record
-        self._orders.move_to_end(record.order_id)
-        while len(self._orders) > self.capacity:
-            self._orders.popitem(last=False)
 
     def get(self, order_id: str) -> OrderRecord | None:
         return self._orders.get(order_id)
 
     def recent(self, limit: int) -> list[OrderRecord]:
         """The newest `limit` records, newest first."""
-        result: list[OrderRecord] = []
-        for record in reversed(self._orders.values()):
-            if len(result) >= limit:
-                break
-            result.append(record)
-        return result
+        if limit < 1:
+            return []
+        newest = list(self._orders.values())[-limit:]
+        newest.reverse()
+        return newest

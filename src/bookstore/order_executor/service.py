@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
-import signal
 import time
-from collections import OrderedDict, deque
-from datetime import UTC, datetime
+from collections import deque
 from typing import Any, TypeAlias, cast
 
 import grpc
 
 from bookstore import grpcutil
+from bookstore.bounded import BoundedMapping
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
+from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,29 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 DEQUEUE_WAIT_MS = 250
 RECENT_STEPS = 50
 REMEMBERED_ORDERS = 10_000
-UNREACHABLE = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-)
+QUEUE = "order-queue"
+# The queue's refusals that depose a leader: its epoch is over, or another leader
+# holds the queue. A lost lease (LEASE_LOST) only ends the work on that order.
+FENCED = frozenset({StaleEpoch.code, LeaderAlive.code})
+
+
+class QueueAnswer(enum.Enum):
+    """What a failed queue call means to the executor (result codes, not gRPC status)."""
+
+    UNREACHABLE = "UNREACHABLE"  # the queue is down, slow or overloaded: try again
+    FENCED = "FENCED"  # the queue refused my leadership
+    REFUSED = "REFUSED"  # the queue refused this request only
+
+
+def classify(exc: grpc.RpcError) -> tuple[QueueAnswer, str]:
+    """The meaning of a failed queue call, and its reason (via grpcutil's translation)."""
+    error = grpcutil.translate(QUEUE, exc)
+    if isinstance(error, grpcutil.ServiceUnavailable):
+        return QueueAnswer.UNREACHABLE, error.detail
+    if error.code in FENCED:
+        return QueueAnswer.FENCED, str(error)
+    return QueueAnswer.REFUSED, str(error)
+
 
 _KINDS = {
     Kind.ELECTION: executor_pb2.BullyMessage.ELECTION,
@@ -52,10 +71,6 @@ _KINDS = {
     Kind.PONG: executor_pb2.BullyMessage.PONG,
 }
 _FROM_PB = {v: k for k, v in _KINDS.items()}
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def timings_from(settings: Settings) -> Timings:
@@ -80,7 +95,8 @@ class Executor:
         self.steps: deque[executor_pb2.ElectionStep] = deque(maxlen=RECENT_STEPS)
         self.node = Node(replica_id, peers, self.timings, listener=self._on_step)
         self.executed = 0
-        self._done: OrderedDict[str, None] = OrderedDict()  # orders this replica executed
+        # orders this replica executed
+        self._done: BoundedMapping[str, None] = BoundedMapping(REMEMBERED_ORDERS)
         self._peer_channels: dict[int, grpc.aio.Channel] = {}
         self._peer_stubs: dict[int, executor_pb2_grpc.OrderExecutorAsyncStub] = {}
         self._queue_channel = grpcutil.insecure_channel(settings.order_queue_address)
@@ -98,7 +114,7 @@ class Executor:
 
     def _on_step(self, step: Step) -> None:
         pb = executor_pb2.ElectionStep(
-            at=utc_now(),
+            at=utc_iso(),
             replica_id=step.replica_id,
             step=step.step,
             detail=step.detail,
@@ -177,13 +193,14 @@ class Executor:
                     queue_pb2.RegisterLeaderRequest(replica_id=self.replica_id), timeout=0.5
                 )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in UNREACHABLE:
+                answer, reason = classify(exc)
+                if answer is QueueAnswer.UNREACHABLE:
                     if self.clock() - started >= self.timings.queue_unreachable:
                         self._after(self.node.on_queue_unreachable(self.clock()))
                         return
                     await asyncio.sleep(0.05)
                     continue
-                self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
+                self._after(self.node.on_fenced(self.clock(), reason))
                 return
             self._queue_ok_at = self.clock()
             started = self.clock()
@@ -206,19 +223,18 @@ class Executor:
 
     def _queue_failed(self, exc: grpc.aio.AioRpcError, epoch: int) -> bool:
         """Report a queue error to the node; True when the caller should stop."""
-        if exc.code() in UNREACHABLE:
+        answer, reason = classify(exc)
+        if answer is QueueAnswer.UNREACHABLE:
             if self.clock() - self._queue_ok_at >= self.timings.queue_unreachable:
                 self._after(self.node.on_queue_unreachable(self.clock()))
                 return True
             return False
         self._queue_ok_at = self.clock()
-        fenced = exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not (
-            exc.details() or ""
-        ).startswith("LEASE_LOST")
         # Only a refusal of the epoch I still hold deposes me (not a late reply
         # to a request of an earlier reign).
+        fenced = answer is QueueAnswer.FENCED
         if fenced and self.node.is_working_leader and self.node.epoch == epoch:
-            self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
+            self._after(self.node.on_fenced(self.clock(), reason))
         return True
 
     async def work_loop(self) -> None:
@@ -254,8 +270,6 @@ class Executor:
         if order_id not in self._done:  # idempotent by order id
             await self._work(lease, reply.lease_ms / 1000)
             self._done[order_id] = None
-            while len(self._done) > REMEMBERED_ORDERS:
-                self._done.popitem(last=False)
         while True:
             try:
                 done = await self.queue.Complete(lease, timeout=1.0)
@@ -365,15 +379,10 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     bind = settings.bind_address("order-executor", replica_id)
     executor = Executor(settings, replica_id)
     server, health, port = create_server(bind, executor)
-    await server.start()
-    await grpcutil.set_serving(health, [SERVICE_NAME])
-    log.info("order-executor %d serving on %s (port %d)", replica_id, bind, port)
-    executor.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("order-executor %d stopping", replica_id)
-    await server.stop(grace=0.5)
-    await executor.close()
+    label = f"order-executor {replica_id} on {bind} (port {port})"
+    try:
+        await grpcutil.serve(
+            server, health, [SERVICE_NAME], label=label, grace_s=0.5, start=executor.start
+        )
+    finally:
+        await executor.close()

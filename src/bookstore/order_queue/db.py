@@ -16,11 +16,11 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bookstore.order_queue.state import Item, Order
+from bookstore.timestamps import utc_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -98,10 +98,6 @@ class Loaded:
     leader_id: int
     queued: list[Order]
     executed: int
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Op = Callable[["Database"], Any]
@@ -191,7 +187,7 @@ class Database:
                 order.customer_name,
                 order.books,
                 sequence,
-                utc_now(),
+                utc_iso(),
             ),
         )
         self.next_sequence += 1
@@ -217,7 +213,7 @@ class Database:
         ).fetchone()
         if row is None:
             raise UnknownOrder(f"no order {order_id}")
-        record = Execution(order_id, replica_id, epoch, self.next_execution, utc_now())
+        record = Execution(order_id, replica_id, epoch, self.next_execution, utc_iso())
         self.conn.execute(
             "INSERT INTO executions (order_id, executor, epoch, sequence, executed_at)"
             " VALUES (?, ?, ?, ?, ?)",

@@ -1,11 +1,9 @@
-"""The order-queue gRPC service: a thin servicer over `OrderStore`."""
+"""The order-queue gRPC service: a thin servicer over `QueueStore`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -20,7 +18,7 @@ from bookstore.order_queue.db import (
     UnknownOrder,
 )
 from bookstore.order_queue.state import Item, Order
-from bookstore.order_queue.store import Limits, OrderStore
+from bookstore.order_queue.store import Limits, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 
@@ -72,7 +70,7 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 
 class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
-    def __init__(self, store: OrderStore) -> None:
+    def __init__(self, store: QueueStore) -> None:
         self.store = store
 
     async def Enqueue(
@@ -178,7 +176,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         )
 
 
-def create_server(bind: str, store: OrderStore) -> tuple[grpc.aio.Server, Any, int]:
+def create_server(bind: str, store: QueueStore) -> tuple[grpc.aio.Server, Any, int]:
     """The queue's server bound to `bind` (port 0: a free one); not yet started."""
     servicer = OrderQueueServicer(store)
     return grpcutil.create_server(
@@ -188,8 +186,8 @@ def create_server(bind: str, store: OrderStore) -> tuple[grpc.aio.Server, Any, i
     )
 
 
-def open_store(settings: Settings) -> OrderStore:
-    return OrderStore(
+def open_store(settings: Settings) -> QueueStore:
+    return QueueStore(
         settings.data_dir / "order-queue" / "queue.db",
         lease_s=settings.lease_s,
         group_commit_max=settings.group_commit_max,
@@ -203,15 +201,9 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     await store.open()
     bind = settings.bind_address("order-queue")
     server, health, port = create_server(bind, store)
-    await server.start()
-    await grpcutil.set_serving(health, [SERVICE_NAME])
-    log.info("order-queue serving on %s (port %d)", bind, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("order-queue stopping")
-    await server.stop(grace=1.0)
-    with contextlib.suppress(Exception):
-        await store.close()
+    label = f"order-queue on {bind} (port {port})"
+    try:
+        await grpcutil.serve(server, health, [SERVICE_NAME], label=label, grace_s=1.0)
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()

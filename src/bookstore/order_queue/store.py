@@ -110,7 +110,7 @@ class _Write:
     future: asyncio.Future[Any]
 
 
-class OrderStore:
+class QueueStore:
     def __init__(
         self,
         path: Path,

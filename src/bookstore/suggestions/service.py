@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from bookstore.ai import factory as ai_factory
+from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.budget import AiBudget
 from bookstore.choreography import server as choreography_server
 from bookstore.choreography.engine import Participant
@@ -10,14 +14,22 @@ from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
 from bookstore.suggestions.recommender import CatalogueRecommender, Recommender
 
+if TYPE_CHECKING:
+    from bookstore.ai.client import AiModel
+
 NAME = SUG
 
 
 def make_recommender(settings: Settings) -> Recommender:
     """The recommender this service asks: the AI one with a Gemini key, else the catalogue."""
-    from bookstore.ai.factory import recommender
+    local = CatalogueRecommender()
 
-    return recommender(settings, CatalogueRecommender())
+    def ai_recommender(model: AiModel, breaker: CircuitBreaker) -> Recommender:
+        from bookstore.suggestions.ai_recommender import AiRecommender
+
+        return AiRecommender(local, model, breaker, call_timeout_s=settings.ai_call_timeout_s)
+
+    return ai_factory.choose(settings, local, "catalogue suggestions", ai_recommender)
 
 
 def handlers(recommender: Recommender, count: int) -> dict[str, Handler]:

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bookstore import vclock
 from bookstore.settings import CHECKOUT_SERVICES
+from bookstore.vclock import Clock
 
 REGEX = r"(?<host>\S+) (?<clock>\{.*?\}) (?<event>.*)"
 ORCHESTRATOR_HOST = "orchestrator"
@@ -45,9 +47,9 @@ class TraceEvent:
     description: str
 
 
-def _clock(raw: Any) -> tuple[int, ...] | None:
-    """A well-formed [TV, FD, SUG] clock, or None."""
-    if not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) != 3:
+def _clock(raw: Any) -> Clock | None:
+    """A well-formed clock (one entry per checkout service), or None."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) != vclock.SIZE:
         return None
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw):
         return None
@@ -70,14 +72,6 @@ def _as_json_clock(clock: Sequence[int]) -> dict[str, int]:
     return {host: n for host, n in zip(CHECKOUT_SERVICES, clock, strict=True) if n > 0}
 
 
-def _merge(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(max(x, y) for x, y in zip(a, b, strict=True))
-
-
-def _fmt(clock: Sequence[int]) -> str:
-    return "[" + ",".join(str(x) for x in clock) + "]"
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -96,13 +90,13 @@ def _event_description(ev: Mapping[str, Any]) -> str:
 def events_of(order: Mapping[str, Any]) -> list[TraceEvent]:
     """The order's events in ShiViz form, the end of the order last."""
     timed: list[tuple[int, float, int, TraceEvent]] = []
-    final: tuple[int, ...] = (0, 0, 0)
+    final: Clock = vclock.ZERO
     for i, ev in enumerate(order.get("events") or []):
         clock = _clock(ev.get("clock"))
         service = ev.get("service")
         if clock is None or service not in CHECKOUT_SERVICES:
             continue
-        final = _merge(final, clock)
+        final = vclock.merge(final, clock)
         when = _seconds(ev.get("at"))
         event = TraceEvent(service, _as_json_clock(clock), _event_description(ev))
         timed.append((sum(clock), when, i, event))
@@ -115,15 +109,15 @@ def events_of(order: Mapping[str, Any]) -> list[TraceEvent]:
     for service in CHECKOUT_SERVICES:
         clock = _clock(cancel_clocks.get(service))
         if clock is not None:
-            final = _merge(final, clock)
-            acks.append(f"{service} {_fmt(clock)}")
+            final = vclock.merge(final, clock)
+            acks.append(f"{service} {vclock.fmt(clock)}")
     reported = _clock(order.get("vectorClock"))
     if reported is not None:
-        final = _merge(final, reported)
+        final = vclock.merge(final, reported)
     if not result and not acks:
         return result
     status = _one_line(order.get("status") or "unknown")
-    text = f"end {status}, final clock {_fmt(final)}"
+    text = f"end {status}, final clock {vclock.fmt(final)}"
     if acks:
         text += "; cancelled, clocks at cancel: " + ", ".join(acks)
     end_clock = {**_as_json_clock(final), ORCHESTRATOR_HOST: 1}

@@ -1,36 +1,5 @@
-"""Fixtures for the AI tests: the fake Gemini server and orders to judge."""
+"""Fixtures: the fake Gemini server and what talks to it (see ai_fixtures)."""
 
-from __future__ import annotations
+from ai_fixtures import breaker, fake, model, settings
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
-from ai_support import ai_settings
-from fakes.gemini import FakeGemini
-
-from bookstore.ai.breaker import CircuitBreaker
-from bookstore.ai.client import GeminiModel
-from bookstore.settings import Settings
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGemini]:
-    with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(fake: FakeGemini) -> Settings:
-    return ai_settings(fake.base_url)
-
-
-@pytest.fixture
-async def model(settings: Settings) -> AsyncIterator[GeminiModel]:
-    gemini = GeminiModel(settings)
-    yield gemini
-    await gemini.aclose()
-
-
-@pytest.fixture
-def breaker() -> CircuitBreaker:
-    return CircuitBreaker(failures=3, cooldown_s=30.0)
+__all__ = ["breaker", "fake", "model", "settings"]

@@ -20,7 +20,7 @@ from bookstore.ai.errors import (
     AiNotJson,
     AiTimeout,
 )
-from bookstore.ai.prompts import FraudAnswer
+from bookstore.fraud_detection.ai_prompts import FraudAnswer
 
 REQUEST = AiRequest("user-fraud", "You judge orders.", "The data.", FraudAnswer)
 CLEAN = Reply.json({"fraud": False, "score": 0.1, "reason": "fine"})

@@ -18,7 +18,8 @@ from bookstore.ai.errors import (
     translate,
     translated,
 )
-from bookstore.ai.prompts import FraudAnswer, SuggestionAnswer
+from bookstore.fraud_detection.ai_prompts import FraudAnswer
+from bookstore.suggestions.ai_recommender import SuggestionAnswer
 
 
 def _api_error(code: int) -> genai_errors.APIError:

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 from ai_support import KEY, ai_settings
 
-from bookstore.ai.fraud import AiFraudJudge
-from bookstore.ai.suggestions import AiRecommender
+from bookstore.fraud_detection.ai_judge import AiFraudJudge
 from bookstore.fraud_detection.rules import RulesJudge
 from bookstore.fraud_detection.service import make_judge
 from bookstore.settings import Settings, from_env
+from bookstore.suggestions.ai_recommender import AiRecommender
 from bookstore.suggestions.recommender import CatalogueRecommender
 from bookstore.suggestions.service import make_recommender
 

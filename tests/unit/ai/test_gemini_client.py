@@ -18,7 +18,7 @@ from bookstore.ai.errors import (
     AiSchemaMismatch,
     AiTimeout,
 )
-from bookstore.ai.prompts import FraudAnswer
+from bookstore.fraud_detection.ai_prompts import FraudAnswer
 from bookstore.settings import Settings
 
 REQUEST = AiRequest("user-fraud", "You judge orders.", "The data.", FraudAnswer)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
-from bookstore.orchestrator.pipeline import EventRecord, Outcome, ServiceStats, SuggestedBook
+from bookstore.orchestrator.pipeline import ServiceStats
+from bookstore.orchestrator.probe import ClusterState, ExecutorState, Leader, QueueState
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FakePipeline:
             order_id,
             approved=True,
             reason="",
-            suggestions=[SuggestedBook("b002", "Distributed Systems", "Maarten van Steen")],
+            suggestions=[Suggestion("b002", "Distributed Systems", "Maarten van Steen")],
             events=[event],
             final_clock=(3, 2, 1),
         )
@@ -109,35 +110,16 @@ class FakeTracker:
             return self.executed[order_id]
         return ExecutionInfo("queued") if any(o == order_id for o, _, _ in self.enqueued) else None
 
-    async def cluster(self) -> dict[str, Any]:
+    async def cluster(self) -> ClusterState:
         if self.cluster_hangs:
             await asyncio.sleep(60)
-        return {
-            "executors": [
-                {
-                    "replicaId": 1,
-                    "address": "127.0.0.1:5",
-                    "pid": 21,
-                    "alive": True,
-                    "role": "follower",
-                    "leaderId": 1,
-                    "epoch": 2,
-                    "executed": 0,
-                }
-            ],
-            "leader": {"replicaId": 1, "epoch": 2},
-            "queue": {
-                "depth": 0,
-                "next": [],
-                "epoch": 2,
-                "leaderId": 1,
-                "leased": 0,
-                "executed": 0,
-                "pid": 20,
-                "healthy": True,
-            },
-            "elections": [],
-        }
+        queue = QueueState(
+            depth=0, epoch=2, leader_id=1, leased=0, executed=0, pid=20, healthy=True
+        )
+        executor = ExecutorState(
+            1, "127.0.0.1:5", pid=21, alive=True, role="follower", leader_id=1, epoch=2, executed=0
+        )
+        return ClusterState(queue, (executor,), Leader(1, 2), ())
 
 
 UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")

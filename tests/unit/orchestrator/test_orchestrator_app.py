@@ -9,9 +9,11 @@ from checkout_requests import card_secrets_in
 from orchestrator_fakes import UNAVAILABLE, FakePipeline, FakeTracker
 
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator import app as app_module
+from bookstore.orchestrator.app import create_app
+from bookstore.orchestrator.components import lifespan_of
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.pipeline import CheckoutTimeout
+from bookstore.orchestrator.routes import cluster as cluster_routes
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
 
@@ -412,7 +414,7 @@ async def test_cluster_with_everything_down_is_bounded_and_not_an_error(
     tracker: FakeTracker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(app_module, "CLUSTER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(cluster_routes, "CLUSTER_TIMEOUT_S", 0.2)
     pipeline.stats_error = UNAVAILABLE
     tracker.cluster_hangs = True
     response = await client.get("/api/cluster")
@@ -432,27 +434,41 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 
 class _Lifecycle(FakePipeline):
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], name: str, fail: bool = False) -> None:
         super().__init__()
         self.log = log
+        self.name = name
+        self.fail = fail
 
     async def start(self) -> None:
-        self.log.append("pipeline started")
+        if self.fail:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.log.append(f"{self.name} started")
 
     async def close(self) -> None:
-        self.log.append("pipeline closed")
+        self.log.append(f"{self.name} closed")
 
 
-async def test_lifespan_starts_and_closes_owned_components() -> None:
+async def test_lifespan_starts_owned_components_in_order_and_closes_them_in_reverse() -> None:
     log: list[str] = []
-    managed = app_module.create_app(
-        Settings(), _Lifecycle(log), FakeTracker(), store=OrderStore(10), manage=True
-    )
-    async with managed.router.lifespan_context(managed):
-        assert log == ["pipeline started"]
+    lifespan = lifespan_of([_Lifecycle(log, "pipeline"), _Lifecycle(log, "tracker")])
+    async with lifespan(None):
+        assert log == ["pipeline started", "tracker started"]
+    assert log == ["pipeline started", "tracker started", "tracker closed", "pipeline closed"]
+
+
+async def test_lifespan_closes_what_started_when_a_later_start_fails() -> None:
+    log: list[str] = []
+    failing = _Lifecycle(log, "tracker", fail=True)
+    with pytest.raises(RuntimeError):
+        async with lifespan_of([_Lifecycle(log, "pipeline"), failing])(None):
+            pass
     assert log == ["pipeline started", "pipeline closed"]
-    log.clear()
-    injected = app_module.create_app(Settings(), _Lifecycle(log), FakeTracker())
+
+
+async def test_injected_components_are_left_to_the_caller() -> None:
+    log: list[str] = []
+    injected = create_app(Settings(), _Lifecycle(log, "pipeline"), FakeTracker())
     async with injected.router.lifespan_context(injected):
         pass
     assert log == []

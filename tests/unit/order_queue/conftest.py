@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from queue_fakes import FakeClock
 
-from bookstore.order_queue.store import OrderStore
+from bookstore.order_queue.store import QueueStore
 
 
 @pytest.fixture
@@ -20,8 +20,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[OrderStore]:
-    s = OrderStore(db_path, lease_s=2.0, failure_timeout_s=0.5, clock=clock)
+async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[QueueStore]:
+    s = QueueStore(db_path, lease_s=2.0, failure_timeout_s=0.5, clock=clock)
     await s.open()
     yield s
     await s.close()

@@ -10,12 +10,12 @@ import pytest
 
 from bookstore import grpcutil
 from bookstore.order_queue.service import create_server
-from bookstore.order_queue.store import OrderStore
+from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 
 
 @pytest.fixture
-async def stub(store: OrderStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
+async def stub(store: QueueStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
     server, _, port = create_server("127.0.0.1:0", store)
     await server.start()
     channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")

@@ -19,20 +19,20 @@ from bookstore.order_queue.db import (
     UnknownOrder,
 )
 from bookstore.order_queue.state import Item
-from bookstore.order_queue.store import OrderStore
+from bookstore.order_queue.store import QueueStore
 
 
 def items(*quantities: int) -> list[Item]:
     return [Item(f"b{i}", f"Book {i}", q) for i, q in enumerate(quantities)]
 
 
-async def reopen(path: Path, clock: FakeClock) -> OrderStore:
-    s = OrderStore(path, lease_s=2.0, failure_timeout_s=0.5, clock=clock)
+async def reopen(path: Path, clock: FakeClock) -> QueueStore:
+    s = QueueStore(path, lease_s=2.0, failure_timeout_s=0.5, clock=clock)
     await s.open()
     return s
 
 
-async def test_enqueue_is_idempotent_by_order_id(store: OrderStore) -> None:
+async def test_enqueue_is_idempotent_by_order_id(store: QueueStore) -> None:
     assert await store.enqueue("a", items(1), "Ann") == (1, False)
     assert await store.enqueue("b", items(2), "Bob") == (2, False)
     assert await store.enqueue("a", items(5), "Ann again") == (1, True)
@@ -40,7 +40,7 @@ async def test_enqueue_is_idempotent_by_order_id(store: OrderStore) -> None:
 
 
 async def test_database_is_wal_with_full_sync_and_holds_no_card_data(
-    store: OrderStore, db_path: Path
+    store: QueueStore, db_path: Path
 ) -> None:
     await store.enqueue("a", items(2), "Ann")
     conn = sqlite3.connect(db_path)
@@ -66,7 +66,7 @@ async def test_database_is_wal_with_full_sync_and_holds_no_card_data(
     [((), "at least one item"), ((0,), "outside"), ((-1,), "outside"), ((101,), "outside")],
 )
 async def test_bad_orders_are_refused_and_change_nothing(
-    store: OrderStore, quantities: tuple[int, ...], why: str
+    store: QueueStore, quantities: tuple[int, ...], why: str
 ) -> None:
     with pytest.raises(BadRequest, match=why) as info:
         await store.enqueue("x", items(*quantities), "Ann")
@@ -76,7 +76,7 @@ async def test_bad_orders_are_refused_and_change_nothing(
         await store.enqueue("", items(1), "Ann")
 
 
-async def test_dequeue_takes_most_books_first_then_arrival(store: OrderStore) -> None:
+async def test_dequeue_takes_most_books_first_then_arrival(store: QueueStore) -> None:
     for oid, q in [("a", 1), ("b", 3), ("c", 1), ("d", 3), ("e", 5)]:
         await store.enqueue(oid, items(q), "n")
     epoch = await store.register_leader(1)
@@ -89,7 +89,7 @@ async def test_dequeue_takes_most_books_first_then_arrival(store: OrderStore) ->
 
 
 async def test_an_expired_lease_is_delivered_again_ahead_of_lower_priority(
-    store: OrderStore, clock: FakeClock
+    store: QueueStore, clock: FakeClock
 ) -> None:
     await store.enqueue("big", items(4), "n")
     await store.enqueue("small", items(1), "n")
@@ -107,7 +107,7 @@ async def test_an_expired_lease_is_delivered_again_ahead_of_lower_priority(
         await store.complete(1, epoch, first[1].lease_id, "big")
 
 
-async def test_renewing_keeps_the_lease(store: OrderStore, clock: FakeClock) -> None:
+async def test_renewing_keeps_the_lease(store: QueueStore, clock: FakeClock) -> None:
     await store.enqueue("a", items(1), "n")
     epoch = await store.register_leader(1)
     taken = await store.dequeue(1, epoch, 0)
@@ -121,7 +121,7 @@ async def test_renewing_keeps_the_lease(store: OrderStore, clock: FakeClock) -> 
 
 
 async def test_a_new_epoch_fences_the_old_leader_and_frees_its_lease(
-    store: OrderStore,
+    store: QueueStore,
 ) -> None:
     await store.enqueue("a", items(2), "n")
     old = await store.register_leader(4)
@@ -148,7 +148,7 @@ async def test_a_new_epoch_fences_the_old_leader_and_frees_its_lease(
 
 
 async def test_a_lower_id_cannot_register_while_a_higher_leader_is_active(
-    store: OrderStore, clock: FakeClock
+    store: QueueStore, clock: FakeClock
 ) -> None:
     epoch = await store.register_leader(4)
     await store.dequeue(4, epoch, 0)
@@ -161,7 +161,7 @@ async def test_a_lower_id_cannot_register_while_a_higher_leader_is_active(
 
 
 async def test_racing_registrations_cannot_both_pass_the_live_leader_check(
-    store: OrderStore,
+    store: QueueStore,
 ) -> None:
     four, three = await asyncio.gather(
         store.register_leader(4), store.register_leader(3), return_exceptions=True
@@ -171,7 +171,7 @@ async def test_racing_registrations_cannot_both_pass_the_live_leader_check(
     assert (store.status().epoch, store.leader_id) == (1, 4)
 
 
-async def test_completion_is_idempotent(store: OrderStore) -> None:
+async def test_completion_is_idempotent(store: QueueStore) -> None:
     await store.enqueue("a", items(1), "n")
     epoch = await store.register_leader(1)
     taken = await store.dequeue(1, epoch, 0)
@@ -186,7 +186,7 @@ async def test_completion_is_idempotent(store: OrderStore) -> None:
 
 
 async def test_a_refused_write_whose_caller_gave_up_does_not_stop_the_queue(
-    store: OrderStore,
+    store: QueueStore,
 ) -> None:
     epoch = await store.register_leader(1)
     # A completion the database refuses (unknown order) whose RPC is cancelled
@@ -203,7 +203,7 @@ async def test_a_refused_write_whose_caller_gave_up_does_not_stop_the_queue(
 
 
 async def test_everything_acknowledged_survives_a_reopen(
-    store: OrderStore, db_path: Path, clock: FakeClock
+    store: QueueStore, db_path: Path, clock: FakeClock
 ) -> None:
     for i in range(5):
         await store.enqueue(f"o{i}", items(i + 1), "n")
@@ -230,7 +230,7 @@ async def test_everything_acknowledged_survives_a_reopen(
         await again.close()
 
 
-async def test_long_poll_wakes_when_an_order_arrives(store: OrderStore) -> None:
+async def test_long_poll_wakes_when_an_order_arrives(store: QueueStore) -> None:
     epoch = await store.register_leader(1)
     waiting = asyncio.create_task(store.dequeue(1, epoch, 5.0))
     await asyncio.sleep(0.05)
@@ -241,7 +241,7 @@ async def test_long_poll_wakes_when_an_order_arrives(store: OrderStore) -> None:
     assert await store.dequeue(1, epoch, 0.01) is None  # empty: waits, then nothing
 
 
-async def test_a_waiting_dequeue_of_a_deposed_leader_is_refused(store: OrderStore) -> None:
+async def test_a_waiting_dequeue_of_a_deposed_leader_is_refused(store: QueueStore) -> None:
     epoch = await store.register_leader(1)
     waiting = asyncio.create_task(store.dequeue(1, epoch, 5.0))
     await asyncio.sleep(0.02)
@@ -250,7 +250,7 @@ async def test_a_waiting_dequeue_of_a_deposed_leader_is_refused(store: OrderStor
         await asyncio.wait_for(waiting, 2.0)
 
 
-async def test_concurrent_writes_share_commits(store: OrderStore) -> None:
+async def test_concurrent_writes_share_commits(store: QueueStore) -> None:
     results = await asyncio.gather(
         *(store.enqueue(f"o{i}", items(1 + i % 5), "n") for i in range(200))
     )
@@ -258,7 +258,7 @@ async def test_concurrent_writes_share_commits(store: OrderStore) -> None:
     assert store.commits < 200
 
 
-async def test_watchers_see_every_committed_execution(store: OrderStore) -> None:
+async def test_watchers_see_every_committed_execution(store: QueueStore) -> None:
     for i in range(3):
         await store.enqueue(f"o{i}", items(1), "n")
     epoch = await store.register_leader(1)
@@ -276,7 +276,7 @@ async def test_watchers_see_every_committed_execution(store: OrderStore) -> None
 
 async def test_a_failed_commit_is_fatal(db_path: Path, clock: FakeClock) -> None:
     failures: list[BaseException] = []
-    s = OrderStore(db_path, clock=clock, on_fatal=failures.append)
+    s = QueueStore(db_path, clock=clock, on_fatal=failures.append)
     await s.open()
     assert s._db is not None
     s._db.conn.close()  # the disk goes away under the writer

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import BaseModel, Field
+
 from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.budget import AiBudget
 from bookstore.ai.calls import ask
-from bookstore.ai.client import AiModel
+from bookstore.ai.client import AiModel, AiRequest
 from bookstore.ai.errors import AiError, AiUnknownIds
-from bookstore.ai.prompts import suggestions_request
+from bookstore.ai.prompts import DATA_RULE, wrap_data
 from bookstore.catalogue import Book
 from bookstore.pb import checkout_pb2
 from bookstore.suggestions.recommender import SAMPLE_GENRE, CatalogueRecommender, Suggestions
@@ -28,6 +30,36 @@ from bookstore.suggestions.recommender import SAMPLE_GENRE, CatalogueRecommender
 log = logging.getLogger(__name__)
 
 SHORTLIST = 20
+
+
+class SuggestionAnswer(BaseModel):
+    """The AI's picks, best first, by catalogue id."""
+
+    book_ids: list[str] = Field(description="ids taken from the candidate list, best first")
+
+
+SUGGESTIONS_SYSTEM = (
+    "You recommend books in an online bookstore. Given the books a customer just ordered "
+    "and a list of candidate books, pick the candidates this customer is most likely to "
+    "enjoy. Use only ids from the candidate list. "
+    + DATA_RULE
+    + " Answer only with JSON: book_ids (candidate ids, best first)."
+)
+
+
+def suggestions_request(
+    ordered: list[Book], candidates: list[Book], count: int
+) -> AiRequest[SuggestionAnswer]:
+    data = {
+        "ordered": [{"title": b.title, "author": b.author, "genre": b.genre} for b in ordered],
+        "candidates": [
+            {"id": b.book_id, "title": b.title, "author": b.author, "genre": b.genre}
+            for b in candidates
+        ],
+        "how_many": count,
+    }
+    prompt = wrap_data(f"Pick up to {count} candidates for this customer.", data)
+    return AiRequest("suggestions", SUGGESTIONS_SYSTEM, prompt, SuggestionAnswer)
 
 
 class AiRecommender:

@@ -13,8 +13,8 @@ from fakes.gemini import FakeGemini, Reply, closed_port_url
 from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.budget import AiBudget
 from bookstore.ai.client import GeminiModel
-from bookstore.ai.suggestions import AiRecommender
 from bookstore.catalogue import Book, load_catalogue
+from bookstore.suggestions.ai_recommender import AiRecommender
 from bookstore.suggestions.recommender import CatalogueRecommender
 
 ORDER = make_order(items=(("b001", 1), ("b002", 2)))

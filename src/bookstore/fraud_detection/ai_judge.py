@@ -18,8 +18,12 @@ from bookstore.ai.budget import AiBudget
 from bookstore.ai.calls import ask
 from bookstore.ai.client import AiModel, AiRequest
 from bookstore.ai.errors import AiError
-from bookstore.ai.prompts import FraudAnswer, card_fraud_request, user_fraud_request
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.fraud_detection.ai_prompts import (
+    FraudAnswer,
+    card_fraud_request,
+    user_fraud_request,
+)
 from bookstore.fraud_detection.rules import Verdict
 from bookstore.logs import redact
 from bookstore.pb import checkout_pb2

@@ -13,7 +13,7 @@ from fakes.gemini import FakeGemini, Reply, closed_port_url
 from bookstore.ai.breaker import CircuitBreaker
 from bookstore.ai.budget import AiBudget
 from bookstore.ai.client import GeminiModel
-from bookstore.ai.fraud import AiFraudJudge
+from bookstore.fraud_detection.ai_judge import AiFraudJudge
 from bookstore.fraud_detection.rules import RulesJudge
 
 SLACK_S = 2.0

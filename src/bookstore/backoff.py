@@ -1,0 +1,71 @@
+"""Reconnect with back-off: the one loop every long-lived stream and child process uses.
+
+A session (open a stream and pump it, or run a child) is started again after each
+end; between two starts the loop waits a delay that doubles from `min_s` up to
+`max_s`, with jitter so peers that lost the same server do not return in step.
+A session that reports success (it connected, or stayed up long enough) resets
+the delay. The loop ends when `stopped()` says so or its task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+
+class Backoff:
+    """Delays that double from `min_s` to `max_s`, each scaled down by up to `jitter`.
+
+    With `jitter` 0.25 a delay of 1 s becomes a value in [0.75, 1] s, never below
+    `min_s`; `jitter` 0 gives the plain doubling sequence.
+    """
+
+    def __init__(
+        self,
+        min_s: float,
+        max_s: float,
+        *,
+        jitter: float = 0.25,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if not 0 < min_s <= max_s:
+            raise ValueError(f"back-off needs 0 < min_s <= max_s, got {min_s}, {max_s}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+        self.min_s = min_s
+        self.max_s = max_s
+        self.jitter = jitter
+        self._rng = rng
+        self._current = min_s
+
+    def next(self) -> float:
+        """The delay before the next attempt; the one after will be twice as long."""
+        base = self._current
+        self._current = min(self.max_s, base * 2)
+        return max(self.min_s, base * (1 - self.jitter * self._rng()))
+
+    def reset(self) -> None:
+        """Start again from `min_s` (the last session went well)."""
+        self._current = self.min_s
+
+
+async def reconnect(
+    session: Callable[[], Awaitable[bool]],
+    backoff: Backoff,
+    *,
+    stopped: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run `session` again and again, backing off between runs, until `stopped()`.
+
+    `session` handles its own errors and returns True when it went well enough
+    that the next failure starts a fresh outage (the back-off is reset). Cancel
+    the task running this to stop at once.
+    """
+    while not stopped():
+        if await session():
+            backoff.reset()
+        if stopped():
+            return
+        await sleep(backoff.next())

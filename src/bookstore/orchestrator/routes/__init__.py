@@ -1,0 +1,1 @@
+"""The orchestrator's HTTP routes, one module per area; each has an `install(app, ...)`."""
