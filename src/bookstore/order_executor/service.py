@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import time
 from collections import OrderedDict, deque
@@ -37,6 +38,8 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 DEQUEUE_WAIT_MS = 250
 RECENT_STEPS = 50
 REMEMBERED_ORDERS = 10_000
+REGISTER_BACKOFF_FIRST_S = 0.05
+REGISTER_BACKOFF_CAP_S = 1.0  # not past queue_unreachable_s by much: a cut-off leader steps down
 UNREACHABLE = (
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -56,6 +59,31 @@ _FROM_PB = {v: k for k, v in _KINDS.items()}
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Backoff:
+    """Exponential back-off with full jitter, capped: attempt n waits a random
+    time in [0, min(cap, first * 2^n)]. The first attempt after a reset waits 0."""
+
+    def __init__(
+        self,
+        first: float = REGISTER_BACKOFF_FIRST_S,
+        cap: float = REGISTER_BACKOFF_CAP_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.first = first
+        self.cap = cap
+        self.rng = rng or random.Random()
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        attempt, self.attempts = self.attempts, self.attempts + 1
+        if attempt == 0:
+            return 0.0
+        return self.rng.uniform(0.0, min(self.cap, self.first * 2 ** min(attempt, 30)))
+
+    def reset(self) -> None:
+        self.attempts = 0
 
 
 def timings_from(settings: Settings) -> Timings:
@@ -89,6 +117,9 @@ class Executor:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registering: asyncio.Task[None] | None = None
+        # Paces every registration of this replica (retries and re-elections);
+        # reset once it holds a fresh epoch.
+        self._register_backoff = Backoff()
         self._probing: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -172,6 +203,9 @@ class Executor:
     async def _register(self) -> None:
         started = self.clock()
         while self.node.needs_registration:
+            await asyncio.sleep(self._register_backoff.next_delay())
+            if not self.node.needs_registration:
+                return
             try:
                 reply = await self.queue.RegisterLeader(
                     queue_pb2.RegisterLeaderRequest(replica_id=self.replica_id), timeout=0.5
@@ -181,7 +215,6 @@ class Executor:
                     if self.clock() - started >= self.timings.queue_unreachable:
                         self._after(self.node.on_queue_unreachable(self.clock()))
                         return
-                    await asyncio.sleep(0.05)
                     continue
                 self._after(self.node.on_fenced(self.clock(), exc.details() or ""))
                 return
@@ -189,6 +222,8 @@ class Executor:
             started = self.clock()
             # Normally done now; a stale grant leaves the node asking again.
             self._after(self.node.on_registered(reply.epoch, self.clock()))
+            if self.node.is_working_leader:
+                self._register_backoff.reset()
 
     async def _probe_queue(self) -> None:
         """While abstaining, ask the queue how it is until it answers."""

@@ -79,6 +79,10 @@ class UnknownOrder(QueueError):
     code = "UNKNOWN_ORDER"
 
 
+class UnknownReplica(QueueError):
+    code = "UNKNOWN_REPLICA"
+
+
 class StorageFailure(Exception):
     """The database could not make a write durable: the process must stop."""
 

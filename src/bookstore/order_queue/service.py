@@ -18,6 +18,7 @@ from bookstore.order_queue.db import (
     QueueError,
     StorageFailure,
     UnknownOrder,
+    UnknownReplica,
 )
 from bookstore.order_queue.state import Item, Order
 from bookstore.order_queue.store import Limits, OrderStore
@@ -32,6 +33,7 @@ MAX_WAIT_MS = 10_000
 _CODES: dict[type[QueueError], grpc.StatusCode] = {
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownOrder: grpc.StatusCode.NOT_FOUND,
+    UnknownReplica: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -195,6 +197,7 @@ def open_store(settings: Settings) -> OrderStore:
         group_commit_max=settings.group_commit_max,
         failure_timeout_s=settings.failure_timeout_s,
         limits=Limits(settings.max_items, settings.max_quantity),
+        replica_ids=settings.order_executor_addresses,
     )
 
 

@@ -12,7 +12,10 @@ Fencing: RegisterLeader bumps and persists the epoch before it replies and
 voids every lease of older epochs. Dequeue, RenewLease and Complete must
 carry the current epoch (and the leader's id), else STALE_EPOCH and nothing
 changes. A registration is refused (LEADER_ALIVE) while a higher replica id
-holds the epoch and was active within the failure timeout.
+holds the epoch and was active within the failure timeout. Only the configured
+replica ids (ORDER_EXECUTOR_ADDRESSES) may register, dequeue, renew or
+complete (UNKNOWN_REPLICA): a foreign id could otherwise take the epoch from
+the real leader, and a huge one would win every LEADER_ALIVE check.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,7 @@ from bookstore.order_queue.db import (
     StaleEpoch,
     StorageFailure,
     UnknownOrder,
+    UnknownReplica,
 )
 from bookstore.order_queue.state import Item, Lease, Order, QueueState
 
@@ -119,6 +123,7 @@ class OrderStore:
         group_commit_max: int = 256,
         failure_timeout_s: float = 0.5,
         limits: Limits | None = None,
+        replica_ids: Iterable[int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_fatal: Callable[[BaseException], None] = _die,
     ) -> None:
@@ -127,6 +132,8 @@ class OrderStore:
         self.group_commit_max = max(1, group_commit_max)
         self.failure_timeout_s = failure_timeout_s
         self.limits = limits or Limits()
+        # None: any positive id (unit tests); the service passes the configured ones.
+        self.replica_ids = None if replica_ids is None else frozenset(replica_ids)
         self.clock = clock
         self.on_fatal = on_fatal
         self.state = QueueState()
@@ -264,7 +271,15 @@ class OrderStore:
 
     # -- fencing ----------------------------------------------------------------
 
+    def _check_replica(self, replica_id: int) -> None:
+        if replica_id <= 0:
+            raise BadRequest("replica id must be positive")
+        if self.replica_ids is not None and replica_id not in self.replica_ids:
+            known = ", ".join(str(i) for i in sorted(self.replica_ids))
+            raise UnknownReplica(f"replica {replica_id} is not configured ({known})")
+
     def _check_epoch(self, replica_id: int, epoch: int) -> None:
+        self._check_replica(replica_id)
         if epoch != self.epoch or replica_id != self.leader_id or epoch == 0:
             raise StaleEpoch(f"current epoch is {self.epoch}")
         self._leader_active_at = self.clock()
@@ -288,8 +303,7 @@ class OrderStore:
         return result
 
     async def register_leader(self, replica_id: int) -> int:
-        if replica_id <= 0:
-            raise BadRequest("replica id must be positive")
+        self._check_replica(replica_id)
         # One registration at a time, so the LEADER_ALIVE check always sees the
         # outcome of the one before it (two racing candidates cannot both pass).
         async with self._registering:
