@@ -14,6 +14,7 @@ import grpc
 from bookstore import grpcutil
 from bookstore.order_queue.db import (
     BadRequest,
+    DiskFull,
     Execution,
     QueueError,
     StorageFailure,
@@ -41,6 +42,8 @@ async def _abort(context: Any, exc: Exception) -> None:
     if isinstance(exc, QueueError):
         code = _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION)
         await context.abort(code, str(exc))
+    if isinstance(exc, DiskFull):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"DISK_FULL: {exc}")
     if isinstance(exc, StorageFailure):
         await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: the queue is stopping")
     raise exc
@@ -84,7 +87,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
         try:
             sequence, duplicate = await self.store.enqueue(o.order_id.value, items, o.customer_name)
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
@@ -94,7 +97,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     ) -> queue_pb2.RegisterLeaderReply:
         try:
             epoch = await self.store.register_leader(request.replica_id)
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.RegisterLeaderReply(epoch=epoch)
@@ -137,7 +140,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             record, duplicate = await self.store.complete(
                 request.replica_id, request.epoch, request.lease_id, request.order_id.value
             )
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
@@ -198,6 +201,8 @@ def open_store(settings: Settings) -> OrderStore:
         failure_timeout_s=settings.failure_timeout_s,
         limits=Limits(settings.max_items, settings.max_quantity),
         replica_ids=settings.order_executor_addresses,
+        retention_s=settings.retention_s,
+        sweep_interval_s=settings.sweep_interval_s,
     )
 
 

@@ -6,7 +6,12 @@ SQLite transaction on the database thread (one fsync), applies the effects to
 the in-memory state in order, and only then acknowledges each caller. Under
 load many acknowledgements share one fsync; none is given before its write
 is on disk. A commit that fails is fatal: the process stops rather than
-acknowledge anything it could not make durable.
+acknowledge anything it could not make durable. A full disk is the one
+exception (see `db._is_disk_full`): the batch is refused with DiskFull, the
+queue keeps serving reads, and writes succeed again once there is space.
+
+Retention: every `sweep_interval_s` the writer deletes orders executed more
+than `retention_s` ago, in small transactions between the other writes.
 
 Fencing: RegisterLeader bumps and persists the epoch before it replies and
 voids every lease of older epochs. Dequeue, RenewLease and Complete must
@@ -28,12 +33,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bookstore.order_queue.db import (
     BadRequest,
     Database,
+    DiskFull,
     Execution,
     LeaderAlive,
     LeaseLost,
@@ -42,6 +49,8 @@ from bookstore.order_queue.db import (
     StorageFailure,
     UnknownOrder,
     UnknownReplica,
+    rfc3339,
+    wall_now,
 )
 from bookstore.order_queue.state import Item, Lease, Order, QueueState
 
@@ -51,6 +60,7 @@ T = TypeVar("T")
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 256
 SUBSCRIBER_BACKLOG = 10_000
+SWEEP_CHUNK = 500  # orders deleted per transaction by the retention sweep
 
 
 @dataclass(frozen=True)
@@ -124,7 +134,10 @@ class OrderStore:
         failure_timeout_s: float = 0.5,
         limits: Limits | None = None,
         replica_ids: Iterable[int] | None = None,
+        retention_s: float = 24 * 3600.0,
+        sweep_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = wall_now,
         on_fatal: Callable[[BaseException], None] = _die,
     ) -> None:
         self.path = path
@@ -134,7 +147,13 @@ class OrderStore:
         self.limits = limits or Limits()
         # None: any positive id (unit tests); the service passes the configured ones.
         self.replica_ids = None if replica_ids is None else frozenset(replica_ids)
+        self.retention_s = retention_s
+        self.sweep_interval_s = sweep_interval_s
         self.clock = clock
+        self.wall_clock = wall_clock
+        self._sweeper: asyncio.Task[None] | None = None
+        self.swept = 0  # orders the retention sweep deleted since open
+        self.disk_full = False  # the last write found no space
         self.on_fatal = on_fatal
         self.state = QueueState()
         self.epoch = 0
@@ -155,13 +174,15 @@ class OrderStore:
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
-        self._db = await self._in_thread(Database, self.path)
+        self._db = await self._in_thread(Database, self.path, self.wall_clock)
         loaded = await self._in_thread(self._db.load)
         self.epoch, self.leader_id, self.executed = loaded.epoch, loaded.leader_id, loaded.executed
         for order in loaded.queued:
             self.state.add(order)
         self._writer = asyncio.create_task(self._write_loop(), name="queue-writer")
         self._writer.add_done_callback(self._writer_ended)
+        if self.sweep_interval_s > 0:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="queue-sweeper")
         log.info(
             "queue open path=%s epoch=%d leader=%d queued=%d executed=%d",
             self.path,
@@ -172,6 +193,11 @@ class OrderStore:
         )
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._writer is not None:
             await self._writes.put(None)
             with contextlib.suppress(Exception):
@@ -224,6 +250,14 @@ class OrderStore:
             assert self._db is not None
             try:
                 results = await self._in_thread(self._db.run_batch, [w.op for w in batch])
+            except DiskFull as exc:
+                if not self.disk_full:
+                    log.error("queue writes refused until there is space: %s", exc)
+                self.disk_full = True
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(DiskFull(str(exc)))
+                continue
             except Exception as exc:
                 self.failed = exc
                 for w in batch:
@@ -232,6 +266,9 @@ class OrderStore:
                 self.on_fatal(exc)
                 return
             self.commits += 1
+            if self.disk_full:
+                self.disk_full = False
+                log.warning("queue writes succeed again: the disk has space")
             for w, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     # A caller whose RPC was cancelled meanwhile no longer listens.
@@ -242,6 +279,33 @@ class OrderStore:
                     w.on_commit(result)
                 if not w.future.done():
                     w.future.set_result(result)
+
+    # -- retention ----------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Delete the orders executed more than `retention_s` ago; how many."""
+        cutoff = self.wall_clock() - timedelta(seconds=self.retention_s)
+        before = rfc3339(cutoff)
+        total = 0
+        while True:
+            n: int = await self._write(lambda db: db.sweep(before, SWEEP_CHUNK))
+            total += n
+            if n < SWEEP_CHUNK:
+                break
+        self.swept += total
+        if total:
+            log.info("retention sweep deleted=%d executed_before=%s", total, before)
+        return total
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep()
+            except DiskFull:
+                continue  # deleting needs log space too: next time
+            except StorageFailure:
+                return  # fatal, handled by the writer
 
     # -- waking long polls and lease expiry --------------------------------------
 
