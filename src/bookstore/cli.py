@@ -42,9 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.service, args.replica_id)
-        from bookstore import launcher
+        from bookstore import launcher, portcheck
 
-        return launcher.main(get_settings(), color=not args.no_color)
+        settings = get_settings()
+        busy = portcheck.busy_ports(settings)
+        if busy:
+            for problem in busy:
+                print(f"bookstore up: {problem}", file=sys.stderr)
+            print(
+                "bookstore up: nothing started; stop what holds the ports (another"
+                " `bookstore up`?) or set the *_ADDRESS variables to free ports",
+                file=sys.stderr,
+            )
+            return 1
+        return launcher.main(settings, color=not args.no_color)
     except SettingsError as exc:
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
         return 2
