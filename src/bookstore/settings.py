@@ -94,8 +94,8 @@ class Settings:
     # Hardening (issue 10): service identity, queue retention.
     # mTLS between the services; off only for learning with grpcurl (warned at start).
     tls: bool = True
-    retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
-    sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
+    queue_retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
+    queue_sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
 
     def checkout_address(self, service: str) -> str:
         return {
@@ -244,8 +244,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
         # Hardening (issue 10)
         tls=_bool(e, "BOOKSTORE_TLS", d.tls),
-        retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.retention_s),
-        sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.sweep_interval_s),
+        queue_retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.queue_retention_s),
+        queue_sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.queue_sweep_interval_s),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(

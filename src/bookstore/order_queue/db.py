@@ -293,8 +293,6 @@ class Database:
     def sweep(self, executed_before: str, limit: int) -> int:
         """Delete up to `limit` orders executed before `executed_before` (RFC 3339,
         UTC, the format of `executed_at`, so text order is time order)."""
-        self._set_counter("order_sequence", self.next_sequence - 1)
-        self._set_counter("execution_sequence", self.next_execution - 1)
         ids = [
             row[0]
             for row in self.conn.execute(
@@ -306,6 +304,9 @@ class Database:
             self.conn.execute("DELETE FROM executions WHERE order_id = ?", (order_id,))
             self.conn.execute("DELETE FROM orders WHERE order_id = ?", (order_id,))
         if ids:
+            # What is deleted may hold the highest numbers: keep them counted.
+            self._set_counter("order_sequence", self.next_sequence - 1)
+            self._set_counter("execution_sequence", self.next_execution - 1)
             self._set_counter("swept", self._counter("swept") + len(ids))
         return len(ids)
 

@@ -201,8 +201,8 @@ def open_store(settings: Settings) -> OrderStore:
         failure_timeout_s=settings.failure_timeout_s,
         limits=Limits(settings.max_items, settings.max_quantity),
         replica_ids=settings.order_executor_addresses,
-        retention_s=settings.retention_s,
-        sweep_interval_s=settings.sweep_interval_s,
+        retention_s=settings.queue_retention_s,
+        sweep_interval_s=settings.queue_sweep_interval_s,
     )
 
 

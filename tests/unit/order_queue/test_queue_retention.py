@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from queue_fakes import FakeClock
@@ -26,6 +27,12 @@ def big_items(n: int = 100) -> list[Item]:
     return [Item(f"book-{i}", "T" * 256, 1) for i in range(n)]
 
 
+async def opened(db_path: Path, clock: FakeClock, **options: Any) -> OrderStore:
+    store = OrderStore(db_path, sweep_interval_s=0, clock=clock, **options)
+    await store.open()
+    return store
+
+
 async def execute(store: OrderStore, epoch: int, count: int) -> list[str]:
     done = []
     for _ in range(count):
@@ -40,8 +47,7 @@ async def test_executed_orders_leave_the_file_after_the_retention(
     db_path: Path, clock: FakeClock
 ) -> None:
     wall = Wall()
-    store = OrderStore(db_path, retention_s=3600, sweep_interval_s=0, clock=clock, wall_clock=wall)
-    await store.open()
+    store = await opened(db_path, clock, retention_s=3600, wall_clock=wall)
     for i in range(4):
         await store.enqueue(f"old{i}", [Item("b", "B", 1)], "n")
     epoch = await store.register_leader(1)
@@ -61,8 +67,7 @@ async def test_executed_orders_leave_the_file_after_the_retention(
     await store.close()
 
     # Sequence numbers keep growing past what was swept, and the count stands.
-    again = OrderStore(db_path, clock=clock, wall_clock=wall)
-    await again.open()
+    again = await opened(db_path, clock, wall_clock=wall)
     try:
         assert again.status().executed == 4
         sequence, duplicate = await again.enqueue("later", [Item("b", "B", 1)], "n")
@@ -118,9 +123,32 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(
     acknowledged.append("after")
     await store.close()
 
-    again = OrderStore(db_path, clock=clock)
-    await again.open()
+    again = await opened(db_path, clock)
     try:
         assert {o.order_id for o in again.state.orders.values()} == set(acknowledged)
+    finally:
+        await again.close()
+
+
+async def test_numbers_keep_growing_when_every_order_was_swept(
+    db_path: Path, clock: FakeClock
+) -> None:
+    wall = Wall()
+    store = await opened(db_path, clock, retention_s=60, wall_clock=wall)
+    await store.enqueue("a", [Item("b", "B", 1)], "n")
+    epoch = await store.register_leader(1)
+    await execute(store, epoch, 1)
+    wall.now += timedelta(seconds=61)
+    assert await store.sweep() == 1
+    await store.close()
+
+    again = await opened(db_path, clock)
+    try:
+        assert await again.enqueue("b", [Item("b", "B", 1)], "n") == (2, False)
+        epoch = await again.register_leader(1)
+        assert await execute(again, epoch, 1) == ["b"]
+        record = (await again.get_order("b")).execution
+        assert record is not None and record.sequence == 2
+        assert again.status().executed == 2
     finally:
         await again.close()
