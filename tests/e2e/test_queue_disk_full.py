@@ -30,7 +30,13 @@ def small_tmpfs(where: Path, size: str = "4m") -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.fail("this test mounts a tmpfs as the queue's data directory: run it as root")
     where.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"could not mount a tmpfs at {where}: {mounted.stderr.strip()}")
     try:
         yield where
     finally:
