@@ -270,3 +270,33 @@ def test_a_grant_older_than_my_last_one_is_asked_for_again() -> None:
     out = node.on_registered(7, 1.3)
     assert node.is_working_leader and node.epoch == 7
     assert {o.to for o in out} == {1, 2, 3}
+
+
+FORGERY = st.tuples(
+    st.sampled_from(list(Kind)),
+    st.integers(min_value=1, max_value=4),  # claimed sender
+    st.integers(min_value=1, max_value=4),  # victim
+    st.sampled_from([0, 1, 2**32, 2**63, 2**64 - 1]),  # epoch
+    st.integers(min_value=0, max_value=5),  # nonce
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(forgeries=st.lists(FORGERY, min_size=1, max_size=10))
+def test_forged_messages_of_any_kind_heal_to_the_highest_id_with_real_epochs(
+    forgeries: list[tuple[Kind, int, int, int, int]],
+) -> None:
+    board = Board([1, 2, 3, 4])
+    board.start_all()
+    board.run_until(lambda: board.settled_on(4), limit=1.0)
+    for kind, sender, victim, epoch, nonce in forgeries:
+        forged = Message(kind, sender, leader=sender, epoch=epoch, nonce=nonce)
+        board.send(sender, [Outgoing(victim, forged)])
+        board.run(0.05)
+    board.run_until(lambda: board.settled_on(4), limit=3.0)
+    grants = [e for e, _ in board.queue.grants]
+    # Every epoch anyone holds came from the queue, and forgeries cost at most
+    # one re-registration each (no storm).
+    assert all(n.epoch in (0, *grants) for n in board.nodes.values())
+    assert len(grants) <= 1 + len(forgeries)
+    assert board.double_leadership == 0
