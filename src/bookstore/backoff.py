@@ -28,6 +28,7 @@ class Backoff:
         *,
         jitter: float = 0.25,
         rng: Callable[[], float] = random.random,
+        immediate_first: bool = False,
     ) -> None:
         if not 0 < min_s <= max_s:
             raise ValueError(f"back-off needs 0 < min_s <= max_s, got {min_s}, {max_s}")
@@ -38,9 +39,15 @@ class Backoff:
         self.jitter = jitter
         self._rng = rng
         self._current = min_s
+        # The first attempt after a reset goes at once (no outage to wait out yet).
+        self.immediate_first = immediate_first
+        self._fresh = immediate_first
 
     def next(self) -> float:
         """The delay before the next attempt; the one after will be twice as long."""
+        if self._fresh:
+            self._fresh = False
+            return 0.0
         base = self._current
         self._current = min(self.max_s, base * 2)
         return max(self.min_s, base * (1 - self.jitter * self._rng()))
@@ -48,6 +55,7 @@ class Backoff:
     def reset(self) -> None:
         """Start again from `min_s` (the last session went well)."""
         self._current = self.min_s
+        self._fresh = self.immediate_first
 
 
 async def reconnect(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
 from bookstore import logs
+from bookstore.identity import plaintext_warning
 from bookstore.settings import SERVICES, SettingsError, get_settings
 
 # SERVICE name -> module whose `serve(settings, replica_id)` coroutine runs it.
@@ -32,6 +34,8 @@ def serve(service: str, replica_id: int | None) -> int:
         raise SettingsError("order-executor needs --replica-id N")
     name = service if replica_id is None else f"{service}-{replica_id}"
     logs.setup(name, settings.log_level)
+    if warning := plaintext_warning(settings):
+        logging.getLogger("bookstore").warning(warning)
     module = importlib.import_module(MODULES[service])
     asyncio.run(module.serve(settings, replica_id))
     return 0
@@ -42,9 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.service, args.replica_id)
-        from bookstore import launcher
+        from bookstore import launcher, portcheck
 
-        return launcher.main(get_settings(), color=not args.no_color)
+        settings = get_settings()
+        busy = portcheck.busy_ports(settings)
+        if busy:
+            for problem in busy:
+                print(f"bookstore up: {problem}", file=sys.stderr)
+            print(
+                "bookstore up: nothing started; stop what holds the ports (another"
+                " `bookstore up`?) or set the *_ADDRESS variables to free ports",
+                file=sys.stderr,
+            )
+            return 1
+        if warning := plaintext_warning(settings):
+            print(f"bookstore up: warning: {warning}", file=sys.stderr)
+        return launcher.main(settings, color=not args.no_color)
     except SettingsError as exc:
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -86,6 +86,12 @@ class Settings:
     ai_breaker_cooldown_s: float = 30.0  # an open circuit lets a probe call through after this
     suggestions_count: int = 3  # books suggested with an approved order
 
+    # Hardening (issue 10): service identity, queue retention.
+    # mTLS between the services; off only for learning with grpcurl (warned at start).
+    tls: bool = True
+    queue_retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
+    queue_sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -151,6 +157,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise SettingsError(f"{name}={raw!r}: must not be negative")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected on or off")
 
 
 def _address(env: Mapping[str, str], name: str, default: str) -> str:
@@ -223,6 +240,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
         ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
+        # Hardening (issue 10)
+        tls=_bool(e, "BOOKSTORE_TLS", d.tls),
+        queue_retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.queue_retention_s),
+        queue_sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.queue_sweep_interval_s),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(

@@ -59,3 +59,19 @@ def test_a_malformed_value_names_its_variable(env: dict[str, str], named: str) -
 def test_unknown_replica_id_is_a_clear_error() -> None:
     with pytest.raises(SettingsError, match="replica id 9"):
         Settings().address_of("order-executor", 9)
+
+
+def test_hardening_settings_default_safe_and_read_from_the_environment() -> None:
+    d = from_env({})
+    assert d.tls and d.queue_retention_s == 24 * 3600 and d.queue_sweep_interval_s == 60
+    s = from_env(
+        {
+            "BOOKSTORE_TLS": "off",
+            "ORDER_QUEUE_RETENTION_S": "600",
+            "ORDER_QUEUE_SWEEP_INTERVAL_S": "5",
+        }
+    )
+    assert (s.tls, s.queue_retention_s, s.queue_sweep_interval_s) == (False, 600, 5)
+    assert from_env({"BOOKSTORE_TLS": "1"}).tls
+    with pytest.raises(SettingsError, match="BOOKSTORE_TLS"):
+        from_env({"BOOKSTORE_TLS": "maybe"})

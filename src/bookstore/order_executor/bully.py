@@ -24,8 +24,10 @@ Rules, as implemented:
    queue's fresh epoch (`on_registered`) -> COORDINATOR to every replica.
 7. COORDINATOR from a higher id -> follow it. COORDINATOR from a lower id
    while I am alive (and higher) -> start an election (bully it).
-   A COORDINATOR or PONG carrying an epoch older than one I know is stale
-   and ignored (a paused leader's late messages are harmless).
+   A registered leader answers a lower id's COORDINATOR with its own
+   instead of standing again. A COORDINATOR or PONG carrying an epoch older
+   than one the queue granted me is stale and ignored (a paused leader's
+   late messages are harmless).
 8. A leader fenced by the queue (STALE_EPOCH, LEADER_ALIVE) steps down; a
    leader that cannot reach the queue for `queue_unreachable` steps down.
    Either way it stops claiming leadership (answers PINGs as not-leader).
@@ -34,6 +36,10 @@ Rules, as implemented:
    queue reachable again (`on_queue_reachable`): it neither answers nor
    calls elections and follows any COORDINATOR, so Bully does not keep
    electing a leader that cannot work. Reachable again -> election at once.
+10. The epoch comes only from the queue (`on_registered`), the authority
+    that issues it; it is never adopted from a peer's message, so a forged
+    or corrupted number (say 2^63) can neither outbid every real grant nor
+    make a winner re-register without end.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ class Node:
         self.peers = sorted(set(self.peer_ids) - {self.my_id})
         self.role = FOLLOWER
         self.leader: int | None = None
-        self.epoch = 0  # the newest epoch this node knows of
+        self.epoch = 0  # the newest epoch the queue granted this node (rule 10)
         self.registered = False  # leader only: the queue granted `epoch` to me
         self.steps: deque[Step] = deque(maxlen=self.max_steps)
         self._nonce = 0
@@ -197,12 +203,14 @@ class Node:
     def on_registered(self, epoch: int, now: float) -> list[Outgoing]:
         """Rule 6: the queue granted `epoch`; announce COORDINATOR to every replica."""
         if self.role != LEADER or self.registered:
+            # The queue did grant it: remember it, so that a later message of
+            # that reign (or an older one) is recognised as stale.
             self._log(now, "late-registration", f"epoch {epoch} ignored (role {self.role})")
             self.epoch = max(self.epoch, epoch)
             return []
         if epoch < self.epoch:
-            # Someone registered after me: this grant is already stale. Still the
-            # winner here, so ask again (the queue's next epoch beats them all).
+            # Older than a grant the queue gave me before (the queue lost its
+            # file?): ask again; the adapter backs off between attempts.
             self._log(now, "re-registering", f"granted epoch {epoch} < known {self.epoch}")
             return []
         self.registered = True
@@ -286,13 +294,12 @@ class Node:
         return []
 
     def _on_coordinator(self, msg: Message, now: float) -> list[Outgoing]:
-        """Rule 7."""
+        """Rules 7 and 10: who leads changes; my epoch does not."""
         if self._stale(msg):
             self._log(now, "ignored", f"stale COORDINATOR from {msg.sender} epoch {msg.epoch}")
             return []
         if msg.sender > self.my_id:
             was_leader = self.role == LEADER
-            self.epoch = max(self.epoch, msg.epoch)
             if self.role != FOLLOWER or self.leader != msg.sender:
                 self._log(
                     now,
@@ -302,14 +309,17 @@ class Node:
             self._become_follower(now, msg.sender)
             return []
         if self.abstaining:
-            self.epoch = max(self.epoch, msg.epoch)
             self._log(now, "following", f"COORDINATOR from {msg.sender} (abstaining)")
             self._become_follower(now, msg.sender)
             return []
-        # A lower id claims leadership while I am alive: bully it.
-        self.epoch = max(self.epoch, msg.epoch)
-        if self.role == CANDIDATE:
+        # A lower id claims leadership while I am alive: bully it. A leader the
+        # queue already granted an epoch only tells it who leads; the queue's
+        # fencing settles which of the two grants is current.
+        if self.role == CANDIDATE or self.needs_registration:
             return []
+        if self.is_working_leader:
+            self._log(now, "coordinator", f"COORDINATOR from lower {msg.sender}; re-announced")
+            return self._announce([msg.sender])
         return self._call_election(now, f"COORDINATOR from lower {msg.sender}")
 
     def _on_ping(self, msg: Message, now: float) -> list[Outgoing]:
@@ -334,7 +344,6 @@ class Node:
             return self._call_election(now, f"{msg.sender} says it is not the leader")
         if self._stale(msg):
             return []
-        self.epoch = max(self.epoch, msg.epoch)
         self._heard_from_leader = max(self._heard_from_leader, sent_at)
         return []
 

@@ -25,6 +25,7 @@ from typing import Any, TypeAlias, cast
 import grpc
 
 from bookstore import grpcutil
+from bookstore.backoff import Backoff
 from bookstore.bounded import BoundedMapping
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
@@ -39,6 +40,8 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 DEQUEUE_WAIT_MS = 250
 RECENT_STEPS = 50
 REMEMBERED_ORDERS = 10_000
+REGISTER_BACKOFF_FIRST_S = 0.05
+REGISTER_BACKOFF_CAP_S = 1.0  # not past queue_unreachable_s by much: a cut-off leader steps down
 QUEUE = "order-queue"
 # The queue's refusals that depose a leader: its epoch is over, or another leader
 # holds the queue. A lost lease (LEASE_LOST) only ends the work on that order.
@@ -105,6 +108,11 @@ class Executor:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registering: asyncio.Task[None] | None = None
+        # Paces every registration of this replica (retries and re-elections);
+        # reset once it holds a fresh epoch.
+        self._register_backoff = Backoff(
+            REGISTER_BACKOFF_FIRST_S, REGISTER_BACKOFF_CAP_S, jitter=0.9, immediate_first=True
+        )
         self._probing: asyncio.Task[None] | None = None
         self._leading = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -188,6 +196,9 @@ class Executor:
     async def _register(self) -> None:
         started = self.clock()
         while self.node.needs_registration:
+            await asyncio.sleep(self._register_backoff.next())
+            if not self.node.needs_registration:
+                return
             try:
                 reply = await self.queue.RegisterLeader(
                     queue_pb2.RegisterLeaderRequest(replica_id=self.replica_id), timeout=0.5
@@ -198,7 +209,6 @@ class Executor:
                     if self.clock() - started >= self.timings.queue_unreachable:
                         self._after(self.node.on_queue_unreachable(self.clock()))
                         return
-                    await asyncio.sleep(0.05)
                     continue
                 self._after(self.node.on_fenced(self.clock(), reason))
                 return
@@ -206,6 +216,8 @@ class Executor:
             started = self.clock()
             # Normally done now; a stale grant leaves the node asking again.
             self._after(self.node.on_registered(reply.epoch, self.clock()))
+            if self.node.is_working_leader:
+                self._register_backoff.reset()
 
     async def _probe_queue(self) -> None:
         """While abstaining, ask the queue how it is until it answers."""

@@ -2,9 +2,12 @@
 
 WAL mode with `synchronous=FULL` (with NORMAL a committed transaction can
 roll back after a power loss), write transactions opened with `BEGIN
-IMMEDIATE`, a busy timeout, and any failure to commit treated as fatal by
-the caller. Card data never reaches this file: an order is its items (book
-id, title, quantity), the customer's name and its priority.
+IMMEDIATE`, a busy timeout, and a failure to commit treated as fatal by the
+caller, with one exception: a full disk (DiskFull), which refuses the write
+and changes nothing. Executed orders leave the file after a retention
+(`sweep`); the counters keep sequence numbers growing past what was swept.
+Card data never reaches this file: an order is its items (book id, title,
+quantity), the customer's name and its priority.
 
 All methods run on one thread (the store's writer thread).
 """
@@ -12,10 +15,12 @@ All methods run on one thread (the store's writer thread).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +45,18 @@ CREATE TABLE IF NOT EXISTS executions (
     sequence INTEGER NOT NULL UNIQUE,
     executed_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS executions_at ON executions (executed_at);
 CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     epoch INTEGER NOT NULL,
     leader_id INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (id, epoch, leader_id) VALUES (1, 0, 0);
+-- High-water marks of what the retention sweep deleted.
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 
@@ -79,8 +90,34 @@ class UnknownOrder(QueueError):
     code = "UNKNOWN_ORDER"
 
 
+class UnknownReplica(QueueError):
+    code = "UNKNOWN_REPLICA"
+
+
 class StorageFailure(Exception):
     """The database could not make a write durable: the process must stop."""
+
+
+class DiskFull(Exception):
+    """No space for the write: it was refused and rolled back; retry later."""
+
+
+SQLITE_FULL = 13  # primary result code; SQLite answers it when write() says ENOSPC
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """A write that found no space, as opposed to any other I/O failure.
+
+    Only this is safe to refuse and carry on from: SQLite's write() of the
+    WAL frames failed before the commit frame, so the transaction never
+    committed and the file holds exactly what was acknowledged before. An
+    fsync that fails (SQLITE_IOERR_FSYNC, EIO) is different: the kernel may
+    have dropped dirty pages it will never write again, so whether earlier
+    data is on disk is unknown; that stays fatal (StorageFailure).
+    """
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 @dataclass(frozen=True)
@@ -100,11 +137,16 @@ class Loaded:
     executed: int
 
 
+def wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
 Op = Callable[["Database"], Any]
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wall_clock: Callable[[], datetime] = wall_now) -> None:
+        self.wall_clock = wall_clock
         path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE).
         self.conn = sqlite3.connect(
@@ -120,11 +162,27 @@ class Database:
         self.epoch, self.leader_id = self.conn.execute(
             "SELECT epoch, leader_id FROM meta WHERE id = 1"
         ).fetchone()
-        self.next_sequence = 1 + self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM orders")
-        self.next_execution = 1 + self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM executions")
+        self.next_sequence = 1 + max(
+            self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM orders"),
+            self._counter("order_sequence"),
+        )
+        self.next_execution = 1 + max(
+            self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM executions"),
+            self._counter("execution_sequence"),
+        )
 
     def _scalar(self, sql: str, *args: object) -> int:
         return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def _counter(self, name: str) -> int:
+        return self._scalar("SELECT COALESCE(MAX(value), 0) FROM counters WHERE name = ?", name)
+
+    def _set_counter(self, name: str, value: int) -> None:
+        self.conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+            (name, value),
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -138,14 +196,15 @@ class Database:
             Order(oid, _items_from_json(items), name, books, seq)
             for oid, items, name, books, seq in rows
         ]
-        executed = self._scalar("SELECT COUNT(*) FROM executions")
+        executed = self._scalar("SELECT COUNT(*) FROM executions") + self._counter("swept")
         return Loaded(self.epoch, self.leader_id, queued, executed)
 
     def run_batch(self, ops: list[Op]) -> list[Any]:
         """Run `ops` in one transaction (one fsync); each result or QueueError.
 
         A QueueError undoes only its own op (a savepoint); any other failure
-        rolls back everything and raises StorageFailure.
+        rolls back everything and raises DiskFull (no space: nothing changed,
+        the caller may go on) or StorageFailure (fatal).
         """
         results: list[Any] = []
         saved = (self.epoch, self.leader_id, self.next_sequence, self.next_execution)
@@ -165,6 +224,8 @@ class Database:
             if self.conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
+            if _is_disk_full(exc):
+                raise DiskFull(f"no space left for the queue's database: {exc}") from exc
             raise StorageFailure(f"commit failed: {exc}") from exc
         return results
 
@@ -187,7 +248,7 @@ class Database:
                 order.customer_name,
                 order.books,
                 sequence,
-                utc_iso(),
+                utc_iso(self.wall_clock().timestamp()),
             ),
         )
         self.next_sequence += 1
@@ -213,7 +274,9 @@ class Database:
         ).fetchone()
         if row is None:
             raise UnknownOrder(f"no order {order_id}")
-        record = Execution(order_id, replica_id, epoch, self.next_execution, utc_iso())
+        record = Execution(
+            order_id, replica_id, epoch, self.next_execution, utc_iso(self.wall_clock().timestamp())
+        )
         self.conn.execute(
             "INSERT INTO executions (order_id, executor, epoch, sequence, executed_at)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -222,6 +285,26 @@ class Database:
         self.conn.execute("UPDATE orders SET state = 'executed' WHERE order_id = ?", (order_id,))
         self.next_execution += 1
         return record, False
+
+    def sweep(self, executed_before: str, limit: int) -> int:
+        """Delete up to `limit` orders executed before `executed_before` (RFC 3339,
+        UTC, the format of `executed_at`, so text order is time order)."""
+        ids = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT order_id FROM executions WHERE executed_at < ? LIMIT ?",
+                (executed_before, limit),
+            )
+        ]
+        for order_id in ids:
+            self.conn.execute("DELETE FROM executions WHERE order_id = ?", (order_id,))
+            self.conn.execute("DELETE FROM orders WHERE order_id = ?", (order_id,))
+        if ids:
+            # What is deleted may hold the highest numbers: keep them counted.
+            self._set_counter("order_sequence", self.next_sequence - 1)
+            self._set_counter("execution_sequence", self.next_execution - 1)
+            self._set_counter("swept", self._counter("swept") + len(ids))
+        return len(ids)
 
     # -- reads ----------------------------------------------------------------
 

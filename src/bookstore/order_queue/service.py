@@ -12,10 +12,12 @@ import grpc
 from bookstore import grpcutil
 from bookstore.order_queue.db import (
     BadRequest,
+    DiskFull,
     Execution,
     QueueError,
     StorageFailure,
     UnknownOrder,
+    UnknownReplica,
 )
 from bookstore.order_queue.state import Item, Order
 from bookstore.order_queue.store import Limits, QueueStore
@@ -30,6 +32,7 @@ MAX_WAIT_MS = 10_000
 _CODES: dict[type[QueueError], grpc.StatusCode] = {
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownOrder: grpc.StatusCode.NOT_FOUND,
+    UnknownReplica: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -37,6 +40,8 @@ async def _abort(context: Any, exc: Exception) -> None:
     if isinstance(exc, QueueError):
         code = _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION)
         await context.abort(code, str(exc))
+    if isinstance(exc, DiskFull):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"DISK_FULL: {exc}")
     if isinstance(exc, StorageFailure):
         await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: the queue is stopping")
     raise exc
@@ -80,7 +85,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
         try:
             sequence, duplicate = await self.store.enqueue(o.order_id.value, items, o.customer_name)
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
@@ -90,7 +95,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     ) -> queue_pb2.RegisterLeaderReply:
         try:
             epoch = await self.store.register_leader(request.replica_id)
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.RegisterLeaderReply(epoch=epoch)
@@ -133,7 +138,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             record, duplicate = await self.store.complete(
                 request.replica_id, request.epoch, request.lease_id, request.order_id.value
             )
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
@@ -193,6 +198,9 @@ def open_store(settings: Settings) -> QueueStore:
         group_commit_max=settings.group_commit_max,
         failure_timeout_s=settings.failure_timeout_s,
         limits=Limits(settings.max_items, settings.max_quantity),
+        replica_ids=settings.order_executor_addresses,
+        retention_s=settings.queue_retention_s,
+        sweep_interval_s=settings.queue_sweep_interval_s,
     )
 
 

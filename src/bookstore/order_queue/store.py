@@ -6,13 +6,21 @@ SQLite transaction on the database thread (one fsync), applies the effects to
 the in-memory state in order, and only then acknowledges each caller. Under
 load many acknowledgements share one fsync; none is given before its write
 is on disk. A commit that fails is fatal: the process stops rather than
-acknowledge anything it could not make durable.
+acknowledge anything it could not make durable. A full disk is the one
+exception (see `db._is_disk_full`): the batch is refused with DiskFull, the
+queue keeps serving reads, and writes succeed again once there is space.
+
+Retention: every `sweep_interval_s` the writer deletes orders executed more
+than `retention_s` ago, in small transactions between the other writes.
 
 Fencing: RegisterLeader bumps and persists the epoch before it replies and
 voids every lease of older epochs. Dequeue, RenewLease and Complete must
 carry the current epoch (and the leader's id), else STALE_EPOCH and nothing
 changes. A registration is refused (LEADER_ALIVE) while a higher replica id
-holds the epoch and was active within the failure timeout.
+holds the epoch and was active within the failure timeout. Only the configured
+replica ids (ORDER_EXECUTOR_ADDRESSES) may register, dequeue, renew or
+complete (UNKNOWN_REPLICA): a foreign id could otherwise take the epoch from
+the real leader, and a huge one would win every LEADER_ALIVE check.
 """
 
 from __future__ import annotations
@@ -22,15 +30,17 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bookstore.order_queue.db import (
     BadRequest,
     Database,
+    DiskFull,
     Execution,
     LeaderAlive,
     LeaseLost,
@@ -38,8 +48,11 @@ from bookstore.order_queue.db import (
     StaleEpoch,
     StorageFailure,
     UnknownOrder,
+    UnknownReplica,
+    wall_now,
 )
 from bookstore.order_queue.state import Item, Lease, Order, QueueState
+from bookstore.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +60,7 @@ T = TypeVar("T")
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 256
 SUBSCRIBER_BACKLOG = 10_000
+SWEEP_CHUNK = 500  # orders deleted per transaction by the retention sweep
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,11 @@ class QueueStore:
         group_commit_max: int = 256,
         failure_timeout_s: float = 0.5,
         limits: Limits | None = None,
+        replica_ids: Iterable[int] | None = None,
+        retention_s: float = 24 * 3600.0,
+        sweep_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = wall_now,
         on_fatal: Callable[[BaseException], None] = _die,
     ) -> None:
         self.path = path
@@ -127,7 +145,15 @@ class QueueStore:
         self.group_commit_max = max(1, group_commit_max)
         self.failure_timeout_s = failure_timeout_s
         self.limits = limits or Limits()
+        # None: any positive id (unit tests); the service passes the configured ones.
+        self.replica_ids = None if replica_ids is None else frozenset(replica_ids)
+        self.retention_s = retention_s
+        self.sweep_interval_s = sweep_interval_s
         self.clock = clock
+        self.wall_clock = wall_clock
+        self._sweeper: asyncio.Task[None] | None = None
+        self.swept = 0  # orders the retention sweep deleted since open
+        self.disk_full = False  # the last write found no space
         self.on_fatal = on_fatal
         self.state = QueueState()
         self.epoch = 0
@@ -148,13 +174,15 @@ class QueueStore:
     # -- lifecycle ------------------------------------------------------------
 
     async def open(self) -> None:
-        self._db = await self._in_thread(Database, self.path)
+        self._db = await self._in_thread(Database, self.path, self.wall_clock)
         loaded = await self._in_thread(self._db.load)
         self.epoch, self.leader_id, self.executed = loaded.epoch, loaded.leader_id, loaded.executed
         for order in loaded.queued:
             self.state.add(order)
         self._writer = asyncio.create_task(self._write_loop(), name="queue-writer")
         self._writer.add_done_callback(self._writer_ended)
+        if self.sweep_interval_s > 0:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="queue-sweeper")
         log.info(
             "queue open path=%s epoch=%d leader=%d queued=%d executed=%d",
             self.path,
@@ -165,6 +193,11 @@ class QueueStore:
         )
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._writer is not None:
             await self._writes.put(None)
             with contextlib.suppress(Exception):
@@ -217,6 +250,14 @@ class QueueStore:
             assert self._db is not None
             try:
                 results = await self._in_thread(self._db.run_batch, [w.op for w in batch])
+            except DiskFull as exc:
+                if not self.disk_full:
+                    log.error("queue writes refused until there is space: %s", exc)
+                self.disk_full = True
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(DiskFull(str(exc)))
+                continue
             except Exception as exc:
                 self.failed = exc
                 for w in batch:
@@ -225,6 +266,9 @@ class QueueStore:
                 self.on_fatal(exc)
                 return
             self.commits += 1
+            if self.disk_full:
+                self.disk_full = False
+                log.warning("queue writes succeed again: the disk has space")
             for w, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     # A caller whose RPC was cancelled meanwhile no longer listens.
@@ -235,6 +279,33 @@ class QueueStore:
                     w.on_commit(result)
                 if not w.future.done():
                     w.future.set_result(result)
+
+    # -- retention ----------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Delete the orders executed more than `retention_s` ago; how many."""
+        cutoff = self.wall_clock() - timedelta(seconds=self.retention_s)
+        before = utc_iso(cutoff.timestamp())
+        total = 0
+        while True:
+            n: int = await self._write(lambda db: db.sweep(before, SWEEP_CHUNK))
+            total += n
+            if n < SWEEP_CHUNK:
+                break
+        self.swept += total
+        if total:
+            log.info("retention sweep deleted=%d executed_before=%s", total, before)
+        return total
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                await self.sweep()
+            except DiskFull:
+                continue  # deleting needs log space too: next time
+            except StorageFailure:
+                return  # fatal, handled by the writer
 
     # -- waking long polls and lease expiry --------------------------------------
 
@@ -264,7 +335,15 @@ class QueueStore:
 
     # -- fencing ----------------------------------------------------------------
 
+    def _check_replica(self, replica_id: int) -> None:
+        if replica_id <= 0:
+            raise BadRequest("replica id must be positive")
+        if self.replica_ids is not None and replica_id not in self.replica_ids:
+            known = ", ".join(str(i) for i in sorted(self.replica_ids))
+            raise UnknownReplica(f"replica {replica_id} is not configured ({known})")
+
     def _check_epoch(self, replica_id: int, epoch: int) -> None:
+        self._check_replica(replica_id)
         if epoch != self.epoch or replica_id != self.leader_id or epoch == 0:
             raise StaleEpoch(f"current epoch is {self.epoch}")
         self._leader_active_at = self.clock()
@@ -288,8 +367,7 @@ class QueueStore:
         return result
 
     async def register_leader(self, replica_id: int) -> int:
-        if replica_id <= 0:
-            raise BadRequest("replica id must be positive")
+        self._check_replica(replica_id)
         # One registration at a time, so the LEADER_ALIVE check always sees the
         # outcome of the one before it (two racing candidates cannot both pass).
         async with self._registering:

@@ -8,6 +8,7 @@ Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "LEADER_ALIVE: ..."  a higher, live leader holds the queue
   INVALID_ARGUMENT    "BAD_REQUEST: ..."   malformed request
   NOT_FOUND           "UNKNOWN_ORDER: ..."
+  PERMISSION_DENIED   "UNKNOWN_REPLICA: ..." a replica id outside ORDER_EXECUTOR_ADDRESSES
 """
 
 from bookstore.pb import common_pb2 as _common_pb2

@@ -2,7 +2,15 @@ from bully_board import TIMINGS, Board
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bookstore.order_executor.bully import CANDIDATE, FOLLOWER, LEADER, Kind, Message, Node
+from bookstore.order_executor.bully import (
+    CANDIDATE,
+    FOLLOWER,
+    LEADER,
+    Kind,
+    Message,
+    Node,
+    Outgoing,
+)
 
 
 def test_highest_id_leads_after_a_simultaneous_start(board5: Board) -> None:
@@ -74,14 +82,57 @@ def test_paused_leader_is_fenced_and_its_stale_messages_are_harmless(board4: Boa
     assert board4.double_leadership == 0
 
 
-def test_a_stale_coordinator_is_ignored() -> None:
+def test_a_coordinator_older_than_my_own_grant_is_ignored() -> None:
     node = Node(2, [1, 2, 3], TIMINGS)
     node.start(0.0)
-    node.on_message(Message(Kind.COORDINATOR, 3, leader=3, epoch=7), 0.1)
-    assert node.leader == 3 and node.epoch == 7
-    # A late COORDINATOR from an older reign changes nothing.
+    node.on_registered(7, 0.01)  # 3 was down: I led with the queue's epoch 7
+    node.on_message(Message(Kind.COORDINATOR, 3, leader=3, epoch=8), 0.1)
+    assert node.leader == 3 and node.role == FOLLOWER
+    assert node.epoch == 7  # who leads is learnt from peers; the epoch is not
+    # A late COORDINATOR from a reign older than my own grant changes nothing.
+    node.on_message(Message(Kind.COORDINATOR, 1, leader=1, epoch=5), 0.2)
     node.on_message(Message(Kind.COORDINATOR, 3, leader=3, epoch=5), 0.2)
-    assert node.epoch == 7 and node.steps[-1].step == "ignored"
+    assert node.leader == 3 and node.steps[-1].step == "ignored"
+
+
+FORGED_EPOCH = 2**63
+
+
+def test_a_forged_coordinator_with_a_huge_epoch_changes_nothing_lasting(board4: Board) -> None:
+    board4.start_all()
+    board4.run_until(lambda: board4.settled_on(4), limit=1.0)
+    grants = len(board4.queue.grants)
+    # The attack seen in the field: one forged COORDINATOR to replica 4, and
+    # its variants to every node from every claimed sender.
+    for to in board4.ids:
+        for sender in board4.ids:
+            forged = Message(Kind.COORDINATOR, sender, leader=sender, epoch=FORGED_EPOCH)
+            board4.send(sender, [Outgoing(to, forged)])
+    board4.run(3.0)
+    assert board4.settled_on(4)
+    assert all(n.epoch < FORGED_EPOCH for n in board4.nodes.values())
+    # Forged claims by 1..3 cost the leader nothing; the one forged claim in
+    # 4's name sends 1..3 to follow 4 (already true). No re-registration.
+    assert len(board4.queue.grants) == grants
+    assert board4.double_leadership == 0
+
+
+def test_a_forged_pong_epoch_is_not_adopted() -> None:
+    node = Node(1, [1, 2], TIMINGS)
+    node.start(0.0)
+    node.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=3), 0.01)
+    ping = node.on_tick(0.2)[0].message
+    node.on_message(Message(Kind.PONG, 2, leader=2, epoch=FORGED_EPOCH, nonce=ping.nonce), 0.21)
+    assert node.epoch == 0 and node.leader == 2
+
+
+def test_a_registered_leader_answers_a_lower_coordinator_with_its_own() -> None:
+    node = Node(4, [1, 2, 3, 4], TIMINGS)
+    node.start(0.0)
+    node.on_registered(5, 0.01)
+    out = node.on_message(Message(Kind.COORDINATOR, 1, leader=1, epoch=FORGED_EPOCH), 0.1)
+    assert node.is_working_leader and node.epoch == 5
+    assert [(o.to, o.message.kind, o.message.epoch) for o in out] == [(1, Kind.COORDINATOR, 5)]
 
 
 def test_an_answer_or_pong_with_the_wrong_nonce_is_ignored() -> None:
@@ -204,15 +255,48 @@ def test_any_fault_schedule_heals_to_the_highest_id(
     assert epochs == sorted(set(epochs))  # every epoch granted once, increasing
 
 
-def test_a_grant_older_than_a_known_epoch_is_asked_for_again() -> None:
+def test_a_grant_older_than_my_last_one_is_asked_for_again() -> None:
     node = Node(4, [1, 2, 3, 4], TIMINGS)
     node.start(0.0)  # highest id: wins at once, registration in flight
+    node.on_registered(6, 0.01)
+    node.on_fenced(0.5, "STALE_EPOCH")
+    node.on_tick(0.5 + TIMINGS.failure_timeout)  # leaderless: stands again and wins
     assert node.needs_registration
-    # Meanwhile a lower replica registered epoch 6 and announces it: bully it.
-    node.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=6), 0.01)
+    # A lower replica's claim while registering changes neither role nor epoch.
+    node.on_message(Message(Kind.COORDINATOR, 2, leader=2, epoch=9), 1.1)
     assert node.role == LEADER and node.epoch == 6
-    assert node.on_registered(5, 0.02) == []  # the grant from before is stale
+    assert node.on_registered(5, 1.2) == []  # older than my own grant: stale
     assert node.needs_registration and not node.is_working_leader
-    out = node.on_registered(7, 0.03)
+    out = node.on_registered(7, 1.3)
     assert node.is_working_leader and node.epoch == 7
     assert {o.to for o in out} == {1, 2, 3}
+
+
+FORGERY = st.tuples(
+    st.sampled_from(list(Kind)),
+    st.integers(min_value=1, max_value=4),  # claimed sender
+    st.integers(min_value=1, max_value=4),  # victim
+    st.sampled_from([0, 1, 2**32, 2**63, 2**64 - 1]),  # epoch
+    st.integers(min_value=0, max_value=5),  # nonce
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(forgeries=st.lists(FORGERY, min_size=1, max_size=10))
+def test_forged_messages_of_any_kind_heal_to_the_highest_id_with_real_epochs(
+    forgeries: list[tuple[Kind, int, int, int, int]],
+) -> None:
+    board = Board([1, 2, 3, 4])
+    board.start_all()
+    board.run_until(lambda: board.settled_on(4), limit=1.0)
+    for kind, sender, victim, epoch, nonce in forgeries:
+        forged = Message(kind, sender, leader=sender, epoch=epoch, nonce=nonce)
+        board.send(sender, [Outgoing(victim, forged)])
+        board.run(0.05)
+    board.run_until(lambda: board.settled_on(4), limit=3.0)
+    grants = [e for e, _ in board.queue.grants]
+    # Every epoch anyone holds came from the queue, and forgeries cost at most
+    # one re-registration each (no storm).
+    assert all(n.epoch in (0, *grants) for n in board.nodes.values())
+    assert len(grants) <= 1 + len(forgeries)
+    assert board.double_leadership == 0

@@ -17,6 +17,7 @@ from bookstore.order_queue.db import (
     StaleEpoch,
     StorageFailure,
     UnknownOrder,
+    UnknownReplica,
 )
 from bookstore.order_queue.state import Item
 from bookstore.order_queue.store import QueueStore
@@ -158,6 +159,31 @@ async def test_a_lower_id_cannot_register_while_a_higher_leader_is_active(
     assert await store.register_leader(4) == epoch + 1  # the same or a higher id may
     clock.advance(0.6)  # 4 silent longer than the failure timeout
     assert await store.register_leader(3) == epoch + 2
+
+
+async def test_only_configured_replicas_may_register_dequeue_or_complete(
+    db_path: Path, clock: FakeClock
+) -> None:
+    store = QueueStore(db_path, failure_timeout_s=0.5, replica_ids=[1, 2, 3, 4], clock=clock)
+    await store.open()
+    try:
+        await store.enqueue("a", items(1), "Ann")
+        epoch = await store.register_leader(4)
+        taken = await store.dequeue(4, epoch, 0)
+        assert taken is not None
+        for foreign in (5, 2**31):
+            with pytest.raises(UnknownReplica, match=f"replica {foreign} is not configured"):
+                await store.register_leader(foreign)
+            with pytest.raises(UnknownReplica):
+                await store.dequeue(foreign, epoch, 0)
+            with pytest.raises(UnknownReplica):
+                await store.complete(foreign, epoch, taken[1].lease_id, "a")
+        # The real leader never noticed.
+        assert (store.status().epoch, store.leader_id) == (epoch, 4)
+        record, _ = await store.complete(4, epoch, taken[1].lease_id, "a")
+        assert record.executor == 4
+    finally:
+        await store.close()
 
 
 async def test_racing_registrations_cannot_both_pass_the_live_leader_check(

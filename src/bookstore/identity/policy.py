@@ -1,0 +1,158 @@
+"""Who may call what: one table, enforced by one server interceptor.
+
+The table maps a full gRPC method name (`/package.Service/Method`) or a whole
+service (`package.Service`) to the SPIFFE ids allowed to call it; an exact
+method entry wins over its service's. A method in no entry is refused
+(default deny), so a new RPC is closed until someone decides who may call it.
+
+- only the orchestrator opens checkout Sessions, enqueues, watches executions
+  and reads an order's state;
+- only the configured executor replicas register, dequeue, renew, complete
+  and send each other election messages;
+- only the three checkout services exchange clocks;
+- health, reflection and the status reads are open to every authenticated
+  caller (the launcher's probes, the cluster view, grpcurl with a cert).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+
+from bookstore.identity import spiffe_id
+from bookstore.settings import CHECKOUT_SERVICES, Settings
+
+log = logging.getLogger(__name__)
+
+ANY_AUTHENTICATED = "*"  # in an entry: every caller with a certificate of our CA
+Policy = Mapping[str, frozenset[str]]
+
+_CHECKOUT = "bookstore.checkout.CheckoutParticipant"
+_QUEUE = "bookstore.queue.OrderQueue"
+_EXECUTOR = "bookstore.executor.OrderExecutor"
+OPEN_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
+
+
+def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
+    """The authorization table of this deployment."""
+    orchestrator = frozenset({spiffe_id("orchestrator")})
+    executors = frozenset(spiffe_id("order-executor", i) for i in settings.order_executor_addresses)
+    checkout = frozenset(spiffe_id(s) for s in CHECKOUT_SERVICES)
+    anyone = frozenset({ANY_AUTHENTICATED})
+    table = {
+        f"/{_CHECKOUT}/Session": orchestrator,
+        f"/{_CHECKOUT}/Exchange": checkout,
+        f"/{_CHECKOUT}/Stats": anyone,
+        f"/{_QUEUE}/Enqueue": orchestrator,
+        f"/{_QUEUE}/WatchExecutions": orchestrator,
+        f"/{_QUEUE}/GetOrder": orchestrator,
+        f"/{_QUEUE}/RegisterLeader": executors,
+        f"/{_QUEUE}/Dequeue": executors,
+        f"/{_QUEUE}/RenewLease": executors,
+        f"/{_QUEUE}/Complete": executors,
+        f"/{_QUEUE}/Status": anyone,
+        f"/{_EXECUTOR}/Deliver": executors,
+        f"/{_EXECUTOR}/Status": anyone,
+    }
+    table.update({service: anyone for service in OPEN_SERVICES})
+    return table
+
+
+def allowed(policy: Policy, method: str, caller: str | None) -> bool:
+    """May `caller` (a SPIFFE id, None without one) call `method`?"""
+    if caller is None:
+        return False
+    entry = policy.get(method)
+    if entry is None:
+        entry = policy.get(method.lstrip("/").partition("/")[0], frozenset())
+    return caller in entry or ANY_AUTHENTICATED in entry
+
+
+def caller_identity(context: Any) -> str | None:
+    """The caller's SPIFFE id from its verified client certificate, if any.
+
+    gRPC sets `peer_spiffe_id` only for a certificate with exactly one URI SAN
+    that is a valid SPIFFE id, and only after the handshake verified it
+    against our CA; a plaintext caller has no auth context at all."""
+    values = (context.auth_context() or {}).get("peer_spiffe_id") or []
+    return values[0].decode() if len(values) == 1 else None
+
+
+Check = Callable[[Any], Awaitable[None]]
+
+
+def _guard(handler: grpc.RpcMethodHandler, check: Check) -> grpc.RpcMethodHandler:
+    """The same handler with `check(context)` run before the method itself."""
+    ser = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    unary = handler.unary_unary or handler.stream_unary
+    if unary is not None:  # one answer: a coroutine
+
+        async def guarded_unary(request: Any, context: Any) -> Any:
+            await check(context)
+            return await unary(request, context)
+
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(guarded_unary, **ser)
+        return grpc.stream_unary_rpc_method_handler(guarded_unary, **ser)
+
+    streaming = handler.unary_stream or handler.stream_stream
+
+    async def guarded_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+        await check(context)
+        answer = streaming(request, context)
+        if inspect.isasyncgen(answer):
+            async for item in answer:
+                yield item
+        else:  # a handler that writes with context.write()
+            await answer
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(guarded_stream, **ser)
+    return grpc.stream_stream_rpc_method_handler(guarded_stream, **ser)
+
+
+class Authorization(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses every call the policy does not allow, with PERMISSION_DENIED
+    "NOT_ALLOWED: <caller> may not call <method>"."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: Any,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+
+        async def check(context: Any) -> None:
+            caller = caller_identity(context)
+            if allowed(self.policy, method, caller):
+                return
+            who = caller or "a caller without a bookstore identity"
+            log.warning("refused call method=%s caller=%s", method, who)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"NOT_ALLOWED: {who} may not call {method}"
+            )
+
+        return _guard(handler, check)
+
+
+def server_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    """What every server installs: the authorization check, unless TLS is off
+    (then nobody has an identity to check)."""
+    return [Authorization(policy_for(settings))] if settings.tls else []
