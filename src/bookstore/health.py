@@ -38,10 +38,14 @@ async def grpc_problem(address: str, timeout: float = TIMEOUT_S) -> str | None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from bookstore import grpcutil
+
     target = _target(address)
     try:
         async with asyncio.timeout(timeout + 1):
-            async with grpc.aio.insecure_channel(target) as channel:
+            # The services' channel options: a probe that connects also wakes a
+            # client's channel to the same target (gRPC shares their subchannel).
+            async with grpcutil.insecure_channel(target) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.RpcError as exc:
@@ -56,8 +60,10 @@ def grpc_problem_sync(address: str, timeout: float = TIMEOUT_S) -> str | None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from bookstore import grpcutil
+
     target = _target(address)
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(target, options=grpcutil.CHANNEL_OPTIONS) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
