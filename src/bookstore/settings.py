@@ -91,6 +91,14 @@ class Settings:
     ai_breaker_cooldown_s: float = 30.0
     suggestions_count: int = 3
 
+    # Observability (src/bookstore/telemetry/, docs/observability.md).
+    # A gRPC service serves Prometheus metrics on its own port + this offset (fraud
+    # detection: 51051); 0 turns the metrics ports off. The orchestrator serves /metrics.
+    metrics_port_offset: int = 1000
+    # Where spans go (OTLP over gRPC); empty: tracing off. The OpenTelemetry SDK reads
+    # this and every other OTEL_* variable itself; it is here so deployments may set it.
+    otlp_endpoint: str = ""
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -225,6 +233,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
         ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
+        # Observability
+        metrics_port_offset=_int(e, "BOOKSTORE_METRICS_PORT_OFFSET", d.metrics_port_offset),
+        otlp_endpoint=e.get("OTEL_EXPORTER_OTLP_ENDPOINT") or d.otlp_endpoint,
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(
