@@ -42,14 +42,17 @@ CHECKOUT_OUTCOMES = ("approved", "rejected", "invalid", "unavailable")
 EVENTS = ("a", "b", "c", "d", "e", "f")
 AI_CHECKS = ("user", "card", "suggestions")
 AI_CALL_OUTCOMES = ("ok", "error")
+# The AI error kinds (bookstore.ai.errors) as label values; see `fallback_reason`.
 AI_FALLBACK_REASONS = (
     "connection",
     "http",
     "timeout",
     "not_json",
-    "schema",
+    "schema_mismatch",
+    "unknown_ids",
     "circuit_open",
     "budget_spent",
+    "error",
 )
 COMMIT_DECISIONS = ("commit", "abort")
 GRPC_OK = "OK"
@@ -220,6 +223,12 @@ _create(AI_CALLS, AI_CHECKS, AI_CALL_OUTCOMES)
 _create(AI_FALLBACKS, AI_CHECKS, AI_FALLBACK_REASONS)
 _create(EXECUTIONS, [str(i) for i in EXECUTOR_IDS])
 _create(COMMIT_DECISIONS_TOTAL, COMMIT_DECISIONS)
+
+
+def fallback_reason(kind: str) -> str:
+    """The `reason` label of an AI error kind ("http 503" -> "http", "not json" -> "not_json")."""
+    reason = kind.split(" ", 1)[0] if kind.startswith("http ") else kind.replace(" ", "_")
+    return reason if reason in AI_FALLBACK_REASONS else "error"
 
 
 def exposition() -> bytes:

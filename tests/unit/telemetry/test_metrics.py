@@ -12,6 +12,17 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from bookstore.ai.errors import (
+    AiBudgetSpent,
+    AiCircuitOpen,
+    AiConnectionError,
+    AiError,
+    AiHttpError,
+    AiNotJson,
+    AiSchemaMismatch,
+    AiTimeout,
+    AiUnknownIds,
+)
 from bookstore.settings import SettingsError, from_env
 from bookstore.telemetry import metrics
 
@@ -149,3 +160,25 @@ def test_the_orchestrator_handler_answers_the_exposition() -> None:
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     assert 'bookstore_checkouts_total{outcome="approved"}' in answer.text
+
+
+def test_every_ai_error_kind_has_a_fallback_reason() -> None:
+    kinds = [
+        error("x").kind
+        for error in (AiConnectionError, AiTimeout, AiNotJson, AiSchemaMismatch, AiUnknownIds)
+    ]
+    kinds += [AiHttpError(503).kind, AiCircuitOpen().kind, AiBudgetSpent().kind, AiError().kind]
+    reasons = [metrics.fallback_reason(kind) for kind in kinds]
+    assert reasons == [
+        "connection",
+        "timeout",
+        "not_json",
+        "schema_mismatch",
+        "unknown_ids",
+        "http",
+        "circuit_open",
+        "budget_spent",
+        "error",
+    ]
+    assert set(reasons) == set(metrics.AI_FALLBACK_REASONS)
+    assert metrics.fallback_reason("something new") == "error"
