@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 from bookstore.telemetry.propagation import ORDER_ID, extract, inject, order_span
-
-
-@pytest.fixture
-def provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider, exporter
-    provider.shutdown()
 
 
 def _context(state: TraceState) -> Context:
@@ -61,14 +48,15 @@ def test_a_malformed_field_gives_no_valid_parent() -> None:
 
 
 def test_an_order_span_continues_the_trace_of_its_message(
-    provider: tuple[TracerProvider, InMemorySpanExporter],
+    traced: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
-    tracer = provider[0].get_tracer("test")
+    provider, exporter = traced
+    tracer = provider.get_tracer("test")
     with order_span(tracer, "checkout", "order-7") as root:
         field = inject()
     with order_span(tracer, "event a", "order-7", parent=field, attributes={"x": 1}):
         pass
-    child, parent = provider[1].get_finished_spans()[::-1]
+    child, parent = exporter.get_finished_spans()[::-1]
     assert parent.name == "checkout" and child.name == "event a"
     assert child.context is not None and child.parent is not None
     assert child.context.trace_id == root.get_span_context().trace_id
@@ -77,11 +65,12 @@ def test_an_order_span_continues_the_trace_of_its_message(
 
 
 def test_without_a_field_the_current_span_is_the_parent(
-    provider: tuple[TracerProvider, InMemorySpanExporter],
+    traced: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
-    tracer = provider[0].get_tracer("test")
+    provider, exporter = traced
+    tracer = provider.get_tracer("test")
     with order_span(tracer, "outer", "o"), order_span(tracer, "inner", "o"):
         pass
-    inner, outer = provider[1].get_finished_spans()
+    inner, outer = exporter.get_finished_spans()
     assert inner.parent is not None and outer.context is not None
     assert inner.parent.span_id == outer.context.span_id
