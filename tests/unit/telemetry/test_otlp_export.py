@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 
@@ -12,9 +9,10 @@ import pytest
 from fakes.otlp import OtlpReceiver
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.trace import SpanKind
+from telemetry_support import run_python
 
 from bookstore.telemetry.propagation import ORDER_ID, inject, order_span
-from bookstore.telemetry.tracing import make_tracer_provider
+from bookstore.telemetry.sdk import make_tracer_provider
 
 CARD = "4111111111111111"
 ORDER = "3b09277b-4612-4251-a283-678901234567"
@@ -77,19 +75,11 @@ _SERVICE = textwrap.dedent(
 
 
 def _run_service(endpoint: str, **env: str) -> None:
-    """A process that sets tracing up from its environment and ends one span."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    environment.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **env)
-    # The SDK flushes and shuts down at exit: the receiver has every span afterwards.
-    result = subprocess.run(
-        [sys.executable, "-c", _SERVICE],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    """A process that sets tracing up from its environment and ends one span.
+
+    The SDK flushes and shuts down at exit: the receiver has every span afterwards.
+    """
+    run_python(_SERVICE, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **env)
 
 
 def test_setup_tracing_exports_to_the_configured_endpoint(receiver: OtlpReceiver) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from telemetry_support import run_python
 
 from bookstore.settings import SettingsError
 from bookstore.telemetry.propagation import inject, order_span
-from bookstore.telemetry.tracing import make_tracer_provider, setup_tracing, tracing_endpoint
+from bookstore.telemetry.sdk import make_tracer_provider
+from bookstore.telemetry.tracing import setup_tracing, tracing_endpoint
 
 CARD = "4111111111111111"
 
@@ -25,6 +27,21 @@ def test_without_an_endpoint_setup_installs_nothing(no_otel_env: None) -> None:
     with order_span(trace.get_tracer("t"), "event d", "order-1") as span:
         assert not span.is_recording()
         assert inject() == ""
+
+
+_TRACING_OFF = """
+import sys
+from bookstore.telemetry.propagation import inject, order_span, tracer
+from bookstore.telemetry.tracing import setup_tracing
+assert setup_tracing("suggestions") is None
+with order_span(tracer("t"), "event f", "order-1"):
+    assert inject() == ""
+assert not [m for m in sys.modules if m.startswith("opentelemetry.sdk")], "SDK loaded"
+"""
+
+
+def test_without_an_endpoint_the_sdk_is_never_even_imported() -> None:
+    run_python(_TRACING_OFF)
 
 
 @pytest.mark.parametrize(
