@@ -92,6 +92,14 @@ class Settings:
     queue_retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
     queue_sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
 
+    # Observability (src/bookstore/telemetry/, docs/observability.md).
+    # A gRPC service serves Prometheus metrics on its own port + this offset (fraud
+    # detection: 51051); 0 turns the metrics ports off. The orchestrator serves /metrics.
+    metrics_port_offset: int = 1000
+    # Where spans go (OTLP over gRPC); empty: tracing off. The OpenTelemetry SDK reads
+    # this and every other OTEL_* variable itself; it is here so deployments may set it.
+    otlp_endpoint: str = ""
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -244,6 +252,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         tls=_bool(e, "BOOKSTORE_TLS", d.tls),
         queue_retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.queue_retention_s),
         queue_sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.queue_sweep_interval_s),
+        # Observability
+        metrics_port_offset=_int(e, "BOOKSTORE_METRICS_PORT_OFFSET", d.metrics_port_offset),
+        otlp_endpoint=e.get("OTEL_EXPORTER_OTLP_ENDPOINT") or d.otlp_endpoint,
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(

@@ -53,8 +53,8 @@ def settings_env_names() -> frozenset[str]:
 
 
 @pytest.fixture(scope="session")
-def compose_config() -> dict[str, Any]:
-    """compose.yaml as `docker-compose config` resolves it."""
+def compose_rendered() -> dict[str, Any]:
+    """compose.yaml as `docker-compose config` resolves it, every profile included."""
     tool = require_tool("docker-compose")
     # No real key in the rendered file, whatever this shell holds.
     env = {**os.environ, "GEMINI_API_KEY": "", "BOOKSTORE_LOG_LEVEL": ""}
@@ -63,6 +63,21 @@ def compose_config() -> dict[str, Any]:
     config = yaml.safe_load(text)
     assert isinstance(config, dict)
     return config
+
+
+@pytest.fixture(scope="session")
+def compose_config(compose_rendered: dict[str, Any]) -> dict[str, Any]:
+    """compose.yaml's bookstore: without the services of optional profiles (observability)."""
+    services = compose_rendered["services"]
+    return {
+        **compose_rendered,
+        "services": {name: s for name, s in services.items() if not s.get("profiles")},
+    }
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_tool("promtool")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,75 @@
+"""W3C trace context inside our own messages, and the span of an order's step.
+
+A clock message or a queue record carries work for one order, and a batch carries
+many orders, so gRPC metadata cannot say which trace each belongs to. Each such
+message has a plain string field holding its order's context: the W3C `traceparent`
+value, then, if there is one, a newline and the `tracestate` value (neither may
+contain a newline). An empty field means "no trace": that is what `inject` returns
+when tracing is off, and what `extract` treats as no parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+# The order id is on every span of a checkout, under this attribute.
+ORDER_ID = "bookstore.order_id"
+# The vector clock [TV, FD, SUG] after a checkout event, as a list of ints.
+VECTOR_CLOCK = "bookstore.vector_clock"
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def inject(context: Context | None = None) -> str:
+    """The trace context of `context` (default: the current one) as one string field."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=context)
+    parent = carrier.get("traceparent", "")
+    state = carrier.get("tracestate", "")
+    return f"{parent}\n{state}" if parent and state else parent
+
+
+def extract(field: str) -> Context | None:
+    """The context carried by a string field from `inject`; None for an empty one."""
+    if not field:
+        return None
+    parent, _, state = field.partition("\n")
+    carrier = {"traceparent": parent}
+    if state:
+        carrier["tracestate"] = state
+    return _W3C.extract(carrier)
+
+
+def tracer(name: str) -> Tracer:
+    """A tracer of the installed provider (the API's no-op one when tracing is off)."""
+    return trace.get_tracer(name)
+
+
+@contextmanager
+def order_span(
+    tracer: Tracer,
+    name: str,
+    order_id: str,
+    parent: str = "",
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span]:
+    """A current span for one step of order `order_id`, with the order id attribute.
+
+    `parent` is a field from `inject` (a clock message's or a queue record's); empty:
+    the span's parent is the current span, if any.
+    """
+    with tracer.start_as_current_span(
+        name,
+        context=extract(parent),
+        kind=kind,
+        attributes={ORDER_ID: order_id, **(attributes or {})},
+    ) as span:
+        yield span

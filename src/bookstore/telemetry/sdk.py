@@ -1,0 +1,104 @@
+"""The OpenTelemetry SDK part of tracing, imported only when tracing is on.
+
+`make_tracer_provider` builds a provider whose every exported span passes
+`RedactingSpanProcessor`, which masks card-number-shaped digit runs in the span's name,
+attributes, events, links and status with the same rule as the logs
+(`bookstore.logs.redact`): whatever code sets, no card number leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Link, Status
+
+from bookstore.logs import redact
+
+
+def make_tracer_provider(
+    service_name: str, exporter: SpanExporter, replica_id: int | None = None
+) -> TracerProvider:
+    """A provider exporting in batches through `exporter`, card numbers masked.
+
+    The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
+    """
+    attributes: dict[str, str | int] = {"service.name": service_name}
+    if replica_id is not None:
+        attributes["service.instance.id"] = f"{service_name}-{replica_id}"
+        attributes["bookstore.replica_id"] = replica_id
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
+    return provider
+
+
+def _clean(value: Any) -> Any:
+    """An attribute value with card-shaped digit runs masked (strings, ints, nested)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bool | float | bytes) or value is None:
+        return value
+    if isinstance(value, int):
+        text = str(value)
+        masked = redact(text)
+        return value if masked == text else masked
+    if isinstance(value, Mapping):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, Sequence):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {key: _clean(value) for key, value in (attributes or {}).items()}
+
+
+def redacted_span(span: ReadableSpan) -> ReadableSpan:
+    """A copy of `span` with card-shaped digit runs masked everywhere text can hide."""
+    description = span.status.description
+    return ReadableSpan(
+        name=redact(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_clean_attributes(span.attributes),
+        events=[
+            Event(event.name, _clean_attributes(event.attributes), event.timestamp)
+            for event in span.events
+        ],
+        links=[Link(link.context, _clean_attributes(link.attributes)) for link in span.links],
+        kind=span.kind,
+        status=Status(span.status.status_code, redact(description) if description else None),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Hands `inner` a card-number-free copy of every ended span."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._inner.on_end(redacted_span(span))
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)

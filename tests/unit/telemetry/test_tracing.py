@@ -1,0 +1,113 @@
+"""Tracing set-up: off without an endpoint, and no card number in any exported span."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from telemetry_support import run_python
+
+from bookstore.settings import SettingsError
+from bookstore.telemetry.propagation import inject, order_span
+from bookstore.telemetry.sdk import make_tracer_provider
+from bookstore.telemetry.tracing import setup_tracing, tracing_endpoint
+
+CARD = "4111111111111111"
+
+
+@pytest.fixture
+def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_without_an_endpoint_setup_installs_nothing(no_otel_env: None) -> None:
+    assert setup_tracing("fraud-detection") is None
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    with order_span(trace.get_tracer("t"), "event d", "order-1") as span:
+        assert not span.is_recording()
+        assert inject() == ""
+
+
+_TRACING_OFF = """
+import sys
+from bookstore.telemetry.propagation import inject, order_span, tracer
+from bookstore.telemetry.tracing import setup_tracing
+assert setup_tracing("suggestions") is None
+with order_span(tracer("t"), "event f", "order-1"):
+    assert inject() == ""
+assert not [m for m in sys.modules if m.startswith("opentelemetry.sdk")], "SDK loaded"
+"""
+
+
+def test_without_an_endpoint_the_sdk_is_never_even_imported() -> None:
+    run_python(_TRACING_OFF)
+
+
+@pytest.mark.parametrize(
+    ("env", "endpoint"),
+    [
+        ({}, ""),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, ""),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317"}, "http://jaeger:4317"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4317",
+            },
+            "http://b:4317",
+        ),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317", "OTEL_SDK_DISABLED": "true"}, ""),
+    ],
+)
+def test_the_endpoint_comes_from_the_standard_variables(env: dict[str, str], endpoint: str) -> None:
+    assert tracing_endpoint(env) == endpoint
+
+
+def test_a_protocol_other_than_grpc_is_refused_by_name() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http"}
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        tracing_endpoint(env)
+
+
+def test_card_numbers_are_masked_everywhere_in_a_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider("transaction-verification", exporter, replica_id=None)
+    tracer = provider.get_tracer("test")
+    with order_span(tracer, f"check {CARD}", "order-1", attributes={"card": CARD}) as span:
+        span.set_attribute("spaced", "4111 1111 1111 1111")
+        span.set_attribute("as_int", int(CARD))
+        span.set_attribute("list", ["x", CARD])
+        span.add_event("typed", {"note": f"number {CARD}"})
+        span.record_exception(ValueError(f"bad card {CARD}"))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, f"declined {CARD}"))
+    provider.force_flush()
+    (exported,) = exporter.get_finished_spans()
+    text = repr(
+        (
+            exported.name,
+            dict(exported.attributes or {}),
+            [(e.name, dict(e.attributes or {})) for e in exported.events],
+            exported.status.description,
+        )
+    )
+    assert "11111111" not in text
+    assert (exported.attributes or {})["card"] == "****1111"
+    assert (exported.attributes or {})["as_int"] == "****1111"
+    assert (exported.attributes or {})["bookstore.order_id"] == "order-1"
+    provider.shutdown()
+
+
+def test_numbers_that_are_not_card_shaped_are_kept() -> None:
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider("order-executor", exporter, replica_id=3)
+    with order_span(provider.get_tracer("test"), "execute", "order-2") as span:
+        span.set_attribute("bookstore.vector_clock", [3, 2, 1])
+        span.set_attribute("sequence", 12345)
+    provider.force_flush()
+    (exported,) = exporter.get_finished_spans()
+    assert exported.attributes is not None
+    assert list(exported.attributes["bookstore.vector_clock"]) == [3, 2, 1]  # type: ignore[arg-type]
+    assert exported.attributes["sequence"] == 12345
+    assert exported.resource.attributes["service.instance.id"] == "order-executor-3"
+    provider.shutdown()
