@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS meta (
     leader_id INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (id, epoch, leader_id) VALUES (1, 0, 0);
+-- The two-phase-commit coordinator log (decisions.py); no foreign key, so
+-- retention may drop an order without touching its decision.
+CREATE TABLE IF NOT EXISTS decisions (
+    order_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL CHECK (decision IN ('commit', 'abort')),
+    epoch INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
 """
 
 
