@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import cast
 
 import grpc
 import pytest
 from queue_fakes import FakeClock
 
-from bookstore import grpcutil
 from bookstore.order_queue.db import BadRequest, StaleEpoch, UnknownOrder
-from bookstore.order_queue.service import create_server
 from bookstore.order_queue.state import Item
 from bookstore.order_queue.store import OrderStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
@@ -79,18 +75,6 @@ async def test_decided_orders_are_pending_until_executed(store: OrderStore) -> N
     assert [d.order_id for d in pending] == [o for o in ("o1", "o2") if o != taken[0].order_id]
     assert [d.order_id for d in recent] == ["o2", "o1"]
     assert recent[0].reason == "books: out of stock"
-
-
-@pytest.fixture
-async def stub(store: OrderStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
-    server, _, port = create_server("127.0.0.1:0", store)
-    await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
-    finally:
-        await channel.close()
-        await server.stop(None)
 
 
 def log_request(order_id: str, decision: str, epoch: int) -> queue_pb2.LogDecisionRequest:
