@@ -20,6 +20,7 @@ SERVICES = (
     "suggestions",
     "order-queue",
     "order-executor",
+    "payment",
 )
 # The three services that run the checkout events, in vector-clock order.
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
@@ -91,6 +92,10 @@ class Settings:
     ai_breaker_cooldown_s: float = 30.0
     suggestions_count: int = 3
 
+    # Payment: the simulated card processor, a two-phase-commit participant.
+    payment_address: str = "127.0.0.1:50062"
+    payment_recovery_interval_s: float = 1.0  # prepared txns ask the decision log this often
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -113,6 +118,8 @@ class Settings:
             return self.orchestrator_address
         if service == "order-queue":
             return self.order_queue_address
+        if service == "payment":
+            return self.payment_address
         return self.checkout_address(service)
 
     def bind_address(self, service: str, replica_id: int | None = None) -> str:
@@ -225,6 +232,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
         ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
+        # Payment
+        payment_address=_address(e, "PAYMENT_ADDRESS", d.payment_address),
+        payment_recovery_interval_s=_float(
+            e, "PAYMENT_RECOVERY_INTERVAL_S", d.payment_recovery_interval_s
+        ),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(
