@@ -60,6 +60,7 @@ SERVICE_NAME = "bookstore.payment.Payment"
 MAX_ID_CHARS = 128
 MAX_AMOUNT_CENTS = 10**9
 MAX_CARD_FIELD_CHARS = 64
+MAX_REASON_CHARS = 512  # a void's reason is kept up to this
 MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
 
 
@@ -213,7 +214,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
     ) -> payment_pb2.Transaction:
         async def work() -> payment_pb2.Transaction:
             txn_id, epoch = _txn_id(request), _epoch(request)
-            await self.call(self.ledger.void, txn_id, epoch, request.reason[: MAX_ID_CHARS * 4])
+            await self.call(self.ledger.void, txn_id, epoch, request.reason[:MAX_REASON_CHARS])
             log.info("void txn=%s epoch=%d", txn_id, epoch)
             return await self._view(txn_id)
 
