@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -118,3 +119,13 @@ async def test_refusals_over_grpc_are_precise(
     assert info.value.code() == code
     assert (info.value.details() or "").startswith(prefix)
     assert (await stub.GetDecision(request_.order_id)).decision == ""
+
+
+async def test_racing_decisions_in_one_group_commit_agree_on_the_first(store: OrderStore) -> None:
+    epoch = await leader_with_orders(store, "o1")
+    answers = await asyncio.gather(
+        store.log_decision("o1", "abort", epoch, "no vote from payment in time"),
+        store.log_decision("o1", "commit", epoch, ""),
+    )
+    assert answers[0] == answers[1] == await store.get_decision("o1")
+    assert answers[0].decision == "abort"
