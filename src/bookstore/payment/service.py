@@ -23,7 +23,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
 
@@ -260,9 +260,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         return waiting
 
 
-def queue_decisions(channel: grpc.aio.Channel, timeout_s: float) -> DecisionSource:
+def queue_decisions(stub: queue_pb2_grpc.OrderQueueAsyncStub, timeout_s: float) -> DecisionSource:
     """GetDecision at the queue; an unreachable queue counts as no decision yet."""
-    stub = queue_pb2_grpc.OrderQueueStub(channel)
 
     async def get_decision(txn_id: str) -> Decision | None:
         try:
@@ -311,7 +310,8 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     await grpcutil.set_serving(health, [SERVICE_NAME])
     log.info("payment serving on %s (port %d)", bind, port)
     channel = grpcutil.insecure_channel(settings.order_queue_address)
-    decisions = queue_decisions(channel, settings.rpc_timeout_s)
+    queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
+    decisions = queue_decisions(queue, settings.rpc_timeout_s)
     recovery = asyncio.create_task(
         recover(servicer, decisions, settings.payment_recovery_interval_s), name="recovery"
     )

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import grpc
 import pytest
 
 from bookstore import grpcutil
+from bookstore.order_queue.service import create_server as create_queue_server
+from bookstore.order_queue.store import OrderStore
 from bookstore.payment.ledger import Ledger
 from bookstore.payment.service import PaymentServicer, create_server
-from bookstore.pb import payment_pb2_grpc
+from bookstore.pb import payment_pb2_grpc, queue_pb2_grpc
 
 
 def no_fatal(exc: BaseException) -> None:
@@ -38,3 +42,28 @@ async def stub(servicer: PaymentServicer) -> AsyncIterator[payment_pb2_grpc.Paym
     finally:
         await channel.close()
         await server.stop(None)
+
+
+@dataclass
+class Queue:
+    """A real order queue in process: its store, server and a stub on it."""
+
+    store: OrderStore
+    server: grpc.aio.Server
+    stub: queue_pb2_grpc.OrderQueueAsyncStub
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
+    store = OrderStore(tmp_path / "queue.db")
+    await store.open()
+    server, _, port = create_queue_server("127.0.0.1:0", store)
+    await server.start()
+    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
+        yield Queue(store, server, stub)
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await store.close()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from conftest import Queue
 
-from bookstore import grpcutil
 from bookstore.commitment.participant import Decision, State
-from bookstore.order_queue.service import create_server as create_queue_server
 from bookstore.order_queue.state import Item
-from bookstore.order_queue.store import OrderStore
 from bookstore.payment.cards import card_info
 from bookstore.payment.ledger import Authorization
 from bookstore.payment.service import PaymentServicer, queue_decisions, recover
@@ -59,24 +56,14 @@ async def test_recovery_asks_again_until_a_decision_is_logged(servicer: PaymentS
     assert answers == [] and state_of(servicer, "o1") is State.COMMITTED
 
 
-async def test_recovery_against_the_real_queue(servicer: PaymentServicer, tmp_path: Path) -> None:
+async def test_recovery_against_the_real_queue(servicer: PaymentServicer, queue: Queue) -> None:
     prepare(servicer, "o1", "o2")
-    store = OrderStore(tmp_path / "queue.db")
-    await store.open()
-    server, _, port = create_queue_server("127.0.0.1:0", store)
-    await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        for order_id in ("o1", "o2"):
-            await store.enqueue(order_id, [Item("b001", "Book", 1)], "Ann")
-        epoch = await store.register_leader(1)
-        await store.log_decision("o1", "abort", epoch, "books: out of stock")
-        source = queue_decisions(channel, timeout_s=2.0)
-        assert await servicer.resolve_in_doubt(source, ["o1", "o2"]) == ["o2"]
-        assert state_of(servicer, "o1") is State.ABORTED
-        await server.stop(None)  # an unreachable log is no decision: keep waiting
-        assert await servicer.resolve_in_doubt(source, ["o2"]) == ["o2"]
-    finally:
-        await channel.close()
-        await server.stop(None)
-        await store.close()
+    for order_id in ("o1", "o2"):
+        await queue.store.enqueue(order_id, [Item("b001", "Book", 1)], "Ann")
+    epoch = await queue.store.register_leader(1)
+    await queue.store.log_decision("o1", "abort", epoch, "books: out of stock")
+    source = queue_decisions(queue.stub, timeout_s=2.0)
+    assert await servicer.resolve_in_doubt(source, ["o1", "o2"]) == ["o2"]
+    assert state_of(servicer, "o1") is State.ABORTED
+    await queue.server.stop(None)  # an unreachable log is no decision: keep waiting
+    assert await servicer.resolve_in_doubt(source, ["o2"]) == ["o2"]
