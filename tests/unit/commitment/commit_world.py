@@ -142,6 +142,16 @@ class World:
                 logged = self.decisions.get(record.txn_id)
                 target.participant.resolve(record.txn_id, logged[0] if logged else None)
 
+    def isolate(self, name: str, seconds: float = 1.2) -> None:
+        """`name` is unreachable for `seconds` (longer than the vote timeout):
+        every message to it is lost meanwhile; everything else goes on."""
+        for _ in range(round(seconds / DT)):
+            self.tick()
+            self.net = [m for m in self.net if m.to != name]
+            while any(m.to != name for m in self.net):
+                self.deliver(next(i for i, m in enumerate(self.net) if m.to != name))
+            self.net = [m for m in self.net if m.to != name]
+
     # -- the adapter: actions out, answers in ----------------------------------------
 
     def _act(self, leader: Leader, c: Coordinator, actions: list[Action]) -> None:
