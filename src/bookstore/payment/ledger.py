@@ -12,6 +12,7 @@ Not thread-safe: the service calls it from one thread at a time (its database th
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -161,20 +162,24 @@ class Ledger:
         self.conn.close()
 
     def _write(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in one transaction: committed (fsynced) or, on any error, undone."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """Run `fn` in one transaction: committed (fsynced) or, on any error, undone.
+        A database error is a StorageFailure (the service stops on it)."""
         try:
+            self.conn.execute("BEGIN IMMEDIATE")
             result = fn()
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageFailure(f"write failed: {exc}") from exc
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise StorageFailure(f"commit failed: {exc}") from exc
-        return result
 
     # -- tokens ---------------------------------------------------------------
 

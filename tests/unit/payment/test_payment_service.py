@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from bookstore.payment.ledger import Ledger
+from bookstore.payment.service import PaymentServicer
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc
 
 Stub: TypeAlias = "payment_pb2_grpc.PaymentAsyncStub"
@@ -202,3 +203,15 @@ async def test_no_card_number_or_cvv_in_the_ledger_files_or_the_logs(
         # The CVV as a token of its own (its digits may occur inside a random token).
         assert not re.search(rb"(?<![0-9A-Za-z_-])" + cvv.encode() + rb"(?![0-9A-Za-z_-])", stored)
         assert not re.search(rf"\b{cvv}\b", caplog.text)
+
+
+async def test_a_ledger_that_cannot_write_is_fatal_and_answers_unavailable(
+    servicer: PaymentServicer, stub: Stub, fatal: list[BaseException]
+) -> None:
+    servicer.ledger.conn.close()  # every write now fails inside SQLite
+    await refused(
+        stub.Tokenize(payment_pb2.TokenizeRequest(number=GOOD, expiration=EXPIRY, cvv="123")),
+        grpc.StatusCode.UNAVAILABLE,
+        r"^STORAGE_FAILED: ",
+    )
+    assert [type(e).__name__ for e in fatal] == ["StorageFailure"]
