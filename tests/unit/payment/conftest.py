@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-import grpc
 import pytest
+from payment_harness import Queue
 
 from bookstore import grpcutil
 from bookstore.order_queue.service import create_server as create_queue_server
@@ -44,15 +43,6 @@ async def stub(servicer: PaymentServicer) -> AsyncIterator[payment_pb2_grpc.Paym
     finally:
         await channel.close()
         await server.stop(None)
-
-
-@dataclass
-class Queue:
-    """A real order queue in process: its store, server and a stub on it."""
-
-    store: OrderStore
-    server: grpc.aio.Server
-    stub: queue_pb2_grpc.OrderQueueAsyncStub
 
 
 @pytest.fixture

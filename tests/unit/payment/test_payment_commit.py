@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from conftest import Queue
+from payment_harness import Queue
 
 from bookstore import grpcutil
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Queue
+from payment_harness import Queue
 
 from bookstore.commitment.participant import Decision, State
 from bookstore.order_queue.state import Item
