@@ -4,10 +4,8 @@ Every ledger call runs on one database thread, so writes are serialized and
 each is durable (one BEGIN IMMEDIATE transaction) before its RPC answers.
 Named result codes become gRPC status codes here and only here (`_CODES`).
 
-Recovery: at start the ledger's prepared txns are in doubt. The service asks
-the queue's coordinator log (GetDecision) for each, applies COMMIT or ABORT,
-and asks again every `payment_recovery_interval_s` for those with no
-decision yet (the order is still in the queue and will be redriven).
+At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
+from the queue's decision log.
 
 No log line, error message or row holds a card number or a CVV: Tokenize
 logs the brand and last four only.
@@ -31,13 +29,13 @@ from bookstore import grpcutil
 from bookstore.commitment.participant import (
     AlreadyAborted,
     AlreadyCommitted,
-    Decision,
     StaleEpoch,
     State,
     TxnError,
     TxnMismatch,
     UnknownTxn,
 )
+from bookstore.payment import recovery
 from bookstore.payment.cards import BadCard, Behaviour, card_info
 from bookstore.payment.ledger import (
     CURRENCY,
@@ -53,8 +51,6 @@ from bookstore.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
-# Asks the coordinator log for a txn's decision: None when none is logged (yet).
-DecisionSource = Callable[[str], Awaitable[Decision | None]]
 
 SERVICE_NAME = "bookstore.payment.Payment"
 MAX_ID_CHARS = 128
@@ -247,47 +243,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             pid=os.getpid(),
         )
 
-    async def resolve_in_doubt(self, get_decision: DecisionSource, txn_ids: list[str]) -> list[str]:
-        """Apply the logged decision of each txn; the ids still waiting for one."""
-        waiting = []
-        for txn_id in txn_ids:
-            decision = await get_decision(txn_id)
-            record = await self.call(self.ledger.resolve, txn_id, decision)
-            if record is not None and record.state is State.PREPARED:
-                waiting.append(txn_id)
-            elif decision is not None:
-                log.info("recovered txn=%s decision=%s", txn_id, decision.value)
-        return waiting
-
-
-def queue_decisions(stub: queue_pb2_grpc.OrderQueueAsyncStub, timeout_s: float) -> DecisionSource:
-    """GetDecision at the queue; an unreachable queue counts as no decision yet."""
-
-    async def get_decision(txn_id: str) -> Decision | None:
-        try:
-            reply = await stub.GetDecision(common_pb2.OrderId(value=txn_id), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            log.warning(
-                "decision of txn=%s unknown: %s", txn_id, grpcutil.translate("order-queue", exc)
-            )
-            return None
-        return Decision(reply.decision) if reply.decision else None
-
-    return get_decision
-
-
-async def recover(
-    servicer: PaymentServicer, get_decision: DecisionSource, interval_s: float
-) -> None:
-    """Resolve the txns prepared before this start, asking again until all are decided."""
-    waiting = await servicer.call(servicer.ledger.prepared)
-    if waiting:
-        log.info("in doubt at start: %d prepared txns", len(waiting))
-    while waiting:
-        waiting = await servicer.resolve_in_doubt(get_decision, waiting)
-        if waiting:
-            await asyncio.sleep(interval_s)
-
 
 def create_server(bind: str, servicer: PaymentServicer) -> tuple[grpc.aio.Server, Any, int]:
     """The payment server bound to `bind` (port 0: a free one); not yet started."""
@@ -311,9 +266,10 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     log.info("payment serving on %s (port %d)", bind, port)
     channel = grpcutil.insecure_channel(settings.order_queue_address)
     queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
-    decisions = queue_decisions(queue, settings.rpc_timeout_s)
-    recovery = asyncio.create_task(
-        recover(servicer, decisions, settings.payment_recovery_interval_s), name="recovery"
+    decisions = recovery.queue_decisions(queue, settings.rpc_timeout_s)
+    recovering = asyncio.create_task(
+        recovery.recover(servicer, decisions, settings.payment_recovery_interval_s),
+        name="recovery",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -321,7 +277,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("payment stopping")
-    recovery.cancel()
+    recovering.cancel()
     await server.stop(grace=1.0)
     await channel.close()
     with contextlib.suppress(Exception):

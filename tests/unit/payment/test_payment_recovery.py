@@ -8,7 +8,8 @@ from bookstore.commitment.participant import Decision, State
 from bookstore.order_queue.state import Item
 from bookstore.payment.cards import card_info
 from bookstore.payment.ledger import Authorization
-from bookstore.payment.service import PaymentServicer, queue_decisions, recover
+from bookstore.payment.recovery import queue_decisions, recover, resolve_in_doubt
+from bookstore.payment.service import PaymentServicer
 
 
 def prepare(servicer: PaymentServicer, *txn_ids: str) -> None:
@@ -35,7 +36,7 @@ async def test_logged_decisions_are_applied_and_the_rest_keep_waiting(
         asked.append(txn_id)
         return logged.get(txn_id)
 
-    assert await servicer.resolve_in_doubt(source, ["c", "a", "w"]) == ["w"]
+    assert await resolve_in_doubt(servicer, source, ["c", "a", "w"]) == ["w"]
     assert [state_of(servicer, t) for t in "caw"] == [
         State.COMMITTED,
         State.ABORTED,
@@ -63,7 +64,7 @@ async def test_recovery_against_the_real_queue(servicer: PaymentServicer, queue:
     epoch = await queue.store.register_leader(1)
     await queue.store.log_decision("o1", "abort", epoch, "books: out of stock")
     source = queue_decisions(queue.stub, timeout_s=2.0)
-    assert await servicer.resolve_in_doubt(source, ["o1", "o2"]) == ["o2"]
+    assert await resolve_in_doubt(servicer, source, ["o1", "o2"]) == ["o2"]
     assert state_of(servicer, "o1") is State.ABORTED
     await queue.server.stop(None)  # an unreachable log is no decision: keep waiting
-    assert await servicer.resolve_in_doubt(source, ["o2"]) == ["o2"]
+    assert await resolve_in_doubt(servicer, source, ["o2"]) == ["o2"]
