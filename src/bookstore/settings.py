@@ -16,7 +16,7 @@ from pathlib import Path
 # The three services that run the checkout events, in vector-clock order
 # (choreography/events.py names them TV, FD and SUG).
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
-SERVICES = ("orchestrator", *CHECKOUT_SERVICES, "order-queue", "order-executor")
+SERVICES = ("orchestrator", *CHECKOUT_SERVICES, "order-queue", "order-executor", "payment")
 EXECUTOR_IDS = (1, 2, 3, 4)
 
 
@@ -86,19 +86,19 @@ class Settings:
     ai_breaker_cooldown_s: float = 30.0  # an open circuit lets a probe call through after this
     suggestions_count: int = 3  # books suggested with an approved order
 
-    # Hardening (issue 10): service identity, queue retention.
-    # mTLS between the services; off only for learning with grpcurl (warned at start).
-    tls: bool = True
+    # Service identity and the queue's retention.
+    tls: bool = True  # mutual TLS between services; off only for grpcurl (warned at start)
     queue_retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
     queue_sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
 
-    # Observability (src/bookstore/telemetry/, docs/observability.md).
-    # A gRPC service serves Prometheus metrics on its own port + this offset (fraud
-    # detection: 51051); 0 turns the metrics ports off. The orchestrator serves /metrics.
-    metrics_port_offset: int = 1000
-    # Where spans go (OTLP over gRPC); empty: tracing off. The OpenTelemetry SDK reads
-    # this and every other OTEL_* variable itself; it is here so deployments may set it.
-    otlp_endpoint: str = ""
+    # Observability (src/bookstore/telemetry/, docs/observability.md). The OpenTelemetry
+    # SDK reads OTEL_EXPORTER_OTLP_ENDPOINT and every other OTEL_* variable itself.
+    metrics_port_offset: int = 1000  # metrics port = gRPC port + this (0: none)
+    otlp_endpoint: str = ""  # where spans go (OTLP over gRPC); empty: tracing off
+
+    # Payment: the simulated card processor, a two-phase-commit participant.
+    payment_address: str = "127.0.0.1:50062"  # the payment service
+    payment_recovery_interval_s: float = 1.0  # prepared txns ask the decision log this often
 
     def checkout_address(self, service: str) -> str:
         return {
@@ -122,6 +122,8 @@ class Settings:
             return self.orchestrator_address
         if service == "order-queue":
             return self.order_queue_address
+        if service == "payment":
+            return self.payment_address
         return self.checkout_address(service)
 
     def bind_address(self, service: str, replica_id: int | None = None) -> str:
@@ -248,13 +250,18 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
         ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
-        # Hardening (issue 10)
+        # Service identity and retention
         tls=_bool(e, "BOOKSTORE_TLS", d.tls),
         queue_retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.queue_retention_s),
         queue_sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.queue_sweep_interval_s),
         # Observability
         metrics_port_offset=_int(e, "BOOKSTORE_METRICS_PORT_OFFSET", d.metrics_port_offset),
         otlp_endpoint=e.get("OTEL_EXPORTER_OTLP_ENDPOINT") or d.otlp_endpoint,
+        # Payment
+        payment_address=_address(e, "PAYMENT_ADDRESS", d.payment_address),
+        payment_recovery_interval_s=_float(
+            e, "PAYMENT_RECOVERY_INTERVAL_S", d.payment_recovery_interval_s
+        ),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 
@@ -25,6 +26,12 @@ class Book:
     genre: str
     price: float
     stock: int
+
+    @property
+    def price_cents(self) -> int:
+        """The price in integer cents, which payments use (books.json lists euros
+        with at most two decimals; rounded half up, never through a float product)."""
+        return int((Decimal(str(self.price)) * 100).to_integral_value(ROUND_HALF_UP))
 
 
 def _key(title: str) -> str:

@@ -57,6 +57,15 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- The two-phase-commit coordinator log (decisions.py); no foreign key, so
+-- retention may drop an order without touching its decision.
+CREATE TABLE IF NOT EXISTS decisions (
+    order_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL CHECK (decision IN ('commit', 'abort')),
+    epoch INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
 """
 
 

@@ -19,6 +19,7 @@ from bookstore.order_queue.db import (
     UnknownOrder,
     UnknownReplica,
 )
+from bookstore.order_queue.decisions import LoggedDecision
 from bookstore.order_queue.state import Item, Order
 from bookstore.order_queue.store import Limits, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
@@ -54,6 +55,16 @@ def execution_pb(record: Execution) -> queue_pb2.ExecutionRecord:
         epoch=record.epoch,
         sequence=record.sequence,
         executed_at=record.executed_at,
+    )
+
+
+def decision_pb(logged: LoggedDecision) -> queue_pb2.DecisionRecord:
+    return queue_pb2.DecisionRecord(
+        order_id=common_pb2.OrderId(value=logged.order_id),
+        decision=logged.decision,
+        epoch=logged.epoch,
+        reason=logged.reason,
+        decided_at=logged.decided_at,
     )
 
 
@@ -178,6 +189,34 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             leased=s.leased,
             executed=s.executed,
             pid=s.pid,
+        )
+
+    async def LogDecision(
+        self, request: queue_pb2.LogDecisionRequest, context: Context
+    ) -> queue_pb2.DecisionRecord:
+        try:
+            logged = await self.store.log_decision(
+                request.order_id.value, request.decision, request.epoch, request.reason
+            )
+        except (QueueError, StorageFailure) as exc:
+            await _abort(context, exc)
+            raise
+        return decision_pb(logged)
+
+    async def GetDecision(
+        self, request: common_pb2.OrderId, context: Context
+    ) -> queue_pb2.DecisionRecord:
+        logged = await self.store.get_decision(request.value)
+        if logged is None:
+            return queue_pb2.DecisionRecord(order_id=request)
+        return decision_pb(logged)
+
+    async def ListDecisions(
+        self, request: queue_pb2.ListDecisionsRequest, context: Context
+    ) -> queue_pb2.DecisionList:
+        pending, recent = await self.store.list_decisions(request.limit or 20)
+        return queue_pb2.DecisionList(
+            pending=[decision_pb(d) for d in pending], recent=[decision_pb(d) for d in recent]
         )
 
 

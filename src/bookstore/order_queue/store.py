@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bookstore.order_queue import decisions
 from bookstore.order_queue.db import (
     BadRequest,
     Database,
@@ -459,6 +460,36 @@ class QueueStore:
             raise UnknownOrder(f"no order {order_id}")
         books, sequence, state = row
         return OrderView(state, books, sequence, execution)
+
+    # -- the coordinator log (decisions.py) ----------------------------------------
+
+    async def log_decision(
+        self, order_id: str, decision: str, epoch: int, reason: str
+    ) -> decisions.LoggedDecision:
+        """The first decision logged for the order, once it is on disk."""
+        decisions.validate(decision, epoch, reason)
+        if epoch < self.epoch:
+            raise StaleEpoch(f"current epoch is {self.epoch}")
+        logged: decisions.LoggedDecision = await self._write(
+            lambda db: decisions.log(db, order_id, decision, epoch, reason)
+        )
+        return logged
+
+    async def get_decision(self, order_id: str) -> decisions.LoggedDecision | None:
+        assert self._db is not None
+        return await self._in_thread(decisions.get, self._db, order_id)
+
+    async def list_decisions(
+        self, limit: int
+    ) -> tuple[list[decisions.LoggedDecision], list[decisions.LoggedDecision]]:
+        """(decided orders not yet executed, the `limit` most recent decisions)."""
+        assert self._db is not None
+        db = self._db
+
+        def read() -> tuple[list[decisions.LoggedDecision], list[decisions.LoggedDecision]]:
+            return decisions.pending(db, decisions.MAX_LISTED), decisions.recent(db, limit)
+
+        return await self._in_thread(read)
 
     def status(self, next_n: int = 10) -> StatusView:
         self._expire()

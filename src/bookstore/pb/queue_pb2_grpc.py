@@ -75,6 +75,21 @@ class OrderQueueStub:
                 request_serializer=bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_queue__pb2.QueueStatus.FromString,
                 _registered_method=True)
+        self.LogDecision = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/LogDecision',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
+                _registered_method=True)
+        self.GetDecision = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/GetDecision',
+                request_serializer=bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
+                _registered_method=True)
+        self.ListDecisions = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/ListDecisions',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
+                _registered_method=True)
 
 
 class OrderQueueServicer:
@@ -133,6 +148,30 @@ class OrderQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogDecision(self, request, context):
+        """The two-phase-commit coordinator log (txn id = order id), durable before
+        the reply. The first decision logged for an order wins and never
+        changes: a repeat answers it (idempotent); a stale epoch is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDecision(self, request, context):
+        """The logged decision of an order; decision "" when none is logged yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDecisions(self, request, context):
+        """Decided orders not yet executed (the participants may still be in doubt)
+        and the most recent decisions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +214,21 @@ def add_OrderQueueServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=bookstore_dot_pb_dot_common__pb2.Empty.FromString,
                     response_serializer=bookstore_dot_pb_dot_queue__pb2.QueueStatus.SerializeToString,
+            ),
+            'LogDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogDecision,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.SerializeToString,
+            ),
+            'GetDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDecision,
+                    request_deserializer=bookstore_dot_pb_dot_common__pb2.OrderId.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.SerializeToString,
+            ),
+            'ListDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDecisions,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +447,87 @@ class OrderQueue:
             '/bookstore.queue.OrderQueue/Status',
             bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
             bookstore_dot_pb_dot_queue__pb2.QueueStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.queue.OrderQueue/LogDecision',
+            bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.queue.OrderQueue/GetDecision',
+            bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.queue.OrderQueue/ListDecisions',
+            bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,17 @@ class OrderQueueStub:
     """Every execution as it is recorded (the orchestrator listens here)."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.OrderStatus]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _queue_pb2.QueueStatus]
+    LogDecision: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LogDecisionRequest, _queue_pb2.DecisionRecord]
+    """The two-phase-commit coordinator log (txn id = order id), durable before
+    the reply. The first decision logged for an order wins and never
+    changes: a repeat answers it (idempotent); a stale epoch is refused.
+    """
+    GetDecision: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.DecisionRecord]
+    """The logged decision of an order; decision "" when none is logged yet."""
+    ListDecisions: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListDecisionsRequest, _queue_pb2.DecisionList]
+    """Decided orders not yet executed (the participants may still be in doubt)
+    and the most recent decisions.
+    """
 
 @_typing.type_check_only
 class OrderQueueAsyncStub(OrderQueueStub):
@@ -70,6 +81,17 @@ class OrderQueueAsyncStub(OrderQueueStub):
     """Every execution as it is recorded (the orchestrator listens here)."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.OrderStatus]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _queue_pb2.QueueStatus]  # type: ignore[assignment]
+    LogDecision: _aio.UnaryUnaryMultiCallable[_queue_pb2.LogDecisionRequest, _queue_pb2.DecisionRecord]  # type: ignore[assignment]
+    """The two-phase-commit coordinator log (txn id = order id), durable before
+    the reply. The first decision logged for an order wins and never
+    changes: a repeat answers it (idempotent); a stale epoch is refused.
+    """
+    GetDecision: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.DecisionRecord]  # type: ignore[assignment]
+    """The logged decision of an order; decision "" when none is logged yet."""
+    ListDecisions: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListDecisionsRequest, _queue_pb2.DecisionList]  # type: ignore[assignment]
+    """Decided orders not yet executed (the participants may still be in doubt)
+    and the most recent decisions.
+    """
 
 class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -132,5 +154,34 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.Empty,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.QueueStatus, _abc.Awaitable[_queue_pb2.QueueStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def LogDecision(
+        self,
+        request: _queue_pb2.LogDecisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.DecisionRecord, _abc.Awaitable[_queue_pb2.DecisionRecord]]:
+        """The two-phase-commit coordinator log (txn id = order id), durable before
+        the reply. The first decision logged for an order wins and never
+        changes: a repeat answers it (idempotent); a stale epoch is refused.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDecision(
+        self,
+        request: _common_pb2.OrderId,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.DecisionRecord, _abc.Awaitable[_queue_pb2.DecisionRecord]]:
+        """The logged decision of an order; decision "" when none is logged yet."""
+
+    @_abc_1.abstractmethod
+    def ListDecisions(
+        self,
+        request: _queue_pb2.ListDecisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.DecisionList, _abc.Awaitable[_queue_pb2.DecisionList]]:
+        """Decided orders not yet executed (the participants may still be in doubt)
+        and the most recent decisions.
+        """
 
 def add_OrderQueueServicer_to_server(servicer: OrderQueueServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bookstore.catalogue import load_catalogue
+from bookstore.catalogue import load_catalogue, parse
 
 
 def test_catalogue_has_about_a_hundred_real_books_and_the_course_samples() -> None:
@@ -43,3 +43,13 @@ def test_search_by_field_and_anywhere() -> None:
     assert len(catalogue.search("")) == len(catalogue)
     with pytest.raises(ValueError):
         catalogue.search("x", "price")
+
+
+def test_every_price_in_cents_is_the_listed_euro_price() -> None:
+    books = load_catalogue().all()
+    assert all(b.price_cents > 0 and b.price_cents == round(b.price * 100) for b in books)
+    book = parse(
+        '{"books": [{"id": "x", "title": "T", "author": "A", "genre": "g",'
+        ' "price": 0.29, "stock": 1}]}'
+    ).all()[0]
+    assert book.price_cents == 29  # 0.29 * 100 is 28.999999999999996 as a float

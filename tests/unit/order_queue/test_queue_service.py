@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import cast
-
 import grpc
 import pytest
 
-from bookstore import grpcutil
-from bookstore.order_queue.service import create_server
-from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
-
-
-@pytest.fixture
-async def stub(store: QueueStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
-    server, _, port = create_server("127.0.0.1:0", store)
-    await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
-    finally:
-        await channel.close()
-        await server.stop(None)
 
 
 def order(order_id: str, *quantities: int) -> queue_pb2.EnqueueRequest:

@@ -1,0 +1,91 @@
+"""The two-phase-commit coordinator log, kept in the queue's database.
+
+The leader executor coordinates each order's transaction (txn id = order id)
+and logs its decision here before it sends any commit or abort, so that the
+next leader finds it. Rules:
+
+- the epoch must be the queue's current one (a deposed leader's decision is
+  refused with STALE_EPOCH; an epoch never granted is a BAD_REQUEST);
+- the first decision logged for an order wins and is immutable: logging
+  again, whatever the decision, answers the logged one (idempotent);
+- the order must be known to the queue (UNKNOWN_ORDER).
+
+The writes run inside `Database.run_batch` (group commit, durable before the
+reply); the reads on the database thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bookstore.order_queue.db import BadRequest, Database, StaleEpoch, UnknownOrder
+from bookstore.timestamps import utc_iso
+
+DECISIONS = ("commit", "abort")
+MAX_REASON_CHARS = 512
+MAX_LISTED = 100
+_COLUMNS = "order_id, decision, epoch, reason, decided_at"
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    order_id: str
+    decision: str  # "commit" | "abort"
+    epoch: int
+    reason: str
+    decided_at: str
+
+
+def validate(decision: str, epoch: int, reason: str) -> None:
+    """BadRequest unless the request is well formed (checked before any write)."""
+    if decision not in DECISIONS:
+        raise BadRequest(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    if epoch <= 0:
+        raise BadRequest("a decision needs the leader's epoch")
+    if len(reason) > MAX_REASON_CHARS:
+        raise BadRequest(f"reason longer than {MAX_REASON_CHARS} characters")
+
+
+def log(db: Database, order_id: str, decision: str, epoch: int, reason: str) -> LoggedDecision:
+    """Log the decision unless one is logged; the logged one either way."""
+    if epoch < db.epoch:
+        raise StaleEpoch(f"current epoch is {db.epoch}")
+    if epoch > db.epoch:
+        raise BadRequest(f"epoch {epoch} was never granted (current epoch is {db.epoch})")
+    existing = get(db, order_id)
+    if existing is not None:
+        return existing
+    if db.order_row(order_id) is None:
+        raise UnknownOrder(f"no order {order_id}")
+    logged = LoggedDecision(order_id, decision, epoch, reason, utc_iso())
+    db.conn.execute(
+        f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        (logged.order_id, logged.decision, logged.epoch, logged.reason, logged.decided_at),
+    )
+    return logged
+
+
+def get(db: Database, order_id: str) -> LoggedDecision | None:
+    row = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM decisions WHERE order_id = ?", (order_id,)
+    ).fetchone()
+    return None if row is None else LoggedDecision(*row)
+
+
+def pending(db: Database, limit: int) -> list[LoggedDecision]:
+    """Decided orders the queue has not yet seen executed, oldest first."""
+    rows = db.conn.execute(
+        f"SELECT {', '.join('d.' + c for c in _COLUMNS.split(', '))} FROM decisions d"
+        " JOIN orders o ON o.order_id = d.order_id WHERE o.state != 'executed'"
+        " ORDER BY d.decided_at LIMIT ?",
+        (min(limit, MAX_LISTED),),
+    ).fetchall()
+    return [LoggedDecision(*row) for row in rows]
+
+
+def recent(db: Database, limit: int) -> list[LoggedDecision]:
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM decisions ORDER BY decided_at DESC, rowid DESC LIMIT ?",
+        (min(limit, MAX_LISTED),),
+    ).fetchall()
+    return [LoggedDecision(*row) for row in rows]

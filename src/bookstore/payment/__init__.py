@@ -1,0 +1,1 @@
+"""The payment service: a simulated card processor and two-phase-commit participant."""

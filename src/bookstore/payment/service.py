@@ -1,0 +1,284 @@
+"""The payment gRPC service: a thin servicer over the ledger, and its recovery.
+
+Every ledger call runs on one database thread, so writes are serialized and
+each is durable (one BEGIN IMMEDIATE transaction) before its RPC answers.
+Named result codes become gRPC status codes here and only here (`_CODES`).
+
+At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
+from the queue's decision log.
+
+No log line, error message or row holds a card number or a CVV: Tokenize
+logs the brand and last four only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar, cast
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.commitment.participant import (
+    AlreadyAborted,
+    AlreadyCommitted,
+    StaleEpoch,
+    State,
+    TxnError,
+    TxnMismatch,
+    UnknownTxn,
+)
+from bookstore.payment import recovery
+from bookstore.payment.cards import BadCard, Behaviour, card_info
+from bookstore.payment.ledger import (
+    CURRENCY,
+    Authorization,
+    Ledger,
+    StorageFailure,
+    TxnView,
+    UnknownToken,
+)
+from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2_grpc
+from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+
+SERVICE_NAME = "bookstore.payment.Payment"
+MAX_ID_CHARS = 128
+MAX_AMOUNT_CENTS = 10**9
+MAX_CARD_FIELD_CHARS = 64
+MAX_REASON_CHARS = 512  # a void's reason is kept up to this
+MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
+
+
+class BadRequest(TxnError):
+    code = "BAD_REQUEST"
+
+
+_CODES: dict[type[TxnError], grpc.StatusCode] = {
+    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownToken: grpc.StatusCode.NOT_FOUND,
+    UnknownTxn: grpc.StatusCode.NOT_FOUND,
+    StaleEpoch: grpc.StatusCode.FAILED_PRECONDITION,
+    AlreadyAborted: grpc.StatusCode.FAILED_PRECONDITION,
+    AlreadyCommitted: grpc.StatusCode.FAILED_PRECONDITION,
+    TxnMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def _die(exc: BaseException) -> None:
+    log.critical("payment ledger storage failed, stopping: %s", exc)
+    os._exit(70)
+
+
+def _txn_id(message: Any) -> str:
+    txn_id = str(message.txn_id.value)
+    if not 0 < len(txn_id) <= MAX_ID_CHARS:
+        raise BadRequest(f"txn id must be 1..{MAX_ID_CHARS} characters")
+    return txn_id
+
+
+def _epoch(message: Any) -> int:
+    if message.epoch <= 0:
+        raise BadRequest("the coordinator's epoch is required")
+    return int(message.epoch)
+
+
+def authorization(request: payment_pb2.AuthorizeRequest) -> Authorization:
+    """The request's authorization, or BadRequest (nothing is read or written)."""
+    if not 0 < len(request.token) <= MAX_ID_CHARS:
+        raise BadRequest("a token is required")
+    if not 0 < request.amount_cents <= MAX_AMOUNT_CENTS:
+        raise BadRequest(f"amount_cents must be 1..{MAX_AMOUNT_CENTS}")
+    if request.currency != CURRENCY:
+        raise BadRequest(f"currency must be {CURRENCY}, not {request.currency!r}")
+    return Authorization(request.token, int(request.amount_cents), request.currency)
+
+
+def transaction_pb(view: TxnView) -> payment_pb2.Transaction:
+    r = view.record
+    return payment_pb2.Transaction(
+        txn_id=common_pb2.OrderId(value=r.txn_id),
+        state=r.state.value,
+        amount_cents=r.request.amount_cents if r.request else 0,
+        currency=r.request.currency if r.request else "",
+        epoch=r.epoch,
+        reason=r.reason,
+        brand=view.brand,
+        last4=view.last4,
+        updated_at=view.updated_at,
+    )
+
+
+class PaymentServicer(payment_pb2_grpc.PaymentServicer):
+    def __init__(self, ledger: Ledger, on_fatal: Callable[[BaseException], None] = _die) -> None:
+        self.ledger = ledger
+        self.on_fatal = on_fatal
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payment-db")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a ledger method on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def close(self) -> None:
+        await self.call(self.ledger.close)
+        self._thread.shutdown(wait=True)
+
+    async def _guarded(self, context: Context, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work`; our errors become their gRPC status (the one place)."""
+        try:
+            return await work()
+        except TxnError as exc:
+            await context.abort(_CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc))
+            raise
+        except BadCard as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}")
+            raise
+        except StorageFailure as exc:
+            self.on_fatal(exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: payment is stopping")
+            raise
+
+    async def Tokenize(
+        self, request: payment_pb2.TokenizeRequest, context: Context
+    ) -> payment_pb2.TokenizeReply:
+        async def work() -> payment_pb2.TokenizeReply:
+            fields = (request.number, request.expiration, request.cvv)
+            if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
+                raise BadRequest("card field too long")
+            card = card_info(*fields)
+            token = await self.call(self.ledger.tokenize, card)
+            log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
+            return payment_pb2.TokenizeReply(
+                token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
+            )
+
+        return await self._guarded(context, work)
+
+    async def Authorize(
+        self, request: payment_pb2.AuthorizeRequest, context: Context
+    ) -> payment_pb2.AuthorizeReply:
+        async def work() -> payment_pb2.AuthorizeReply:
+            txn_id, epoch, auth = _txn_id(request), _epoch(request), authorization(request)
+            card = await self.call(self.ledger.card, auth.token)
+            if card.behaviour is Behaviour.TIMEOUT:
+                await self._hang(context)
+            vote = await self.call(self.ledger.authorize, txn_id, auth, epoch)
+            log.info(
+                "authorize txn=%s epoch=%d amount=%d approved=%s %s",
+                txn_id,
+                epoch,
+                auth.amount_cents,
+                vote.yes,
+                vote.reason,
+            )
+            return payment_pb2.AuthorizeReply(
+                approved=vote.yes, reason=vote.reason, state=vote.state.value
+            )
+
+        return await self._guarded(context, work)
+
+    @staticmethod
+    async def _hang(context: Context) -> None:
+        """The timeout test card: answer nothing until the caller's deadline has passed."""
+        remaining = context.time_remaining()
+        await asyncio.sleep(MAX_HANG_S if remaining is None else remaining + 0.1)
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the processor did not answer")
+
+    async def Capture(
+        self, request: payment_pb2.TxnRequest, context: Context
+    ) -> payment_pb2.Transaction:
+        async def work() -> payment_pb2.Transaction:
+            txn_id, epoch = _txn_id(request), _epoch(request)
+            await self.call(self.ledger.capture, txn_id, epoch)
+            log.info("capture txn=%s epoch=%d", txn_id, epoch)
+            return await self._view(txn_id)
+
+        return await self._guarded(context, work)
+
+    async def Void(
+        self, request: payment_pb2.TxnRequest, context: Context
+    ) -> payment_pb2.Transaction:
+        async def work() -> payment_pb2.Transaction:
+            txn_id, epoch = _txn_id(request), _epoch(request)
+            await self.call(self.ledger.void, txn_id, epoch, request.reason[:MAX_REASON_CHARS])
+            log.info("void txn=%s epoch=%d", txn_id, epoch)
+            return await self._view(txn_id)
+
+        return await self._guarded(context, work)
+
+    async def _view(self, txn_id: str) -> payment_pb2.Transaction:
+        view = await self.call(self.ledger.transaction, txn_id)
+        if view is None:
+            raise UnknownTxn(f"no txn {txn_id}")
+        return transaction_pb(view)
+
+    async def GetTransaction(
+        self, request: common_pb2.OrderId, context: Context
+    ) -> payment_pb2.Transaction:
+        return await self._guarded(context, lambda: self._view(request.value))
+
+    async def Status(
+        self, request: common_pb2.Empty, context: Context
+    ) -> payment_pb2.PaymentStatus:
+        s = await self.call(self.ledger.status)
+        return payment_pb2.PaymentStatus(
+            captured_cents=s.captured_cents,
+            currency=CURRENCY,
+            prepared=s.counts[State.PREPARED],
+            committed=s.counts[State.COMMITTED],
+            aborted=s.counts[State.ABORTED],
+            in_doubt=[transaction_pb(v) for v in s.in_doubt],
+            epoch=s.epoch,
+            tokens=s.tokens,
+            pid=os.getpid(),
+        )
+
+
+def create_server(bind: str, servicer: PaymentServicer) -> tuple[grpc.aio.Server, Any, int]:
+    """The payment server bound to `bind` (port 0: a free one); not yet started."""
+    return grpcutil.create_server(
+        bind,
+        lambda server: payment_pb2_grpc.add_PaymentServicer_to_server(servicer, server),
+        [SERVICE_NAME],
+    )
+
+
+def ledger_path(settings: Settings) -> Path:
+    return settings.data_dir / "payment" / "ledger.db"
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    servicer = PaymentServicer(Ledger(ledger_path(settings)))
+    bind = settings.bind_address("payment")
+    server, health, port = create_server(bind, servicer)
+    await server.start()
+    await grpcutil.set_serving(health, [SERVICE_NAME])
+    log.info("payment serving on %s (port %d)", bind, port)
+    channel = grpcutil.insecure_channel(settings.order_queue_address)
+    queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
+    decisions = recovery.queue_decisions(queue, settings.rpc_timeout_s)
+    recovering = asyncio.create_task(
+        recovery.recover(servicer, decisions, settings.payment_recovery_interval_s),
+        name="recovery",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("payment stopping")
+    recovering.cancel()
+    await server.stop(grace=1.0)
+    await channel.close()
+    with contextlib.suppress(Exception):
+        await servicer.close()
