@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 SERVICES = (
     "orchestrator",
@@ -20,10 +21,12 @@ SERVICES = (
     "suggestions",
     "order-queue",
     "order-executor",
+    "books-database",
 )
 # The three services that run the checkout events, in vector-clock order.
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
 EXECUTOR_IDS = (1, 2, 3, 4)
+BOOKS_DATABASE_IDS = (1, 2, 3)
 
 
 class SettingsError(ValueError):
@@ -91,6 +94,16 @@ class Settings:
     ai_breaker_cooldown_s: float = 30.0
     suggestions_count: int = 3
 
+    # Books database (replicated stock). heartbeat < election_min <= election_max;
+    # a dead primary is replaced within about election_max + one election round (< 2 s).
+    books_database_addresses: Mapping[int, str] = field(
+        default_factory=lambda: {i: f"127.0.0.1:{50058 + i}" for i in BOOKS_DATABASE_IDS}
+    )
+    books_initial_stock: int | None = None  # None: each book's catalogue stock
+    books_heartbeat_s: float = 0.05
+    books_election_min_s: float = 0.3
+    books_election_max_s: float = 0.6
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -99,6 +112,10 @@ class Settings:
         }[service]
 
     def address_of(self, service: str, replica_id: int | None = None) -> str:
+        if service == "books-database":
+            return _replica_address(
+                self.books_database_addresses, replica_id, "BOOKS_DATABASE_ADDRESSES"
+            )
         if service == "order-executor":
             if replica_id is None:
                 raise SettingsError("order-executor needs a replica id")
@@ -164,9 +181,10 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _executor_addresses(env: Mapping[str, str], default: Mapping[int, str]) -> dict[int, str]:
+def _executor_addresses(
+    env: Mapping[str, str], default: Mapping[int, str], name: str = "ORDER_EXECUTOR_ADDRESSES"
+) -> dict[int, str]:
     """ORDER_EXECUTOR_ADDRESSES="1=host:port,2=host:port,..." (ids are replica ids)."""
-    name = "ORDER_EXECUTOR_ADDRESSES"
     raw = env.get(name)
     if not raw:
         return dict(default)
@@ -225,12 +243,50 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ai_breaker_failures=_int(e, "AI_BREAKER_FAILURES", d.ai_breaker_failures),
         ai_breaker_cooldown_s=_float(e, "AI_BREAKER_COOLDOWN_S", d.ai_breaker_cooldown_s),
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
+        **_books_database(e, d),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(
             "ORDER_EXECUTOR_PING_INTERVAL_S must be shorter than ORDER_EXECUTOR_FAILURE_TIMEOUT_S"
         )
     return settings
+
+
+# -- books database ----------------------------------------------------------
+
+
+def _replica_address(addresses: Mapping[int, str], replica_id: int | None, variable: str) -> str:
+    if replica_id is None:
+        raise SettingsError(f"{variable} names replicas: a replica id is needed")
+    try:
+        return addresses[replica_id]
+    except KeyError:
+        known = ", ".join(str(i) for i in sorted(addresses))
+        raise SettingsError(f"replica id {replica_id} is not in {variable} ({known})") from None
+
+
+def _books_database(e: Mapping[str, str], d: Settings) -> dict[str, Any]:
+    """BOOKS_DATABASE_ADDRESSES, BOOKS_INITIAL_STOCK and the replication timings."""
+    initial = e.get("BOOKS_INITIAL_STOCK")
+    values: dict[str, Any] = {
+        "books_database_addresses": _executor_addresses(
+            e, d.books_database_addresses, "BOOKS_DATABASE_ADDRESSES"
+        ),
+        "books_initial_stock": None if not initial else _int(e, "BOOKS_INITIAL_STOCK", 0),
+        "books_heartbeat_s": _float(e, "BOOKS_DATABASE_HEARTBEAT_S", d.books_heartbeat_s),
+        "books_election_min_s": _float(e, "BOOKS_DATABASE_ELECTION_MIN_S", d.books_election_min_s),
+        "books_election_max_s": _float(e, "BOOKS_DATABASE_ELECTION_MAX_S", d.books_election_max_s),
+    }
+    if not (
+        values["books_heartbeat_s"]
+        < values["books_election_min_s"]
+        <= values["books_election_max_s"]
+    ):
+        raise SettingsError(
+            "BOOKS_DATABASE_HEARTBEAT_S < BOOKS_DATABASE_ELECTION_MIN_S"
+            " <= BOOKS_DATABASE_ELECTION_MAX_S must hold"
+        )
+    return values
 
 
 @cache
