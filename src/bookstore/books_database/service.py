@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from bookstore import grpcutil
 from bookstore.books_database import stock, wire
@@ -178,6 +179,9 @@ class BooksDatabaseReplica:
         asyncio.get_running_loop().create_task(grpcutil.set_serving(self.health, [SERVICE_NAME]))
 
     async def start(self) -> asyncio.Task[None]:
+        # The standard servicer starts SERVING overall: not until this replica caught up.
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         return self.driver.start()
 
