@@ -146,12 +146,14 @@ class Cluster:
         end = self.now + seconds
         while self.now < end:
             self.now = round(self.now + TICK, 6)
-            self._deliver()
-            for i, node in self.nodes.items():
-                if node is not None and i not in self.paused:
+            for i, node in self.nodes.items():  # client requests first: a woken replica
+                if node is not None and i not in self.paused:  # may see them before news
                     for request in self._held[i]:
                         self._handle(i, request(node))
                     self._held[i].clear()
+            self._deliver()
+            for i, node in self.nodes.items():
+                if node is not None and i not in self.paused:
                     self._handle(i, node.on_tick(self.now))
             for client in range(clients):
                 if client not in self.busy and self.rng.random() < 0.3:
@@ -220,7 +222,9 @@ class Cluster:
             if not held:
                 return
             args = (self.rng.choice(["commit", "release"]), self.rng.choice(held))
-        target = self.leader_hint or self.rng.choice(self.ids)
+        # mostly the believed primary; sometimes any replica (a deposed primary may answer)
+        hinted = self.leader_hint and self.rng.random() < 0.7
+        target = self.leader_hint if hinted else self.rng.choice(self.ids)
         node = self.nodes[target]
         ticket = next(self._tickets)
         pending = Pending(client, book, next(self._clock), args)
