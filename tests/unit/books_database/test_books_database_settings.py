@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bookstore import cli
 from bookstore.books_database.service import config_from
 from bookstore.settings import SettingsError, from_env
 
@@ -52,3 +53,8 @@ def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -
 def test_an_unknown_replica_id_is_refused() -> None:
     with pytest.raises(SettingsError, match=r"replica id 4 is not in BOOKS_DATABASE_ADDRESSES"):
         config_from(from_env({}), 4)
+
+
+def test_serving_a_replica_needs_its_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "books-database"]) == 2
+    assert "books-database needs --replica-id N" in capsys.readouterr().err
