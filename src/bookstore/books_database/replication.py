@@ -215,6 +215,8 @@ class Replica:
 
     def on_message(self, msg: Message, now: float) -> Output:
         self._arm(now)
+        if msg.sender not in self.peers:  # not a member: its vote or ack must not count
+            return self.take_output()
         if msg.view > self.view:
             self._adopt_view(msg.view, now)
         if msg.view < self.view:

@@ -64,9 +64,10 @@ async def _reply(answer: Answer, context: Context) -> pb.WriteReply:
 
 
 async def _need_request_id(request_id: str, context: Context) -> None:
-    if not request_id or len(request_id) > 200:
+    if not 0 < len(request_id) <= stock.MAX_ID:
         await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST: request_id must be 1..200 characters"
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"BAD_REQUEST: request_id must be 1..{stock.MAX_ID} characters",
         )
 
 
@@ -222,5 +223,6 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     log.info("books-database-%d stopping", replica_id)
     with contextlib.suppress(Exception):
         await replica.stop()
-    if replica.driver.failed is not None:
-        raise SystemExit(f"books-database-{replica_id}: {replica.driver.failed}")
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        # storage failed or an invariant broke: exit non-zero, the launcher restarts us
+        raise SystemExit(f"books-database-{replica_id}: {running.exception()!r}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 MAX_QUANTITY = 1_000_000  # per line and per set_stock: anything larger is a mistake
 MAX_ITEMS = 100
+MAX_ID = 200  # characters of a request or transaction id
 
 OK = "OK"
 # Named result codes (the gRPC layer maps them to status codes).
@@ -112,8 +113,8 @@ class StockMachine:
         """The checks that need no history: OK or why the op is malformed."""
         if op.kind not in KINDS:
             return Result(BAD_REQUEST, f"unknown operation {op.kind!r}")
-        if op.kind in (RESERVE, COMMIT, RELEASE) and not op.txn_id:
-            return Result(BAD_REQUEST, "txn_id is required")
+        if op.kind in (RESERVE, COMMIT, RELEASE) and not 0 < len(op.txn_id) <= MAX_ID:
+            return Result(BAD_REQUEST, f"txn_id must be 1..{MAX_ID} characters")
         if op.kind in (RESERVE, SET_STOCK):
             return self._validate_items(op)
         return Result()

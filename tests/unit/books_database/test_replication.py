@@ -108,12 +108,19 @@ def test_one_vote_per_view_and_only_for_an_up_to_date_log() -> None:
     assert behind.hard_state == (3, 2)
 
 
+def test_a_message_from_a_replica_that_is_not_a_member_counts_for_nothing() -> None:
+    machine = StockMachine({"b1": BookRow("B", 3)})
+    replica = Replica(1, [1, 2, 3], machine, view=2)
+    out = replica.on_message(Append(9, 7, 0, 0, (), 0, 1), 0.0)
+    assert (replica.view, replica.leader, out.messages) == (2, 0, [])
+
+
 def test_a_deposed_primary_steps_down_on_a_higher_view() -> None:
     cluster = Cluster(seed=4, stock=STOCK)
     old = settle(cluster)
     node = cluster.nodes[old]
     assert node is not None
-    out = node.on_message(AppendReply(node.view + 1, 2, False, 0, 0), cluster.now)
+    out = node.on_message(AppendReply(node.view + 1, node.peers[0], False, 0, 0), cluster.now)
     assert node.role != PRIMARY and out.hard_state == (node.view, 0)
 
 

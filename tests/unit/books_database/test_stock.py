@@ -82,7 +82,7 @@ def test_a_lower_epoch_is_refused_once_a_higher_one_was_seen(machine: StockMachi
         (reserve("t", b1=-2), BAD_REQUEST, "quantity of 'b1' is -2: must be 1..1000000"),
         (reserve("t", b1=10**9), BAD_REQUEST, "quantity of 'b1' is 1000000000: must be 1..1000000"),
         (reserve("t"), BAD_REQUEST, "items must not be empty"),
-        (Op("reserve", "r", "", 1, (("b1", 1),)), BAD_REQUEST, "txn_id is required"),
+        (Op("reserve", "r", "", 1, (("b1", 1),)), BAD_REQUEST, "txn_id must be 1..200 characters"),
         (Op("commit", "c", "ghost", 1), UNKNOWN_TXN, "no reservation for transaction ghost"),
         (Op("drop", "d"), BAD_REQUEST, "unknown operation 'drop'"),
     ],
