@@ -167,6 +167,7 @@ class BooksDatabaseReplica:
             tick_s=config.timings.heartbeat / 2,
             on_caught_up=self._serving,
         )
+        self._serving_task: asyncio.Task[None] | None = None
         address = config.addresses[config.replica_id]
         servicer = BooksDatabaseServicer(self.driver, address)
         self.server, self.health, self.port = grpcutil.create_server(
@@ -177,7 +178,9 @@ class BooksDatabaseReplica:
 
     def _serving(self) -> None:
         log.info("books-database-%d caught up: SERVING", self.config.replica_id)
-        asyncio.get_running_loop().create_task(grpcutil.set_serving(self.health, [SERVICE_NAME]))
+        self._serving_task = asyncio.create_task(
+            grpcutil.set_serving(self.health, [SERVICE_NAME])
+        )  # kept: a task nobody references may be collected before it runs
 
     async def start(self) -> asyncio.Task[None]:
         # The standard servicer starts SERVING overall: not until this replica caught up.
