@@ -15,7 +15,11 @@ Rules, as implemented:
    `log_writes` and `changes` (one fsync) *before* it sends the Output's
    messages or answers: nothing is promised that is not on disk.
 3. Election: a backup that hears no primary for a randomised election timeout
-   starts view+1, votes for itself and asks the others. A replica grants one
+   first asks the others whether they would vote for it in view+1 (pre-vote:
+   nothing changes; a replica says yes only if its log is not ahead and it
+   has not heard a live primary for election_min), so a replica cut off by a
+   partition cannot depose a working primary when it comes back. With a
+   majority of yeses it starts view+1, votes for itself and asks the others. A replica grants one
    vote per view, only to a candidate whose last (view, index) is >= its own
    (Raft's election restriction: the winner holds every committed entry).
    A majority of votes makes a primary; it appends a no-op of its own view,
@@ -64,6 +68,7 @@ class RequestVote:
     sender: int
     last_view: int
     last_index: int
+    pre: bool = False  # pre-vote: "would you vote for me in `view`?" (changes nothing)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Vote:
     view: int
     sender: int
     granted: bool
+    pre: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,8 @@ class Replica:
         self._out = Output()
         self._deadline: float | None = None
         self._votes: set[int] = set()
+        self._prevotes: set[int] | None = None  # pre-voting for view + 1
+        self._heard_at = float("-inf")  # last Append from the primary of my view
         self._next: dict[int, int] = {}
         self._match: dict[int, int] = {}
         self._acked_round: dict[int, int] = {}
@@ -216,6 +224,9 @@ class Replica:
     def on_message(self, msg: Message, now: float) -> Output:
         self._arm(now)
         if msg.sender not in self.peers:  # not a member: its vote or ack must not count
+            return self.take_output()
+        if isinstance(msg, RequestVote | Vote) and msg.pre:
+            self._on_pre_vote(msg, now)
             return self.take_output()
         if msg.view > self.view:
             self._adopt_view(msg.view, now)
@@ -240,7 +251,7 @@ class Replica:
             else:
                 self._broadcast(now)
         elif self._deadline is not None and now >= self._deadline:
-            self._start_election(now)
+            self._start_pre_vote(now)
         return self.take_output()
 
     def submit(self, ticket: int, op: Op, now: float) -> Output:
@@ -309,6 +320,8 @@ class Replica:
         if self.leader != msg.sender:
             self._note(f"following primary {msg.sender} in view {self.view}")
         self.leader = msg.sender
+        self._heard_at = now
+        self._prevotes = None
         self._reset_deadline(now)
         if msg.prev_index > self.last_index:
             self._reply(msg, False, self.last_index)
@@ -349,7 +362,39 @@ class Replica:
             self._next[peer] = max(1, min(self._next[peer], msg.match_index + 1))
         self._serve_reads()
 
+    def _start_pre_vote(self, now: float) -> None:
+        """Ask before disrupting: only a majority's yes starts a real election."""
+        if self.majority == 1:
+            self._start_election(now)
+            return
+        self._prevotes = set()
+        self._reset_deadline(now)
+        for peer in self.peers:
+            self._send(
+                peer,
+                RequestVote(self.view + 1, self.my_id, self.last_view, self.last_index, pre=True),
+            )
+
+    def _on_pre_vote(self, msg: RequestVote | Vote, now: float) -> None:
+        """A yes carries the proposed view; a no carries the refuser's own (real) view,
+        so a candidate behind in views catches up instead of asking forever."""
+        if isinstance(msg, RequestVote):
+            up_to_date = (msg.last_view, msg.last_index) >= (self.last_view, self.last_index)
+            primary_alive = self.role == PRIMARY or (
+                self.leader != 0 and now - self._heard_at < self.timings.election_min
+            )
+            grant = msg.view > self.view and up_to_date and not primary_alive
+            view = msg.view if grant else self.view
+            self._send(msg.sender, Vote(view, self.my_id, grant, pre=True))
+        elif msg.granted and self._prevotes is not None and msg.view == self.view + 1:
+            self._prevotes.add(msg.sender)
+            if len(self._prevotes) + 1 >= self.majority:
+                self._start_election(now)
+        elif not msg.granted and msg.view > self.view:
+            self._adopt_view(msg.view, now)
+
     def _start_election(self, now: float) -> None:
+        self._prevotes = None
         self._become_backup(now)
         self.view += 1
         self.voted_for = self.my_id

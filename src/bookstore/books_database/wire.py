@@ -42,10 +42,10 @@ def message_pb(msg: Message) -> pb.PeerMessage:
     out = pb.PeerMessage(view=msg.view, sender=msg.sender)
     if isinstance(msg, RequestVote):
         out.request_vote.CopyFrom(
-            pb.RequestVote(last_view=msg.last_view, last_index=msg.last_index)
+            pb.RequestVote(last_view=msg.last_view, last_index=msg.last_index, pre=msg.pre)
         )
     elif isinstance(msg, Vote):
-        out.vote.CopyFrom(pb.Vote(granted=msg.granted))
+        out.vote.CopyFrom(pb.Vote(granted=msg.granted, pre=msg.pre))
     elif isinstance(msg, Append):
         out.append.CopyFrom(
             pb.Append(
@@ -68,9 +68,9 @@ def message_from_pb(m: pb.PeerMessage) -> Message | None:
     kind = m.WhichOneof("body")
     if kind == "request_vote":
         r = m.request_vote
-        return RequestVote(m.view, m.sender, r.last_view, r.last_index)
+        return RequestVote(m.view, m.sender, r.last_view, r.last_index, r.pre)
     if kind == "vote":
-        return Vote(m.view, m.sender, m.vote.granted)
+        return Vote(m.view, m.sender, m.vote.granted, m.vote.pre)
     if kind == "append":
         a = m.append
         entries = tuple(Entry(e.view, op_from_pb(e.op)) for e in a.entries)

@@ -291,17 +291,21 @@ class RequestVote(_message.Message):
 
     LAST_VIEW_FIELD_NUMBER: _builtins.int
     LAST_INDEX_FIELD_NUMBER: _builtins.int
+    PRE_FIELD_NUMBER: _builtins.int
     last_view: _builtins.int
     last_index: _builtins.int
+    pre: _builtins.bool
+    """pre-vote: would you vote for me in this view? (changes nothing)"""
     def __init__(
         self,
         *,
         last_view: _builtins.int = ...,
         last_index: _builtins.int = ...,
+        pre: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_index", b"last_index", "last_view", b"last_view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_index", b"last_index", "last_view", b"last_view", "pre", b"pre"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -312,15 +316,18 @@ class Vote(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GRANTED_FIELD_NUMBER: _builtins.int
+    PRE_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
+    pre: _builtins.bool
     def __init__(
         self,
         *,
         granted: _builtins.bool = ...,
+        pre: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "pre", b"pre"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

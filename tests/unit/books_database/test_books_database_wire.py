@@ -29,8 +29,8 @@ ops = st.builds(
     items=st.lists(st.tuples(text, st.integers(-(2**40), 2**40)), max_size=4).map(tuple),
 )
 messages = st.one_of(
-    st.builds(RequestVote, n, ids, n, n),
-    st.builds(Vote, n, ids, st.booleans()),
+    st.builds(RequestVote, n, ids, n, n, st.booleans()),
+    st.builds(Vote, n, ids, st.booleans(), st.booleans()),
     st.builds(
         Append, n, ids, n, n, st.lists(st.builds(Entry, n, ops), max_size=4).map(tuple), n, n
     ),

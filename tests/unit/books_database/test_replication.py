@@ -14,6 +14,7 @@ from bookstore.books_database.replication import (
     PRIMARY,
     Append,
     AppendReply,
+    Entry,
     Replica,
     RequestVote,
     Vote,
@@ -175,3 +176,39 @@ def test_random_faults_keep_the_stock_linearizable(
         cluster.resume(node)
     settle(cluster)
     check_histories(cluster)
+
+
+def test_a_replica_cut_off_and_reconnected_does_not_depose_the_primary() -> None:
+    cluster = Cluster(seed=7, stock=STOCK)
+    primary = settle(cluster)
+    node = cluster.nodes[primary]
+    assert node is not None
+    view = node.view
+    backup = next(i for i in cluster.ids if i != primary)
+    cluster.isolate(backup)
+    cluster.run(3.0, clients=3)  # it times out again and again, asking in vain
+    cluster.heal()
+    cluster.run(1.0, clients=3)
+    assert (node.role, node.view) == (PRIMARY, view)
+    assert settle(cluster) == primary
+    check_histories(cluster)
+
+
+def test_a_replica_behind_in_views_but_ahead_in_log_still_gets_elected() -> None:
+    # Replica 3 is down. Replica 1 saw view 5 but has an older log; replica 2 has the
+    # newer log but saw only view 3. Only 2 can win, and it must learn view 5 first.
+    entries = [Entry(1, Op("noop")), Entry(3, Op("noop"))]
+    one = Replica(1, [1, 2, 3], StockMachine({}), view=5, log=entries[:1])
+    two = Replica(2, [1, 2, 3], StockMachine({}), view=3, log=entries)
+    replicas = {1: one, 2: two}
+    now = 0.0
+    while PRIMARY not in (one.role, two.role):
+        now += 0.01
+        assert now < 30, "no primary"
+        outs = [r.on_tick(now) for r in replicas.values()]
+        while outs:
+            out = outs.pop()
+            outs += [
+                replicas[o.to].on_message(o.message, now) for o in out.messages if o.to in replicas
+            ]
+    assert two.role == PRIMARY and two.view > 5
