@@ -185,3 +185,13 @@ async def test_all_three_stopped_and_restarted_lose_nothing_acknowledged(
     with pytest.raises(grpcutil.Rejected, match="STALE_EPOCH"):  # the epoch is durable too
         await client.release("o2", epoch=2)
     await cluster.converged()
+
+
+async def test_the_client_follows_a_backup_to_the_primary(
+    cluster: Cluster, client: BooksDatabaseClient
+) -> None:
+    await client.read_stock([BOOK])
+    primary = cluster.primary()
+    client.primary = next(i for i in cluster.addresses if i != primary)  # a wrong guess
+    assert (await client.reserve("o1", {BOOK: 1}, epoch=1)).ok
+    assert client.primary == primary
