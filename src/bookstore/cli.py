@@ -24,14 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-color", action="store_true", help="plain log prefixes")
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
-    serve.add_argument("--replica-id", type=int, default=None, help="order-executor replica id")
+    serve.add_argument(
+        "--replica-id", type=int, default=None, help="order-executor or books-database replica id"
+    )
     return parser
 
 
 def serve(service: str, replica_id: int | None) -> int:
     settings = get_settings()
-    if service == "order-executor" and replica_id is None:
-        raise SettingsError("order-executor needs --replica-id N")
+    if service in ("order-executor", "books-database") and replica_id is None:
+        raise SettingsError(f"{service} needs --replica-id N")
     name = service if replica_id is None else f"{service}-{replica_id}"
     logs.setup(name, settings.log_level)
     if warning := plaintext_warning(settings):

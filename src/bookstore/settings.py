@@ -16,8 +16,16 @@ from pathlib import Path
 # The three services that run the checkout events, in vector-clock order
 # (choreography/events.py names them TV, FD and SUG).
 CHECKOUT_SERVICES = ("transaction-verification", "fraud-detection", "suggestions")
-SERVICES = ("orchestrator", *CHECKOUT_SERVICES, "order-queue", "order-executor", "payment")
+SERVICES = (
+    "orchestrator",
+    *CHECKOUT_SERVICES,
+    "order-queue",
+    "order-executor",
+    "books-database",
+    "payment",
+)
 EXECUTOR_IDS = (1, 2, 3, 4)
+BOOKS_DATABASE_IDS = (1, 2, 3)
 
 
 class SettingsError(ValueError):
@@ -100,6 +108,16 @@ class Settings:
     payment_address: str = "127.0.0.1:50062"  # the payment service
     payment_recovery_interval_s: float = 1.0  # prepared txns ask the decision log this often
 
+    # Books database (replicated stock). heartbeat < election_min <= election_max;
+    # a dead primary is replaced within about election_max + one election round (< 2 s).
+    books_database_addresses: Mapping[int, str] = field(  # replica id = address
+        default_factory=lambda: {i: f"127.0.0.1:{50058 + i}" for i in BOOKS_DATABASE_IDS}
+    )
+    books_initial_stock: int | None = None  # every book's stock at first start (unset: catalogue)
+    books_heartbeat_s: float = 0.05  # the primary's heartbeat to the backups
+    books_election_min_s: float = 0.3  # no primary heard for a random time in [min, max]:
+    books_election_max_s: float = 0.6  # a backup starts a new view
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -108,6 +126,10 @@ class Settings:
         }[service]
 
     def address_of(self, service: str, replica_id: int | None = None) -> str:
+        if service == "books-database":
+            return _replica_address(
+                self.books_database_addresses, replica_id, "BOOKS_DATABASE_ADDRESSES"
+            )
         if service == "order-executor":
             if replica_id is None:
                 raise SettingsError("order-executor needs a replica id")
@@ -262,12 +284,44 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         payment_recovery_interval_s=_float(
             e, "PAYMENT_RECOVERY_INTERVAL_S", d.payment_recovery_interval_s
         ),
+        # Books database
+        books_database_addresses=_executor_addresses(
+            e, "BOOKS_DATABASE_ADDRESSES", d.books_database_addresses
+        ),
+        books_initial_stock=_optional_int(e, "BOOKS_INITIAL_STOCK"),
+        books_heartbeat_s=_float(e, "BOOKS_DATABASE_HEARTBEAT_S", d.books_heartbeat_s),
+        books_election_min_s=_float(e, "BOOKS_DATABASE_ELECTION_MIN_S", d.books_election_min_s),
+        books_election_max_s=_float(e, "BOOKS_DATABASE_ELECTION_MAX_S", d.books_election_max_s),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(
             "ORDER_EXECUTOR_PING_INTERVAL_S must be shorter than ORDER_EXECUTOR_FAILURE_TIMEOUT_S"
         )
+    if not (
+        settings.books_heartbeat_s < settings.books_election_min_s <= settings.books_election_max_s
+    ):
+        raise SettingsError(
+            "BOOKS_DATABASE_HEARTBEAT_S < BOOKS_DATABASE_ELECTION_MIN_S"
+            " <= BOOKS_DATABASE_ELECTION_MAX_S must hold"
+        )
     return settings
+
+
+# -- books database ----------------------------------------------------------
+
+
+def _replica_address(addresses: Mapping[int, str], replica_id: int | None, variable: str) -> str:
+    if replica_id is None:
+        raise SettingsError(f"{variable} names replicas: a replica id is needed")
+    try:
+        return addresses[replica_id]
+    except KeyError:
+        known = ", ".join(str(i) for i in sorted(addresses))
+        raise SettingsError(f"replica id {replica_id} is not in {variable} ({known})") from None
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return _int(env, name, 0) if env.get(name) else None
 
 
 @cache

@@ -129,7 +129,8 @@ def test_prometheus_scrapes_every_compose_service_on_its_metrics_port(
     for name, service in compose_config["services"].items():
         settings = from_env(service["environment"])
         runs = service["command"][2]
-        replica = int(name.rsplit("-", 1)[1]) if runs == "order-executor" else None
+        replicated = ("order-executor", "books-database")
+        replica = int(name.rsplit("-", 1)[1]) if runs in replicated else None
         if runs == "orchestrator":
             expected = settings.orchestrator_address
         else:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +41,19 @@ class History:
 
     def acknowledged(self) -> set[str]:
         return {o for o, r in self.outcomes.items() if r == "ok"}
+
+
+def kill_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL (after SIGCONT, in case it was paused) every process still running."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 class Cluster:
@@ -116,14 +130,7 @@ class Cluster:
         for channel in [self._channel, *self._exec_channels.values()]:
             if channel is not None:
                 await channel.close()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGCONT)
-                    proc.send_signal(signal.SIGKILL)
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        kill_all(self.procs.values())
 
     # -- the queue, as a client ----------------------------------------------------------
 

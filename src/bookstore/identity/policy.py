@@ -10,6 +10,8 @@ method entry wins over its service's. A method in no entry is refused
 - only the configured executor replicas register, dequeue, renew, complete
   and send each other election messages;
 - only the three checkout services exchange clocks;
+- only transaction verification turns a card into a payment token, and only
+  the executors move money or log two-phase-commit decisions;
 - health, reflection and the status reads are open to every authenticated
   caller (the launcher's probes, the cluster view, grpcurl with a cert).
 """
@@ -34,6 +36,7 @@ Policy = Mapping[str, frozenset[str]]
 _CHECKOUT = "bookstore.checkout.CheckoutParticipant"
 _QUEUE = "bookstore.queue.OrderQueue"
 _EXECUTOR = "bookstore.executor.OrderExecutor"
+_PAYMENT = "bookstore.payment.Payment"
 OPEN_SERVICES = (
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -46,6 +49,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
     orchestrator = frozenset({spiffe_id("orchestrator")})
     executors = frozenset(spiffe_id("order-executor", i) for i in settings.order_executor_addresses)
     checkout = frozenset(spiffe_id(s) for s in CHECKOUT_SERVICES)
+    payment = frozenset({spiffe_id("payment")})
     anyone = frozenset({ANY_AUTHENTICATED})
     table = {
         f"/{_CHECKOUT}/Session": orchestrator,
@@ -59,6 +63,19 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_QUEUE}/RenewLease": executors,
         f"/{_QUEUE}/Complete": executors,
         f"/{_QUEUE}/Status": anyone,
+        # The two-phase-commit decision log: written by the leader executor, read by
+        # the participants that recover (payment) and by the cluster view.
+        f"/{_QUEUE}/LogDecision": executors,
+        f"/{_QUEUE}/GetDecision": executors | payment,
+        f"/{_QUEUE}/ListDecisions": anyone,
+        # Cards become tokens in transaction verification (event c); only the
+        # coordinator (the leader executor) moves money.
+        f"/{_PAYMENT}/Tokenize": frozenset({spiffe_id("transaction-verification")}),
+        f"/{_PAYMENT}/Authorize": executors,
+        f"/{_PAYMENT}/Capture": executors,
+        f"/{_PAYMENT}/Void": executors,
+        f"/{_PAYMENT}/GetTransaction": executors,
+        f"/{_PAYMENT}/Status": anyone,
         f"/{_EXECUTOR}/Deliver": executors,
         f"/{_EXECUTOR}/Status": anyone,
     }

@@ -1,0 +1,540 @@
+"""Primary-backup replication with majority acknowledgement and fenced views,
+as a pure state machine: messages, client requests and time in, `Output` out.
+
+No sockets and no clocks here (the adapter is service.py). It is Raft's log
+replication and election, in Viewstamped Replication's words (view = term).
+Rules, as implemented:
+
+1. Every message carries its sender's view. A replica refuses anything from a
+   lower view (answering with its own, so the sender learns it is stale) and,
+   on seeing a higher view, adopts it and becomes a backup. This check is
+   written once, in `on_message`, and lives in the receiving replica: a
+   deposed primary that wakes from a pause can change nothing anywhere.
+2. Durable state: the view, the vote of that view, the log, and the applied
+   stock (storage.py). The adapter persists an Output's `hard_state`,
+   `log_writes` and `changes` (one fsync) *before* it sends the Output's
+   messages or answers: nothing is promised that is not on disk.
+3. Election: a backup that hears no primary for a randomised election timeout
+   first asks the others whether they would vote for it in view+1 (pre-vote:
+   nothing changes; a replica says yes only if its log is not ahead and it
+   has not heard a live primary for election_min), so a replica cut off by a
+   partition cannot depose a working primary when it comes back. With a
+   majority of yeses it starts view+1, votes for itself and asks the others. A replica grants one
+   vote per view, only to a candidate whose last (view, index) is >= its own
+   (Raft's election restriction: the winner holds every committed entry).
+   A majority of votes makes a primary; it appends a no-op of its own view,
+   and serves reads only once that no-op is committed.
+4. Replication is batched and pipelined: each `on_tick` sends every backup
+   the entries it has not been sent yet in one Append (at most MAX_BATCH),
+   without waiting for earlier Appends to be acknowledged. A backup accepts an
+   Append only if its log holds the entry before them (prev index and view);
+   otherwise it answers with a hint and the primary resends from there. A
+   conflicting uncommitted suffix is truncated.
+5. An entry is committed once a majority holds it durably and it (or a later
+   entry) is of the primary's own view; committed entries are applied to the
+   stock machine in log order on every replica.
+6. Reads are linearizable (read index): the primary records the commit index
+   and the next heartbeat round; once a majority has answered that round in
+   this view (it was still primary after the read arrived) and it has applied
+   up to that index, it answers. Backups never answer reads.
+7. A primary that has not heard from a majority for the longest election
+   timeout steps down (so clients go elsewhere); requests it was still
+   waiting on are answered UNKNOWN (they may yet commit: retry by request id).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bookstore.books_database.stock import NOOP_OP, Changes, Op, Result, StockMachine
+
+BACKUP, CANDIDATE, PRIMARY = "backup", "candidate", "primary"
+NOT_PRIMARY = "NOT_PRIMARY"  # definitely not done: ask the primary
+UNKNOWN = "UNKNOWN"  # the primary lost its view while the op was in flight
+MAX_BATCH = 512  # entries per Append
+
+
+@dataclass(frozen=True)
+class Entry:
+    view: int
+    op: Op
+
+
+@dataclass(frozen=True)
+class RequestVote:
+    view: int
+    sender: int
+    last_view: int
+    last_index: int
+    pre: bool = False  # pre-vote: "would you vote for me in `view`?" (changes nothing)
+
+
+@dataclass(frozen=True)
+class Vote:
+    view: int
+    sender: int
+    granted: bool
+    pre: bool = False
+
+
+@dataclass(frozen=True)
+class Append:
+    view: int
+    sender: int
+    prev_index: int
+    prev_view: int
+    entries: tuple[Entry, ...]
+    commit: int
+    round: int
+
+
+@dataclass(frozen=True)
+class AppendReply:
+    view: int
+    sender: int
+    ok: bool
+    match_index: int  # ok: last index known to match; not ok: resend after this
+    round: int
+
+
+Message = RequestVote | Vote | Append | AppendReply
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    to: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class LogWrite:
+    """Drop every entry from `start` on, then store `entries` at start, start+1, ..."""
+
+    start: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    ticket: int
+    result: Result
+    stock: tuple[tuple[str, int, int], ...] = ()  # reads: (book id, stock, available)
+
+
+@dataclass
+class Output:
+    messages: list[Outgoing] = field(default_factory=list)
+    hard_state: tuple[int, int] | None = None  # (view, voted for)
+    log_writes: list[LogWrite] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    applied: int = 0  # the machine's applied index, to persist with `changes`
+    answers: list[Answer] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # role changes, for the log
+
+    def merge(self, later: Output) -> Output:
+        self.messages += later.messages
+        self.hard_state = later.hard_state or self.hard_state
+        self.log_writes += later.log_writes
+        self.changes.books |= later.changes.books
+        self.changes.txns |= later.changes.txns
+        self.changes.answers.update(later.changes.answers)
+        self.applied = max(self.applied, later.applied)
+        self.answers += later.answers
+        self.notes += later.notes
+        return self
+
+    @property
+    def durable_work(self) -> bool:
+        c = self.changes
+        return bool(self.hard_state or self.log_writes or c.books or c.txns or c.answers)
+
+
+@dataclass(frozen=True)
+class Timings:
+    heartbeat: float = 0.05  # must be well under election_min
+    election_min: float = 0.3
+    election_max: float = 0.6
+
+
+@dataclass
+class _Read:
+    ticket: int
+    book_ids: tuple[str, ...]
+    index: int
+    round: int
+
+
+class Replica:
+    """One replica. `log`, `view`, `voted_for` and `machine` come from storage."""
+
+    def __init__(
+        self,
+        my_id: int,
+        peer_ids: Iterable[int],
+        machine: StockMachine,
+        *,
+        view: int = 0,
+        voted_for: int = 0,
+        log: Iterable[Entry] = (),
+        timings: Timings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.my_id = my_id
+        self.peers = sorted(set(peer_ids) - {my_id})
+        self.majority = (len(self.peers) + 1) // 2 + 1
+        self.machine = machine
+        self.view = view
+        self.voted_for = voted_for
+        self.log: list[Entry] = list(log)
+        if machine.applied > len(self.log):
+            raise ValueError("applied state is ahead of the log")
+        self.timings = timings or Timings()
+        self.rng = rng or random.Random()
+        self.role = BACKUP
+        self.leader = 0
+        self.commit = machine.applied
+        self.caught_up = False  # latched: joined a view and applied what it had committed
+        self.round = 0
+        self._out = Output()
+        self._deadline: float | None = None
+        self._votes: set[int] = set()
+        self._prevotes: set[int] | None = None  # pre-voting for view + 1
+        self._heard_at = float("-inf")  # last Append from the primary of my view
+        self._next: dict[int, int] = {}
+        self._match: dict[int, int] = {}
+        self._acked_round: dict[int, int] = {}
+        self._acked_at: dict[int, float] = {}
+        self._last_broadcast = float("-inf")
+        self._noop_index = 0
+        self._pending: dict[int, int] = {}  # log index -> ticket
+        self._reads: list[_Read] = []
+
+    # -- inputs ---------------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        return len(self.log)
+
+    @property
+    def last_view(self) -> int:
+        return self.log[-1].view if self.log else 0
+
+    def on_message(self, msg: Message, now: float) -> Output:
+        self._arm(now)
+        if msg.sender not in self.peers:  # not a member: its vote or ack must not count
+            return self.take_output()
+        if isinstance(msg, RequestVote | Vote) and msg.pre:
+            self._on_pre_vote(msg, now)
+            return self.take_output()
+        if msg.view > self.view:
+            self._adopt_view(msg.view, now)
+        if msg.view < self.view:
+            self._refuse_stale(msg)
+        elif isinstance(msg, RequestVote):
+            self._on_request_vote(msg, now)
+        elif isinstance(msg, Vote):
+            self._on_vote(msg, now)
+        elif isinstance(msg, Append):
+            self._on_append(msg, now)
+        else:
+            self._on_append_reply(msg, now)
+        return self.take_output()
+
+    def on_tick(self, now: float) -> Output:
+        self._arm(now)
+        if self.role == PRIMARY:
+            if not self._has_quorum(now):
+                self._note(f"lost the majority in view {self.view}; stepping down")
+                self._become_backup(now)
+            else:
+                self._broadcast(now)
+        elif self._deadline is not None and now >= self._deadline:
+            self._start_pre_vote(now)
+        return self.take_output()
+
+    def submit(self, ticket: int, op: Op, now: float) -> Output:
+        """A client write; its Answer comes once it is committed and applied."""
+        self._arm(now)
+        invalid = self.machine.validate(op)
+        if self.role != PRIMARY:
+            self._answer(ticket, self._not_primary())
+        elif not invalid.ok:
+            self._answer(ticket, invalid)
+        elif op.request_id and op.request_id in self.machine.answers:
+            self._answer(ticket, self.machine.answers[op.request_id])
+        else:
+            self._append_local(Entry(self.view, op))
+            self._pending[self.last_index] = ticket
+        return self.take_output()
+
+    def read(self, ticket: int, book_ids: tuple[str, ...], now: float) -> Output:
+        """A linearizable read, answered after the next round confirms this primary."""
+        self._arm(now)
+        unknown = [b for b in book_ids if b not in self.machine.books]
+        if self.role != PRIMARY:
+            self._answer(ticket, self._not_primary())
+        elif unknown:
+            self._answer(ticket, Result("UNKNOWN_BOOK", f"no book with id {unknown[0]!r}"))
+        else:
+            index = max(self.commit, self._noop_index)
+            self._reads.append(_Read(ticket, book_ids, index, self.round + 1))
+            self._serve_reads()
+        return self.take_output()
+
+    def take_output(self) -> Output:
+        out, self._out = self._out, Output()
+        out.changes = self.machine.take_changes()
+        out.applied = self.machine.applied
+        return out
+
+    # -- the rules ------------------------------------------------------------
+
+    def _refuse_stale(self, msg: Message) -> None:
+        if isinstance(msg, RequestVote):
+            self._send(msg.sender, Vote(self.view, self.my_id, False))
+        elif isinstance(msg, Append):
+            self._send(msg.sender, AppendReply(self.view, self.my_id, False, 0, msg.round))
+
+    def _on_request_vote(self, msg: RequestVote, now: float) -> None:
+        up_to_date = (msg.last_view, msg.last_index) >= (self.last_view, self.last_index)
+        grant = self.role == BACKUP and self.voted_for in (0, msg.sender) and up_to_date
+        if grant:
+            self.voted_for = msg.sender
+            self._out.hard_state = (self.view, self.voted_for)
+            self._reset_deadline(now)
+        self._send(msg.sender, Vote(self.view, self.my_id, grant))
+
+    def _on_vote(self, msg: Vote, now: float) -> None:
+        if self.role == CANDIDATE and msg.granted:
+            self._votes.add(msg.sender)
+            if len(self._votes) + 1 >= self.majority:
+                self._become_primary(now)
+
+    def _on_append(self, msg: Append, now: float) -> None:
+        if self.role == PRIMARY:  # impossible: one primary per view
+            raise AssertionError(f"two primaries in view {self.view}")
+        if self.role == CANDIDATE:
+            self._become_backup(now)
+        if self.leader != msg.sender:
+            self._note(f"following primary {msg.sender} in view {self.view}")
+        self.leader = msg.sender
+        self._heard_at = now
+        self._prevotes = None
+        self._reset_deadline(now)
+        if msg.prev_index > self.last_index:
+            self._reply(msg, False, self.last_index)
+            return
+        if msg.prev_index > 0 and self.log[msg.prev_index - 1].view != msg.prev_view:
+            self._reply(msg, False, self.commit)
+            return
+        self._store_entries(msg.prev_index, msg.entries)
+        match = msg.prev_index + len(msg.entries)
+        self._advance_commit(min(msg.commit, match))
+        if self.machine.applied >= msg.commit:
+            self._catch_up()
+        self._reply(msg, True, match)
+
+    def _store_entries(self, prev_index: int, entries: tuple[Entry, ...]) -> None:
+        for offset, entry in enumerate(entries):
+            index = prev_index + 1 + offset
+            if index <= self.last_index and self.log[index - 1].view == entry.view:
+                continue  # already held
+            if index <= self.commit:
+                raise AssertionError(f"a committed entry at {index} conflicts")
+            del self.log[index - 1 :]
+            self.log.extend(entries[offset:])
+            self._out.log_writes.append(LogWrite(index, entries[offset:]))
+            return
+
+    def _on_append_reply(self, msg: AppendReply, now: float) -> None:
+        if self.role != PRIMARY:
+            return
+        peer = msg.sender
+        self._acked_round[peer] = max(self._acked_round.get(peer, 0), msg.round)
+        self._acked_at[peer] = now
+        if msg.ok:
+            self._match[peer] = max(self._match[peer], msg.match_index)
+            self._next[peer] = max(self._next[peer], self._match[peer] + 1)
+            self._primary_commit()
+        else:
+            self._next[peer] = max(1, min(self._next[peer], msg.match_index + 1))
+        self._serve_reads()
+
+    def _start_pre_vote(self, now: float) -> None:
+        """Ask before disrupting: only a majority's yes starts a real election."""
+        if self.majority == 1:
+            self._start_election(now)
+            return
+        self._prevotes = set()
+        self._reset_deadline(now)
+        for peer in self.peers:
+            self._send(
+                peer,
+                RequestVote(self.view + 1, self.my_id, self.last_view, self.last_index, pre=True),
+            )
+
+    def _on_pre_vote(self, msg: RequestVote | Vote, now: float) -> None:
+        """A yes carries the proposed view; a no carries the refuser's own (real) view,
+        so a candidate behind in views catches up instead of asking forever."""
+        if isinstance(msg, RequestVote):
+            up_to_date = (msg.last_view, msg.last_index) >= (self.last_view, self.last_index)
+            primary_alive = self.role == PRIMARY or (
+                self.leader != 0 and now - self._heard_at < self.timings.election_min
+            )
+            grant = msg.view > self.view and up_to_date and not primary_alive
+            view = msg.view if grant else self.view
+            self._send(msg.sender, Vote(view, self.my_id, grant, pre=True))
+        elif msg.granted and self._prevotes is not None and msg.view == self.view + 1:
+            self._prevotes.add(msg.sender)
+            if len(self._prevotes) + 1 >= self.majority:
+                self._start_election(now)
+        elif not msg.granted and msg.view > self.view:
+            self._adopt_view(msg.view, now)
+
+    def _start_election(self, now: float) -> None:
+        self._prevotes = None
+        self._become_backup(now)
+        self.view += 1
+        self.voted_for = self.my_id
+        self._out.hard_state = (self.view, self.voted_for)
+        self.role = CANDIDATE
+        self._votes = set()
+        self._note(f"calling an election for view {self.view}")
+        if self.majority == 1:
+            self._become_primary(now)
+            return
+        for peer in self.peers:
+            self._send(peer, RequestVote(self.view, self.my_id, self.last_view, self.last_index))
+
+    def _become_primary(self, now: float) -> None:
+        self.role = PRIMARY
+        self.leader = self.my_id
+        self._note(f"primary of view {self.view}")
+        self._next = {p: self.last_index + 1 for p in self.peers}
+        self._match = {p: 0 for p in self.peers}
+        self._acked_round = {}
+        self._acked_at = {p: now for p in self.peers}
+        self._append_local(Entry(self.view, NOOP_OP))
+        self._noop_index = self.last_index
+        self._primary_commit()
+        self._broadcast(now, force=True)
+
+    def _become_backup(self, now: float) -> None:
+        if self.role == PRIMARY:
+            for ticket in self._pending.values():
+                self._answer(ticket, Result(UNKNOWN, f"replica {self.my_id} lost its view"))
+            for read in self._reads:
+                self._answer(read.ticket, self._not_primary())
+            self._pending.clear()
+            self._reads.clear()
+        self.role = BACKUP
+        self._reset_deadline(now)
+
+    def _adopt_view(self, view: int, now: float) -> None:
+        self._become_backup(now)
+        self.view = view
+        self.voted_for = 0
+        self.leader = 0
+        self._out.hard_state = (self.view, self.voted_for)
+
+    def _broadcast(self, now: float, force: bool = False) -> None:
+        """One Append per backup: what it has not been sent, or a heartbeat."""
+        behind = any(self._next[p] <= self.last_index for p in self.peers)
+        reads_waiting = any(r.round > self.round for r in self._reads)
+        due = now - self._last_broadcast >= self.timings.heartbeat
+        if not (force or behind or reads_waiting or due):
+            return
+        self.round += 1
+        self._last_broadcast = now
+        for peer in self.peers:
+            start = self._next[peer]
+            entries = tuple(self.log[start - 1 : start - 1 + MAX_BATCH])
+            prev_view = self.log[start - 2].view if start > 1 else 0
+            self._send(
+                peer,
+                Append(
+                    self.view, self.my_id, start - 1, prev_view, entries, self.commit, self.round
+                ),
+            )
+            self._next[peer] = start + len(entries)
+        self._serve_reads()
+
+    def _primary_commit(self) -> None:
+        for index in range(self.last_index, self.commit, -1):
+            if self.log[index - 1].view != self.view:
+                break
+            holders = 1 + sum(1 for p in self.peers if self._match[p] >= index)
+            if holders >= self.majority:
+                self._advance_commit(index)
+                break
+
+    def _advance_commit(self, index: int) -> None:
+        if index <= self.commit:
+            return
+        self.commit = index
+        while self.machine.applied < self.commit:
+            at = self.machine.applied + 1
+            result = self.machine.apply(at, self.log[at - 1].op)
+            ticket = self._pending.pop(at, None)
+            if ticket is not None:
+                self._answer(ticket, result)
+        if self.role == PRIMARY and self.commit >= self._noop_index:
+            self._catch_up()
+
+    def _serve_reads(self) -> None:
+        if self.role != PRIMARY or not self._reads:
+            return
+        confirmed = sorted((self._acked_round.get(p, 0) for p in self.peers), reverse=True)
+        # the round a majority (me included) has answered in this view
+        majority_round = confirmed[self.majority - 2] if self.majority > 1 else self.round
+        waiting: list[_Read] = []
+        for read in self._reads:
+            if read.round <= majority_round and self.machine.applied >= read.index:
+                rows = tuple(
+                    (b, self.machine.books[b].stock, self.machine.books[b].available)
+                    for b in read.book_ids
+                )
+                self._out.answers.append(Answer(read.ticket, Result(), rows))
+            else:
+                waiting.append(read)
+        self._reads = waiting
+
+    def _has_quorum(self, now: float) -> bool:
+        recent = sum(1 for p in self.peers if now - self._acked_at[p] <= self.timings.election_max)
+        return 1 + recent >= self.majority
+
+    # -- helpers --------------------------------------------------------------
+
+    def _append_local(self, entry: Entry) -> None:
+        self.log.append(entry)
+        self._out.log_writes.append(LogWrite(self.last_index, (entry,)))
+
+    def _reply(self, msg: Append, ok: bool, match: int) -> None:
+        self._send(msg.sender, AppendReply(self.view, self.my_id, ok, match, msg.round))
+
+    def _catch_up(self) -> None:
+        if not self.caught_up:
+            self.caught_up = True
+            self._note(f"caught up at index {self.machine.applied} in view {self.view}")
+
+    def _not_primary(self) -> Result:
+        return Result(NOT_PRIMARY, f"primary is {self.leader}")
+
+    def _answer(self, ticket: int, result: Result) -> None:
+        self._out.answers.append(Answer(ticket, result))
+
+    def _send(self, to: int, msg: Message) -> None:
+        self._out.messages.append(Outgoing(to, msg))
+
+    def _note(self, text: str) -> None:
+        self._out.notes.append(f"replica {self.my_id}: {text}")
+
+    def _arm(self, now: float) -> None:
+        if self._deadline is None:
+            self._reset_deadline(now)
+
+    def _reset_deadline(self, now: float) -> None:
+        t = self.timings
+        self._deadline = now + self.rng.uniform(t.election_min, t.election_max)

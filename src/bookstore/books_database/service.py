@@ -1,0 +1,231 @@
+"""The books-database gRPC service: one replica of the stock.
+
+Client operations go to the `Driver` (driver.py) and come back as the
+replica's answers; the named result codes become gRPC status codes here,
+in one table. Health turns SERVING only once the replica has joined a view
+and applied everything that view had committed when it joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from bookstore import grpcutil
+from bookstore.books_database import stock, wire
+from bookstore.books_database.driver import Driver
+from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Answer, Replica, Timings
+from bookstore.books_database.stock import Op
+from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
+from bookstore.catalogue import load_catalogue
+from bookstore.pb import books_database_pb2 as pb
+from bookstore.pb import books_database_pb2_grpc as pb_grpc
+from bookstore.pb import common_pb2
+from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "bookstore.books.BooksDatabase"
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+
+_CODES = {
+    NOT_PRIMARY: grpc.StatusCode.FAILED_PRECONDITION,
+    stock.STALE_EPOCH: grpc.StatusCode.FAILED_PRECONDITION,
+    stock.TXN_FINISHED: grpc.StatusCode.FAILED_PRECONDITION,
+    stock.BELOW_RESERVED: grpc.StatusCode.FAILED_PRECONDITION,
+    stock.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    stock.UNKNOWN_BOOK: grpc.StatusCode.NOT_FOUND,
+    stock.UNKNOWN_TXN: grpc.StatusCode.NOT_FOUND,
+}
+
+
+async def _reply(answer: Answer, context: Context) -> pb.WriteReply:
+    result = answer.result
+    if result.ok:
+        return pb.WriteReply(ok=True)
+    if result.code == stock.OUT_OF_STOCK:
+        return pb.WriteReply(ok=False, message=result.message, lacking_titles=result.lacking)
+    if result.code == UNKNOWN:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"OUTCOME_UNKNOWN: {result.message}")
+    code = _CODES.get(result.code, grpc.StatusCode.INTERNAL)
+    await context.abort(code, f"{result.code}: {result.message}")
+    raise AssertionError("abort returned")
+
+
+async def _need_request_id(request_id: str, context: Context) -> None:
+    if not 0 < len(request_id) <= stock.MAX_ID:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"BAD_REQUEST: request_id must be 1..{stock.MAX_ID} characters",
+        )
+
+
+class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
+    def __init__(self, driver: Driver, address: str) -> None:
+        self.driver = driver
+        self.address = address
+
+    async def _write(self, op: Op, context: Context) -> pb.WriteReply:
+        await _need_request_id(op.request_id, context)
+        try:
+            answer = await self.driver.submit(op)
+        except StorageFailure:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: replica stopping")
+            raise
+        return await _reply(answer, context)
+
+    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.WriteReply:
+        items = wire.items_of(request.items)
+        op = Op(stock.RESERVE, request.request_id, request.txn_id, request.epoch, items)
+        return await self._write(op, context)
+
+    async def Commit(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
+        op = Op(stock.COMMIT, request.request_id, request.txn_id, request.epoch)
+        return await self._write(op, context)
+
+    async def Release(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
+        op = Op(stock.RELEASE, request.request_id, request.txn_id, request.epoch)
+        return await self._write(op, context)
+
+    async def SetStock(self, request: pb.SetStockRequest, context: Context) -> pb.WriteReply:
+        op = Op(stock.SET_STOCK, request.request_id, items=wire.items_of(request.items))
+        return await self._write(op, context)
+
+    async def ReadStock(self, request: pb.ReadStockRequest, context: Context) -> pb.ReadStockReply:
+        book_ids = tuple(request.book_ids) or tuple(sorted(self.driver.replica.machine.books))
+        answer = await self.driver.read(book_ids)
+        if not answer.result.ok:
+            await _reply(answer, context)
+        return pb.ReadStockReply(
+            books=[pb.BookStock(book_id=b, stock=s, available=a) for b, s, a in answer.stock]
+        )
+
+    async def Deliver(self, request: pb.PeerBatch, context: Context) -> common_pb2.Empty:
+        messages = [wire.message_from_pb(m) for m in request.messages]
+        self.driver.deliver([m for m in messages if m is not None])
+        return common_pb2.Empty()
+
+    async def Status(self, request: common_pb2.Empty, context: Context) -> pb.ReplicaStatus:
+        r = self.driver.replica
+        return pb.ReplicaStatus(
+            replica_id=r.my_id,
+            address=self.address,
+            pid=os.getpid(),
+            role=r.role,
+            view=r.view,
+            primary=r.leader,
+            commit_index=r.commit,
+            applied_index=r.machine.applied,
+            last_index=r.last_index,
+            digest=r.machine.digest(),
+            caught_up=r.caught_up,
+            max_epoch=r.machine.max_epoch,
+        )
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    replica_id: int
+    addresses: Mapping[int, str]
+    path: Path
+    initial_stock: int | None = None
+    timings: Timings = field(default_factory=Timings)
+
+
+class BooksDatabaseReplica:
+    """One running replica: storage, the replica driver and its gRPC server."""
+
+    def __init__(self, config: ReplicaConfig, bind: str) -> None:
+        self.config = config
+        self.storage = Storage(config.path)
+        loaded = self.storage.load(seed_rows(load_catalogue(), config.initial_stock))
+        replica = Replica(
+            config.replica_id,
+            config.addresses,
+            loaded.machine,
+            view=loaded.view,
+            voted_for=loaded.voted_for,
+            log=loaded.log,
+            timings=config.timings,
+            rng=random.Random(),
+        )
+        self.driver = Driver(
+            replica,
+            self.storage,
+            config.addresses,
+            tick_s=config.timings.heartbeat / 2,
+            on_caught_up=self._serving,
+        )
+        self._serving_task: asyncio.Task[None] | None = None
+        address = config.addresses[config.replica_id]
+        servicer = BooksDatabaseServicer(self.driver, address)
+        self.server, self.health, self.port = grpcutil.create_server(
+            bind,
+            lambda server: pb_grpc.add_BooksDatabaseServicer_to_server(servicer, server),
+            [SERVICE_NAME],
+        )
+
+    def _serving(self) -> None:
+        log.info("books-database-%d caught up: SERVING", self.config.replica_id)
+        self._serving_task = asyncio.create_task(
+            grpcutil.set_serving(self.health, [SERVICE_NAME])
+        )  # kept: a task nobody references may be collected before it runs
+
+    async def start(self) -> asyncio.Task[None]:
+        # The standard servicer starts SERVING overall: not until this replica caught up.
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        return self.driver.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=0.5)
+        await self.driver.stop()
+        self.storage.close()
+
+
+def config_from(settings: Settings, replica_id: int) -> ReplicaConfig:
+    settings.address_of("books-database", replica_id)  # a known id, or SettingsError
+    return ReplicaConfig(
+        replica_id=replica_id,
+        addresses=settings.books_database_addresses,
+        path=settings.data_dir / f"books-database-{replica_id}.sqlite3",
+        initial_stock=settings.books_initial_stock,
+        timings=Timings(
+            heartbeat=settings.books_heartbeat_s,
+            election_min=settings.books_election_min_s,
+            election_max=settings.books_election_max_s,
+        ),
+    )
+
+
+async def serve(settings: Settings, replica_id: int | None = None) -> None:
+    assert replica_id is not None  # the CLI requires --replica-id
+    bind = settings.bind_address("books-database", replica_id)
+    replica = BooksDatabaseReplica(config_from(settings, replica_id), bind)
+    running = await replica.start()
+    log.info("books-database-%d listening on %s (port %d)", replica_id, bind, replica.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await asyncio.wait(
+        [asyncio.create_task(stop.wait()), running], return_when=asyncio.FIRST_COMPLETED
+    )
+    log.info("books-database-%d stopping", replica_id)
+    with contextlib.suppress(Exception):
+        await replica.stop()
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        # storage failed or an invariant broke: exit non-zero, the launcher restarts us
+        raise SystemExit(f"books-database-{replica_id}: {running.exception()!r}")

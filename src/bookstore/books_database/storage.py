@@ -1,0 +1,193 @@
+"""One replica's SQLite file: its view, vote, log and applied stock.
+
+WAL mode with `synchronous=FULL`, writes in `BEGIN IMMEDIATE` transactions,
+and any failure to commit is fatal (`StorageFailure`: the process stops
+rather than answer from a state it could not make durable). The adapter
+merges every Output of one loop turn into one `write` (group commit: one
+fsync for all of them). The stock table is seeded from the catalogue on
+first start. Card data never reaches this file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bookstore import durable_sqlite
+from bookstore.books_database.replication import Entry, Output
+from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn
+from bookstore.catalogue import Catalogue
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    view INTEGER NOT NULL,
+    voted_for INTEGER NOT NULL,
+    applied INTEGER NOT NULL,
+    max_epoch INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, view, voted_for, applied, max_epoch) VALUES (1, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS log (
+    idx INTEGER PRIMARY KEY,
+    view INTEGER NOT NULL,
+    op TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stock (
+    book_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    stock INTEGER NOT NULL CHECK (stock >= 0),
+    reserved INTEGER NOT NULL CHECK (reserved >= 0 AND reserved <= stock)
+);
+CREATE TABLE IF NOT EXISTS txns (
+    txn_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    items TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    request_id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    lacking TEXT NOT NULL
+);
+"""
+
+
+class StorageFailure(Exception):
+    """The database could not make a write durable: the replica must stop."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    view: int
+    voted_for: int
+    log: list[Entry]
+    machine: StockMachine
+
+
+def op_to_json(op: Op) -> str:
+    return json.dumps(
+        {"k": op.kind, "r": op.request_id, "t": op.txn_id, "e": op.epoch, "i": op.items}
+    )
+
+
+def op_from_json(text: str) -> Op:
+    d = json.loads(text)
+    items = tuple((str(b), int(q)) for b, q in d["i"])
+    return Op(d["k"], d["r"], d["t"], int(d["e"]), items)
+
+
+def seed_rows(catalogue: Catalogue, initial_stock: int | None) -> dict[str, BookRow]:
+    """Every catalogue book with its own stock, or `initial_stock` for all of them."""
+    return {
+        b.book_id: BookRow(b.title, b.stock if initial_stock is None else initial_stock)
+        for b in catalogue.all()
+    }
+
+
+class Storage:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.conn = durable_sqlite.connect(path)
+        except durable_sqlite.NotDurable as exc:
+            raise StorageFailure(str(exc)) from exc
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def load(self, seed: dict[str, BookRow]) -> Loaded:
+        """Everything persisted; on first start the stock table is seeded with `seed`."""
+        if self.conn.execute("SELECT COUNT(*) FROM stock").fetchone()[0] == 0:
+            self._transaction(
+                lambda: self.conn.executemany(
+                    "INSERT INTO stock (book_id, title, stock, reserved) VALUES (?, ?, ?, 0)",
+                    [(b, row.title, row.stock) for b, row in seed.items()],
+                )
+            )
+        view, voted_for, applied, max_epoch = self.conn.execute(
+            "SELECT view, voted_for, applied, max_epoch FROM meta WHERE id = 1"
+        ).fetchone()
+        books = {
+            b: BookRow(title, stock, reserved)
+            for b, title, stock, reserved in self.conn.execute("SELECT * FROM stock")
+        }
+        txns = {
+            t: Txn(state, tuple((str(b), int(q)) for b, q in json.loads(items)))
+            for t, state, items in self.conn.execute("SELECT * FROM txns")
+        }
+        answers = {
+            r: Result(code, message, tuple(json.loads(lacking)))
+            for r, code, message, lacking in self.conn.execute("SELECT * FROM answers")
+        }
+        log = [
+            Entry(v, op_from_json(op))
+            for v, op in self.conn.execute("SELECT view, op FROM log ORDER BY idx")
+        ]
+        machine = StockMachine(books, txns, answers, max_epoch, applied)
+        return Loaded(view, voted_for, log, machine)
+
+    def write(self, batch: Snapshot) -> None:
+        """Make one loop turn's outputs durable in one transaction (one fsync)."""
+        self._transaction(lambda: self._write(batch))
+
+    def _write(self, b: Snapshot) -> None:
+        c = self.conn
+        if b.hard_state is not None:
+            c.execute("UPDATE meta SET view = ?, voted_for = ? WHERE id = 1", b.hard_state)
+        for start, entries in b.log_writes:
+            c.execute("DELETE FROM log WHERE idx >= ?", (start,))
+            c.executemany(
+                "INSERT INTO log (idx, view, op) VALUES (?, ?, ?)",
+                [(start + k, view, op) for k, (view, op) in enumerate(entries)],
+            )
+        c.executemany("UPDATE stock SET stock = ?, reserved = ? WHERE book_id = ?", b.books)
+        c.executemany("INSERT OR REPLACE INTO txns VALUES (?, ?, ?)", b.txns)
+        c.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?)", b.answers)
+        c.execute("UPDATE meta SET applied = ?, max_epoch = ? WHERE id = 1", b.applied)
+
+    def _transaction(self, body: Callable[[], object]) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            body()
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise StorageFailure(f"{self.path}: commit failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An Output's durable part as plain rows, taken on the event loop before the write."""
+
+    hard_state: tuple[int, int] | None
+    log_writes: list[tuple[int, list[tuple[int, str]]]]
+    books: list[tuple[int, int, str]]
+    txns: list[tuple[str, str, str]]
+    answers: list[tuple[str, str, str, str]]
+    applied: tuple[int, int]
+
+
+def snapshot(out: Output, machine: StockMachine) -> Snapshot:
+    def rows(entries: Iterable[Entry]) -> list[tuple[int, str]]:
+        return [(e.view, op_to_json(e.op)) for e in entries]
+
+    ch = out.changes
+    return Snapshot(
+        hard_state=out.hard_state,
+        log_writes=[(w.start, rows(w.entries)) for w in out.log_writes],
+        books=[(machine.books[b].stock, machine.books[b].reserved, b) for b in sorted(ch.books)],
+        txns=[
+            (t, machine.txns[t].state, json.dumps(machine.txns[t].items)) for t in sorted(ch.txns)
+        ],
+        answers=[
+            (r, a.code, a.message, json.dumps(a.lacking)) for r, a in sorted(ch.answers.items())
+        ],
+        applied=(out.applied, machine.max_epoch),
+    )

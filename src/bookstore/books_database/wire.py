@@ -1,0 +1,81 @@
+"""Protocol messages and ops to and from their protobuf form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bookstore.books_database.replication import (
+    Append,
+    AppendReply,
+    Entry,
+    Message,
+    RequestVote,
+    Vote,
+)
+from bookstore.books_database.stock import Op
+from bookstore.pb import books_database_pb2 as pb
+
+
+def lines(items: tuple[tuple[str, int], ...]) -> list[pb.StockLine]:
+    return [pb.StockLine(book_id=b, quantity=q) for b, q in items]
+
+
+def items_of(stock_lines: Iterable[pb.StockLine]) -> tuple[tuple[str, int], ...]:
+    return tuple((line.book_id, int(line.quantity)) for line in stock_lines)
+
+
+def op_pb(op: Op) -> pb.Op:
+    return pb.Op(
+        kind=op.kind,
+        request_id=op.request_id,
+        txn_id=op.txn_id,
+        epoch=op.epoch,
+        items=lines(op.items),
+    )
+
+
+def op_from_pb(m: pb.Op) -> Op:
+    return Op(m.kind, m.request_id, m.txn_id, m.epoch, items_of(m.items))
+
+
+def message_pb(msg: Message) -> pb.PeerMessage:
+    out = pb.PeerMessage(view=msg.view, sender=msg.sender)
+    if isinstance(msg, RequestVote):
+        out.request_vote.CopyFrom(
+            pb.RequestVote(last_view=msg.last_view, last_index=msg.last_index, pre=msg.pre)
+        )
+    elif isinstance(msg, Vote):
+        out.vote.CopyFrom(pb.Vote(granted=msg.granted, pre=msg.pre))
+    elif isinstance(msg, Append):
+        out.append.CopyFrom(
+            pb.Append(
+                prev_index=msg.prev_index,
+                prev_view=msg.prev_view,
+                entries=[pb.Entry(view=e.view, op=op_pb(e.op)) for e in msg.entries],
+                commit=msg.commit,
+                round=msg.round,
+            )
+        )
+    else:
+        out.append_reply.CopyFrom(
+            pb.AppendReply(ok=msg.ok, match_index=msg.match_index, round=msg.round)
+        )
+    return out
+
+
+def message_from_pb(m: pb.PeerMessage) -> Message | None:
+    """The protocol message, or None for a message of a kind this replica does not know."""
+    kind = m.WhichOneof("body")
+    if kind == "request_vote":
+        r = m.request_vote
+        return RequestVote(m.view, m.sender, r.last_view, r.last_index, r.pre)
+    if kind == "vote":
+        return Vote(m.view, m.sender, m.vote.granted, m.vote.pre)
+    if kind == "append":
+        a = m.append
+        entries = tuple(Entry(e.view, op_from_pb(e.op)) for e in a.entries)
+        return Append(m.view, m.sender, a.prev_index, a.prev_view, entries, a.commit, a.round)
+    if kind == "append_reply":
+        r2 = m.append_reply
+        return AppendReply(m.view, m.sender, r2.ok, r2.match_index, r2.round)
+    return None

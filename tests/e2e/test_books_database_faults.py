@@ -1,0 +1,128 @@
+"""The books database as three real processes under faults: SIGKILL of the
+primary under load, SIGSTOP of the primary past its timeout, a backup killed
+and restarted. Every test ends with the stock check: initial stock minus the
+copies of the committed orders is the stock on every replica (same digest)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from books_database_harness import BOOK, IDS, Load, Replicas
+
+from bookstore import grpcutil
+from bookstore.books_database.stock import StockMachine
+from bookstore.books_database.storage import seed_rows
+from bookstore.catalogue import load_catalogue
+from bookstore.pb import books_database_pb2 as pb
+from bookstore.pb import books_database_pb2_grpc as pb_grpc
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+INITIAL = 100_000
+WORKERS = 8
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
+    r = Replicas(tmp_path, INITIAL)
+    try:
+        await r.start()
+        yield r
+    finally:
+        await r.close()
+
+
+def expected_digest(committed: int, **stock: int) -> str:
+    rows = seed_rows(load_catalogue(), INITIAL)
+    rows[BOOK].stock -= committed
+    for book_id, n in stock.items():
+        rows[book_id].stock = n
+    return StockMachine(rows).digest()
+
+
+async def check_stock(replicas: Replicas, load: Load, **restocked: int) -> None:
+    committed = await load.settle(replicas.db)
+    stock = (await replicas.db.read_stock([BOOK]))[BOOK]
+    assert (stock.stock, stock.available) == (INITIAL - committed, INITIAL - committed)
+    assert await replicas.converged() == expected_digest(committed, **restocked)
+
+
+async def under_load(replicas: Replicas, load: Load, seconds: float) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(load.run(replicas.db, w)) for w in range(WORKERS)]
+    await asyncio.sleep(seconds)
+    return tasks
+
+
+async def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_order(
+    replicas: Replicas,
+) -> None:
+    load = Load()
+    tasks = await under_load(replicas, load, 1.0)
+    old = await replicas.primary()
+    loop = asyncio.get_running_loop()
+    killed_at = loop.time()
+    replicas.kill(old)
+    await replicas.db.set_stock({"b003": 7}, request_id="after-the-kill")
+    print(f"primary {old} SIGKILLed: next acknowledged write {loop.time() - killed_at:.2f} s later")
+    new = await replicas.primary(other_than=old)
+    await asyncio.sleep(1.0)
+    replicas.spawn(old)
+    await replicas.wait_serving(old)
+    await asyncio.sleep(0.5)
+    load.stop.set()
+    await asyncio.gather(*tasks)
+    assert new != old and "committed" in load.outcomes.values()
+    await check_stock(replicas, load, b003=7)
+
+
+async def test_a_paused_primary_that_wakes_up_cannot_apply_its_writes(
+    replicas: Replicas,
+) -> None:
+    load = Load()
+    tasks = await under_load(replicas, load, 0.5)
+    old = await replicas.primary()
+    replicas.procs[old].send_signal(signal.SIGSTOP)
+    new = await replicas.primary(other_than=old)
+    async with grpcutil.insecure_channel(replicas.addresses[old]) as channel:
+        stub = pb_grpc.BooksDatabaseStub(channel)
+        late = pb.SetStockRequest(
+            request_id="late", items=[pb.StockLine(book_id="b002", quantity=1)]
+        )
+        call = asyncio.ensure_future(stub.SetStock(late, timeout=30))
+        await asyncio.sleep(0.5)  # the request waits in the paused process
+        replicas.procs[old].send_signal(signal.SIGCONT)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+    assert refused.value.code() in (
+        grpc.StatusCode.UNAVAILABLE,  # OUTCOME_UNKNOWN: it lost its view
+        grpc.StatusCode.FAILED_PRECONDITION,  # NOT_PRIMARY
+    ), refused.value.details()
+    load.stop.set()
+    await asyncio.gather(*tasks)
+    status = await replicas.status(old)
+    assert status is not None and status.role == "backup" and status.primary == new
+    b002 = (await replicas.db.read_stock(["b002"]))["b002"]
+    assert b002.stock == INITIAL  # the deposed primary's write was never applied
+    await check_stock(replicas, load)
+
+
+async def test_a_killed_backup_restarts_and_catches_up_before_it_serves(
+    replicas: Replicas,
+) -> None:
+    primary = await replicas.primary()
+    backup = next(i for i in IDS if i != primary)
+    load = Load()
+    tasks = await under_load(replicas, load, 0.5)
+    replicas.kill(backup)
+    await asyncio.sleep(1.0)  # the other two go on committing without it
+    replicas.spawn(backup)
+    await replicas.wait_serving(backup)
+    load.stop.set()
+    await asyncio.gather(*tasks)
+    status = await replicas.status(backup)
+    assert status is not None and status.caught_up and status.role == "backup"
+    await check_stock(replicas, load)

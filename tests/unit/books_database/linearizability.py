@@ -1,0 +1,97 @@
+"""A linearizability checker for the stock of one book (Wing & Gong's search,
+with Porcupine's memo of (linearized set, state) pairs and its treatment of
+unknown outcomes).
+
+A history is a list of operations, each with the logical time it was invoked
+and the time it returned. An operation whose outcome is unknown (a timeout,
+a crash: Jepsen's "info") has `ret = inf` and `output = None`: it may have
+taken effect at any point after its invocation, or never. A history is
+linearizable when some total order of its operations respects real time (an
+operation that returned before another was invoked comes first) and replays
+through the sequential model giving every known output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+INFO = math.inf
+
+
+@dataclass(frozen=True)
+class Operation:
+    call: float
+    ret: float  # INFO: outcome unknown
+    input: tuple[Any, ...]
+    output: Hashable | None  # None: outcome unknown
+
+
+State = Hashable
+Model = Callable[[State, tuple[Any, ...]], tuple[State, Hashable]]
+
+
+@dataclass(frozen=True)
+class BookState:
+    """The sequential model of one book: its stock and the transactions touching it."""
+
+    stock: int
+    reserved: frozenset[tuple[str, int]] = frozenset()  # (txn, quantity)
+    finished: frozenset[tuple[str, str]] = frozenset()  # (txn, "committed" | "released")
+
+    @property
+    def available(self) -> int:
+        return self.stock - sum(q for _, q in self.reserved)
+
+
+def book_model(state: State, op: tuple[Any, ...]) -> tuple[State, Hashable]:
+    """One op on one book: ("read",), ("set", n), ("reserve", txn, k), ("commit"|"release", txn)."""
+    assert isinstance(state, BookState)
+    kind = op[0]
+    if kind == "read":
+        return state, (state.stock, state.available)
+    if kind == "set":
+        held = state.stock - state.available
+        if op[1] < held:
+            return state, "BELOW_RESERVED"
+        return BookState(op[1], state.reserved, state.finished), "OK"
+    if kind == "reserve":
+        _, txn, k = op
+        if state.available < k:
+            return state, "OUT_OF_STOCK"
+        return BookState(state.stock, state.reserved | {(txn, k)}, state.finished), "OK"
+    _, txn = op
+    target = "committed" if kind == "commit" else "released"
+    mine = [(t, q) for t, q in state.reserved if t == txn]
+    if not mine:
+        return state, "OK" if (txn, target) in state.finished else "TXN_FINISHED"
+    stock = state.stock - mine[0][1] if kind == "commit" else state.stock
+    return BookState(stock, state.reserved - {mine[0]}, state.finished | {(txn, target)}), "OK"
+
+
+def is_linearizable(history: list[Operation], initial: State, model: Model = book_model) -> bool:
+    ops = sorted(history, key=lambda o: o.call)
+    everything = frozenset(range(len(ops)))
+    seen: set[tuple[frozenset[int], State]] = set()
+    # Depth-first search over (done set, state); each level linearizes one more op.
+    stack: list[tuple[frozenset[int], State]] = [(frozenset(), initial)]
+    while stack:
+        done, state = stack.pop()
+        left = everything - done
+        if not left:
+            return True
+        first_return = min(ops[i].ret for i in left)
+        for i in left:
+            op = ops[i]
+            if op.call > first_return:
+                continue  # something still pending returned before this was invoked
+            after, output = model(state, op.input)
+            if op.output is not None and output != op.output:
+                continue
+            key = (done | {i}, after)
+            if key not in seen:
+                seen.add(key)
+                stack.append(key)
+    return False
