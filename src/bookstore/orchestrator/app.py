@@ -2,10 +2,11 @@
 
     POST /checkout        the course's checkout operation (routes/checkout.py)
     GET  /healthz         liveness
-    GET  /api/books       the catalogue (?q= searches; ?title= ?author= ?genre= narrow)
+    GET  /api/books       the catalogue with live stock (?q= searches; ?title= ?author= ?genre=)
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
     GET  /api/orders      recent orders, newest first
-    GET  /api/cluster     every service: address, pid, health, cache size; queue and leader
+    GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
+                          the books database's replicas, payment, in-doubt transactions
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
@@ -27,6 +28,7 @@ from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import books, checkout, cluster, orders
+from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
 from bookstore.web import routes as web
@@ -43,10 +45,11 @@ def create_app(
     *,
     catalogue: Catalogue | None = None,
     store: OrderStore | None = None,
+    stock: StockSource | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
-    A pipeline or tracker not given is created here, and owned: the app's lifespan
+    A pipeline, tracker or stock source not given is created here, and owned: the app's lifespan
     starts and closes it. Components given are the caller's to start and close.
     """
     owned: list[Component] = []
@@ -56,6 +59,9 @@ def create_app(
     if tracker is None:
         tracker = ExecutionTracker(settings)
         owned.append(tracker)
+    if stock is None:
+        stock = DatabaseStock(settings)
+        owned.append(stock)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = store if store is not None else OrderStore(settings.orders_kept)
     app = FastAPI(
@@ -71,7 +77,7 @@ def create_app(
     order_routes = orders.OrderRoutes(tracker, store)
     checkout.install(app, checkout.CheckoutRoute(settings, pipeline, tracker, catalogue, store))
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
-    books.install(app, books.BookRoutes(catalogue))
+    books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
     web.install(app, get_order=order_routes.get_order)

@@ -1,10 +1,11 @@
-"""Fake pipeline and tracker for the HTTP layer's tests (no gRPC)."""
+"""Fake pipeline, tracker and stock source for the HTTP layer's tests (no gRPC)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
+from bookstore.catalogue import load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
@@ -123,3 +124,23 @@ class FakeTracker:
 
 
 UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")
+
+
+@dataclass
+class FakeStock:
+    """The books database's available copies; `down` answers unknown (None)."""
+
+    copies: dict[str, int] = field(default_factory=dict)
+    default: int = 7
+    down: bool = False
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def available(self) -> dict[str, int] | None:
+        if self.down:
+            return None
+        return {b.book_id: self.copies.get(b.book_id, self.default) for b in load_catalogue().all()}
