@@ -1,5 +1,6 @@
-// The cluster view: services, executors, queue, elections, recent orders and the
-// chosen order's space-time diagram. Polls /api/cluster more than once a second.
+// The cluster view: services, executors, queue, elections, the books database's replicas,
+// payment and the transactions in doubt, recent orders and the chosen order's space-time
+// diagram. Polls /api/cluster more than once a second.
 import { render as renderDiagram, LANES } from "/static/diagram.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
@@ -98,6 +99,60 @@ function renderElections(elections) {
   )) : [h("li", { class: "empty" }, "No election yet.")]));
 }
 
+// A digest's first characters, enough to see at a glance that replicas agree.
+const shortDigest = (d) => (d ? String(d).slice(0, 10) : "—");
+
+function renderDatabase(database) {
+  const db = database || {};
+  const primaryId = db.primary ? db.primary.replicaId : null;
+  const cards = (db.replicas || []).map((r) => {
+    const isPrimary = r.alive && r.replicaId === primaryId;
+    return h(
+      "article",
+      {
+        class: `replica${isPrimary ? " leader" : ""}${r.alive ? "" : " dead"}`,
+        dataset: { replicaId: r.replicaId, alive: Boolean(r.alive), role: r.alive ? r.role || "" : "", digest: r.digest || "" },
+        "aria-label": `Database replica ${r.replicaId}${isPrimary ? ", primary" : ""}${r.alive ? "" : ", down"}`,
+      },
+      h("h3", {}, `Replica ${r.replicaId} `, isPrimary ? h("span", { class: "badge" }, "PRIMARY") : null),
+      h("dl", {},
+        h("dt", {}, "state"), h("dd", {}, yesNo(r.alive)),
+        h("dt", {}, "role"), h("dd", {}, r.alive ? r.role || "—" : "—"),
+        h("dt", {}, "view"), h("dd", {}, r.view ?? "—"),
+        h("dt", {}, "applied"), h("dd", { title: `commit ${r.commitIndex ?? "?"}, log ${r.lastIndex ?? "?"}` }, r.appliedIndex ?? "—"),
+        h("dt", {}, "digest"), h("dd", { class: "mono", title: r.digest || "" }, shortDigest(r.digest)),
+        h("dt", {}, "pid"), h("dd", { class: "mono" }, r.pid ?? "—")),
+    );
+  });
+  $("replicas").replaceChildren(...(cards.length ? cards : [h("p", { class: "empty" }, "No replicas reported.")]));
+  const line = $("database-line");
+  line.dataset.primary = primaryId ?? "";
+  line.dataset.converged = String(Boolean(db.converged));
+  line.textContent = `${db.primary ? `primary: replica ${primaryId}, view ${db.primary.view}` : "no primary"}` +
+    ` · ${db.converged ? "replicas converged (same position and digest)" : "replicas differ or catching up"}`;
+}
+
+function renderPayment(payment, inDoubt) {
+  const p = payment || {};
+  const stat = (value, label, id) => h("div", { class: "stat", id }, h("b", {}, value ?? "—"), h("span", {}, label));
+  const captured = p.capturedCents != null ? `${(p.capturedCents / 100).toFixed(2)} ${p.currency || ""}` : null;
+  $("payment-health").replaceChildren(payment ? yesNo(p.healthy) : "");
+  $("payment-stats").replaceChildren(
+    stat(captured, "captured", "payment-captured"),
+    stat(p.prepared, "prepared"),
+    stat(p.committed, "captures"),
+    stat(p.aborted, "voids"),
+  );
+  const list = inDoubt || [];
+  $("in-doubt").replaceChildren(...(list.length ? list.map((t) => h(
+    "tr", { dataset: { txnId: t.txnId, where: t.where } },
+    h("td", { class: "mono", title: t.txnId }, shortId(t.txnId)),
+    h("td", {}, t.where),
+    h("td", {}, t.state, t.reason ? h("span", { class: "muted" }, ` · ${t.reason}`) : ""),
+    h("td", {}, t.epoch ?? "—"),
+  )) : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "Nothing in doubt."))]));
+}
+
 async function pollCluster() {
   const started = Date.now();
   try {
@@ -107,6 +162,8 @@ async function pollCluster() {
     renderExecutors(body.executors, body.leader);
     renderQueue(body.queue);
     renderElections(body.elections);
+    renderDatabase(body.database);
+    renderPayment(body.payment, body.inDoubt);
     $("live-dot").className = "dot up";
     $("live-text").textContent = `live · updated ${fmtTime(Date.now())}`;
     document.body.dataset.clusterUpdated = String(Date.now());
