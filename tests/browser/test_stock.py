@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from books_database_harness import Replicas
 from harness import System, start_system
-from pages import RecordedPage, search
+from pages import RecordedPage, approved_order, search
 from playwright.sync_api import expect
 from queue_harness import kill_all
 
@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 T = TypeVar("T")
 BOOK = "b001"
 TITLE = "Designing Data-Intensive Applications"
+OTHER_BOOK = "b002"  # the first test sells BOOK out
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -45,6 +46,22 @@ async def _start_replicas(root: Path) -> Replicas:
     finally:
         await replicas.db.close()  # made on this loop; the tests use clients of their own
     return replicas
+
+
+async def _reserve_and_commit(addresses: Mapping[int, str], order_id: str) -> None:
+    """What the executor does with an order's copies (epoch 1), then until every
+    replica has applied it."""
+    db = BooksDatabaseClient(addresses, deadline_s=20.0)
+    try:
+        assert (await db.reserve(order_id, {OTHER_BOOK: 1}, epoch=1)).ok
+        await db.commit(order_id, epoch=1)
+        while True:
+            states = [await db.status(i) for i in addresses]
+            if len({(s.applied_index, s.digest) for s in states}) == 1:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await db.close()
 
 
 async def _set_stock(addresses: Mapping[int, str], stock: Mapping[str, int]) -> None:
@@ -104,4 +121,29 @@ def test_the_cluster_view_shows_three_replicas_with_one_primary(
     expect(page.locator("#database-line")).to_have_attribute("data-converged", "true")
     digests = set(page.locator(".replica").evaluate_all("els => els.map(e => e.dataset.digest)"))
     assert len(digests) == 1 and "" not in digests
+    assert recorded.foreign_requests() == []
+
+
+def test_the_cluster_view_draws_an_orders_replication(
+    recorded: RecordedPage, replicas: Replicas, stocked: System
+) -> None:
+    order_id = approved_order(stocked.base_url)
+    _run(_reserve_and_commit(replicas.addresses, order_id))
+    page = recorded.page
+    page.goto(f"{stocked.base_url}/cluster?order={order_id}")
+    svg = page.locator("svg.replication")
+    expect(svg).to_have_attribute("data-order-id", order_id)
+    # the reserve and the commit: appended by the primary, applied by all three
+    expect(svg.locator("g.step[data-kind='appended']")).to_have_count(2)
+    expect(svg.locator("g.step[data-kind='applied']")).to_have_count(6)
+    expect(svg.locator("g.step[data-kind='stored']")).to_have_count(4)
+    primary = svg.locator("g.step[data-kind='appended']").first.get_attribute("data-replica-id")
+    stored_on = set(
+        svg.locator("g.step[data-kind='stored']").evaluate_all(
+            "els => els.map(e => e.dataset.replicaId)"
+        )
+    )
+    assert primary is not None and len(stored_on) == 2 and primary not in stored_on
+    assert svg.locator("line.message.append").count() == 4
+    assert svg.locator("line.message.ack").count() >= 2  # a majority acknowledged each
     assert recorded.foreign_requests() == []

@@ -4,6 +4,7 @@
     GET  /healthz         liveness
     GET  /api/books       the catalogue with live stock (?q= searches; ?title= ?author= ?genre=)
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
+    GET  /orders/{id}/replication   its steps in the books database's replicas
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
                           the books database's replicas, payment, in-doubt transactions
@@ -27,7 +28,7 @@ from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
-from bookstore.orchestrator.routes import books, checkout, cluster, orders
+from bookstore.orchestrator.routes import books, checkout, cluster, orders, replication
 from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
@@ -80,5 +81,6 @@ def create_app(
     books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
+    replication.install(app, replication.ReplicationRoute(stock))
     web.install(app, get_order=order_routes.get_order)
     return app

@@ -23,6 +23,7 @@ from bookstore.orchestrator.probe import (
     QueueState,
     ReplicaState,
 )
+from bookstore.orchestrator.stock import Replication
 from bookstore.orchestrator.store import APPROVED, REJECTED, BookRef, Event, OrderRecord
 from bookstore.timestamps import utc_iso
 
@@ -131,6 +132,25 @@ def checkout_json(record: OrderRecord) -> JSON:
         "suggestedBooks": [],
         "reason": record.reason,
         "vectorClock": _clock(record.vector_clock),
+    }
+
+
+def replication_json(order_id: str, replication: Replication) -> JSON:
+    """The GET /orders/{id}/replication body: each replica's steps, in log order."""
+    return {
+        "orderId": order_id,
+        "answered": list(replication.answered),
+        "steps": [
+            {
+                "replicaId": s.replica_id,
+                "kind": s.kind,
+                "index": s.index,
+                "view": s.view,
+                "op": s.op,
+                "peer": s.peer or None,
+            }
+            for s in replication.steps
+        ],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from bookstore.books_database.trail import TrailEvent
 from bookstore.catalogue import load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
@@ -12,6 +13,7 @@ from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import ServiceStats
 from bookstore.orchestrator.probe import ClusterState, ExecutorState, Leader, QueueState
+from bookstore.orchestrator.stock import Replication
 
 
 @dataclass
@@ -128,7 +130,8 @@ UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")
 
 @dataclass
 class FakeStock:
-    """The books database's available copies; `down` answers unknown (None)."""
+    """The books database: available copies (`down`: unknown), and the replication steps
+    of the order "o-replicated"."""
 
     copies: dict[str, int] = field(default_factory=dict)
     default: int = 7
@@ -144,3 +147,14 @@ class FakeStock:
         if self.down:
             return None
         return {b.book_id: self.copies.get(b.book_id, self.default) for b in load_catalogue().all()}
+
+    async def replication(self, order_id: str) -> Replication:
+        if self.down:
+            return Replication((), ())
+        steps = [
+            TrailEvent(2, "appended", 7, 3, "reserve", 0),
+            TrailEvent(1, "stored", 7, 3, "reserve", 0),
+            TrailEvent(2, "acked", 7, 3, "reserve", 1),
+            TrailEvent(2, "applied", 7, 3, "reserve", 0),
+        ]
+        return Replication((1, 2, 3), tuple(steps if order_id == "o-replicated" else ()))

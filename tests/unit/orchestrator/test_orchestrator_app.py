@@ -418,6 +418,31 @@ async def test_books_answer_with_stock_unknown_when_the_database_does_not(
     assert books and all(b["stock"] is None and b["stockKnown"] is False for b in books)
 
 
+async def test_an_orders_replication_steps_in_log_order(
+    client: httpx.AsyncClient, stock: FakeStock
+) -> None:
+    body = (await client.get("/orders/o-replicated/replication")).json()
+    assert body["orderId"] == "o-replicated" and body["answered"] == [1, 2, 3]
+    assert [(s["replicaId"], s["kind"], s["peer"]) for s in body["steps"]] == [
+        (2, "appended", None),
+        (1, "stored", None),
+        (2, "acked", 1),
+        (2, "applied", None),
+    ]
+    assert body["steps"][0] == {
+        "replicaId": 2,
+        "kind": "appended",
+        "index": 7,
+        "view": 3,
+        "op": "reserve",
+        "peer": None,
+    }
+    unknown = (await client.get("/orders/o-unseen/replication")).json()
+    assert unknown["steps"] == []
+    too_long = await client.get("/orders/" + "x" * 300 + "/replication")
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "BAD_ORDER_ID"
+
+
 async def test_cluster_lists_every_service(client: httpx.AsyncClient) -> None:
     cluster = (await client.get("/api/cluster")).json()
     names = [s["name"] for s in cluster["services"]]

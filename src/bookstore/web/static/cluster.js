@@ -2,6 +2,7 @@
 // payment and the transactions in doubt, recent orders and the chosen order's space-time
 // diagram. Polls /api/cluster more than once a second.
 import { render as renderDiagram, LANES } from "/static/diagram.js";
+import { render as renderReplication } from "/static/replication.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
 const CLUSTER_MS = 750; // a refresh starts this long after the previous one did (or when it answers)
@@ -244,6 +245,7 @@ async function loadOrder(orderId, scroll) {
   chosenOrder = body;
   if (same && $("chosen-execution")) {
     $("chosen-execution").textContent = executionText(body.execution) || "";
+    loadReplication(orderId);
     return;
   }
   const approved = body.status === "Order Approved";
@@ -265,10 +267,39 @@ async function loadOrder(orderId, scroll) {
     h("div", { class: "diagram-wrap", id: "diagram" }, renderDiagram(body)),
     eventsTable(body),
   );
+  detail.append(
+    h("h3", { class: "sub" }, "In the books database"),
+    h("div", { class: "legend" },
+      h("span", {}, "→ the primary's Append to a backup, the backup's acknowledgement back"),
+      h("span", {}, "applied: committed on a majority's disks")),
+    h("div", { class: "diagram-wrap", id: "replication" }, h("p", { class: "empty" }, "Loading…")),
+  );
+  replicationDrawn = null;
+  loadReplication(orderId);
   if ((body.clockErrors || []).length) {
     detail.append(h("ul", { class: "error-text", id: "clock-errors" }, body.clockErrors.map((e) => h("li", {}, e))));
   }
   if (scroll) $("order-panel").scrollIntoView({ block: "nearest" });
+}
+
+// The chosen order's steps in the books database's replicas, redrawn when they change.
+let replicationDrawn = null;
+
+async function loadReplication(orderId) {
+  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/replication`).catch(() => ({ ok: false }));
+  const box = $("replication");
+  if (orderId !== chosen || !box) return;
+  const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
+  if (key === replicationDrawn) return;
+  replicationDrawn = key;
+  if (!ok || !body) {
+    box.replaceChildren(h("p", { class: "empty" }, "The books database could not be asked."));
+  } else if (!(body.steps || []).length) {
+    box.replaceChildren(h("p", { class: "empty", id: "replication-empty" },
+      `No replica has recorded this order (${(body.answered || []).length} answered): its copies have not been reserved.`));
+  } else {
+    box.replaceChildren(renderReplication(body));
+  }
 }
 
 function eventsTable(order) {
