@@ -5,6 +5,7 @@
     GET  /api/books       the catalogue with live stock (?q= searches; ?title= ?author= ?genre=)
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
     GET  /orders/{id}/replication   its steps in the books database's replicas
+    GET  /orders/{id}/commitment    its two-phase commit's messages
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
                           the books database's replicas, payment, in-doubt transactions
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
@@ -28,7 +30,14 @@ from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
-from bookstore.orchestrator.routes import books, checkout, cluster, orders, replication
+from bookstore.orchestrator.routes import (
+    books,
+    checkout,
+    cluster,
+    commitment,
+    orders,
+    replication,
+)
 from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
@@ -47,11 +56,13 @@ def create_app(
     catalogue: Catalogue | None = None,
     store: OrderStore | None = None,
     stock: StockSource | None = None,
+    commitments: CommitmentSource | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
-    A pipeline, tracker or stock source not given is created here, and owned: the app's lifespan
-    starts and closes it. Components given are the caller's to start and close.
+    A pipeline, tracker, stock or commitment source not given is created here, and owned:
+    the app's lifespan starts and closes it. Components given are the caller's to start
+    and close.
     """
     owned: list[Component] = []
     if pipeline is None:
@@ -63,6 +74,9 @@ def create_app(
     if stock is None:
         stock = DatabaseStock(settings)
         owned.append(stock)
+    if commitments is None:
+        commitments = ExecutorCommitments(settings)
+        owned.append(commitments)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = store if store is not None else OrderStore(settings.orders_kept)
     app = FastAPI(
@@ -82,5 +96,6 @@ def create_app(
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
     replication.install(app, replication.ReplicationRoute(stock))
+    commitment.install(app, commitment.CommitmentRoute(commitments))
     web.install(app, get_order=order_routes.get_order)
     return app

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bookstore.catalogue import Book
+from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.probe import (
     ClusterState,
@@ -150,6 +151,25 @@ def replication_json(order_id: str, replication: Replication) -> JSON:
                 "peer": s.peer or None,
             }
             for s in replication.steps
+        ],
+    }
+
+
+def commitment_json(order_id: str, steps: tuple[CoordinatedStep, ...]) -> JSON:
+    """The GET /orders/{id}/commitment body: the messages in time order."""
+    return {
+        "orderId": order_id,
+        "steps": [
+            {
+                "at": c.step.at,
+                "coordinator": c.replica_id,
+                "kind": c.step.kind,
+                "from": c.step.sender,
+                "to": c.step.receiver,
+                "detail": c.step.detail,
+                "epoch": c.step.epoch,
+            }
+            for c in steps
         ],
     }
 

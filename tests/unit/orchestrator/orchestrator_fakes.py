@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from commitment_steps import COMMITTED
+
 from bookstore.books_database.trail import TrailEvent
 from bookstore.catalogue import load_catalogue
+from bookstore.commitment.trace import CommitmentStep
 from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
@@ -158,3 +162,22 @@ class FakeStock:
             TrailEvent(2, "applied", 7, 3, "reserve", 0),
         ]
         return Replication((1, 2, 3), tuple(steps if order_id == "o-replicated" else ()))
+
+
+@dataclass
+class FakeCommitments:
+    """Executor 4 coordinated "o-committed" at epoch 2."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def steps(self, order_id: str) -> tuple[CoordinatedStep, ...]:
+        if order_id != "o-committed":
+            return ()
+        return tuple(
+            CoordinatedStep(4, CommitmentStep(f"2026-01-01T00:00:00.{n:03d}Z", k, f, t, d, 2))
+            for n, (k, f, t, d) in enumerate(COMMITTED)
+        )

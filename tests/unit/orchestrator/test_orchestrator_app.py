@@ -6,7 +6,14 @@ from typing import Any
 import httpx
 import pytest
 from checkout_requests import card_secrets_in
-from orchestrator_fakes import UNAVAILABLE, FakePipeline, FakeStock, FakeTracker
+from commitment_steps import COMMITTED
+from orchestrator_fakes import (
+    UNAVAILABLE,
+    FakeCommitments,
+    FakePipeline,
+    FakeStock,
+    FakeTracker,
+)
 
 from bookstore.catalogue import load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
@@ -443,6 +450,22 @@ async def test_an_orders_replication_steps_in_log_order(
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "BAD_ORDER_ID"
 
 
+async def test_an_orders_commitment_messages_in_time_order(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/orders/o-committed/commitment")).json()
+    assert body["orderId"] == "o-committed"
+    assert [(s["kind"], s["from"], s["to"], s["detail"]) for s in body["steps"]] == [*COMMITTED]
+    assert body["steps"][0] == {
+        "at": "2026-01-01T00:00:00.000Z",
+        "coordinator": 4,
+        "kind": "prepare",
+        "from": "coordinator",
+        "to": "books-database",
+        "detail": "",
+        "epoch": 2,
+    }
+    assert (await client.get("/orders/o-other/commitment")).json()["steps"] == []
+
+
 async def test_cluster_lists_every_service(client: httpx.AsyncClient) -> None:
     cluster = (await client.get("/api/cluster")).json()
     names = [s["name"] for s in cluster["services"]]
@@ -522,7 +545,13 @@ async def test_lifespan_closes_what_started_when_a_later_start_fails() -> None:
 
 async def test_injected_components_are_left_to_the_caller() -> None:
     log: list[str] = []
-    injected = create_app(Settings(), _Lifecycle(log, "pipeline"), FakeTracker(), stock=FakeStock())
+    injected = create_app(
+        Settings(),
+        _Lifecycle(log, "pipeline"),
+        FakeTracker(),
+        stock=FakeStock(),
+        commitments=FakeCommitments(),
+    )
     async with injected.router.lifespan_context(injected):
         pass
     assert log == []

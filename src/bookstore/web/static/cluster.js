@@ -3,6 +3,7 @@
 // diagram. Polls /api/cluster more than once a second.
 import { render as renderDiagram, LANES } from "/static/diagram.js";
 import { render as renderReplication } from "/static/replication.js";
+import { render as renderCommitment } from "/static/commitment.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
 const CLUSTER_MS = 750; // a refresh starts this long after the previous one did (or when it answers)
@@ -273,8 +274,13 @@ async function loadOrder(orderId, scroll) {
       h("span", {}, "→ the primary's Append to a backup, the backup's acknowledgement back"),
       h("span", {}, "applied: committed on a majority's disks")),
     h("div", { class: "diagram-wrap", id: "replication" }, h("p", { class: "empty" }, "Loading…")),
+    h("h3", { class: "sub" }, "Two-phase commit"),
+    h("div", { class: "legend" },
+      h("span", {}, "the leader executor coordinates: prepare, votes, the decision logged first, then sent, acks")),
+    h("div", { class: "diagram-wrap", id: "commitment" }, h("p", { class: "empty" }, "Loading…")),
   );
   replicationDrawn = null;
+  commitmentDrawn = null;
   loadReplication(orderId);
   if ((body.clockErrors || []).length) {
     detail.append(h("ul", { class: "error-text", id: "clock-errors" }, body.clockErrors.map((e) => h("li", {}, e))));
@@ -285,7 +291,10 @@ async function loadOrder(orderId, scroll) {
 // The chosen order's steps in the books database's replicas, redrawn when they change.
 let replicationDrawn = null;
 
+let commitmentDrawn = null;
+
 async function loadReplication(orderId) {
+  loadCommitment(orderId);
   const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/replication`).catch(() => ({ ok: false }));
   const box = $("replication");
   if (orderId !== chosen || !box) return;
@@ -299,6 +308,22 @@ async function loadReplication(orderId) {
       `No replica has recorded this order (${(body.answered || []).length} answered): its copies have not been reserved.`));
   } else {
     box.replaceChildren(renderReplication(body));
+  }
+}
+
+async function loadCommitment(orderId) {
+  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/commitment`).catch(() => ({ ok: false }));
+  const box = $("commitment");
+  if (orderId !== chosen || !box) return;
+  const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
+  if (key === commitmentDrawn) return;
+  commitmentDrawn = key;
+  if (!ok || !body) {
+    box.replaceChildren(h("p", { class: "empty" }, "The executors could not be asked."));
+  } else if (!(body.steps || []).length) {
+    box.replaceChildren(h("p", { class: "empty", id: "commitment-empty" }, "No executor has recorded a two-phase commit of this order."));
+  } else {
+    box.replaceChildren(renderCommitment(body));
   }
 }
 

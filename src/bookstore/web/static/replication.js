@@ -2,7 +2,7 @@
 // and for each of the order's operations (reserve, commit, release) at its log
 // position: the primary appending it, the Append to each backup storing it, the
 // acknowledgement back to the primary, and every replica applying it once committed.
-import { s } from "/static/dom.js";
+import { arrowDefs, s } from "/static/dom.js";
 
 const LEFT = 130; // room for the lane labels
 const TOP = 58;
@@ -53,13 +53,11 @@ function shorten(m) {
 export function render(data) {
   const L = layout(data);
   const svg = s("svg", {
-    class: "spacetime replication", viewBox: `0 0 ${L.width} ${L.height}`, role: "img",
+    class: "replication", viewBox: `0 0 ${L.width} ${L.height}`, role: "img",
     "aria-label": `Replication of order ${data.orderId}: ${L.dots.length} steps on ${L.replicas.length} replicas`,
     dataset: { orderId: data.orderId || "", steps: L.dots.length },
   });
-  svg.append(s("defs", {}, s("marker", {
-    id: "rep-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
-  }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3ad" }))));
+  svg.append(arrowDefs("rep-arrow", "#9aa3ad"));
   L.replicas.forEach((id, i) => {
     const y = TOP + i * LANE_GAP;
     svg.append(
