@@ -21,6 +21,9 @@ from bookstore.bounded import BoundedMapping
 
 TXNS_KEPT = 2_000  # orders whose replication events a replica remembers
 EVENTS_PER_TXN = 32  # an order's reserve and commit on three replicas fit
+# Acks recorded per jump of a backup's match index: a new primary learns in one answer
+# that a backup holds the whole log; only the newest entries are worth recording.
+ACK_WINDOW = 1_024
 
 
 class _Entry(Protocol):
@@ -67,7 +70,7 @@ class Trail:
 
     def acked(self, peer: int, before: int, now: int, log: Sequence[_Entry]) -> None:
         """Backup `peer`'s match index went from `before` to `now`."""
-        for index in range(before + 1, now + 1):
+        for index in range(max(before, now - ACK_WINDOW) + 1, now + 1):
             self._add(log[index - 1], "acked", index, peer)
 
     def applied(self, index: int, entry: _Entry) -> None:

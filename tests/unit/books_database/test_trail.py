@@ -8,7 +8,7 @@ from replication_sim import Cluster
 
 from bookstore.books_database.replication import PRIMARY, Entry
 from bookstore.books_database.stock import NOOP_OP, RESERVE, Op
-from bookstore.books_database.trail import EVENTS_PER_TXN, Trail
+from bookstore.books_database.trail import ACK_WINDOW, EVENTS_PER_TXN, Trail
 
 
 def test_every_replica_records_its_part_in_an_orders_reservation() -> None:
@@ -50,3 +50,13 @@ def test_a_trail_is_bounded_and_skips_operations_without_an_order() -> None:
         trail.applied(1, Entry(3, Op(RESERVE, "r", txn, 1, (("b1", 1),))))
     assert trail.events("o1") == ()  # the oldest order forgotten
     assert [e.kind for e in trail.events("o3")] == ["applied"]
+
+
+def test_a_jump_of_a_backups_match_index_records_only_the_newest_acks() -> None:
+    trail = Trail(1)
+    log = [Entry(1, Op(RESERVE, f"r{i}", f"o{i}", 1, (("b1", 1),))) for i in range(1, 3001)]
+    trail.acked(2, 0, len(log), log)
+    assert trail.events("o1") == ()
+    assert [(e.kind, e.index, e.peer) for e in trail.events("o3000")] == [("acked", 3000, 2)]
+    assert len(trail.events(f"o{3000 - ACK_WINDOW + 1}")) == 1
+    assert trail.events(f"o{3000 - ACK_WINDOW}") == ()
