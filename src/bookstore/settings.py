@@ -61,6 +61,7 @@ class Settings:
     max_items: int = 100  # most order lines (different books) per order
     max_quantity: int = 100  # most copies of one book per order
     orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
+    orders_kept_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes of them
 
     # Key of the card fingerprints fraud detection's deny list matches on. Must be
     # the same for the orchestrator and fraud detection, and secret: with a known
@@ -249,6 +250,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_items=_int(e, "ORCHESTRATOR_MAX_ITEMS", d.max_items),
         max_quantity=_int(e, "ORCHESTRATOR_MAX_QUANTITY", d.max_quantity),
         orders_kept=_int(e, "ORCHESTRATOR_ORDERS_KEPT", d.orders_kept),
+        orders_kept_bytes=_int(e, "ORCHESTRATOR_ORDERS_KEPT_BYTES", d.orders_kept_bytes),
         card_fingerprint_key=e.get("CARD_FINGERPRINT_KEY") or d.card_fingerprint_key,
         unfinished_order_ttl_s=_float(
             e, "CHECKOUT_UNFINISHED_ORDER_TTL_S", d.unfinished_order_ttl_s

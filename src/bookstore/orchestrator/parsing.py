@@ -43,6 +43,11 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def _describe(error: Any) -> str:
     path = field_path(tuple(error["loc"]))
+    limit = (error.get("ctx") or {}).get("max_length")
+    if error["type"] == "string_too_long":
+        return f"{path}: at most {limit} characters"
+    if error["type"] == "too_long":
+        return f"{path}: at most {limit} entries"
     return f"{path}: {_TYPE_MESSAGES.get(error['type'], error['msg'])}"
 
 
@@ -73,7 +78,8 @@ def parse_checkout(body: bytes, settings: Settings) -> CheckoutRequest:
         request = CheckoutRequest.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        raise ApiError(400, "INVALID_FIELD", "; ".join(_describe(e) for e in errors[:5])) from None
+        code = "FIELD_TOO_LONG" if all("too_long" in e["type"] for e in errors) else "INVALID_FIELD"
+        raise ApiError(400, code, "; ".join(_describe(e) for e in errors[:5])) from None
     items = request.items or []
     distinct = {
         (item.bookId or "", " ".join((item.name or "").split()).casefold()) for item in items
