@@ -1,8 +1,8 @@
 """End to end: one client on the public port cannot break other customers' orders.
 
 The attacks of issue 10 against the real system: huge comments beside ordinary
-orders and hundreds of huge unknown titles (the orchestrator's memory is read
-from /proc).
+orders, hundreds of huge unknown titles (the orchestrator's memory is read from
+/proc), and a checkout retried with its Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -86,3 +86,32 @@ def test_a_long_unknown_title_within_the_limit_is_not_echoed_at_full_length(
     body = answer.json()
     assert body["status"] == "Order Rejected", body
     assert "Z" * 59 + "…" in body["reason"] and title not in body["reason"]
+
+
+def test_a_checkout_retried_with_its_key_places_one_order(system: System) -> None:
+    key = f"e2e-{SEED}"
+    headers = {"Idempotency-Key": key}
+
+    async def place() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=system.base_url, timeout=60.0) as client:
+            at_once = await asyncio.gather(
+                *(
+                    client.post("/checkout", json=course_page_request(), headers=headers)
+                    for _ in range(3)
+                )
+            )
+            later = await client.post("/checkout", json=course_page_request(), headers=headers)
+            other = course_page_request(userComment="a different order")
+            refused = await client.post("/checkout", json=other, headers=headers)
+            return [*at_once, later, refused]
+
+    *same, refused = asyncio.run(place())
+    assert {a.status_code for a in same} == {200}
+    assert len({a.json()["orderId"] for a in same}) == 1
+    assert same[0].json()["status"] == "Order Approved"
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == (
+        "IDEMPOTENCY_KEY_REUSED"
+    )
+    order_id = same[0].json()["orderId"]
+    rows = httpx.get(system.base_url + "/api/orders", timeout=30.0).json()["orders"]
+    assert sum(1 for row in rows if row["orderId"] == order_id) == 1

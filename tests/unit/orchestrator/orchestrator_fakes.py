@@ -22,6 +22,8 @@ class FakePipeline:
     delay_s: float = 0.0
     runs: list[tuple[str, CheckoutRequest]] = field(default_factory=list)
     stats_error: Exception | None = None
+    gate: asyncio.Event | None = None  # when given, every run waits for it to be set
+    arrivals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # ids of runs begun
 
     async def start(self) -> None:
         pass
@@ -31,6 +33,9 @@ class FakePipeline:
 
     async def run(self, order_id: str, request: CheckoutRequest) -> Outcome:
         self.runs.append((order_id, request))
+        self.arrivals.put_nowait(order_id)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.error is not None:
