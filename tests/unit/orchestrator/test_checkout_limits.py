@@ -143,3 +143,10 @@ async def test_a_full_queue_disk_is_503_naming_it(
     message = assert_error(await client.post("/checkout", json=course_request()), 503, "DISK_FULL")
     assert "disk is full" in message and "order-queue" in message
     assert "no space left" not in message
+
+
+async def test_a_full_disk_answers_at_once(client: httpx.AsyncClient, tracker: FakeTracker) -> None:
+    tracker.enqueue_error = ServiceUnavailable("order-queue", "DISK_FULL: no space left")
+    response = await client.post("/checkout", json=course_request())
+    assert response.status_code == 503
+    assert tracker.enqueue_calls == 1

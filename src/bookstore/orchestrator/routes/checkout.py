@@ -6,8 +6,10 @@
    before is answered as it was (`idempotency`), and the steps below run once per key.
 2. Run the checkout services' pipeline (abort: 503 when a service is down or too slow).
 3. A rejected order is answered at once.
-4. Enqueue an approved order (abort: 503; "Order Approved" only once the queue has it
-   on disk; an enqueue whose answer was lost counts once the queue knows the order).
+4. Enqueue an approved order, retried by the tracker with back-off for
+   `enqueue_retry_s` while the queue is down or restarting (abort: 503; "Order
+   Approved" only once the queue has it on disk; an enqueue whose answer was lost
+   counts once the queue knows the order).
 5. Wait a bounded time for its execution (degrades to "queued").
 """
 
@@ -130,7 +132,9 @@ class CheckoutRoute:
         queued = [QueuedItem(i.book_id, i.title, i.quantity) for i in record.items]
         name = checkout.user.name if checkout.user and checkout.user.name else ""
         try:
-            async with asyncio.timeout(self.settings.rpc_timeout_s * 2):
+            # The tracker retries for enqueue_retry_s while the queue restarts.
+            budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
+            async with asyncio.timeout(budget):
                 await self.tracker.enqueue(order_id, queued, name)
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
