@@ -114,13 +114,20 @@ class Outbox(Generic[T]):
     def clear(self) -> None:
         self._items.clear()
 
+    def requeue(self, items: list[T]) -> None:
+        """Put back, first in line, a batch that could not be sent."""
+        if items and not self.closed:
+            self._items[:0] = items
+            self._wakeup.set()
+
 
 class PeerLink:
     """One long-lived client-streaming `Exchange` call to a peer service.
 
     Reconnects with a short back-off when the peer is down or restarts; the
-    batch being written when a stream breaks is lost (the orders it concerned
-    are cancelled by the orchestrator's timeout or forgotten by the restart).
+    batch whose write failed when a stream broke is sent again first on the next
+    stream (a clock update delivered twice changes nothing: merging is idempotent
+    and an event starts once).
     """
 
     def __init__(self, service: str, address: str) -> None:
@@ -130,6 +137,7 @@ class PeerLink:
         self._channel = grpcutil.insecure_channel(address)
         self._stub = checkout_pb2_grpc.CheckoutParticipantStub(self._channel)
         self._task: asyncio.Task[None] | None = None
+        self._unsent: list[checkout_pb2.ClockUpdate] = []
         self.connected = False
 
     def start(self) -> None:
@@ -170,6 +178,8 @@ class PeerLink:
         if not self.connected:
             log.info("linked to %s at %s", self.service, self.address)
         self.connected = True
+        self.outbox.requeue(self._unsent)
+        self._unsent = []
         while True:
             if call.done():
                 await call  # raises the call's error
@@ -184,4 +194,8 @@ class PeerLink:
                 await call.done_writing()
                 return
             if updates:
-                await call.write(checkout_pb2.PeerBatch(updates=updates))
+                try:
+                    await call.write(checkout_pb2.PeerBatch(updates=updates))
+                except BaseException:
+                    self._unsent = updates  # sent again first on the next stream
+                    raise

@@ -37,3 +37,10 @@ async def test_an_oversized_message_is_refused_and_only_it() -> None:
     outbox.put(update("after"))
     assert [u.order_id.value for u in await outbox.take()] == ["before", "after"]
     assert outbox.refused == 1
+
+
+async def test_a_batch_put_back_goes_first() -> None:
+    outbox: Outbox[checkout_pb2.ClockUpdate] = Outbox()
+    outbox.put(update("later"))
+    outbox.requeue([update("lost-1"), update("lost-2")])
+    assert [u.order_id.value for u in await outbox.take()] == ["lost-1", "lost-2", "later"]
