@@ -12,7 +12,10 @@ import asyncio
 import random
 import uuid
 
+import pytest
 from checkout_cluster import Cluster, course_request
+
+from bookstore.orchestrator.errors import ApiError
 
 
 async def test_huge_orders_beside_ordinary_ones_are_all_answered(cluster: Cluster) -> None:
@@ -31,3 +34,17 @@ async def test_huge_orders_beside_ordinary_ones_are_all_answered(cluster: Cluste
     assert [o.reason for o in outcomes if not o.approved] == []
     stats = await cluster.pipeline.stats()
     assert all(s.healthy for s in stats)
+
+
+async def test_an_order_over_the_message_limit_fails_alone(cluster: Cluster) -> None:
+    huge = course_request()
+    huge.userComment = "c" * 5_000_000
+    ordinary = [
+        asyncio.create_task(cluster.pipeline.run(str(uuid.uuid4()), course_request()))
+        for _ in range(10)
+    ]
+    with pytest.raises(ApiError) as refused:
+        await cluster.pipeline.run(str(uuid.uuid4()), huge)
+    assert refused.value.status == 413
+    outcomes = await asyncio.wait_for(asyncio.gather(*ordinary), timeout=60)
+    assert all(o.approved for o in outcomes)
