@@ -78,7 +78,9 @@ def create_app(
         commitments = ExecutorCommitments(settings)
         owned.append(commitments)
     catalogue = catalogue if catalogue is not None else load_catalogue()
-    store = store if store is not None else OrderStore(settings.orders_kept)
+    store = (
+        store if store is not None else OrderStore(settings.orders_kept, settings.orders_kept_bytes)
+    )
     app = FastAPI(
         title="Online Bookshop Checkout API",
         version="1.0.0",
