@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ports import free_ports
 from queue_harness import kill_all
+from tls_support import make_certs, transport
 
-from bookstore import grpcutil
+from bookstore import grpcutil, health
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.pb import books_database_pb2 as pb
 
@@ -73,8 +74,15 @@ class Replicas:
             "BOOKS_INITIAL_STOCK": str(initial_stock),
             "PYTHONUNBUFFERED": "1",
         }
+        make_certs(self.env)
+        # The load speaks as an executor (the coordinator reserves and commits).
+        self.as_launcher = transport(self.env, "launcher")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.db = BooksDatabaseClient(self.addresses, deadline_s=WAIT_S)
+        self.db = BooksDatabaseClient(
+            self.addresses,
+            deadline_s=WAIT_S,
+            channel_factory=transport(self.env, "order-executor-1").channel,
+        )
 
     def spawn(self, i: int) -> None:
         log = open(self.root / f"books-database-{i}.log", "ab")  # noqa: SIM115 (the child owns it)
@@ -93,7 +101,8 @@ class Replicas:
             await self.wait_serving(i)
 
     async def wait_serving(self, i: int) -> None:
-        await self.wait_for(lambda: grpcutil.check_health(self.addresses[i], timeout=0.5))
+        address = self.addresses[i]
+        await self.wait_for(lambda: health.grpc_serving(address, 0.5, self.as_launcher))
 
     async def wait_for(self, predicate: object) -> object:
         deadline = time.monotonic() + WAIT_S

@@ -87,7 +87,7 @@ async def test_a_paused_primary_that_wakes_up_cannot_apply_its_writes(
     old = await replicas.primary()
     replicas.procs[old].send_signal(signal.SIGSTOP)
     new = await replicas.primary(other_than=old)
-    async with grpcutil.insecure_channel(replicas.addresses[old]) as channel:
+    async with grpcutil.channel(replicas.addresses[old]) as channel:
         stub = pb_grpc.BooksDatabaseStub(channel)
         late = pb.SetStockRequest(
             request_id="late", items=[pb.StockLine(book_id="b002", quantity=1)]

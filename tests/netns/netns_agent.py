@@ -65,7 +65,7 @@ class Agent:
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self.channels:
-            self.channels[address] = grpcutil.insecure_channel(address)
+            self.channels[address] = grpcutil.channel(address)
         return self.channels[address]
 
     def queue(self) -> Any:

@@ -147,7 +147,7 @@ class ClusterProbe:
     ) -> tuple[ExecutorState, list[ElectionStep]]:
         channel = self._channels.get(replica_id)
         if channel is None:
-            channel = self._channels[replica_id] = grpcutil.insecure_channel(address)
+            channel = self._channels[replica_id] = grpcutil.channel(address)
         stub = cast(
             "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
         )
