@@ -53,8 +53,10 @@ async def grpc_problem(
     target = _target(address)
     try:
         async with asyncio.timeout(timeout + 1):
-            # The services' channel options: a probe that connects also wakes a
-            # client's channel to the same target (gRPC shares their subchannel).
+            # The services' channel options. Over plaintext a probe that connects
+            # also wakes a client's channel to the same target (gRPC shares their
+            # subchannel); TLS channels share none and reconnect within their
+            # back-off (grpcutil.CHANNEL_OPTIONS: at most 1 s).
             via = transport or grpcutil.current_transport()
             async with via.channel(target) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)

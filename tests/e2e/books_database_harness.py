@@ -83,6 +83,10 @@ class Replicas:
             deadline_s=WAIT_S,
             channel_factory=transport(self.env, "order-executor-1").channel,
         )
+        # Setting the stock by hand is the operator's: the launcher's identity.
+        self.admin = BooksDatabaseClient(
+            self.addresses, deadline_s=WAIT_S, channel_factory=self.as_launcher.channel
+        )
 
     def spawn(self, i: int) -> None:
         log = open(self.root / f"books-database-{i}.log", "ab")  # noqa: SIM115 (the child owns it)
@@ -154,4 +158,5 @@ class Replicas:
 
     async def close(self) -> None:
         await self.db.close()
+        await self.admin.close()
         kill_all(self.procs.values())

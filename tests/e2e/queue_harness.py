@@ -27,7 +27,7 @@ import grpc
 from ports import free_ports
 from tls_support import make_certs, transport
 
-from bookstore import health
+from bookstore import grpcutil, health
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 START_TIMEOUT_S = 20.0
@@ -102,7 +102,9 @@ class Cluster:
 
     async def start_queue(self) -> None:
         self._spawn("queue", "order-queue")
-        await self.wait_healthy(self.queue_address)
+        # Probed with the orchestrator's credentials: gRPC then shares the connection
+        # with the orchestrator's channels, so they too see the queue up at once.
+        await self.wait_healthy(self.queue_address, self.as_orchestrator)
 
     async def start_executor(self, i: int, wait: bool = True) -> None:
         self._spawn(f"executor-{i}", "order-executor", "--replica-id", str(i))
@@ -113,10 +115,10 @@ class Cluster:
         await self.start_queue()
         await asyncio.gather(*(self.start_executor(i) for i in self.ids))
 
-    async def wait_healthy(self, address: str) -> None:
+    async def wait_healthy(self, address: str, via: grpcutil.Transport | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if await health.grpc_serving(address, timeout=0.5, transport=self.as_launcher):
+            if await health.grpc_serving(address, timeout=0.5, transport=via or self.as_launcher):
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{address} not healthy within {START_TIMEOUT_S}s")
