@@ -9,6 +9,13 @@ driven by raw asyncio streams, so the load generator spends little CPU of the
 two cores it shares with the services. Every order is the course page's
 default request, approved end to end (checked, queued, executed). Prints a
 markdown table.
+
+Mutual TLS between the services is on unless the environment (or `--env
+BOOKSTORE_TLS=off`) turns it off; the table's last row says which. The figures
+before service identity come from the same script in a checkout of that code:
+
+    .venv/bin/python bench/bench.py                              # mutual TLS
+    .venv/bin/python bench/bench.py --env BOOKSTORE_TLS=off      # plaintext
 """
 
 from __future__ import annotations
@@ -184,7 +191,9 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, procs: int) -> str:
+def table(
+    phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, procs: int, tls: str
+) -> str:
     throughput, latency, single = phases
     rows = [
         (f"checkouts/s at {throughput.concurrency} concurrent clients", f"{throughput.rate:.0f}"),
@@ -207,6 +216,7 @@ def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, proc
             "orders (approved / failed)",
             f"{sum(len(p.latencies_s) for p in phases)} / {sum(len(p.failures) for p in phases)}",
         ),
+        ("mutual TLS between the services (BOOKSTORE_TLS)", tls),
     ]
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     lines.append("")
@@ -269,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], help="NAME=VALUE for a started system"
     )
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
+    tls = extra.get("BOOKSTORE_TLS", os.environ.get("BOOKSTORE_TLS", "")) or "on (default)"
     with ExitStack() as stack:
         if args.url:
             base_url = args.url.rstrip("/")
@@ -276,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--url must point at 127.0.0.1 or localhost")
             names = cluster_pids(base_url)
         else:
-            extra = dict(item.split("=", 1) for item in args.env)
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
@@ -287,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print("resident memory by process:", file=sys.stderr)
         for pid, name in sorted(names.items(), key=lambda kv: kv[1]):
             print(f"  {name:26} {_kib(pid, 'status', 'VmRSS:') / 1024:6.0f} MB", file=sys.stderr)
-    print(table(phases, rss, pss, len(names)))
+    print(table(phases, rss, pss, len(names), tls if not args.url else "as the running system"))
     return 0
 
 
