@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bookstore.settings import Settings, SettingsError, split_address
 
+CA_NAME = "ca"  # the CA's files: ca.pem, ca.key
 TRUST_DOMAIN = "bookstore"
 PREFIX = f"spiffe://{TRUST_DOMAIN}/"
 PLAINTEXT_WARNING = (

@@ -1,4 +1,5 @@
-"""gRPC credentials from the certificate directory (see `certs`).
+"""gRPC credentials from the certificate directory (see `certs`; this module
+does not load `cryptography`, so a health check starts fast).
 
 Servers demand a client certificate signed by the deployment's CA
 (`require_client_auth=True`), so a plaintext client or one with a certificate
@@ -18,8 +19,7 @@ from pathlib import Path
 import grpc
 
 from bookstore import grpcutil
-from bookstore.identity import MissingCertificate, identity_of, tls_dir
-from bookstore.identity.certs import CA_NAME
+from bookstore.identity import CA_NAME, MissingCertificate, identity_of, tls_dir
 from bookstore.identity.policy import server_interceptors
 from bookstore.settings import Settings
 
