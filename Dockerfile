@@ -16,11 +16,12 @@ COPY src /tmp/build/src
 RUN pip install /tmp/build && rm -rf /tmp/build
 
 # A numeric non-root user, so Kubernetes' runAsNonRoot can verify it. The data
-# directory is owned by it: a named volume mounted there inherits the owner.
+# directory and /certs (where Compose's `certs` service writes the certificates)
+# are owned by it: a named volume mounted there inherits the owner.
 RUN groupadd --system --gid 10001 bookstore \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/bookstore \
        --shell /usr/sbin/nologin bookstore \
-    && install -d -o 10001 -g 10001 -m 0750 /var/lib/bookstore
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/bookstore /certs
 USER 10001:10001
 WORKDIR /var/lib/bookstore
 

@@ -15,6 +15,13 @@ driven by raw asyncio streams, so the load generator spends little CPU of the
 two cores it shares with the services. Every order is the course page's
 default request, approved end to end (checked, queued, executed). Prints a
 markdown table.
+
+Mutual TLS between the services is on unless the environment (or `--env
+BOOKSTORE_TLS=off`) turns it off; the table's last row says which. The figures
+before service identity come from the same script in a checkout of that code:
+
+    .venv/bin/python bench/bench.py                              # mutual TLS
+    .venv/bin/python bench/bench.py --env BOOKSTORE_TLS=off      # plaintext
 """
 
 from __future__ import annotations
@@ -220,6 +227,7 @@ def table(
     rss_mb: float,
     pss_mb: float,
     procs: int,
+    tls: str,
     overload: Phase | None = None,
 ) -> str:
     throughput, latency, single = phases
@@ -244,6 +252,7 @@ def table(
             "orders (approved / failed)",
             f"{sum(len(p.latencies_s) for p in phases)} / {sum(len(p.failures) for p in phases)}",
         ),
+        ("mutual TLS between the services (BOOKSTORE_TLS)", tls),
     ]
     if overload is not None:
         rows[4:4] = overload_rows(overload)
@@ -321,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], help="NAME=VALUE for a started system"
     )
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
+    tls = extra.get("BOOKSTORE_TLS", os.environ.get("BOOKSTORE_TLS", "")) or "on (default)"
     with ExitStack() as stack:
         if args.url:
             base_url = args.url.rstrip("/")
@@ -328,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--url must point at 127.0.0.1 or localhost")
             names = cluster_pids(base_url)
         else:
-            extra = dict(item.split("=", 1) for item in args.env)
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
@@ -339,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         print("resident memory by process:", file=sys.stderr)
         for pid, name in sorted(names.items(), key=lambda kv: kv[1]):
             print(f"  {name:26} {_kib(pid, 'status', 'VmRSS:') / 1024:6.0f} MB", file=sys.stderr)
-    print(table(phases, rss, pss, len(names), overload))
+    tls_state = tls if not args.url else "as the running system"
+    print(table(phases, rss, pss, len(names), tls_state, overload))
     return 0
 
 

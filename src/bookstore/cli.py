@@ -1,4 +1,5 @@
-"""The `bookstore` command: `bookstore up` and `bookstore serve SERVICE`."""
+"""The `bookstore` command: `bookstore up`, `bookstore serve SERVICE` and
+`bookstore certs --out DIR`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bookstore import logs
-from bookstore.identity import plaintext_warning
-from bookstore.settings import SERVICES, SettingsError, get_settings
+from bookstore.identity import plaintext_warning, tls_dir
+from bookstore.settings import SERVICES, Settings, SettingsError, get_settings
 
 # SERVICE name -> module whose `serve(settings, replica_id)` coroutine runs it.
 MODULES = {name: f"bookstore.{name.replace('-', '_')}.service" for name in SERVICES}
@@ -27,7 +29,29 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--replica-id", type=int, default=None, help="order-executor or books-database replica id"
     )
+    certs = sub.add_parser(
+        "certs", help="make (or renew) the CA and every service's certificate in a directory"
+    )
+    certs.add_argument(
+        "--out", default=None, help="the directory (default: BOOKSTORE_DATA_DIR/tls)"
+    )
     return parser
+
+
+def make_certs(settings: Settings, out: Path) -> list[str]:
+    """The CA and a certificate for every service of `settings` in `out`
+    (kept where still valid); the names of the files made anew."""
+    from bookstore.identity import certs, identities_of
+
+    return certs.ensure(out, identities_of(settings))
+
+
+def _certs(out: str | None) -> int:
+    settings = get_settings()
+    directory = Path(out) if out else tls_dir(settings)
+    made = make_certs(settings, directory)
+    print(f"bookstore certs: {directory}: made {', '.join(made) if made else 'nothing'}")
+    return 0
 
 
 def serve(service: str, replica_id: int | None) -> int:
@@ -38,6 +62,9 @@ def serve(service: str, replica_id: int | None) -> int:
     logs.setup(name, settings.log_level)
     if warning := plaintext_warning(settings):
         logging.getLogger("bookstore").warning(warning)
+    from bookstore.identity.credentials import use_identity
+
+    use_identity(settings, service, replica_id)
     module = importlib.import_module(MODULES[service])
     asyncio.run(module.serve(settings, replica_id))
     return 0
@@ -48,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.service, args.replica_id)
+        if args.command == "certs":
+            return _certs(args.out)
         from bookstore import launcher, portcheck
 
         settings = get_settings()
@@ -63,8 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if warning := plaintext_warning(settings):
             print(f"bookstore up: warning: {warning}", file=sys.stderr)
+        else:
+            make_certs(settings, tls_dir(settings))
         return launcher.main(settings, color=not args.no_color)
-    except SettingsError as exc:
+    except SettingsError as exc:  # MissingCertificate too
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

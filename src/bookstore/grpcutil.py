@@ -1,6 +1,11 @@
 """gRPC plumbing shared by every service: servers with health and reflection,
 the one `serve` loop (signals, graceful stop), channels with bounded messages,
 and the one place gRPC errors are translated.
+
+Every server comes from `create_server` and every client channel from
+`channel`: both follow the process's `Transport`, plaintext until the process
+takes an identity (`bookstore serve` does, see `bookstore.identity.credentials`),
+mutual TLS with its own certificate and the authorization policy after.
 """
 
 from __future__ import annotations
@@ -8,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -85,8 +91,55 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+@dataclass(frozen=True)
+class Transport:
+    """How a process's gRPC connections are made: plaintext (no credentials),
+    or mutual TLS with its own certificate (both credentials) and the server
+    interceptors that check who calls what."""
+
+    channel_credentials: grpc.ChannelCredentials | None = None
+    server_credentials: grpc.ServerCredentials | None = None
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.channel_credentials is not None
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        if self.channel_credentials is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(address, self.channel_credentials, options=CHANNEL_OPTIONS)
+
+    def blocking_channel(self, address: str) -> grpc.Channel:
+        """A channel for code without an event loop (the container health check)."""
+        if self.channel_credentials is None:
+            return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(address, self.channel_credentials, options=CHANNEL_OPTIONS)
+
+    def add_port(self, server: grpc.aio.Server, bind: str) -> int:
+        """Bind `server`; with TLS only a secure port, so plaintext is refused."""
+        if self.server_credentials is None:
+            return int(server.add_insecure_port(bind))
+        return int(server.add_secure_port(bind, self.server_credentials))
+
+
+PLAINTEXT = Transport()
+_transport = PLAINTEXT
+
+
+def use_transport(transport: Transport) -> None:
+    """Make `transport` the process's for every later `channel` and `create_server`."""
+    global _transport
+    _transport = transport
+
+
+def current_transport() -> Transport:
+    return _transport
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    """A client channel to `address` with the process's transport (see `Transport`)."""
+    return _transport.channel(address)
 
 
 def create_server(
@@ -98,9 +151,11 @@ def create_server(
 
     Returns the server, its health servicer (status NOT_SERVING until the
     caller marks it ready with `set_serving`) and the bound port (bind
-    "host:0" in tests to get a free one).
+    "host:0" in tests to get a free one). The process's transport decides
+    whether the port is plaintext or mutual TLS with the policy's check.
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    transport = _transport
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(transport.interceptors))
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -108,7 +163,7 @@ def create_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(bind)
+    port = transport.add_port(server, bind)
     if port == 0:
         raise OSError(f"could not bind {bind}")
     return server, health_servicer, port

@@ -6,6 +6,10 @@ status ""); the orchestrator answers GET /healthz. Each probe comes in an async
 form (the launcher, tests) and a blocking form (the container health check),
 and returns None when the service is serving, else one line saying why not.
 gRPC is imported only when a gRPC probe runs: the launcher process stays small.
+
+With TLS on a gRPC probe must present a certificate: it uses `transport`, by
+default the process's (`grpcutil.use_transport`; the launcher's probe process
+takes the launcher's identity, the container health check its service's).
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import asyncio
 import contextlib
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bookstore.grpcutil import Transport
 
 TIMEOUT_S = 1.0
 _ANY_HOST = ("", "0.0.0.0", "::")
@@ -33,7 +41,9 @@ def _target(address: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def grpc_problem(address: str, timeout: float = TIMEOUT_S) -> str | None:
+async def grpc_problem(
+    address: str, timeout: float = TIMEOUT_S, transport: Transport | None = None
+) -> str | None:
     """None when the gRPC server at `address` reports SERVING, else why not."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -43,9 +53,12 @@ async def grpc_problem(address: str, timeout: float = TIMEOUT_S) -> str | None:
     target = _target(address)
     try:
         async with asyncio.timeout(timeout + 1):
-            # The services' channel options: a probe that connects also wakes a
-            # client's channel to the same target (gRPC shares their subchannel).
-            async with grpcutil.insecure_channel(target) as channel:
+            # The services' channel options. Over plaintext a probe that connects
+            # also wakes a client's channel to the same target (gRPC shares their
+            # subchannel); TLS channels share none and reconnect within their
+            # back-off (grpcutil.CHANNEL_OPTIONS: at most 1 s).
+            via = transport or grpcutil.current_transport()
+            async with via.channel(target) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     except grpc.RpcError as exc:
@@ -55,7 +68,9 @@ async def grpc_problem(address: str, timeout: float = TIMEOUT_S) -> str | None:
     return _grpc_status_problem(target, reply.status)
 
 
-def grpc_problem_sync(address: str, timeout: float = TIMEOUT_S) -> str | None:
+def grpc_problem_sync(
+    address: str, timeout: float = TIMEOUT_S, transport: Transport | None = None
+) -> str | None:
     """The blocking `grpc_problem`, for processes without an event loop."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -63,7 +78,8 @@ def grpc_problem_sync(address: str, timeout: float = TIMEOUT_S) -> str | None:
     from bookstore import grpcutil
 
     target = _target(address)
-    with grpc.insecure_channel(target, options=grpcutil.CHANNEL_OPTIONS) as channel:
+    via = transport or grpcutil.current_transport()
+    with via.blocking_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -80,9 +96,11 @@ def _grpc_status_problem(target: str, status: int) -> str | None:
     return f"{target}: {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
 
 
-async def grpc_serving(address: str, timeout: float = TIMEOUT_S) -> bool:
+async def grpc_serving(
+    address: str, timeout: float = TIMEOUT_S, transport: Transport | None = None
+) -> bool:
     """True when the gRPC server at `address` reports SERVING."""
-    return await grpc_problem(address, timeout) is None
+    return await grpc_problem(address, timeout, transport) is None
 
 
 async def http_problem(address: str, timeout: float = TIMEOUT_S) -> str | None:

@@ -6,8 +6,9 @@ Without arguments it reads the service from PID 1's command line (the
 container's `bookstore serve SERVICE [--replica-id N]`). It asks the service
 the same question the launcher and Kubernetes ask (see `bookstore.health`):
 gRPC health, or GET /healthz for the orchestrator. The port comes from the same
-settings the service read (its *_ADDRESS variables). Exit 0 when serving, 1
-otherwise, with one line saying why.
+settings the service read (its *_ADDRESS variables). With TLS on it presents
+the service's own certificate (mounted in its container, see README's service
+identity). Exit 0 when serving, 1 otherwise, with one line saying why.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bookstore import health
+from bookstore.identity import identity_of
+from bookstore.identity.credentials import transport_for
 from bookstore.settings import SERVICES, SettingsError, from_env
 
 TIMEOUT_S = 3.0
@@ -45,10 +48,12 @@ def pid1_command() -> list[str]:
 
 def check(service: str, replica_id: int | None) -> str | None:
     """None when the service is serving, else why not."""
-    address = from_env().bind_address(service, replica_id)
+    settings = from_env()
+    address = settings.bind_address(service, replica_id)
     if service == "orchestrator":
         return health.http_problem_sync(address, TIMEOUT_S)
-    return health.grpc_problem_sync(address, TIMEOUT_S)
+    via = transport_for(settings, identity_of(settings, service, replica_id).name)
+    return health.grpc_problem_sync(address, TIMEOUT_S, via)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         service, replica_id = parse_target(args if args else pid1_command())
         problem = check(service, replica_id)
-    except (ValueError, SettingsError, OSError) as exc:
+    except (ValueError, SettingsError, OSError) as exc:  # a missing certificate too
         problem = str(exc)
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)

@@ -118,7 +118,13 @@ async def probe(specs: list[ServiceSpec], timeout: float, out: TextIO) -> bool:
 
 
 def _probe_main(argv: list[str]) -> int:
-    """`python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS...` (KIND grpc|http)."""
+    """`python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS...` (KIND grpc|http).
+
+    The probes present the launcher's certificate (`bookstore up` made it)."""
+    from bookstore.identity.credentials import use_identity
+    from bookstore.settings import from_env
+
+    use_identity(from_env(), "launcher")
     timeout = float(argv[1])
     specs: list[ServiceSpec] = []
     for arg in argv[2:]:

@@ -101,6 +101,7 @@ class Settings:
 
     # Service identity and the queue's retention.
     tls: bool = True  # mutual TLS between services; off only for grpcurl (warned at start)
+    tls_dir: Path | None = None  # the CA and certificates (unset: BOOKSTORE_DATA_DIR/tls)
     queue_retention_s: float = 24 * 3600.0  # executed orders leave the queue's file after this
     queue_sweep_interval_s: float = 60.0  # how often the queue looks for them (0: never)
 
@@ -207,6 +208,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected on or off")
 
 
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
 def _address(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name) or default
     split_address(value, name)
@@ -288,6 +294,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         suggestions_count=_int(e, "SUGGESTIONS_COUNT", d.suggestions_count),
         # Service identity and retention
         tls=_bool(e, "BOOKSTORE_TLS", d.tls),
+        tls_dir=_optional_path(e, "BOOKSTORE_TLS_DIR"),
         queue_retention_s=_float(e, "ORDER_QUEUE_RETENTION_S", d.queue_retention_s),
         queue_sweep_interval_s=_float(e, "ORDER_QUEUE_SWEEP_INTERVAL_S", d.queue_sweep_interval_s),
         # Observability

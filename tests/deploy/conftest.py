@@ -67,11 +67,15 @@ def compose_rendered() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def compose_config(compose_rendered: dict[str, Any]) -> dict[str, Any]:
-    """compose.yaml's bookstore: without the services of optional profiles (observability)."""
+    """compose.yaml's bookstore services: without the services of optional profiles
+    (observability) and the one-shot `certs` (tests/deploy/test_compose_file.py
+    checks it apart)."""
     services = compose_rendered["services"]
     return {
         **compose_rendered,
-        "services": {name: s for name, s in services.items() if not s.get("profiles")},
+        "services": {
+            name: s for name, s in services.items() if not s.get("profiles") and name != "certs"
+        },
     }
 
 

@@ -81,14 +81,7 @@ def test_durable_data_lives_on_a_named_volume_per_container(
 ) -> None:
     service = compose_config["services"][name]
     data_dir = service["environment"]["BOOKSTORE_DATA_DIR"]
-    mounts = []
-    for entry in service["volumes"]:
-        if isinstance(entry, str):
-            source, target = entry.split(":")[:2]
-        else:
-            source, target = entry["source"], entry["target"]
-        mounts.append((source, target))
-    assert mounts == [(volume, data_dir)]
+    assert _mounts(service)[data_dir][0] == volume
     assert volume in compose_config["volumes"]
 
 
@@ -112,10 +105,43 @@ def test_services_start_after_what_they_need_is_healthy(compose_config: dict[str
     for i in (1, 2, 3, 4):
         executor = services[f"order-executor-{i}"]
         assert executor["depends_on"]["order-queue"]["condition"] == "service_healthy"
-    for service in services.values():
-        for dependency, how in service.get("depends_on", {}).items():
-            assert dependency in services
-            assert how["condition"] in ("service_healthy", "service_started")
+    for name, service in services.items():
+        needs = service["depends_on"]
+        assert needs["certs"]["condition"] == "service_completed_successfully", name
+        for dependency, how in needs.items():
+            assert dependency in services or dependency == "certs"
+            assert how["condition"] in (
+                "service_healthy",
+                "service_started",
+                "service_completed_successfully",
+            )
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (volume, read only)."""
+    found = {}
+    for volume in service["volumes"]:
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            found[target] = (source, mode == ["ro"])
+        else:
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return found
+
+
+def test_a_one_shot_service_makes_the_certificates_every_service_mounts_read_only(
+    compose_rendered: dict[str, Any], compose_config: dict[str, Any]
+) -> None:
+    certs = compose_rendered["services"]["certs"]
+    tls_dir = certs["environment"]["BOOKSTORE_TLS_DIR"]
+    assert certs["command"] == ["bookstore", "certs", "--out", tls_dir]
+    assert certs["restart"] == "no"
+    assert _mounts(certs)[tls_dir] == ("certs", False)
+    assert "certs" in compose_rendered["volumes"]
+    for name, service in compose_config["services"].items():
+        settings = from_env(service["environment"])
+        assert settings.tls and str(settings.tls_dir) == tls_dir, name
+        assert _mounts(service)[tls_dir] == ("certs", True), name
 
 
 def test_the_orchestrator_is_published_on_8081(compose_config: dict[str, Any]) -> None:

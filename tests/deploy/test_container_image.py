@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2
 from healthz import healthz_server
+from tls_support import make_certs, transport
 
+from bookstore import grpcutil
 from bookstore.grpcutil import create_server, set_serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,12 +184,30 @@ async def _acheck(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return process.returncode, err.decode()
 
 
-async def test_the_health_check_passes_only_while_grpc_health_says_serving() -> None:
+@pytest.fixture
+def queue_identity(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Certificates in a data directory of their own; servers made meanwhile are
+    the queue's, with mutual TLS (as `bookstore serve order-queue` makes them)."""
+    env = {"BOOKSTORE_DATA_DIR": str(tmp_path), "BOOKSTORE_TLS": "on"}
+    make_certs(env)
+    grpcutil.use_transport(transport(env, "order-queue"))
+    try:
+        yield env
+    finally:
+        grpcutil.use_transport(grpcutil.PLAINTEXT)
+
+
+async def test_the_health_check_passes_only_while_grpc_health_says_serving(
+    queue_identity: dict[str, str],
+) -> None:
     server, health, port = create_server("127.0.0.1:0", lambda _: None, [])
     await server.start()
-    env = {"ORDER_EXECUTOR_ADDRESSES": f"1=127.0.0.1:1,3=127.0.0.1:{port}"}
+    env = {**queue_identity, "ORDER_EXECUTOR_ADDRESSES": f"1=127.0.0.1:1,3=127.0.0.1:{port}"}
     args = ("order-executor", "--replica-id", "3")
     try:
+        # Without a certificate the TLS server never answers.
+        code, err = await _acheck(*args, env={**env, "BOOKSTORE_TLS": "off"})
+        assert code == 1 and "UNAVAILABLE" in err
         await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         code, err = await _acheck(*args, env=env)
         assert code == 1 and "NOT_SERVING" in err
@@ -222,8 +242,11 @@ def test_the_health_check_reads_the_service_from_the_command_line() -> None:
         "/usr/local/bin/bookstore",
         "serve",
         "order-queue",
-        env={"ORDER_QUEUE_ADDRESS": "127.0.0.1:1"},
+        env={"ORDER_QUEUE_ADDRESS": "127.0.0.1:1", "BOOKSTORE_TLS": "off"},
     )
     assert result.returncode == 1 and "127.0.0.1:1" in result.stderr
+    # With TLS on it needs the service's certificate, and says where it looked.
+    result = _check("order-queue", env={"BOOKSTORE_TLS_DIR": "/nonexistent/certs"})
+    assert result.returncode == 1 and "/nonexistent/certs/" in result.stderr
     result = _check("not-a-service", env={})
     assert result.returncode == 1 and "no bookstore service" in result.stderr

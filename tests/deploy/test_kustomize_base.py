@@ -126,7 +126,7 @@ def test_durable_services_keep_their_data_on_a_volume_claim_per_pod(
     assert workload["spec"]["replicas"] == REPLICATED.get(name, 1)
     claims = {c["metadata"]["name"]: c for c in workload["spec"]["volumeClaimTemplates"]}
     mounts = {m["name"]: m["mountPath"] for m in _container(workload)["volumeMounts"]}
-    assert set(claims) == set(mounts)
+    assert set(claims) == set(mounts) - {"tls"}
     assert all(c["spec"]["accessModes"] == ["ReadWriteOnce"] for c in claims.values())
     data_dir = str(_settings(k8s_objects).data_dir)
     assert data_dir in mounts.values()
@@ -134,6 +134,9 @@ def test_durable_services_keep_their_data_on_a_volume_claim_per_pod(
 
 
 def test_probes_ask_each_service_on_its_own_port(k8s_objects: list[dict[str, Any]]) -> None:
+    """gRPC services: an exec probe, `bookstore-healthcheck` (Kubernetes' native gRPC
+    probe cannot present the client certificate mutual TLS demands); it finds the
+    service and its port from the container's command and settings."""
     settings = _settings(k8s_objects)
     for workload in _workloads(k8s_objects):
         name = workload["metadata"]["name"]
@@ -147,7 +150,29 @@ def test_probes_ask_each_service_on_its_own_port(k8s_objects: list[dict[str, Any
                 assert spec["httpGet"]["path"] == "/healthz"
                 assert spec["httpGet"]["port"] in ("http", port)
             else:
-                assert spec["grpc"]["port"] == port, (name, probe)
+                assert spec["exec"]["command"] == ["bookstore-healthcheck"], (name, probe)
+                # Python starting up on a busy node: more than the default second.
+                assert spec["timeoutSeconds"] >= 5, (name, probe)
+
+
+def test_each_pod_mounts_only_its_own_certificate_and_the_ca(
+    k8s_objects: list[dict[str, Any]],
+) -> None:
+    settings = _settings(k8s_objects)
+    assert settings.tls and settings.tls_dir is not None
+    for workload in _workloads(k8s_objects):
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+        assert volume["secret"]["secretName"] == "bookstore-tls"
+        files = {item["key"] for item in volume["secret"]["items"]}
+        count = REPLICATED.get(name)
+        owners = [f"{name}-{i}" for i in range(1, count + 1)] if count else [name]
+        assert files == {"ca.pem"} | {f"{o}{ext}" for o in owners for ext in (".pem", ".key")}
+        mounts = {m["name"]: m for m in _container(workload)["volumeMounts"]}
+        assert mounts["tls"]["mountPath"] == str(settings.tls_dir)
+        assert mounts["tls"]["readOnly"] is True
+        assert pod["securityContext"]["fsGroup"] == 10001  # the user reads the keys
 
 
 def test_every_container_has_resource_requests_and_limits(

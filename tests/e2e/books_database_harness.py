@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ports import free_ports
 from queue_harness import kill_all
+from tls_support import make_certs, transport
 
 from bookstore import grpcutil, health
 from bookstore.books_database.client import BooksDatabaseClient
@@ -73,8 +74,19 @@ class Replicas:
             "BOOKS_INITIAL_STOCK": str(initial_stock),
             "PYTHONUNBUFFERED": "1",
         }
+        make_certs(self.env)
+        # The load speaks as an executor (the coordinator reserves and commits).
+        self.as_launcher = transport(self.env, "launcher")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.db = BooksDatabaseClient(self.addresses, deadline_s=WAIT_S)
+        self.db = BooksDatabaseClient(
+            self.addresses,
+            deadline_s=WAIT_S,
+            channel_factory=transport(self.env, "order-executor-1").channel,
+        )
+        # Setting the stock by hand is the operator's: the launcher's identity.
+        self.admin = BooksDatabaseClient(
+            self.addresses, deadline_s=WAIT_S, channel_factory=self.as_launcher.channel
+        )
 
     def spawn(self, i: int) -> None:
         log = open(self.root / f"books-database-{i}.log", "ab")  # noqa: SIM115 (the child owns it)
@@ -93,7 +105,8 @@ class Replicas:
             await self.wait_serving(i)
 
     async def wait_serving(self, i: int) -> None:
-        await self.wait_for(lambda: health.grpc_serving(self.addresses[i], timeout=0.5))
+        address = self.addresses[i]
+        await self.wait_for(lambda: health.grpc_serving(address, 0.5, self.as_launcher))
 
     async def wait_for(self, predicate: object) -> object:
         deadline = time.monotonic() + WAIT_S
@@ -145,4 +158,5 @@ class Replicas:
 
     async def close(self) -> None:
         await self.db.close()
+        await self.admin.close()
         kill_all(self.procs.values())

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import grpc
 from ports import free_ports
+from tls_support import make_certs, transport
 
 from bookstore import grpcutil, health
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
@@ -77,6 +78,11 @@ class Cluster:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        make_certs(self.env)
+        # The test speaks to the queue as the orchestrator (enqueue, watch, read)
+        # and probes and reads the executors as the launcher.
+        self.as_orchestrator = transport(self.env, "orchestrator")
+        self.as_launcher = transport(self.env, "launcher")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.history = History()
         self._channel: grpc.aio.Channel | None = None
@@ -96,7 +102,9 @@ class Cluster:
 
     async def start_queue(self) -> None:
         self._spawn("queue", "order-queue")
-        await self.wait_healthy(self.queue_address)
+        # Probed with the orchestrator's credentials: gRPC then shares the connection
+        # with the orchestrator's channels, so they too see the queue up at once.
+        await self.wait_healthy(self.queue_address, self.as_orchestrator)
 
     async def start_executor(self, i: int, wait: bool = True) -> None:
         self._spawn(f"executor-{i}", "order-executor", "--replica-id", str(i))
@@ -107,10 +115,10 @@ class Cluster:
         await self.start_queue()
         await asyncio.gather(*(self.start_executor(i) for i in self.ids))
 
-    async def wait_healthy(self, address: str) -> None:
+    async def wait_healthy(self, address: str, via: grpcutil.Transport | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if await health.grpc_serving(address, timeout=0.5):
+            if await health.grpc_serving(address, timeout=0.5, transport=via or self.as_launcher):
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError(f"{address} not healthy within {START_TIMEOUT_S}s")
@@ -137,14 +145,14 @@ class Cluster:
     @property
     def queue(self) -> queue_pb2_grpc.OrderQueueAsyncStub:
         if self._channel is None:
-            self._channel = grpcutil.insecure_channel(self.queue_address)
+            self._channel = self.as_orchestrator.channel(self.queue_address)
         return cast(
             "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._channel)
         )
 
     def executor(self, i: int) -> executor_pb2_grpc.OrderExecutorAsyncStub:
         if i not in self._exec_channels:
-            self._exec_channels[i] = grpcutil.insecure_channel(self.executor_addresses[i])
+            self._exec_channels[i] = self.as_launcher.channel(self.executor_addresses[i])
         return cast(
             "executor_pb2_grpc.OrderExecutorAsyncStub",
             executor_pb2_grpc.OrderExecutorStub(self._exec_channels[i]),

@@ -66,7 +66,7 @@ async def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_order(
     loop = asyncio.get_running_loop()
     killed_at = loop.time()
     replicas.kill(old)
-    await replicas.db.set_stock({"b003": 7}, request_id="after-the-kill")
+    await replicas.admin.set_stock({"b003": 7}, request_id="after-the-kill")
     print(f"primary {old} SIGKILLed: next acknowledged write {loop.time() - killed_at:.2f} s later")
     new = await replicas.primary(other_than=old)
     await asyncio.sleep(1.0)
@@ -87,7 +87,7 @@ async def test_a_paused_primary_that_wakes_up_cannot_apply_its_writes(
     old = await replicas.primary()
     replicas.procs[old].send_signal(signal.SIGSTOP)
     new = await replicas.primary(other_than=old)
-    async with grpcutil.insecure_channel(replicas.addresses[old]) as channel:
+    async with grpcutil.channel(replicas.addresses[old]) as channel:
         stub = pb_grpc.BooksDatabaseStub(channel)
         late = pb.SetStockRequest(
             request_id="late", items=[pb.StockLine(book_id="b002", quantity=1)]

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from queue_harness import Cluster
 
+from bookstore import grpcutil
 from bookstore.grpcutil import Rejected, ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionTracker, QueuedItem
 from bookstore.orchestrator.probe import Leader
 from bookstore.settings import from_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+@pytest.fixture(autouse=True)
+def as_the_orchestrator(cluster: Cluster) -> Iterator[None]:
+    """The tracker and the cluster probe run in this process with the orchestrator's
+    certificate, as in the orchestrator."""
+    grpcutil.use_transport(cluster.as_orchestrator)
+    yield
+    grpcutil.use_transport(grpcutil.PLAINTEXT)
 
 
 @pytest.fixture
@@ -28,6 +39,18 @@ async def tracker(cluster: Cluster) -> AsyncIterator[ExecutionTracker]:
 
 
 ITEMS = [QueuedItem("b1", "A book", 2), QueuedItem("b2", "Another", 1)]
+
+
+async def reconnected(tracker: ExecutionTracker) -> None:
+    """Until the tracker's channel has reconnected to a queue that was down: it retries
+    within its back-off (at most 1 s). The harness's health probe does not wake it:
+    gRPC shares no connection between TLS channels."""
+    for _ in range(100):
+        with contextlib.suppress(ServiceUnavailable):
+            await tracker.status(str(uuid.uuid4()))
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the tracker never reached the queue")
 
 
 async def test_an_enqueued_order_is_confirmed_executed(
@@ -56,6 +79,7 @@ async def test_waiting_times_out_while_no_executor_runs(
     cluster: Cluster, tracker: ExecutionTracker
 ) -> None:
     await cluster.start_queue()
+    await reconnected(tracker)
     order_id = str(uuid.uuid4())
     await tracker.enqueue(order_id, ITEMS, "Ann")
     assert await tracker.wait_executed(order_id, timeout=0.3) is None
@@ -73,6 +97,7 @@ async def test_bad_orders_and_a_missing_queue_are_translated(
     with pytest.raises(ServiceUnavailable):
         await tracker.enqueue(str(uuid.uuid4()), ITEMS, "Ann")
     await cluster.start_queue()
+    await reconnected(tracker)
     with pytest.raises(Rejected) as info:
         await tracker.enqueue(str(uuid.uuid4()), [QueuedItem("b", "t", 0)], "Ann")
     assert info.value.code == "BAD_REQUEST"
@@ -92,6 +117,7 @@ async def test_the_feed_reconnects_after_the_queue_restarts(
     assert await tracker.wait_executed(first, timeout=10.0) is not None
     cluster.kill("queue")
     await cluster.start_queue()
+    await reconnected(tracker)
     second = str(uuid.uuid4())
     await tracker.enqueue(second, ITEMS, "Bob")
     info = await tracker.wait_executed(second, timeout=15.0)

@@ -62,7 +62,7 @@ async def test_stock_replication_and_status_from_the_replicas(
     )
     stock = DatabaseStock(settings)
     await stock.start()
-    queue_channel = grpcutil.insecure_channel(f"127.0.0.1:{unused[5]}")
+    queue_channel = grpcutil.channel(f"127.0.0.1:{unused[5]}")
     queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(queue_channel))
     probe = ClusterProbe(settings, lambda: queue)
     db = BooksDatabaseClient(addresses, deadline_s=WAIT_S)

@@ -26,7 +26,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bookstore import grpcutil
+from bookstore.identity.credentials import transport_for
 from bookstore.pb import common_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.settings import from_env
 
 RPC_TIMEOUT_S = 1.0
 
@@ -46,6 +48,9 @@ def record_dict(record: queue_pb2.ExecutionRecord) -> dict[str, Any]:
 class Agent:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        # The agent enqueues and watches executions: it speaks as the orchestrator.
+        settings = from_env({"BOOKSTORE_TLS_DIR": config.get("tls_dir", "")})
+        grpcutil.use_transport(transport_for(settings, "orchestrator"))
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.records: list[dict[str, Any]] = []
         self.watch_connects = 0
@@ -65,7 +70,7 @@ class Agent:
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if address not in self.channels:
-            self.channels[address] = grpcutil.insecure_channel(address)
+            self.channels[address] = grpcutil.channel(address)
         return self.channels[address]
 
     def queue(self) -> Any:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from netlab import Host, Lab
+from tls_support import make_certs
 
 EXECUTOR_IDS = (1, 2, 3, 4)
 EXECUTOR_PORT = 50055  # every replica on its own host, all on one port
@@ -150,8 +151,14 @@ class Cluster:
             "ORDER_EXECUTOR_ADDRESSES": executors,
             "BOOKSTORE_BIND_HOST": "0.0.0.0",
             "BOOKSTORE_DATA_DIR": str(data_dir),
+            "BOOKSTORE_TLS_DIR": str(self.data_root / "tls"),  # made by `start`
             "GEMINI_API_KEY": "",  # the rules decide: no AI in this test
         }
+
+    def make_certs(self, env: dict[str, str]) -> Path:
+        """The CA and every certificate of the deployment `env` configures, in one
+        folder every host reads (as `bookstore certs` makes them for a deployment)."""
+        return make_certs({**env, "BOOKSTORE_TLS_DIR": str(self.data_root / "tls")})
 
     def data_dir(self, name: str) -> Path:
         """A fresh folder for one process's BOOKSTORE_DATA_DIR and HOME."""
@@ -172,6 +179,7 @@ class Cluster:
 
     def start(self, services: tuple[str, ...] | None = None) -> None:
         """Start the services (all by default), one per host, and the agent."""
+        tls_dir = self.make_certs(self.environment(self.data_root))
         for h, service, _ in SERVICES:
             if services is None or service in services:
                 self.start_service(self.hosts[h], service)
@@ -183,6 +191,7 @@ class Cluster:
             "queue": self.addresses()["order-queue"],
             "executors": {str(i): a for i, a in self.executor_addresses().items()},
             "http_health": services is None or "orchestrator" in services,
+            "tls_dir": str(tls_dir),
             "grpc": {
                 service: address
                 for service, address in self.addresses().items()

@@ -70,6 +70,8 @@ def compose_units() -> list[Unit]:
     for name, service in config["services"].items():
         if service.get("profiles"):
             continue  # an optional profile's tool (observability), not a bookstore service
+        if service["command"][:2] == ["bookstore", "certs"]:
+            continue  # the one-shot that makes the certificates: `start` makes them
         test = [str(part) for part in service["healthcheck"]["test"]]
         assert test[:2] == ["CMD", "bookstore-healthcheck"], test
         units.append(
@@ -122,7 +124,15 @@ def kubernetes_units() -> list[Unit]:
             probes: list[tuple[str, Any]] = []
             for kind in ("readinessProbe", "livenessProbe"):
                 probe = container[kind]
-                if "grpc" in probe:
+                if "exec" in probe:
+                    # bookstore-healthcheck reads the service from PID 1's command
+                    # line in a pod; here it is told the same service and replica.
+                    assert probe["exec"]["command"] == ["bookstore-healthcheck"]
+                    target = [workload["metadata"]["name"]]
+                    if target == ["order-executor"]:
+                        target += ["--replica-id", str(int(pod_name.rsplit("-", 1)[1]) + 1)]
+                    probes.append(("command", [*HEALTHCHECK, *target]))
+                elif "grpc" in probe:
                     probes.append(("grpc", f"{dns[-1]}:{probe['grpc']['port']}"))
                 else:
                     port = probe["httpGet"]["port"]
@@ -146,6 +156,8 @@ def start(cluster: Cluster, units: list[Unit]) -> None:
     for n, unit in enumerate(units):
         unit.host = cluster.hosts[unit.name] = cluster.lab.add_host(f"h{n}")
     cluster.lab.resolve({name: u.host.address for u in units if u.host for name in u.dns})
+    # The certificates the volume or Secret would hold, for the file's own addresses.
+    tls_dir = cluster.make_certs(units[0].env)
     for unit in units:
         assert unit.host is not None
         data = cluster.data_dir(unit.name)
@@ -155,6 +167,7 @@ def start(cluster: Cluster, units: list[Unit]) -> None:
             "HOME": str(data),
             "PYTHONUNBUFFERED": "1",
             "BOOKSTORE_DATA_DIR": str(data),  # in a container: its volume's mount path
+            "BOOKSTORE_TLS_DIR": str(tls_dir),  # in a container: the volume or Secret
         }
         unit.env = env
         cluster.launch(unit.host, unit.name, unit.argv, env)
@@ -165,6 +178,7 @@ def start(cluster: Cluster, units: list[Unit]) -> None:
             "queue": settings.order_queue_address,
             "executors": {str(i): a for i, a in settings.order_executor_addresses.items()},
             "http_health": True,
+            "tls_dir": str(tls_dir),
             "grpc": {
                 name: settings.address_of(name)
                 for name in ("transaction-verification", "fraud-detection", "suggestions")

@@ -48,7 +48,7 @@ class BooksDatabaseClient:
         *,
         deadline_s: float = 5.0,
         rpc_timeout_s: float = 1.0,
-        channel_factory: Callable[[str], grpc.aio.Channel] = grpcutil.insecure_channel,
+        channel_factory: Callable[[str], grpc.aio.Channel] = grpcutil.channel,
     ) -> None:
         self.ids = sorted(addresses)
         self.deadline_s = deadline_s

@@ -42,7 +42,7 @@ class PeerLink:
         self.address = address
         self._queue: deque[pb.PeerMessage] = deque(maxlen=PEER_QUEUE_MAX)
         self._ready = asyncio.Event()
-        self._channel = grpcutil.insecure_channel(address)
+        self._channel = grpcutil.channel(address)
         self._stub = pb_grpc.BooksDatabaseStub(self._channel)
         self._task: asyncio.Task[None] | None = None
 

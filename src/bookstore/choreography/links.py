@@ -134,7 +134,7 @@ class PeerLink:
         self.service = service
         self.address = address
         self.outbox: Outbox[checkout_pb2.ClockUpdate] = Outbox()
-        self._channel = grpcutil.insecure_channel(address)
+        self._channel = grpcutil.channel(address)
         self._stub = checkout_pb2_grpc.CheckoutParticipantStub(self._channel)
         self._task: asyncio.Task[None] | None = None
         self._unsent: list[checkout_pb2.ClockUpdate] = []

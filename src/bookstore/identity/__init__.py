@@ -15,9 +15,11 @@ ask it the names and whether to warn without loading gRPC or cryptography.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from bookstore.settings import Settings, split_address
+from bookstore.settings import Settings, SettingsError, split_address
 
+CA_NAME = "ca"  # the CA's files: ca.pem, ca.key
 TRUST_DOMAIN = "bookstore"
 PREFIX = f"spiffe://{TRUST_DOMAIN}/"
 PLAINTEXT_WARNING = (
@@ -62,16 +64,32 @@ def identities_of(settings: Settings) -> list[Identity]:
         result.append(
             Identity(f"order-executor-{rid}", spiffe_id("order-executor", rid), _hosts(address))
         )
+    for rid, address in sorted(settings.books_database_addresses.items()):
+        result.append(
+            Identity(f"books-database-{rid}", spiffe_id("books-database", rid), _hosts(address))
+        )
+    result.append(Identity("payment", spiffe_id("payment"), _hosts(settings.payment_address)))
     result.append(Identity("launcher", spiffe_id("launcher"), _hosts()))
     return result
 
 
 def identity_of(settings: Settings, service: str, replica_id: int | None = None) -> Identity:
+    """The identity of `service` (replica `replica_id`); KeyError for none."""
     name = service if replica_id is None else f"{service}-{replica_id}"
     for identity in identities_of(settings):
         if identity.name == name:
             return identity
     raise KeyError(f"no identity for {name}")
+
+
+class MissingCertificate(SettingsError):
+    """A certificate or key is not where it should be; the message says where."""
+
+
+def tls_dir(settings: Settings) -> Path:
+    """Where the CA and the certificates are: BOOKSTORE_TLS_DIR (a mounted
+    volume or Secret), else BOOKSTORE_DATA_DIR/tls, where `bookstore up` makes them."""
+    return settings.tls_dir or settings.data_dir / "tls"
 
 
 def plaintext_warning(settings: Settings) -> str | None:

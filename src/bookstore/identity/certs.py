@@ -27,9 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bookstore.identity import Identity
+from bookstore.identity import CA_NAME, Identity
 
-CA_NAME = "ca"
 CA_VALIDITY = dt.timedelta(days=5 * 365)
 CERT_VALIDITY = dt.timedelta(days=90)
 RENEW_BEFORE = dt.timedelta(days=30)  # a certificate this close to its end is renewed

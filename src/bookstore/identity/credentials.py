@@ -1,9 +1,14 @@
-"""gRPC credentials from the certificate directory (see `certs`).
+"""gRPC credentials from the certificate directory (see `certs`; this module
+does not load `cryptography`, so a health check starts fast).
 
 Servers demand a client certificate signed by the deployment's CA
 (`require_client_auth=True`), so a plaintext client or one with a certificate
 of another CA never completes the handshake; channels present the service's
 own certificate and trust only that CA.
+
+`use_identity` is what a process does once at start: from then on every
+server `grpcutil.create_server` makes and every channel `grpcutil.channel`
+opens uses its certificate (or plaintext, when BOOKSTORE_TLS is off).
 """
 
 from __future__ import annotations
@@ -13,17 +18,10 @@ from pathlib import Path
 
 import grpc
 
-from bookstore.identity.certs import CA_NAME
+from bookstore import grpcutil
+from bookstore.identity import CA_NAME, MissingCertificate, identity_of, tls_dir
+from bookstore.identity.policy import server_interceptors
 from bookstore.settings import Settings
-
-
-class MissingCertificate(RuntimeError):
-    """A certificate or key is not where it should be; the message says where."""
-
-
-def tls_dir(settings: Settings) -> Path:
-    """Where `bookstore up` keeps the CA and the certificates (BOOKSTORE_DATA_DIR/tls)."""
-    return settings.data_dir / "tls"
 
 
 @dataclass(frozen=True)
@@ -60,3 +58,26 @@ def channel_credentials(directory: Path, name: str) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=m.ca, private_key=m.key, certificate_chain=m.cert
     )
+
+
+def transport_for(settings: Settings, name: str) -> grpcutil.Transport:
+    """Mutual TLS as `name` ("order-executor-3") with the policy's check, or
+    plaintext when TLS is off. MissingCertificate when a file is absent."""
+    if not settings.tls:
+        return grpcutil.PLAINTEXT
+    directory = tls_dir(settings)
+    return grpcutil.Transport(
+        channel_credentials=channel_credentials(directory, name),
+        server_credentials=server_credentials(directory, name),
+        interceptors=tuple(server_interceptors(settings)),
+    )
+
+
+def use_identity(settings: Settings, service: str, replica_id: int | None = None) -> None:
+    """This process is `service` (replica `replica_id`): its servers and
+    channels from now on use that identity's certificate."""
+    try:
+        name = identity_of(settings, service, replica_id).name
+    except KeyError as exc:
+        raise MissingCertificate(f"{exc.args[0]}: not a service of this deployment") from None
+    grpcutil.use_transport(transport_for(settings, name))

@@ -12,6 +12,9 @@ method entry wins over its service's. A method in no entry is refused
 - only the three checkout services exchange clocks;
 - only transaction verification turns a card into a payment token, and only
   the executors move money or log two-phase-commit decisions;
+- only the executors reserve, commit and release stock, only the books
+  database's replicas replicate to each other, and transaction verification
+  and the executors read the stock;
 - health, reflection and the status reads are open to every authenticated
   caller (the launcher's probes, the cluster view, grpcurl with a cert).
 """
@@ -37,6 +40,7 @@ _CHECKOUT = "bookstore.checkout.CheckoutParticipant"
 _QUEUE = "bookstore.queue.OrderQueue"
 _EXECUTOR = "bookstore.executor.OrderExecutor"
 _PAYMENT = "bookstore.payment.Payment"
+_BOOKS = "bookstore.books.BooksDatabase"
 OPEN_SERVICES = (
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -50,6 +54,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
     executors = frozenset(spiffe_id("order-executor", i) for i in settings.order_executor_addresses)
     checkout = frozenset(spiffe_id(s) for s in CHECKOUT_SERVICES)
     payment = frozenset({spiffe_id("payment")})
+    replicas = frozenset(spiffe_id("books-database", i) for i in settings.books_database_addresses)
     anyone = frozenset({ANY_AUTHENTICATED})
     table = {
         f"/{_CHECKOUT}/Session": orchestrator,
@@ -78,6 +83,20 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_PAYMENT}/Status": anyone,
         f"/{_EXECUTOR}/Deliver": executors,
         f"/{_EXECUTOR}/Status": anyone,
+        f"/{_EXECUTOR}/Commitment": anyone,  # an order's two-phase-commit trace (cluster view)
+        # Stock: the coordinator (the leader executor) reserves and commits; the
+        # launcher's identity is the operator's (`SetStock` by hand).
+        # Stock reads: event a (transaction verification), the executors, and the
+        # orchestrator's live stock in GET /api/books.
+        f"/{_BOOKS}/ReadStock": executors
+        | {spiffe_id("transaction-verification"), spiffe_id("orchestrator")},
+        f"/{_BOOKS}/Reserve": executors,
+        f"/{_BOOKS}/Commit": executors,
+        f"/{_BOOKS}/Release": executors,
+        f"/{_BOOKS}/SetStock": frozenset({spiffe_id("launcher")}),
+        f"/{_BOOKS}/Deliver": replicas,
+        f"/{_BOOKS}/Status": anyone,
+        f"/{_BOOKS}/OrderEvents": anyone,  # an order's replication trail (cluster view)
     }
     table.update({service: anyone for service in OPEN_SERVICES})
     return table
@@ -101,6 +120,32 @@ def caller_identity(context: Any) -> str | None:
     against our CA; a plaintext caller has no auth context at all."""
     values = (context.auth_context() or {}).get("peer_spiffe_id") or []
     return values[0].decode() if len(values) == 1 else None
+
+
+def caller_replica(context: Any, service: str) -> int | None:
+    """The replica id in the caller's identity when it is a replica of
+    `service` (`spiffe://bookstore/order-executor/3` -> 3), else None."""
+    caller = caller_identity(context) or ""
+    prefix = spiffe_id(service) + "/"
+    rid = caller.removeprefix(prefix)
+    return int(rid) if caller.startswith(prefix) and rid.isdigit() else None
+
+
+async def require_replica(context: Any, service: str, claimed: int) -> None:
+    """Abort with PERMISSION_DENIED unless the caller's certificate is that of
+    replica `claimed` of `service`. Without TLS nobody has an identity and
+    there is nothing to check (the switch's documented risk)."""
+    if context.auth_context().get("transport_security_type") != [b"ssl"]:
+        return
+    actual = caller_replica(context, service)
+    if actual == claimed:
+        return
+    who = caller_identity(context) or "a caller without a bookstore identity"
+    log.warning("refused replica id claimed=%d caller=%s", claimed, who)
+    await context.abort(
+        grpc.StatusCode.PERMISSION_DENIED,
+        f"NOT_ALLOWED: {who} may not speak for {service} replica {claimed}",
+    )
 
 
 Check = Callable[[Any], Awaitable[None]]

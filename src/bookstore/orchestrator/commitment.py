@@ -40,8 +40,7 @@ class ExecutorCommitments:
 
     async def start(self) -> None:
         self._channels = {
-            i: grpcutil.insecure_channel(a)
-            for i, a in self.settings.order_executor_addresses.items()
+            i: grpcutil.channel(a) for i, a in self.settings.order_executor_addresses.items()
         }
 
     async def close(self) -> None:

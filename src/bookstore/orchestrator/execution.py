@@ -80,7 +80,7 @@ class ExecutionTracker:
         self.watching = False
 
     async def start(self) -> None:
-        self._channel = grpcutil.insecure_channel(self.settings.order_queue_address)
+        self._channel = grpcutil.channel(self.settings.order_queue_address)
         self._queue = cast(
             "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._channel)
         )

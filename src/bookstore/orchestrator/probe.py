@@ -235,7 +235,7 @@ class ClusterProbe:
     async def _payment_state(self) -> tuple[PaymentState, tuple[InDoubt, ...]]:
         address = self.settings.payment_address
         if self._payment_channel is None:
-            self._payment_channel = grpcutil.insecure_channel(address)
+            self._payment_channel = grpcutil.channel(address)
         stub = cast(
             "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._payment_channel)
         )
@@ -293,7 +293,7 @@ class ClusterProbe:
     ) -> tuple[ExecutorState, list[ElectionStep]]:
         channel = self._channels.get(replica_id)
         if channel is None:
-            channel = self._channels[replica_id] = grpcutil.insecure_channel(address)
+            channel = self._channels[replica_id] = grpcutil.channel(address)
         stub = cast(
             "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
         )

@@ -66,7 +66,7 @@ class ServiceSession:
     ) -> None:
         self.service = service
         self.address = address
-        self.channel = grpcutil.insecure_channel(address)
+        self.channel = grpcutil.channel(address)
         self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
         self.outbox: Outbox[checkout_pb2.OrchestratorMessage] = Outbox()
         self._events = events

@@ -28,6 +28,7 @@ from bookstore import grpcutil
 from bookstore.backoff import Backoff
 from bookstore.bounded import BoundedMapping
 from bookstore.commitment.trace import CommitmentTrace
+from bookstore.identity.policy import require_replica
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
@@ -105,7 +106,7 @@ class Executor:
         self._done: BoundedMapping[str, None] = BoundedMapping(REMEMBERED_ORDERS)
         self._peer_channels: dict[int, grpc.aio.Channel] = {}
         self._peer_stubs: dict[int, executor_pb2_grpc.OrderExecutorAsyncStub] = {}
-        self._queue_channel = grpcutil.insecure_channel(settings.order_queue_address)
+        self._queue_channel = grpcutil.channel(settings.order_queue_address)
         self.queue = cast(
             "queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(self._queue_channel)
         )
@@ -172,7 +173,7 @@ class Executor:
     def _stub(self, peer: int) -> executor_pb2_grpc.OrderExecutorAsyncStub:
         stub = self._peer_stubs.get(peer)
         if stub is None:
-            channel = grpcutil.insecure_channel(self.settings.order_executor_addresses[peer])
+            channel = grpcutil.channel(self.settings.order_executor_addresses[peer])
             self._peer_channels[peer] = channel
             stub = cast(
                 "executor_pb2_grpc.OrderExecutorAsyncStub",
@@ -364,6 +365,9 @@ class OrderExecutorServicer(executor_pb2_grpc.OrderExecutorServicer):
     async def Deliver(
         self, request: executor_pb2.BullyMessage, context: Context
     ) -> common_pb2.Empty:
+        # The policy admits only executors; a message must also come from the
+        # replica it names, so no replica can speak (and lead) for another.
+        await require_replica(context, "order-executor", request.sender)
         kind = _FROM_PB.get(request.kind)
         if kind is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST: unknown kind")

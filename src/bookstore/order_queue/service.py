@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from bookstore import grpcutil
+from bookstore.identity.policy import require_replica
 from bookstore.order_queue.db import (
     BadRequest,
     DiskFull,
@@ -85,7 +86,13 @@ def order_pb(order: Order) -> queue_pb2.QueuedOrder:
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 
+EXECUTOR = "order-executor"
+
+
 class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
+    """The policy lets only executors register, dequeue, renew and complete;
+    each of those calls must also name the caller's own replica id."""
+
     def __init__(self, store: QueueStore) -> None:
         self.store = store
 
@@ -104,6 +111,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def RegisterLeader(
         self, request: queue_pb2.RegisterLeaderRequest, context: Context
     ) -> queue_pb2.RegisterLeaderReply:
+        await require_replica(context, EXECUTOR, request.replica_id)
         try:
             epoch = await self.store.register_leader(request.replica_id)
         except (QueueError, StorageFailure, DiskFull) as exc:
@@ -114,6 +122,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def Dequeue(
         self, request: queue_pb2.DequeueRequest, context: Context
     ) -> queue_pb2.DequeueReply:
+        await require_replica(context, EXECUTOR, request.replica_id)
         wait_s = min(request.wait_ms, MAX_WAIT_MS) / 1000
         try:
             taken = await self.store.dequeue(request.replica_id, request.epoch, wait_s)
@@ -133,6 +142,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def RenewLease(
         self, request: queue_pb2.LeaseRequest, context: Context
     ) -> queue_pb2.RenewLeaseReply:
+        await require_replica(context, EXECUTOR, request.replica_id)
         try:
             lease_s = await self.store.renew(
                 request.replica_id, request.epoch, request.lease_id, request.order_id.value
@@ -145,6 +155,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def Complete(
         self, request: queue_pb2.LeaseRequest, context: Context
     ) -> queue_pb2.CompleteReply:
+        await require_replica(context, EXECUTOR, request.replica_id)
         try:
             record, duplicate = await self.store.complete(
                 request.replica_id, request.epoch, request.lease_id, request.order_id.value

@@ -264,7 +264,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     await server.start()
     await grpcutil.set_serving(health, [SERVICE_NAME])
     log.info("payment serving on %s (port %d)", bind, port)
-    channel = grpcutil.insecure_channel(settings.order_queue_address)
+    channel = grpcutil.channel(settings.order_queue_address)
     queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
     decisions = recovery.queue_decisions(queue, settings.rpc_timeout_s)
     recovering = asyncio.create_task(

@@ -134,7 +134,7 @@ async def test_a_stale_epoch_unknown_book_and_bad_quantity_are_refused_precisely
     )
     primary = cluster.primary()
     assert primary is not None
-    async with grpcutil.insecure_channel(cluster.addresses[primary]) as channel:
+    async with grpcutil.channel(cluster.addresses[primary]) as channel:
         stub = pb_grpc.BooksDatabaseStub(channel)
         cases = [
             ("nope", 1, grpc.StatusCode.NOT_FOUND, "UNKNOWN_BOOK: no book with id 'nope'"),
@@ -160,7 +160,7 @@ async def test_a_backup_names_the_primary(cluster: Cluster, client: BooksDatabas
     await client.read_stock([BOOK])
     primary = cluster.primary()
     backup = next(i for i in cluster.addresses if i != primary)
-    async with grpcutil.insecure_channel(cluster.addresses[backup]) as channel:
+    async with grpcutil.channel(cluster.addresses[backup]) as channel:
         stub = pb_grpc.BooksDatabaseStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.ReadStock(pb.ReadStockRequest(book_ids=[BOOK]), timeout=WAIT_S)

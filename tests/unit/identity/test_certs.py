@@ -34,6 +34,10 @@ def test_a_ca_and_a_certificate_per_service_with_spiffe_and_host_names(tmp_path:
         "suggestions",
         "order-queue",
         "order-executor-3",
+        "books-database-1",
+        "books-database-2",
+        "books-database-3",
+        "payment",
         "launcher",
     ]
     assert san(tmp_path, "order-queue")[:2] == ["spiffe://bookstore/order-queue", "order-queue"]

@@ -192,3 +192,25 @@ def test_every_rpc_of_every_service_has_a_policy_entry() -> None:
 
 def test_tls_off_installs_no_check() -> None:
     assert server_interceptors(Settings(tls=False)) == []
+
+
+async def test_an_executor_may_register_and_lease_only_as_itself(address: str, tls: Path) -> None:
+    async with secure(address, tls, "order-executor-2") as channel:
+        details = await _denied(
+            queue(channel).RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=3), timeout=5)
+        )
+        assert details == (
+            "NOT_ALLOWED: spiffe://bookstore/order-executor/2"
+            " may not speak for order-executor replica 3"
+        )
+        lease = queue_pb2.LeaseRequest(replica_id=4, epoch=1, lease_id="l")
+        for call in (
+            queue(channel).Dequeue(queue_pb2.DequeueRequest(replica_id=4, epoch=1), timeout=5),
+            queue(channel).RenewLease(lease, timeout=5),
+            queue(channel).Complete(lease, timeout=5),
+        ):
+            assert "may not speak for order-executor replica 4" in await _denied(call)
+        epoch = await queue(channel).RegisterLeader(
+            queue_pb2.RegisterLeaderRequest(replica_id=2), timeout=5
+        )
+        assert epoch.epoch >= 1

@@ -35,7 +35,7 @@ async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[QueueStore]:
 async def stub(store: QueueStore) -> AsyncIterator[queue_pb2_grpc.OrderQueueAsyncStub]:
     server, _, port = create_server("127.0.0.1:0", store)
     await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpcutil.channel(f"127.0.0.1:{port}")
     try:
         yield cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
     finally:

@@ -37,7 +37,7 @@ async def servicer(ledger_path: Path, fatal: list[BaseException]) -> AsyncIterat
 async def stub(servicer: PaymentServicer) -> AsyncIterator[payment_pb2_grpc.PaymentAsyncStub]:
     server, _, port = create_server("127.0.0.1:0", servicer)
     await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpcutil.channel(f"127.0.0.1:{port}")
     try:
         yield cast("payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(channel))
     finally:
@@ -51,7 +51,7 @@ async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
     await store.open()
     server, _, port = create_queue_server("127.0.0.1:0", store)
     await server.start()
-    channel = grpcutil.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpcutil.channel(f"127.0.0.1:{port}")
     try:
         stub = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
         yield Queue(store, server, stub)
