@@ -57,6 +57,19 @@ def execution_json(info: ExecutionInfo | None) -> JSON | None:
     }
 
 
+def payment_json(info: ExecutionInfo | None) -> JSON | None:
+    """The captured payment of an executed order (None before, or without payment)."""
+    if info is None or info.state != "executed" or not info.amount_cents:
+        return None
+    cents = info.amount_cents
+    return {
+        "state": "captured",
+        "amount": f"{cents // 100}.{cents % 100:02d}",
+        "amountCents": cents,
+        "currency": info.currency or "EUR",
+    }
+
+
 def event_json(e: Event) -> JSON:
     return {
         "event": e[0],
@@ -88,6 +101,7 @@ def order_json(record: OrderRecord) -> JSON:
         "cancel": None if cancel is None else {"clocks": {s: list(c) for s, c in cancel.items()}},
         "clockErrors": list(record.clock_errors),
         "execution": execution_json(record.execution),
+        "payment": payment_json(record.execution),
     }
 
 
@@ -112,14 +126,18 @@ def checkout_json(record: OrderRecord) -> JSON:
             "suggestedBooks": books_json(record.suggested_books),
             "vectorClock": _clock(record.vector_clock),
             "execution": execution_json(record.execution),
+            "payment": payment_json(record.execution),
         }
-    return {
+    rejected: JSON = {
         "orderId": record.order_id,
         "status": REJECTED,
         "suggestedBooks": [],
         "reason": record.reason,
         "vectorClock": _clock(record.vector_clock),
     }
+    if record.execution is not None:  # rejected at execution
+        rejected["execution"] = execution_json(record.execution)
+    return rejected
 
 
 # ---- the cluster view -------------------------------------------------------------------

@@ -290,6 +290,7 @@ async def test_order_details_have_the_agreed_shape(
         "cancel",
         "clockErrors",
         "execution",
+        "payment",
     }
     assert order["status"] == "Order Approved"
     assert order["reason"] is None
