@@ -7,11 +7,13 @@ ends with the audit of the whole run so far (commitment_audit.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Iterator
 
 import pytest
-from commitment_audit import Shop, audit, order
+from checkout_requests import card_secrets_in
+from commitment_audit import Shop, audit, data_files, order
 from harness import System, start_system
 
 from bookstore.books_database.client import BooksDatabaseClient
@@ -137,3 +139,19 @@ def test_each_test_card_is_declined_at_execution_and_nothing_is_taken(
     assert shop.order(answer["orderId"])["reason"] == reason
     report = audit(shop, initial_stock)
     assert report.rejected[answer["orderId"]] == reason
+
+
+def test_card_numbers_and_cvvs_are_in_no_log_file_or_answer(shop: Shop, system: System) -> None:
+    """Every test card, approved or not, then every file of the run and every answer."""
+    cards = ["4111111111111111", "4242424242424242", "4000000000000002", *dict(TEST_CARDS)]
+    for card in cards:
+        shop.post(order({"b025": 1}, card=card))
+    audit(shop, initial_stock)
+    texts = {str(p): p.read_bytes().decode("latin-1") for p in data_files(system.data_dir)}
+    texts |= {f"answer {o}": json.dumps(a) for o, a in shop.answers.items()}
+    texts |= {f"order {o}": json.dumps(shop.order(o)) for o in shop.answers}
+    assert any(p.endswith("queue.db") for p in texts)  # the databases were read
+    assert any(p.endswith("ledger.db") for p in texts)
+    for card in cards:
+        found = {where: card_secrets_in(text, card=card) for where, text in texts.items()}
+        assert not {where: f for where, f in found.items() if f}, card
