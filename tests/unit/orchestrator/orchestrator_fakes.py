@@ -62,6 +62,7 @@ class FakePipeline:
             suggestions=[Suggestion("b002", "Distributed Systems", "Maarten van Steen")],
             events=[event],
             final_clock=(3, 2, 1),
+            payment_token="tok_test",
         )
 
     async def stats(self) -> list[ServiceStats]:
