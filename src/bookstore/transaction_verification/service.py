@@ -84,7 +84,7 @@ class Backends:
                 log.warning("tokenize: %s", error)
                 return EventResult(ok=False, reason=PAYMENT_DOWN, answered_by="fallback: payment")
             return _result(f"The card was refused: {error.message}")
-        return EventResult(ok=True, answered_by="rules+payment", payment_token=reply.token)
+        return EventResult(ok=True, answered_by="rules", payment_token=reply.token)
 
 
 def handlers(catalogue: Catalogue, backends: Backends | None = None) -> dict[str, Handler]:
