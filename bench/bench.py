@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             names = cluster_pids(base_url)
         else:
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
+            # Enough copies of every book that no order of the run is out of stock.
+            extra.setdefault("BOOKS_INITIAL_STOCK", "1000000")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
             names = {pid: name for name, pid in system.pids().items()}

@@ -1,12 +1,15 @@
 """Failover time: leader SIGKILL -> the first order executed by a new leader.
 
 Starts the order queue and 4 executor replicas as real processes (free
-ports, a temporary data directory), keeps a trickle of orders flowing,
+ports, a temporary data directory) with the three books-database replicas
+and payment, so that every order is executed as a two-phase commit and the
+leader dies with transactions in flight (`--no-transactions`: the queue and
+executors alone, as before two-phase commit). Keeps a trickle of orders flowing,
 SIGKILLs the current leader again and again (restarting it after each kill,
 so it takes leadership back) and prints each failover time with the median
 and the worst.
 
-    .venv/bin/python bench/failover.py [--kills 10] [--trickle-ms 20]
+    .venv/bin/python bench/failover.py [--kills 10] [--trickle-ms 20] [--no-transactions]
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from queue_harness import Cluster
+from queue_harness import Cluster  # noqa: E402
 
-from bookstore.pb import queue_pb2
+from bookstore.pb import queue_pb2  # noqa: E402
 
 
 class Feed:
@@ -88,11 +93,11 @@ async def trickle(cluster: Cluster, every: float) -> None:
         await asyncio.sleep(every)
 
 
-async def main(kills: int, trickle_ms: int) -> None:
+async def main(kills: int, trickle_ms: int, transactions: bool) -> None:
     tmp = tempfile.mkdtemp(prefix="bookstore-failover-")
     ok = False
     try:
-        cluster = Cluster(Path(tmp))
+        cluster = Cluster(Path(tmp), transactions=transactions)
         try:
             await cluster.start()
             feed = Feed(cluster)
@@ -118,6 +123,7 @@ async def main(kills: int, trickle_ms: int) -> None:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await cluster.wait_drained()  # the last orders' transactions finish
             executions = cluster.check_history()
             ok = True
             print(
@@ -138,5 +144,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--trickle-ms", type=int, default=20)
+    parser.add_argument(
+        "--no-transactions", action="store_true", help="orders without payment: no 2PC"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.kills, args.trickle_ms))
+    asyncio.run(main(args.kills, args.trickle_ms, not args.no_transactions))

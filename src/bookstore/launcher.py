@@ -64,12 +64,18 @@ class ServiceSpec:
 
 
 def services_of(settings: Settings) -> list[ServiceSpec]:
-    """Every service of the system, in start order (the orchestrator last)."""
+    """Every service of the system, in start order: the books database and payment
+    before the executors (their 2PC participants), the orchestrator last."""
     specs = [
+        ServiceSpec("books-database", rid, address)
+        for rid, address in sorted(settings.books_database_addresses.items())
+    ]
+    specs += [
         ServiceSpec("transaction-verification", None, settings.transaction_verification_address),
         ServiceSpec("fraud-detection", None, settings.fraud_detection_address),
         ServiceSpec("suggestions", None, settings.suggestions_address),
         ServiceSpec("order-queue", None, settings.order_queue_address),
+        ServiceSpec("payment", None, settings.payment_address),
     ]
     specs += [
         ServiceSpec("order-executor", rid, address)

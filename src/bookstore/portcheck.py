@@ -62,15 +62,18 @@ def _bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def _listening_inodes(port: int, proc: Path) -> set[str]:
-    inodes: set[str] = set()
+def _listening_inodes(ports: set[int], proc: Path) -> dict[str, int]:
+    """The inodes of the sockets listening on `ports`: inode -> port."""
+    inodes: dict[str, int] = {}
     for table in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
             for line in (proc / "net" / table).read_text().splitlines()[1:]:
                 fields = line.split()
-                listening = len(fields) > 9 and fields[3] == _LISTEN
-                if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(fields[9])
+                if len(fields) <= 9 or fields[3] != _LISTEN:
+                    continue
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if port in ports:
+                    inodes[fields[9]] = port
     return inodes
 
 
@@ -85,19 +88,24 @@ def _describe(pid: str, proc: Path) -> str:
     return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 
-def _holder_from_proc(port: int, proc: Path) -> str:
-    targets = {f"socket:[{inode}]" for inode in _listening_inodes(port, proc)}
+def _holders_from_proc(ports: set[int], proc: Path) -> dict[int, str]:
+    """Who listens on each of `ports`, in one pass over every process's descriptors."""
+    targets = {f"socket:[{inode}]": port for inode, port in _listening_inodes(ports, proc).items()}
+    found: dict[int, str] = {}
     if not targets:
-        return ""
+        return found
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             for fd in (entry / "fd").iterdir():
                 with contextlib.suppress(OSError):
-                    if os.readlink(fd) in targets:
-                        return _describe(entry.name, proc)
-    return ""
+                    port = targets.get(os.readlink(fd))
+                    if port is not None and port not in found:
+                        found[port] = _describe(entry.name, proc)
+        if len(found) == len(set(targets.values())):
+            break
+    return found
 
 
 def _holder_from_ss(port: int) -> str:
@@ -116,18 +124,19 @@ def _holder_from_ss(port: int) -> str:
 
 def holder_of(port: int, proc: Path = Path("/proc")) -> str:
     """Who listens on TCP `port` on this machine, or "" when it cannot be told."""
-    return _holder_from_proc(port, proc) or _holder_from_ss(port)
+    return _holders_from_proc({port}, proc).get(port) or _holder_from_ss(port)
 
 
 def busy_ports(settings: Settings) -> list[Busy]:
     """Every port a service of `bookstore up` would listen on that is taken."""
+    errors = [(s, h, p, e) for s, h, p in binds_of(settings) if (e := _bind_error(h, p))]
+    in_use = {p for _, _, p, e in errors if e.errno == errno.EADDRINUSE}
+    holders = _holders_from_proc(in_use, Path("/proc")) if in_use else {}
     busy = []
-    for service, host, port in binds_of(settings):
-        error = _bind_error(host, port)
-        if error is None:
-            continue
+    for service, host, port, error in errors:
         if error.errno == errno.EADDRINUSE:
-            busy.append(Busy(service, host or "0.0.0.0", port, holder_of(port)))
+            holder = holders.get(port) or _holder_from_ss(port)
+            busy.append(Busy(service, host or "0.0.0.0", port, holder))
         else:
             busy.append(Busy(service, host, port, "", f"cannot be bound: {error.strerror}"))
     return busy

@@ -87,6 +87,9 @@ class Settings:
     coordinator_timeout_s: float = 0.6  # ANSWER but no COORDINATOR this long -> re-elect
     queue_unreachable_s: float = 1.0  # leader cut off from the queue this long steps down
     execution_work_s: float = 0.0  # simulated work per executed order
+    execution_concurrency: int = 32  # orders the leader executes at once (each one 2PC txn)
+    # Test only: "after-prepare", "after-log" or "between-commits" SIGKILLs the leader there once.
+    test_crash_at: str = ""  # test only: where the leader kills itself once (2PC recovery tests)
 
     # AI (Gemini). No key -> AI off, rule and catalogue fallbacks only.
     gemini_api_key: str = ""  # turns the AI on (never logged)
@@ -283,6 +286,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         queue_unreachable_s=_float(e, "ORDER_EXECUTOR_QUEUE_UNREACHABLE_S", d.queue_unreachable_s),
         execution_work_s=_float(e, "ORDER_EXECUTOR_WORK_S", d.execution_work_s),
+        execution_concurrency=max(
+            1, _int(e, "ORDER_EXECUTOR_CONCURRENCY", d.execution_concurrency)
+        ),
+        test_crash_at=e.get("BOOKSTORE_TEST_CRASH_AT", ""),
         gemini_api_key=e.get("GEMINI_API_KEY") or e.get("GOOGLE_API_KEY") or "",
         gemini_model=e.get("GEMINI_MODEL") or d.gemini_model,
         gemini_base_url=e.get("GEMINI_BASE_URL") or d.gemini_base_url,

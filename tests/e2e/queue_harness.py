@@ -1,7 +1,9 @@
 """Real order-queue and order-executor processes on free loopback ports.
 
 Each cluster gets its own temporary BOOKSTORE_DATA_DIR and ports, runs the
-services exactly as the launcher does (`python -m bookstore serve ...`,
+services exactly as the launcher does (with `transactions=True` also the three
+books-database replicas and payment, and every order then carries a payment
+token and its amount, so each is executed as a two-phase commit) (`python -m bookstore serve ...`,
 configured only through the environment) and kills every process it started
 when it is closed. A small gRPC client drives the queue and records, Jepsen
 style, what every enqueue was told.
@@ -28,7 +30,16 @@ from ports import free_ports
 from tls_support import make_certs, transport
 
 from bookstore import grpcutil, health
-from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.catalogue import load_catalogue
+from bookstore.pb import (
+    common_pb2,
+    executor_pb2,
+    executor_pb2_grpc,
+    payment_pb2,
+    payment_pb2_grpc,
+    queue_pb2,
+    queue_pb2_grpc,
+)
 
 START_TIMEOUT_S = 20.0
 
@@ -57,11 +68,30 @@ def kill_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=10)
 
 
+TXN_BOOK = "b001"  # the book orders take when the cluster runs transactions
+TXN_CARD = "4242424242424242"
+
+
 class Cluster:
-    def __init__(self, root: Path, executors: int = 4, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        executors: int = 4,
+        env: dict[str, str] | None = None,
+        transactions: bool = False,
+    ) -> None:
         self.root = root
         self.ids = list(range(1, executors + 1))
-        ports = free_ports(1 + executors)
+        self.transactions = transactions
+        self._token = ""
+        book = load_catalogue().by_id(TXN_BOOK)
+        self._price = book.price_cents if book else 0
+        ports = free_ports(1 + executors + 4)
+        self.database_addresses = {
+            i: f"127.0.0.1:{p}" for i, p in zip((1, 2, 3), ports[-4:-1], strict=True)
+        }
+        self.payment_address = f"127.0.0.1:{ports[-1]}"
+        ports = ports[:-4]
         self.queue_address = f"127.0.0.1:{ports[0]}"
         self.executor_addresses = {
             i: f"127.0.0.1:{p}" for i, p in zip(self.ids, ports[1:], strict=True)
@@ -74,6 +104,11 @@ class Cluster:
             "ORDER_EXECUTOR_ADDRESSES": ",".join(
                 f"{i}={a}" for i, a in self.executor_addresses.items()
             ),
+            "BOOKS_DATABASE_ADDRESSES": ",".join(
+                f"{i}={a}" for i, a in self.database_addresses.items()
+            ),
+            "PAYMENT_ADDRESS": self.payment_address,
+            "BOOKS_INITIAL_STOCK": "1000000",
             "BOOKSTORE_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
@@ -113,7 +148,24 @@ class Cluster:
 
     async def start(self) -> None:
         await self.start_queue()
+        if self.transactions:
+            for i in self.database_addresses:
+                self._spawn(f"books-database-{i}", "books-database", "--replica-id", str(i))
+            self._spawn("payment", "payment")
+            addresses = [*self.database_addresses.values(), self.payment_address]
+            await asyncio.gather(*(self.wait_healthy(a) for a in addresses))
+            self._token = await self._tokenize()
         await asyncio.gather(*(self.start_executor(i) for i in self.ids))
+
+    async def _tokenize(self) -> str:
+        channel = transport(self.env, "transaction-verification").channel(self.payment_address)
+        try:
+            stub = payment_pb2_grpc.PaymentStub(channel)
+            card = payment_pb2.TokenizeRequest(number=TXN_CARD, expiration="12/39", cvv="123")
+            reply = await stub.Tokenize(card, timeout=10.0)
+            return str(reply.token)
+        finally:
+            await channel.close()
 
     async def wait_healthy(self, address: str, via: grpcutil.Transport | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -162,11 +214,14 @@ class Cluster:
         """Enqueue one order of `books` books; the outcome goes into the history."""
         oid = order_id or str(uuid.uuid4())
         self.history.books[oid] = books
+        book = TXN_BOOK if self.transactions else "b1"
         request = queue_pb2.EnqueueRequest(
             order=queue_pb2.QueuedOrder(
                 order_id=common_pb2.OrderId(value=oid),
-                items=[common_pb2.OrderItem(book_id="b1", title="A book", quantity=books)],
+                items=[common_pb2.OrderItem(book_id=book, title="A book", quantity=books)],
                 customer_name="Test Customer",
+                payment_token=self._token,
+                amount_cents=self._price * books if self.transactions else 0,
             )
         )
         try:

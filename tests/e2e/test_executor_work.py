@@ -12,7 +12,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 
 async def test_long_work_renews_the_lease_and_runs_each_order_once(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, env={"ORDER_EXECUTOR_WORK_S": "1.5", "ORDER_QUEUE_LEASE_S": "0.6"})
+    # One order at a time, so the second waits in the queue while the first is worked on.
+    env = {
+        "ORDER_EXECUTOR_WORK_S": "1.5",
+        "ORDER_QUEUE_LEASE_S": "0.6",
+        "ORDER_EXECUTOR_CONCURRENCY": "1",
+    }
+    cluster = Cluster(tmp_path, env=env)
     try:
         await cluster.start()
 

@@ -63,17 +63,21 @@ def test_every_service_is_started_with_its_replica_id() -> None:
     specs = services_of(Settings())
     names = [s.name for s in specs]
     assert names == [
+        "books-database-1",
+        "books-database-2",
+        "books-database-3",
         "transaction-verification",
         "fraud-detection",
         "suggestions",
         "order-queue",
+        "payment",
         "order-executor-1",
         "order-executor-2",
         "order-executor-3",
         "order-executor-4",
         "orchestrator",
     ]
-    assert specs[5].argv("py") == [
+    assert specs[9].argv("py") == [
         "py", "-m", "bookstore", "serve", "order-executor", "--replica-id", "2"
     ]  # fmt: skip
     assert specs[-1].http and not specs[0].http

@@ -75,3 +75,13 @@ def test_hardening_settings_default_safe_and_read_from_the_environment() -> None
     assert from_env({"BOOKSTORE_TLS": "1"}).tls
     with pytest.raises(SettingsError, match="BOOKSTORE_TLS"):
         from_env({"BOOKSTORE_TLS": "maybe"})
+
+
+def test_execution_settings_are_read_from_the_environment() -> None:
+    d = from_env({})
+    assert (d.execution_concurrency, d.test_crash_at) == (32, "")
+    s = from_env({"ORDER_EXECUTOR_CONCURRENCY": "4", "BOOKSTORE_TEST_CRASH_AT": "after-log"})
+    assert (s.execution_concurrency, s.test_crash_at) == (4, "after-log")
+    assert from_env({"ORDER_EXECUTOR_CONCURRENCY": "0"}).execution_concurrency == 1
+    with pytest.raises(SettingsError, match="ORDER_EXECUTOR_CONCURRENCY"):
+        from_env({"ORDER_EXECUTOR_CONCURRENCY": "many"})

@@ -14,8 +14,20 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
+from typing import Protocol
 
 SEARCH_FIELDS = ("title", "author", "genre")
+
+
+class Line(Protocol):
+    """An order line: a catalogue id and/or a title, and a quantity."""
+
+    @property
+    def book_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,14 @@ class Catalogue:
         if title:
             return self.by_title(title)
         return None
+
+    def amount_cents(self, lines: Iterable[Line]) -> int:
+        """What the lines cost: price_cents x quantity, summed (unknown books: 0)."""
+        total = 0
+        for line in lines:
+            book = self.resolve(line.book_id, line.title)
+            total += (book.price_cents if book else 0) * max(0, line.quantity)
+        return total
 
     def search(self, q: str, field: str | None = None) -> list[Book]:
         """Books whose `field` (or any of title/author/genre) contains `q`, ignoring case."""

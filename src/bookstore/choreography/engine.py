@@ -394,6 +394,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
                         suggestions=result.suggestions,
                         answered_by=result.answered_by,
                         duration_ms=duration_ms,
+                        payment_token=result.payment_token,
                     )
                 )
             )

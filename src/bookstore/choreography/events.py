@@ -48,6 +48,7 @@ class EventResult:
     reason: str = ""  # customer-readable, when not ok
     answered_by: str = "rules"
     suggestions: list[common_pb2.Book] = field(default_factory=list)
+    payment_token: str = ""  # event c: the payment service's token for the card
 
 
 # A service's code for one event: the order as that service received it, and

@@ -43,22 +43,37 @@ class QueuedItem:
     quantity: int
 
 
+# The states of an order the executors are done with: its transaction
+# committed (copies taken, payment captured) or aborted (nothing taken).
+FINISHED = ("executed", "rejected")
+
+
 @dataclass(frozen=True)
 class ExecutionInfo:
-    state: str  # "queued" | "leased" | "executed"
+    state: str  # "queued" | "leased" | "executed" | "rejected"
     executor: int | None = None
     epoch: int | None = None
     sequence: int | None = None
     executed_at: str | None = None  # RFC 3339
+    reason: str = ""  # rejected: "out of stock: <titles>", "payment declined: <why>"
+    amount_cents: int = 0  # executed: the amount captured
+    currency: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
 
 
 def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
     return ExecutionInfo(
-        state="executed",
+        state="rejected" if record.outcome == "rejected" else "executed",
         executor=record.executor,
         epoch=record.epoch,
         sequence=record.sequence,
         executed_at=record.executed_at,
+        reason=record.reason,
+        amount_cents=record.amount_cents,
+        currency=record.currency,
     )
 
 
@@ -111,7 +126,14 @@ class ExecutionTracker:
 
     # -- enqueue ----------------------------------------------------------------------
 
-    async def enqueue(self, order_id: str, items: list[QueuedItem], customer_name: str) -> None:
+    async def enqueue(
+        self,
+        order_id: str,
+        items: list[QueuedItem],
+        customer_name: str,
+        payment_token: str = "",
+        amount_cents: int = 0,
+    ) -> None:
         """Returns once the queue has the order on disk; raises ServiceUnavailable."""
         request = queue_pb2.EnqueueRequest(
             order=queue_pb2.QueuedOrder(
@@ -127,6 +149,8 @@ class ExecutionTracker:
                 # An approved order must not fail on a long name: the queue keeps
                 # at most TEXT_LIMIT characters of each text.
                 customer_name=customer_name[:TEXT_LIMIT],
+                payment_token=payment_token,
+                amount_cents=amount_cents,
             )
         )
         timeout = self.settings.rpc_timeout_s
@@ -203,7 +227,7 @@ class ExecutionTracker:
                 except (grpcutil.ServiceUnavailable, grpcutil.Rejected):
                     await asyncio.sleep(backoff.next())
                     continue
-                if info is not None and info.state == "executed":
+                if info is not None and info.finished:
                     self._resolve(order_id, info)
                 return
 

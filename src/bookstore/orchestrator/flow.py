@@ -73,6 +73,7 @@ class Outcome:
     cancel_clocks: dict[str, Clock] = field(default_factory=dict)  # service -> clock at cancel
     final_clock: Clock | None = None
     clock_errors: list[str] = field(default_factory=list)
+    payment_token: str = ""  # event c's token for the card (approved orders)
 
 
 class State(Enum):
@@ -129,6 +130,7 @@ class Checkout:
         self._down: str | None = None
         self._timed_out = False
         self._suggestions: list[Suggestion] = []
+        self._payment_token = ""
         self._cancel_clocks: dict[str, Clock] = {}
         self._awaiting: set[str] = set()  # acks of the current stage
         self._result: Outcome | None = None
@@ -145,7 +147,11 @@ class Checkout:
     # ---- events ---------------------------------------------------------------------
 
     def on_report(
-        self, record: EventRecord, suggestions: Iterable[Suggestion], now: float
+        self,
+        record: EventRecord,
+        suggestions: Iterable[Suggestion],
+        now: float,
+        payment_token: str = "",
     ) -> list[Action]:
         if self.finalized:
             return []
@@ -158,6 +164,8 @@ class Checkout:
         self._succeeded.add(record.event)
         if record.event == "f":
             self._suggestions = list(suggestions)
+        if record.event == "c":
+            self._payment_token = payment_token
         if len(self._succeeded) == len(EVENTS):
             return self._decided(now)
         return []
@@ -278,4 +286,5 @@ class Checkout:
             suggestions=list(self._suggestions) if approved else [],
             events=list(self._events),
             cancel_clocks=dict(self._cancel_clocks),
+            payment_token=self._payment_token if approved else "",
         )

@@ -244,7 +244,8 @@ class Pipeline:
             duration_ms=report.duration_ms,
         )
         suggestions = [Suggestion(b.book_id, b.title, b.author) for b in report.suggestions]
-        self._apply(flight, flight.machine.on_report(record, suggestions, self._now()))
+        actions = flight.machine.on_report(record, suggestions, self._now(), report.payment_token)
+        self._apply(flight, actions)
 
     def _on_finalize_ack(self, service: str, ack: checkout_pb2.FinalizeAck) -> None:
         order_id = ack.order_id.value

@@ -71,6 +71,19 @@ def execution_json(info: ExecutionInfo | None) -> JSON | None:
     }
 
 
+def payment_json(info: ExecutionInfo | None) -> JSON | None:
+    """The captured payment of an executed order (None before, or without payment)."""
+    if info is None or info.state != "executed" or not info.amount_cents:
+        return None
+    cents = info.amount_cents
+    return {
+        "state": "captured",
+        "amount": f"{cents // 100}.{cents % 100:02d}",
+        "amountCents": cents,
+        "currency": info.currency or "EUR",
+    }
+
+
 def event_json(e: Event) -> JSON:
     return {
         "event": e[0],
@@ -102,6 +115,7 @@ def order_json(record: OrderRecord) -> JSON:
         "cancel": None if cancel is None else {"clocks": {s: list(c) for s, c in cancel.items()}},
         "clockErrors": list(record.clock_errors),
         "execution": execution_json(record.execution),
+        "payment": payment_json(record.execution),
     }
 
 
@@ -126,14 +140,18 @@ def checkout_json(record: OrderRecord) -> JSON:
             "suggestedBooks": books_json(record.suggested_books),
             "vectorClock": _clock(record.vector_clock),
             "execution": execution_json(record.execution),
+            "payment": payment_json(record.execution),
         }
-    return {
+    rejected: JSON = {
         "orderId": record.order_id,
         "status": REJECTED,
         "suggestedBooks": [],
         "reason": record.reason,
         "vectorClock": _clock(record.vector_clock),
     }
+    if record.execution is not None:  # rejected at execution
+        rejected["execution"] = execution_json(record.execution)
+    return rejected
 
 
 def replication_json(order_id: str, replication: Replication) -> JSON:
@@ -271,7 +289,7 @@ def database_json(replicas: tuple[ReplicaState, ...]) -> JSON:
     }
 
 
-def payment_json(payment: PaymentState | None) -> JSON | None:
+def payment_service_json(payment: PaymentState | None) -> JSON | None:
     if payment is None:
         return None
     return {
@@ -310,6 +328,6 @@ def cluster_json(services: list[ServiceRow], state: ClusterState) -> JSON:
         else {"replicaId": leader.replica_id, "epoch": leader.epoch},
         "elections": [election_json(s) for s in state.elections],
         "database": database_json(state.replicas),
-        "payment": payment_json(state.payment),
+        "payment": payment_service_json(state.payment),
         "inDoubt": [in_doubt_json(t) for t in state.in_doubt],
     }

@@ -96,7 +96,14 @@ def checked_record(
 def awaiting_execution(record: OrderRecord) -> bool:
     """Approved and not known to be executed yet."""
     execution = record.execution
-    return record.status == APPROVED and (execution is None or execution.state != "executed")
+    return record.status == APPROVED and (execution is None or not execution.finished)
+
+
+def apply_execution(record: OrderRecord, info: ExecutionInfo) -> None:
+    """What the queue said of the order; a rejection at execution rejects the order."""
+    record.execution = info
+    if info.state == "rejected":
+        record.status, record.reason, record.suggested_books = REJECTED, info.reason, ()
 
 
 def record_size(order_id: str, record: OrderRecord) -> int:

@@ -5,10 +5,18 @@
 - a sender delivering `Outgoing` messages with short deadlines, fire and
   forget (a failure only means no reply, which the timeouts handle);
 - the registration task: a freshly won leader asks the queue for an epoch;
-- the work loop, only while leader with an epoch: Dequeue (long poll) ->
-  execute (idempotent by order id) -> Complete with the epoch. STALE_EPOCH
-  or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
+- the work loops (`execution_concurrency` of them), only while leader with an
+  epoch: first, once per epoch, recovery: every order with a logged decision
+  that is not yet completed is finished (its decision resent to the
+  participants) and completed; then Dequeue (long poll) -> the order's
+  two-phase commit (`transaction.py`; txn id = order id, epoch = mine) ->
+  Complete with the outcome (executed, or rejected with the reason) and the
+  epoch. STALE_EPOCH or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
   queue_unreachable_s -> `on_queue_unreachable`.
+
+An order enqueued without a payment token and amount (the queue's own tests
+and benchmarks, which run without the books database and payment) is
+completed as executed without a transaction.
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ import grpc
 from bookstore import grpcutil
 from bookstore.backoff import Backoff
 from bookstore.bounded import BoundedMapping
+from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import CommitmentTrace
 from bookstore.identity.policy import require_replica
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
+from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -42,6 +53,7 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 DEQUEUE_WAIT_MS = 250
 RECENT_STEPS = 50
 REMEMBERED_ORDERS = 10_000
+MAX_PENDING_LISTED = 100  # the queue's cap on ListDecisions' pending list
 REGISTER_BACKOFF_FIRST_S = 0.05
 REGISTER_BACKOFF_CAP_S = 1.0  # not past queue_unreachable_s by much: a cut-off leader steps down
 QUEUE = "order-queue"
@@ -91,7 +103,13 @@ def timings_from(settings: Settings) -> Timings:
 class Executor:
     """One replica: the node, its timer, its sender and its work loop."""
 
-    def __init__(self, settings: Settings, replica_id: int, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        replica_id: int,
+        clock: Any = time.monotonic,
+        catalogue: Catalogue | None = None,
+    ) -> None:
         self.settings = settings
         self.replica_id = replica_id
         self.clock = clock
@@ -121,6 +139,12 @@ class Executor:
         self._leading = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._queue_ok_at = 0.0
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        crash = CrashHook(settings.test_crash_at, settings.data_dir)
+        self.commit = TwoPhaseCommit(settings, self.queue, crash)
+        self._inflight: set[str] = set()  # orders whose transaction runs here now
+        self._recovered_epoch = 0  # the epoch whose in-doubt orders are finished
+        self._recovering = asyncio.Lock()
 
     # -- the node's events -----------------------------------------------------
 
@@ -260,6 +284,9 @@ class Executor:
                 self._leading.clear()
                 continue
             epoch = self.node.epoch
+            if self._recovered_epoch != epoch:
+                await self._recover(epoch)
+                continue
             try:
                 reply = await self.queue.Dequeue(
                     queue_pb2.DequeueRequest(
@@ -275,39 +302,134 @@ class Executor:
             if reply.has_order:
                 await self._execute(epoch, reply)
 
+    async def _recover(self, epoch: int) -> None:
+        """Before any new order of this epoch: finish every decided, uncompleted one."""
+        async with self._recovering:
+            if self._recovered_epoch == epoch or self.node.epoch != epoch:
+                return
+            try:
+                reply = await self.queue.ListDecisions(
+                    queue_pb2.ListDecisionsRequest(limit=1), timeout=self.settings.rpc_timeout_s
+                )
+            except grpc.aio.AioRpcError as exc:
+                if not self._queue_failed(exc, epoch):
+                    await asyncio.sleep(0.05)
+                return
+            for record in reply.pending:
+                order_id = record.order_id.value
+                log.info("recovering order=%s decision=%s", order_id, record.decision)
+                txn = Txn(order_id, epoch, {}, "", 0, read_log=True)
+                if not await self._run_and_complete(epoch, txn, lease_id=""):
+                    return  # fenced or the queue refused: try again (or step down)
+            if len(reply.pending) < MAX_PENDING_LISTED:
+                self._recovered_epoch = epoch
+                log.info("recovery done epoch=%d finished=%d", epoch, len(reply.pending))
+
+    def _txn_of(self, epoch: int, order: queue_pb2.QueuedOrder) -> Txn | None:
+        """The order's transaction (None for an order without payment: no transaction)."""
+        if not order.payment_token and not order.amount_cents:
+            return None
+        items: dict[str, int] = {}
+        for item in order.items:
+            items[item.book_id] = items.get(item.book_id, 0) + item.quantity
+        amount = self.catalogue.amount_cents(order.items)
+        if amount != order.amount_cents:
+            log.warning(
+                "order=%s amount %d differs from the catalogue's %d: charging the catalogue's",
+                order.order_id.value,
+                order.amount_cents,
+                amount,
+            )
+        first = order.deliveries <= 1
+        return Txn(order.order_id.value, epoch, items, order.payment_token, amount, not first)
+
     async def _execute(self, epoch: int, reply: queue_pb2.DequeueReply) -> None:
         order_id = reply.order.order_id.value
-        lease = queue_pb2.LeaseRequest(
+        if order_id in self._inflight:
+            return  # redelivered while its transaction still runs here; that one completes it
+        txn = self._txn_of(epoch, reply.order)
+        self._inflight.add(order_id)
+        try:
+            if txn is None:
+                if order_id not in self._done:  # idempotent by order id
+                    await self._work(
+                        self._lease(epoch, reply.lease_id, order_id), reply.lease_ms / 1000
+                    )
+                await self._complete(epoch, self._lease(epoch, reply.lease_id, order_id))
+            else:
+                await self._run_and_complete(epoch, txn, reply.lease_id, reply.lease_ms / 1000)
+        finally:
+            self._inflight.discard(order_id)
+
+    def _lease(
+        self, epoch: int, lease_id: str, order_id: str, **outcome: Any
+    ) -> queue_pb2.LeaseRequest:
+        return queue_pb2.LeaseRequest(
             replica_id=self.replica_id,
             epoch=epoch,
-            lease_id=reply.lease_id,
+            lease_id=lease_id,
             order_id=common_pb2.OrderId(value=order_id),
+            **outcome,
         )
-        if order_id not in self._done:  # idempotent by order id
-            await self._work(lease, reply.lease_ms / 1000)
-            self._done[order_id] = None
+
+    async def _run_and_complete(
+        self, epoch: int, txn: Txn, lease_id: str, lease_s: float = 0.0
+    ) -> bool:
+        """The order's 2PC, then Complete with its outcome; False if not completed."""
+        lease = self._lease(epoch, lease_id, txn.order_id)
+        renewing = self._spawn(self._keep_lease(lease, lease_s)) if lease_id else None
+        try:
+            outcome = await self.commit.run(txn)
+        finally:
+            if renewing is not None:
+                renewing.cancel()
+        if outcome.decision is None:
+            if outcome.fenced and self.node.is_working_leader and self.node.epoch == epoch:
+                self._after(self.node.on_fenced(self.clock(), "a participant refused my epoch"))
+            return False
+        if outcome.decision is Decision.COMMIT:
+            done = self._lease(
+                epoch, lease_id, txn.order_id, outcome="executed", amount_cents=txn.amount_cents
+            )
+        else:
+            reason = outcome.customer_reason
+            done = self._lease(epoch, lease_id, txn.order_id, outcome="rejected", reason=reason)
+        return await self._complete(epoch, done)
+
+    async def _keep_lease(self, lease: queue_pb2.LeaseRequest, lease_s: float) -> None:
+        """Renew the lease every third of it while the transaction runs."""
+        every = max(0.05, lease_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(grpc.RpcError):
+                await self.queue.RenewLease(lease, timeout=every)
+
+    async def _complete(self, epoch: int, lease: queue_pb2.LeaseRequest) -> bool:
+        order_id = lease.order_id.value
         while True:
             try:
                 done = await self.queue.Complete(lease, timeout=1.0)
             except grpc.aio.AioRpcError as exc:
                 if self._queue_failed(exc, epoch):
                     log.warning("complete order=%s refused: %s", order_id, exc.details())
-                    return
+                    return False
                 await asyncio.sleep(0.05)
                 continue
             self._queue_ok_at = self.clock()
+            self._done[order_id] = None
             if not done.duplicate:
                 self.executed += 1
             e = done.execution
             log.info(
-                "executed order=%s books=%d sequence=%d epoch=%d duplicate=%s",
+                "completed order=%s outcome=%s reason=%s sequence=%d epoch=%d duplicate=%s",
                 order_id,
-                reply.order.books,
+                e.outcome or "executed",
+                e.reason or "-",
                 e.sequence,
                 e.epoch,
                 done.duplicate,
             )
-            return
+            return True
 
     async def _work(self, lease: queue_pb2.LeaseRequest, lease_s: float) -> None:
         """The simulated work, renewing the lease if it outlasts a third of it."""
@@ -334,7 +456,10 @@ class Executor:
         self._after(self.node.start(self.clock()))
         self._loops = [
             asyncio.create_task(self.tick_loop(), name="bully-tick"),
-            asyncio.create_task(self.work_loop(), name="work-loop"),
+        ]
+        self._loops += [
+            asyncio.create_task(self.work_loop(), name=f"work-loop-{i}")
+            for i in range(self.settings.execution_concurrency)
         ]
 
     async def close(self) -> None:
@@ -343,6 +468,7 @@ class Executor:
         for task in [*self._loops, *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.commit.close()
         for channel in [*self._peer_channels.values(), self._queue_channel]:
             await channel.close()
 

@@ -7,7 +7,8 @@ caller, with one exception: a full disk (DiskFull), which refuses the write
 and changes nothing. Executed orders leave the file after a retention
 (`sweep`); the counters keep sequence numbers growing past what was swept.
 Card data never reaches this file: an order is its items (book id, title,
-quantity), the customer's name and its priority.
+quantity), the customer's name, its priority, the payment service's opaque
+token and the amount in cents.
 
 All methods run on one thread (the store's writer thread).
 """
@@ -35,7 +36,9 @@ CREATE TABLE IF NOT EXISTS orders (
     books INTEGER NOT NULL,
     sequence INTEGER NOT NULL UNIQUE,
     state TEXT NOT NULL CHECK (state IN ('queued', 'executed')),
-    enqueued_at TEXT NOT NULL
+    enqueued_at TEXT NOT NULL,
+    payment_token TEXT NOT NULL DEFAULT '',
+    amount_cents INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_queued ON orders (state, books DESC, sequence);
 CREATE TABLE IF NOT EXISTS executions (
@@ -43,7 +46,10 @@ CREATE TABLE IF NOT EXISTS executions (
     executor INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
     sequence INTEGER NOT NULL UNIQUE,
-    executed_at TEXT NOT NULL
+    executed_at TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'executed' CHECK (outcome IN ('executed', 'rejected')),
+    reason TEXT NOT NULL DEFAULT '',
+    amount_cents INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS executions_at ON executions (executed_at);
 CREATE TABLE IF NOT EXISTS meta (
@@ -136,6 +142,23 @@ class Execution:
     epoch: int
     sequence: int
     executed_at: str
+    outcome: str = "executed"  # "executed" | "rejected" (its transaction aborted)
+    reason: str = ""  # rejected: why, for the customer
+    amount_cents: int = 0  # executed: the amount captured
+
+
+OUTCOMES = ("executed", "rejected")
+# Columns added after the first release: (table, column, definition).
+_ADDED_COLUMNS = (
+    ("orders", "payment_token", "TEXT NOT NULL DEFAULT ''"),
+    ("orders", "amount_cents", "INTEGER NOT NULL DEFAULT 0"),
+    ("executions", "outcome", "TEXT NOT NULL DEFAULT 'executed'"),
+    ("executions", "reason", "TEXT NOT NULL DEFAULT ''"),
+    ("executions", "amount_cents", "INTEGER NOT NULL DEFAULT 0"),
+)
+_EXECUTION_COLUMNS = (
+    "order_id, executor, epoch, sequence, executed_at, outcome, reason, amount_cents"
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +191,7 @@ class Database:
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        self._add_columns()
         self.epoch, self.leader_id = self.conn.execute(
             "SELECT epoch, leader_id FROM meta WHERE id = 1"
         ).fetchone()
@@ -179,6 +203,13 @@ class Database:
             self._scalar("SELECT COALESCE(MAX(sequence), 0) FROM executions"),
             self._counter("execution_sequence"),
         )
+
+    def _add_columns(self) -> None:
+        """Bring a file of an earlier release up to the current schema."""
+        for table, column, definition in _ADDED_COLUMNS:
+            names = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def _scalar(self, sql: str, *args: object) -> int:
         return int(self.conn.execute(sql, args).fetchone()[0])
@@ -198,12 +229,12 @@ class Database:
 
     def load(self) -> Loaded:
         rows = self.conn.execute(
-            "SELECT order_id, items, customer_name, books, sequence FROM orders"
-            " WHERE state = 'queued' ORDER BY books DESC, sequence"
+            "SELECT order_id, items, customer_name, books, sequence, payment_token, amount_cents"
+            " FROM orders WHERE state = 'queued' ORDER BY books DESC, sequence"
         ).fetchall()
         queued = [
-            Order(oid, _items_from_json(items), name, books, seq)
-            for oid, items, name, books, seq in rows
+            Order(oid, _items_from_json(items), name, books, seq, 0, token, amount)
+            for oid, items, name, books, seq, token, amount in rows
         ]
         executed = self._scalar("SELECT COUNT(*) FROM executions") + self._counter("swept")
         return Loaded(self.epoch, self.leader_id, queued, executed)
@@ -250,7 +281,7 @@ class Database:
         sequence = self.next_sequence
         self.conn.execute(
             "INSERT INTO orders (order_id, items, customer_name, books, sequence, state,"
-            " enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            " enqueued_at, payment_token, amount_cents) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
             (
                 order.order_id,
                 _items_to_json(order.items),
@@ -258,6 +289,8 @@ class Database:
                 order.books,
                 sequence,
                 utc_iso(self.wall_clock().timestamp()),
+                order.payment_token,
+                order.amount_cents,
             ),
         )
         self.next_sequence += 1
@@ -271,25 +304,51 @@ class Database:
         self.leader_id = replica_id
         return int(self.epoch)
 
-    def complete(self, order_id: str, replica_id: int, epoch: int) -> tuple[Execution, bool]:
-        """Record the execution and mark the order executed, or return the record."""
+    def complete(
+        self,
+        order_id: str,
+        replica_id: int,
+        epoch: int,
+        outcome: str = "executed",
+        reason: str = "",
+        amount_cents: int = 0,
+    ) -> tuple[Execution, bool]:
+        """Record the execution and mark the order executed, or return the record.
+
+        An executed order's amount defaults to the one it was enqueued with."""
         if epoch != self.epoch or replica_id != self.leader_id:
             raise StaleEpoch(f"current epoch is {self.epoch}")
         existing = self.execution(order_id)
         if existing is not None:
             return existing, True
         row = self.conn.execute(
-            "SELECT state FROM orders WHERE order_id = ?", (order_id,)
+            "SELECT amount_cents FROM orders WHERE order_id = ?", (order_id,)
         ).fetchone()
         if row is None:
             raise UnknownOrder(f"no order {order_id}")
+        executed = outcome == "executed"
         record = Execution(
-            order_id, replica_id, epoch, self.next_execution, utc_iso(self.wall_clock().timestamp())
+            order_id,
+            replica_id,
+            epoch,
+            self.next_execution,
+            utc_iso(self.wall_clock().timestamp()),
+            outcome,
+            "" if executed else reason,
+            (amount_cents or int(row[0])) if executed else 0,
         )
         self.conn.execute(
-            "INSERT INTO executions (order_id, executor, epoch, sequence, executed_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (order_id, replica_id, epoch, record.sequence, record.executed_at),
+            f"INSERT INTO executions ({_EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                order_id,
+                replica_id,
+                epoch,
+                record.sequence,
+                record.executed_at,
+                record.outcome,
+                record.reason,
+                record.amount_cents,
+            ),
         )
         self.conn.execute("UPDATE orders SET state = 'executed' WHERE order_id = ?", (order_id,))
         self.next_execution += 1
@@ -319,8 +378,7 @@ class Database:
 
     def execution(self, order_id: str) -> Execution | None:
         row = self.conn.execute(
-            "SELECT order_id, executor, epoch, sequence, executed_at FROM executions"
-            " WHERE order_id = ?",
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE order_id = ?",
             (order_id,),
         ).fetchone()
         return None if row is None else Execution(*row)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "bookstore.queue.OrderQueue"
 MAX_WAIT_MS = 10_000
+CURRENCY = "EUR"  # amounts are integer cents in EUR (as payment's ledger)
 
 _CODES: dict[type[QueueError], grpc.StatusCode] = {
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
@@ -56,6 +57,10 @@ def execution_pb(record: Execution) -> queue_pb2.ExecutionRecord:
         epoch=record.epoch,
         sequence=record.sequence,
         executed_at=record.executed_at,
+        outcome=record.outcome,
+        reason=record.reason,
+        amount_cents=record.amount_cents,
+        currency=CURRENCY,
     )
 
 
@@ -80,6 +85,8 @@ def order_pb(order: Order) -> queue_pb2.QueuedOrder:
         books=order.books,
         sequence=order.sequence,
         deliveries=order.deliveries,
+        payment_token=order.payment_token,
+        amount_cents=order.amount_cents,
     )
 
 
@@ -102,7 +109,9 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         o = request.order
         items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
         try:
-            sequence, duplicate = await self.store.enqueue(o.order_id.value, items, o.customer_name)
+            sequence, duplicate = await self.store.enqueue(
+                o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents
+            )
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
@@ -158,7 +167,13 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         await require_replica(context, EXECUTOR, request.replica_id)
         try:
             record, duplicate = await self.store.complete(
-                request.replica_id, request.epoch, request.lease_id, request.order_id.value
+                request.replica_id,
+                request.epoch,
+                request.lease_id,
+                request.order_id.value,
+                request.outcome or "executed",
+                request.reason,
+                request.amount_cents,
             )
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)

@@ -31,6 +31,8 @@ class Order:
     books: int
     sequence: int
     deliveries: int = 0
+    payment_token: str = ""  # the payment service's token (never card data)
+    amount_cents: int = 0  # what the order costs: catalogue price_cents x quantity
 
     @property
     def priority(self) -> tuple[int, int]:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from bookstore.order_queue import decisions
 from bookstore.order_queue.db import (
+    OUTCOMES,
     BadRequest,
     Database,
     DiskFull,
@@ -60,6 +61,7 @@ T = TypeVar("T")
 
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 256
+MAX_AMOUNT_CENTS = 10**12
 SUBSCRIBER_BACKLOG = 10_000
 SWEEP_CHUNK = 500  # orders deleted per transaction by the retention sweep
 
@@ -90,7 +92,12 @@ class StatusView:
 
 
 def validate_order(
-    order_id: str, items: Sequence[Item], customer_name: str, limits: Limits
+    order_id: str,
+    items: Sequence[Item],
+    customer_name: str,
+    limits: Limits,
+    payment_token: str = "",
+    amount_cents: int = 0,
 ) -> Order:
     """A new order with its priority computed here, or BadRequest."""
     if not order_id or len(order_id) > MAX_ID_CHARS:
@@ -109,8 +116,12 @@ def validate_order(
             raise BadRequest("book id or title too long")
     if len(customer_name) > MAX_TEXT_CHARS:
         raise BadRequest("customer name too long")
+    if len(payment_token) > MAX_ID_CHARS:
+        raise BadRequest("payment token too long")
+    if not 0 <= amount_cents <= MAX_AMOUNT_CENTS:
+        raise BadRequest(f"amount must be 0..{MAX_AMOUNT_CENTS} cents")
     books = sum(item.quantity for item in items)
-    return Order(order_id, tuple(items), customer_name, books, sequence=0)
+    return Order(order_id, tuple(items), customer_name, books, 0, 0, payment_token, amount_cents)
 
 
 def _die(exc: BaseException) -> None:
@@ -352,10 +363,17 @@ class QueueStore:
     # -- operations -------------------------------------------------------------
 
     async def enqueue(
-        self, order_id: str, items: Sequence[Item], customer_name: str
+        self,
+        order_id: str,
+        items: Sequence[Item],
+        customer_name: str,
+        payment_token: str = "",
+        amount_cents: int = 0,
     ) -> tuple[int, bool]:
         """(sequence, duplicate) once the order is on disk."""
-        order = validate_order(order_id, items, customer_name, self.limits)
+        order = validate_order(
+            order_id, items, customer_name, self.limits, payment_token, amount_cents
+        )
 
         def on_commit(result: tuple[int, bool]) -> None:
             sequence, duplicate = result
@@ -423,9 +441,21 @@ class QueueStore:
         return self.lease_s
 
     async def complete(
-        self, replica_id: int, epoch: int, lease_id: str, order_id: str
+        self,
+        replica_id: int,
+        epoch: int,
+        lease_id: str,
+        order_id: str,
+        outcome: str = "executed",
+        reason: str = "",
+        amount_cents: int = 0,
     ) -> tuple[Execution, bool]:
-        """Record the execution (or return the existing one, duplicate=True)."""
+        """Record the execution (or return the existing one, duplicate=True):
+        executed, or rejected with the reason (its transaction aborted)."""
+        if outcome not in OUTCOMES:
+            raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        if len(reason) > MAX_TEXT_CHARS * 2:
+            raise BadRequest("reason too long")
         self._check_epoch(replica_id, epoch)
         if order_id in self.state.orders and not self.state.may_complete(order_id, lease_id):
             raise LeaseLost(f"order {order_id} is leased under another lease")
@@ -440,7 +470,8 @@ class QueueStore:
                 self._publish(record)
 
         result: tuple[Execution, bool] = await self._write(
-            lambda db: db.complete(order_id, replica_id, epoch), on_commit
+            lambda db: db.complete(order_id, replica_id, epoch, outcome, reason, amount_cents),
+            on_commit,
         )
         return result
 

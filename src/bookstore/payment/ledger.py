@@ -1,7 +1,9 @@
 """The payment ledger: tokens and transactions in SQLite, durable before any answer.
 
-WAL mode with `synchronous=FULL`, every write in one `BEGIN IMMEDIATE`
-transaction committed before the caller answers, a busy timeout. A token row
+WAL mode with `synchronous=FULL`, every write in a `BEGIN IMMEDIATE`
+transaction committed before the caller answers, a busy timeout. Writes that
+wait together may share one transaction (`run_batch`: group commit, one fsync;
+each write in a savepoint of its own, so a refused one changes nothing). A token row
 holds the card's brand, last four, expiry and test behaviour: never its number,
 never its CVV. A transaction row is a two-phase-commit participant's record
 (`bookstore.commitment.participant`, which holds the rules); the highest
@@ -18,7 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bookstore.commitment.participant import (
     Decision,
@@ -153,6 +155,7 @@ class Ledger:
         self.conn.executescript(SCHEMA)
         self.rows = _Rows(self.conn)
         self.participant: Participant[Authorization] = Participant(self.rows)
+        self._batching = False  # inside run_batch: writes join its transaction
 
     def close(self) -> None:
         self.conn.close()
@@ -160,6 +163,8 @@ class Ledger:
     def _write(self, fn: Callable[[], T]) -> T:
         """Run `fn` in one transaction: committed (fsynced) or, on any error, undone.
         A database error is a StorageFailure (the service stops on it)."""
+        if self._batching:
+            return fn()  # run_batch holds the transaction and this write's savepoint
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             result = fn()
@@ -171,6 +176,32 @@ class Ledger:
             self._rollback()
             raise
         return result
+
+    def run_batch(self, writes: list[Callable[[], Any]]) -> list[Any]:
+        """Run `writes` (calls of the write methods) in one transaction: each one's
+        result, or the error it raised (its own changes undone). A database error
+        undoes everything and is a StorageFailure."""
+        results: list[Any] = []
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._batching = True
+            for write in writes:
+                self.conn.execute("SAVEPOINT op")
+                try:
+                    results.append(write())
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:
+                    self.conn.execute("ROLLBACK TO op")
+                    results.append(exc)
+                self.conn.execute("RELEASE op")
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StorageFailure(f"write failed: {exc}") from exc
+        finally:
+            self._batching = False
+        return results
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -1,7 +1,9 @@
 """The payment gRPC service: a thin servicer over the ledger, and its recovery.
 
 Every ledger call runs on one database thread, so writes are serialized and
-each is durable (one BEGIN IMMEDIATE transaction) before its RPC answers.
+each is durable before its RPC answers. Writes that arrive while a batch is
+on disk wait together and go as the next batch, in one transaction (group
+commit: concurrent orders share an fsync).
 Named result codes become gRPC status codes here and only here (`_CODES`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -57,6 +60,7 @@ MAX_ID_CHARS = 128
 MAX_AMOUNT_CENTS = 10**9
 MAX_CARD_FIELD_CHARS = 64
 MAX_REASON_CHARS = 512  # a void's reason is kept up to this
+MAX_BATCH = 256  # most writes committed together
 MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
 
 
@@ -124,12 +128,40 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         self.ledger = ledger
         self.on_fatal = on_fatal
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payment-db")
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a ledger method on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A ledger write, committed together with the writes waiting beside it."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((functools.partial(fn, *args), future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="ledger-writer")
+        return await future
+
+    async def _write_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                results = await self.call(self.ledger.run_batch, [w for w, _ in batch])
+            except Exception as exc:  # StorageFailure: every caller's RPC reports it
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # the caller gave up meanwhile
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
     async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
         await self.call(self.ledger.close)
         self._thread.shutdown(wait=True)
 
@@ -156,7 +188,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
                 raise BadRequest("card field too long")
             card = card_info(*fields)
-            token = await self.call(self.ledger.tokenize, card)
+            token = await self.write(self.ledger.tokenize, card)
             log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
             return payment_pb2.TokenizeReply(
                 token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
@@ -172,7 +204,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             card = await self.call(self.ledger.card, auth.token)
             if card.behaviour is Behaviour.TIMEOUT:
                 await self._hang(context)
-            vote = await self.call(self.ledger.authorize, txn_id, auth, epoch)
+            vote = await self.write(self.ledger.authorize, txn_id, auth, epoch)
             log.info(
                 "authorize txn=%s epoch=%d amount=%d approved=%s %s",
                 txn_id,
@@ -199,7 +231,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
     ) -> payment_pb2.Transaction:
         async def work() -> payment_pb2.Transaction:
             txn_id, epoch = _txn_id(request), _epoch(request)
-            await self.call(self.ledger.capture, txn_id, epoch)
+            await self.write(self.ledger.capture, txn_id, epoch)
             log.info("capture txn=%s epoch=%d", txn_id, epoch)
             return await self._view(txn_id)
 
@@ -210,7 +242,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
     ) -> payment_pb2.Transaction:
         async def work() -> payment_pb2.Transaction:
             txn_id, epoch = _txn_id(request), _epoch(request)
-            await self.call(self.ledger.void, txn_id, epoch, request.reason[:MAX_REASON_CHARS])
+            await self.write(self.ledger.void, txn_id, epoch, request.reason[:MAX_REASON_CHARS])
             log.info("void txn=%s epoch=%d", txn_id, epoch)
             return await self._view(txn_id)
 

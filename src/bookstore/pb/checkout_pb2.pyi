@@ -388,6 +388,7 @@ class EventReport(_message.Message):
     SUGGESTIONS_FIELD_NUMBER: _builtins.int
     ANSWERED_BY_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     """"a".."f" """
     service: _builtins.str
@@ -397,6 +398,8 @@ class EventReport(_message.Message):
     answered_by: _builtins.str
     """"rules", "ai", "fallback: <why>", "catalogue" """
     duration_ms: _builtins.float
+    payment_token: _builtins.str
+    """event c only: the payment service's token for the card"""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -417,10 +420,11 @@ class EventReport(_message.Message):
         suggestions: _abc.Iterable[_common_pb2.Book] | None = ...,
         answered_by: _builtins.str = ...,
         duration_ms: _builtins.float = ...,
+        payment_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "clock", b"clock", "duration_ms", b"duration_ms", "event", b"event", "ok", b"ok", "order_id", b"order_id", "reason", b"reason", "service", b"service", "suggestions", b"suggestions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by", "clock", b"clock", "duration_ms", b"duration_ms", "event", b"event", "ok", b"ok", "order_id", b"order_id", "payment_token", b"payment_token", "reason", b"reason", "service", b"service", "suggestions", b"suggestions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -37,12 +37,19 @@ class QueuedOrder(_message.Message):
     BOOKS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
+    PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     customer_name: _builtins.str
     books: _builtins.int
     """sum of quantities: the priority (server computed)"""
     sequence: _builtins.int
     """assigned by the queue: the tie breaker"""
     deliveries: _builtins.int
+    payment_token: _builtins.str
+    """The payment service's token for the card (never the card itself) and the
+    amount to authorize: sum of catalogue price_cents x quantity.
+    """
+    amount_cents: _builtins.int
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -56,10 +63,12 @@ class QueuedOrder(_message.Message):
         books: _builtins.int = ...,
         sequence: _builtins.int = ...,
         deliveries: _builtins.int = ...,
+        payment_token: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "payment_token", b"payment_token", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,9 +216,20 @@ class LeaseRequest(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     replica_id: _builtins.int
     epoch: _builtins.int
     lease_id: _builtins.str
+    outcome: _builtins.str
+    """Complete only: how the order's transaction ended.
+    "executed" (default) | "rejected"
+    """
+    reason: _builtins.str
+    """rejected: "out of stock: <titles>", "payment declined: <why>" """
+    amount_cents: _builtins.int
+    """executed: the amount captured"""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     def __init__(
@@ -219,10 +239,13 @@ class LeaseRequest(_message.Message):
         epoch: _builtins.int = ...,
         lease_id: _builtins.str = ...,
         order_id: _common_pb2.OrderId | None = ...,
+        outcome: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "lease_id", b"lease_id", "order_id", b"order_id", "replica_id", b"replica_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "epoch", b"epoch", "lease_id", b"lease_id", "order_id", b"order_id", "outcome", b"outcome", "reason", b"reason", "replica_id", b"replica_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -256,12 +279,24 @@ class ExecutionRecord(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     EXECUTED_AT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     executor: _builtins.int
     epoch: _builtins.int
     sequence: _builtins.int
     """execution sequence number"""
     executed_at: _builtins.str
     """RFC 3339, UTC"""
+    outcome: _builtins.str
+    """"executed" | "rejected" """
+    reason: _builtins.str
+    """rejected: why"""
+    amount_cents: _builtins.int
+    """executed: the amount captured"""
+    currency: _builtins.str
+    """"EUR" """
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     def __init__(
@@ -272,10 +307,14 @@ class ExecutionRecord(_message.Message):
         epoch: _builtins.int = ...,
         sequence: _builtins.int = ...,
         executed_at: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "executed_at", b"executed_at", "executor", b"executor", "order_id", b"order_id", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "currency", b"currency", "epoch", b"epoch", "executed_at", b"executed_at", "executor", b"executor", "order_id", b"order_id", "outcome", b"outcome", "reason", b"reason", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,41 +1,128 @@
-"""The transaction-verification service: events a (items), b (user data), c (card)."""
+"""The transaction-verification service: events a (items), b (user data), c (card).
+
+- a: the rules of `checks.check_items`, then the stock of every book, read
+  from the books database (a read: the reservation at execution is what
+  counts). A book without the copies ordered rejects the order "out of stock:
+  <titles>". The database unreachable degrades: the order goes on
+  (`answeredBy: "fallback: books database unavailable"`), since execution
+  reserves the copies anyway and rejects what cannot be filled.
+- c: the card rules, then the card is exchanged for a payment token at the
+  payment service (Tokenize). Only the token travels on, in the event report;
+  the card number and CVV stay here, in memory. Payment unreachable rejects
+  the order (it could not be paid), with a reason saying to try again.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import cast
+
+import grpc
+
+from bookstore import grpcutil
 from bookstore.ai.budget import AiBudget
+from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.choreography import server as choreography_server
 from bookstore.choreography.engine import Participant
 from bookstore.choreography.events import TV, EventResult, Handler
-from bookstore.pb import checkout_pb2
+from bookstore.pb import checkout_pb2, payment_pb2, payment_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.transaction_verification import checks
 
+log = logging.getLogger(__name__)
+
 NAME = TV
+PAYMENT_DOWN = "We could not reach the card processor; please try again."
 
 
 def _result(reason: str) -> EventResult:
     return EventResult(ok=not reason, reason=reason, answered_by="rules")
 
 
-def handlers(catalogue: Catalogue) -> dict[str, Handler]:
+class Backends:
+    """The books database and payment, as event a and c use them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rpc_timeout_s = settings.rpc_timeout_s
+        self.books = BooksDatabaseClient(
+            settings.books_database_addresses,
+            deadline_s=settings.rpc_timeout_s / 2,
+            rpc_timeout_s=settings.rpc_timeout_s / 4,
+        )
+        self._channel = grpcutil.channel(settings.payment_address)
+        self.payment = cast(
+            "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._channel)
+        )
+
+    async def close(self) -> None:
+        await self.books.close()
+        await self._channel.close()
+
+    async def stock_reason(self, order: checkout_pb2.OrderData, catalogue: Catalogue) -> str:
+        """ "out of stock: <titles>" for books lacking copies; raises ServiceUnavailable."""
+        wanted: dict[str, int] = {}
+        titles: dict[str, str] = {}
+        for item in order.items:
+            book = catalogue.resolve(item.book_id, item.title)
+            if book is not None:
+                wanted[book.book_id] = wanted.get(book.book_id, 0) + item.quantity
+                titles[book.book_id] = book.title
+        stock = await self.books.read_stock(sorted(wanted))
+        lacking = [titles[b] for b, n in wanted.items() if b in stock and stock[b].available < n]
+        return "out of stock: " + ", ".join(lacking) if lacking else ""
+
+    async def tokenize(self, card: checkout_pb2.Card) -> EventResult:
+        request = payment_pb2.TokenizeRequest(
+            number=card.number, expiration=card.expiration, cvv=card.cvv
+        )
+        try:
+            reply = await self.payment.Tokenize(request, timeout=self.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            error = grpcutil.translate("payment", exc)
+            if isinstance(error, grpcutil.ServiceUnavailable):
+                log.warning("tokenize: %s", error)
+                return EventResult(ok=False, reason=PAYMENT_DOWN, answered_by="fallback: payment")
+            return _result(f"The card was refused: {error.message}")
+        return EventResult(ok=True, answered_by="rules", payment_token=reply.token)
+
+
+def handlers(catalogue: Catalogue, backends: Backends | None = None) -> dict[str, Handler]:
+    """The three events; without `backends` (unit tests) only the rules run."""
+
     async def items(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
-        return _result(checks.check_items(order, catalogue))
+        reason = checks.check_items(order, catalogue)
+        if reason or backends is None:
+            return _result(reason)
+        try:
+            return _result(await backends.stock_reason(order, catalogue))
+        except (grpcutil.ServiceUnavailable, grpcutil.Rejected) as exc:
+            log.warning("order=%s stock not read: %s", order.order_id.value, exc)
+            return EventResult(ok=True, answered_by="fallback: books database unavailable")
 
     async def user_data(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
         return _result(checks.check_user_data(order))
 
     async def card(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
-        return _result(checks.check_card(order.card))
+        reason = checks.check_card(order.card)
+        if reason or backends is None:
+            return _result(reason)
+        return await backends.tokenize(order.card)
 
     return {"a": items, "b": user_data, "c": card}
 
 
-def create_participant(settings: Settings, catalogue: Catalogue | None = None) -> Participant:
+def create_participant(
+    settings: Settings, catalogue: Catalogue | None = None, backends: Backends | None = None
+) -> Participant:
     return choreography_server.participant(
-        settings, NAME, handlers(catalogue if catalogue is not None else load_catalogue())
+        settings, NAME, handlers(catalogue if catalogue is not None else load_catalogue(), backends)
     )
 
 
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
-    await choreography_server.serve(settings, create_participant(settings))
+    backends = Backends(settings)
+    try:
+        await choreography_server.serve(settings, create_participant(settings, backends=backends))
+    finally:
+        await backends.close()

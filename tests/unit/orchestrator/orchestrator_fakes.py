@@ -74,6 +74,7 @@ class FakePipeline:
             suggestions=[Suggestion("b002", "Distributed Systems", "Maarten van Steen")],
             events=[event],
             final_clock=(3, 2, 1),
+            payment_token="tok_test",
         )
 
     async def stats(self) -> list[ServiceStats]:
@@ -97,6 +98,8 @@ class FakeTracker:
     cluster_hangs: bool = False
     enqueued: list[tuple[str, list[QueuedItem], str]] = field(default_factory=list)
     executed: dict[str, ExecutionInfo] = field(default_factory=dict)
+    payments: dict[str, tuple[str, int]] = field(default_factory=dict)  # token, amount
+    reject_at_execution: str = ""  # the reason every order is rejected at execution
 
     async def start(self) -> None:
         pass
@@ -104,15 +107,33 @@ class FakeTracker:
     async def close(self) -> None:
         pass
 
-    async def enqueue(self, order_id: str, items: list[QueuedItem], customer_name: str) -> None:
+    async def enqueue(
+        self,
+        order_id: str,
+        items: list[QueuedItem],
+        customer_name: str,
+        payment_token: str = "",
+        amount_cents: int = 0,
+    ) -> None:
         self.enqueue_calls += 1
         if self.enqueue_error is not None:
             raise self.enqueue_error
         if all(o != order_id for o, _, _ in self.enqueued):  # idempotent by order id
             self.enqueued.append((order_id, items, customer_name))
-            if self.execute:
+            self.payments[order_id] = (payment_token, amount_cents)
+            if self.reject_at_execution:
                 self.executed[order_id] = ExecutionInfo(
-                    "executed", executor=4, epoch=2, sequence=len(self.enqueued), executed_at="t"
+                    "rejected", 4, 2, len(self.enqueued), "t", reason=self.reject_at_execution
+                )
+            elif self.execute:
+                self.executed[order_id] = ExecutionInfo(
+                    "executed",
+                    executor=4,
+                    epoch=2,
+                    sequence=len(self.enqueued),
+                    executed_at="t",
+                    amount_cents=amount_cents,
+                    currency="EUR",
                 )
         if self.lose_enqueue_answer:
             raise ServiceUnavailable("order-queue", "deadline_exceeded")

@@ -88,6 +88,43 @@ async def test_course_page_request_without_content_type_is_approved_and_executed
     assert all(i.book_id for i in items)
 
 
+async def test_an_executed_order_carries_its_token_amount_and_captured_payment(
+    client: httpx.AsyncClient, tracker: FakeTracker
+) -> None:
+    body = (await client.post("/checkout", json=course_request())).json()
+    catalogue = load_catalogue()
+    prices = [catalogue.by_title(t).price_cents for t in ("Book A", "Book B")]  # type: ignore[union-attr]
+    amount = prices[0] + 2 * prices[1]
+    assert tracker.payments[body["orderId"]] == ("tok_test", amount)
+    assert body["payment"] == {
+        "state": "captured",
+        "amount": f"{amount // 100}.{amount % 100:02d}",
+        "amountCents": amount,
+        "currency": "EUR",
+    }
+    order = (await client.get(f"/orders/{body['orderId']}")).json()
+    assert order["payment"] == body["payment"]
+
+
+async def test_an_order_rejected_at_execution_is_answered_rejected_with_its_reason(
+    client: httpx.AsyncClient, tracker: FakeTracker
+) -> None:
+    tracker.reject_at_execution = "out of stock: Book B"
+    body = (await client.post("/checkout", json=course_request())).json()
+    assert body["status"] == "Order Rejected"
+    assert body["reason"] == "out of stock: Book B"
+    assert body["suggestedBooks"] == []
+    assert body["execution"]["state"] == "rejected"
+    assert "payment" not in body
+    order = (await client.get(f"/orders/{body['orderId']}")).json()
+    assert (order["status"], order["reason"], order["payment"]) == (
+        "Order Rejected",
+        "out of stock: Book B",
+        None,
+    )
+    assert order["suggestedBooks"] == []
+
+
 async def test_approved_order_not_executed_in_time_reports_queued(
     client: httpx.AsyncClient, tracker: FakeTracker
 ) -> None:
@@ -298,6 +335,7 @@ async def test_order_details_have_the_agreed_shape(
         "cancel",
         "clockErrors",
         "execution",
+        "payment",
     }
     assert order["status"] == "Order Approved"
     assert order["reason"] is None

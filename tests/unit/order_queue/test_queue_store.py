@@ -55,6 +55,8 @@ async def test_database_is_wal_with_full_sync_and_holds_no_card_data(
         "sequence",
         "state",
         "enqueued_at",
+        "payment_token",  # the payment service's opaque token, never the card
+        "amount_cents",
     }
     conn.close()
     # The store's own connection syncs fully on every commit.

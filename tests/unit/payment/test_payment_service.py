@@ -3,15 +3,18 @@ answers, idempotency, fencing, precise refusals, durability, no card data kept."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
 
-from bookstore.payment.ledger import Ledger
+from bookstore.commitment.participant import Vote
+from bookstore.payment.ledger import Authorization, Ledger, UnknownToken
 from bookstore.payment.service import PaymentServicer
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc
 
@@ -215,3 +218,30 @@ async def test_a_ledger_that_cannot_write_is_fatal_and_answers_unavailable(
         r"^STORAGE_FAILED: ",
     )
     assert [type(e).__name__ for e in fatal] == ["StorageFailure"]
+
+
+async def test_writes_waiting_together_share_one_commit_and_a_refused_one_changes_nothing(
+    stub: Stub, servicer: PaymentServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await token_of(stub)
+    batches: list[int] = []
+    run_batch = servicer.ledger.run_batch
+
+    def counting(writes: list[Callable[[], Any]]) -> list[Any]:
+        batches.append(len(writes))
+        return run_batch(writes)
+
+    monkeypatch.setattr(servicer.ledger, "run_batch", counting)
+    ledger = servicer.ledger
+    writes = [
+        servicer.write(ledger.authorize, f"g{i}", Authorization(token, 100 + i, "EUR"), 1)
+        for i in range(20)
+    ]
+    writes.insert(7, servicer.write(ledger.authorize, "g-bad", Authorization("tok_x", 1, "EUR"), 1))
+    answers = await asyncio.gather(*writes, return_exceptions=True)
+    assert batches == [21]  # one transaction, one fsync
+    assert isinstance(answers.pop(7), UnknownToken)
+    assert all(isinstance(a, Vote) and a.yes for a in answers), answers
+    status = await stub.Status(common_pb2.Empty())
+    assert (status.prepared, status.epoch) == (20, 1)
+    await refused(stub.GetTransaction(oid("g-bad")), grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN")

@@ -46,6 +46,7 @@ from bookstore.orchestrator.store import (
     OrderItem,
     OrderRecord,
     OrderStore,
+    apply_execution,
     checked_record,
 )
 from bookstore.settings import Settings
@@ -101,7 +102,7 @@ class CheckoutRoute:
             self.store.put(record)
             return json_response(checkout_json(record))
         try:
-            await self._enqueue(checkout, record)
+            await self._enqueue(checkout, record, outcome.payment_token)
         except ServiceUnavailable as exc:
             return unavailable_response(exc)
         await self._wait_executed(record)
@@ -126,8 +127,11 @@ class CheckoutRoute:
             self._put_error(order_id, created, items, "checkout timed out")
             raise ServiceUnavailable("checkout", "timed out") from None
 
-    async def _enqueue(self, checkout: CheckoutRequest, record: OrderRecord) -> None:
-        """Step 4. An order the queue does not have is stored as an error, and raises."""
+    async def _enqueue(self, checkout: CheckoutRequest, record: OrderRecord, token: str) -> None:
+        """Step 4. An order the queue does not have is stored as an error, and raises.
+
+        It carries the payment token event c got for the card (never the card)
+        and its amount: the catalogue's price_cents x quantity, summed."""
         order_id = record.order_id
         queued = [QueuedItem(i.book_id, i.title, i.quantity) for i in record.items]
         name = checkout.user.name if checkout.user and checkout.user.name else ""
@@ -135,7 +139,9 @@ class CheckoutRoute:
             # The tracker retries for enqueue_retry_s while the queue restarts.
             budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
             async with asyncio.timeout(budget):
-                await self.tracker.enqueue(order_id, queued, name)
+                await self.tracker.enqueue(
+                    order_id, queued, name, token, self.catalogue.amount_cents(record.items)
+                )
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
             # only an order the queue does not know is reported as not queued.
@@ -156,7 +162,7 @@ class CheckoutRoute:
         wait = self.settings.execution_wait_s
         info = await bounded(self.tracker.wait_executed(record.order_id, wait), wait + 1.0)
         if isinstance(info, ExecutionInfo):
-            record.execution = info
+            apply_execution(record, info)
         elif isinstance(info, BaseException):
             log.warning("order=%s execution not confirmed: %r", record.order_id, info)
 

@@ -12,7 +12,12 @@ from bookstore.orchestrator.components import Tracker, bounded
 from bookstore.orchestrator.errors import error_response, json_response
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.responses import order_json, order_line_json
-from bookstore.orchestrator.store import OrderRecord, OrderStore, awaiting_execution
+from bookstore.orchestrator.store import (
+    OrderRecord,
+    OrderStore,
+    apply_execution,
+    awaiting_execution,
+)
 
 STATUS_TIMEOUT_S = 1.0  # refreshing one order's execution state
 REFRESH_MAX = 50  # GET /api/orders refreshes at most this many unexecuted orders
@@ -36,7 +41,7 @@ class OrderRoutes:
         """Ask the queue how far an approved order got (bounded; keeps the old state on error)."""
         info = await bounded(self.tracker.status(record.order_id), STATUS_TIMEOUT_S)
         if isinstance(info, ExecutionInfo):
-            record.execution = info
+            apply_execution(record, info)
 
     async def order(self, order_id: str) -> Response:
         found = await self.get_order(order_id)

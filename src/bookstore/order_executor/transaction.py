@@ -1,0 +1,300 @@
+"""One order's two-phase commit, carried out: the adapter around `commitment.Coordinator`.
+
+The leader executor coordinates each order as one transaction (txn id = order
+id, epoch = the leader's queue epoch) between two participants:
+
+- the books database: prepare = Reserve the copies, commit = Commit (take
+  them), abort = Release;
+- payment: prepare = Authorize the amount, commit = Capture, abort = Void.
+
+The decision goes to the queue's decision log (LogDecision) before any commit
+or abort is sent; whatever the log answers is the decision. `TwoPhaseCommit.run`
+performs every action the coordinator returns (one RPC in flight per action
+and participant), feeds the answers back, ticks it every resend interval, and
+returns how the transaction ended. Many orders run at once, each in its own
+`run`: the participants and the queue batch their disk writes (group commit),
+so concurrent transactions share fsyncs.
+
+Answers, as the coordinator's events:
+- a refusal with a named code (STALE_EPOCH, TXN_FINISHED, ...) -> `on_refused`;
+  STALE_EPOCH anywhere means a newer leader owns the order: FENCED;
+- a participant that cannot be reached -> nothing (the resend and the vote
+  timeout handle it); except payment's DEADLINE_EXCEEDED on Authorize, which
+  is its "no" (the processor did not answer: the order is not paid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+
+from bookstore import grpcutil
+from bookstore.books_database.client import BooksDatabaseClient
+from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
+from bookstore.commitment.participant import Decision
+from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
+from bookstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BOOKS = "books-database"
+PAYMENT = "payment"
+CURRENCY = "EUR"
+NO_ANSWER = "the card processor did not answer in time"
+CRASH_POINTS = ("after-prepare", "after-log", "between-commits")
+
+# What an answer does to the coordinator: (coordinator, now) -> its next actions.
+Feed = Callable[[Coordinator, float], list[Action]]
+
+
+def _nothing(coordinator: Coordinator, now: float) -> list[Action]:
+    return []
+
+
+@dataclass(frozen=True)
+class Txn:
+    order_id: str
+    epoch: int
+    items: Mapping[str, int]  # book id -> quantity
+    token: str
+    amount_cents: int
+    read_log: bool = True  # start by reading the decision log (rule 1)
+
+
+@dataclass(frozen=True)
+class TxnOutcome:
+    decision: Decision | None  # None: fenced or failed, the order is not completed
+    reason: str = ""  # the coordinator's reason (an abort's cause)
+    fenced: bool = False
+
+    @property
+    def customer_reason(self) -> str:
+        return customer_reason(self.reason)
+
+
+def customer_reason(reason: str) -> str:
+    """The reason a customer reads for an abort's logged reason.
+
+    "books-database: out of stock: X" -> "out of stock: X";
+    "payment: card declined" -> "payment declined: card declined".
+    """
+    who, _, why = reason.partition(": ")
+    if who == BOOKS and why.startswith("out of stock"):
+        return why
+    if who == PAYMENT:
+        return f"payment declined: {why}"
+    if reason.startswith("no vote from") and BOOKS not in reason:
+        return f"payment declined: {NO_ANSWER}"
+    return f"not executed: {reason}"
+
+
+class CrashHook:
+    """Test only (BOOKSTORE_TEST_CRASH_AT): SIGKILL this process at a point of the
+    protocol, once per data directory (a marker file), so that the next leader,
+    started with the same environment, recovers instead of crashing too."""
+
+    def __init__(self, point: str, data_dir: Path) -> None:
+        self.point = point if point in CRASH_POINTS else ""
+        self.marker = data_dir / f"test-crash-{point}.done"
+
+    def armed(self, point: str) -> bool:
+        return bool(self.point) and self.point == point and not self.marker.exists()
+
+    def fire(self, point: str, order_id: str) -> None:
+        if not self.armed(point):
+            return
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.marker, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.fsync(fd)
+        os.close(fd)
+        log.warning("test crash at %s order=%s", point, order_id)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TwoPhaseCommit:
+    """Runs transactions against the books database, payment and the decision log."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: queue_pb2_grpc.OrderQueueAsyncStub,
+        crash: CrashHook | None = None,
+    ) -> None:
+        self.rpc_timeout_s = settings.rpc_timeout_s
+        self.timings = Timings(vote_timeout=2 * settings.rpc_timeout_s, resend_interval=0.5)
+        self.queue = queue
+        self.books = BooksDatabaseClient(
+            settings.books_database_addresses,
+            deadline_s=settings.rpc_timeout_s,
+            rpc_timeout_s=settings.rpc_timeout_s / 2,
+        )
+        self._payment_channel = grpcutil.channel(settings.payment_address)
+        self.payment = cast(
+            "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._payment_channel)
+        )
+        self.crash = crash or CrashHook("", Path("."))
+
+    async def close(self) -> None:
+        await self.books.close()
+        await self._payment_channel.close()
+
+    async def run(self, txn: Txn) -> TxnOutcome:
+        loop = asyncio.get_running_loop()
+        coordinator = Coordinator(txn.order_id, txn.epoch, (BOOKS, PAYMENT), self.timings)
+        actions = coordinator.start(loop.time())
+        if not txn.read_log:  # a first delivery: no decision can be logged yet
+            actions = coordinator.on_decision_read(None, "", loop.time())
+        inflight: dict[tuple[Kind, str], asyncio.Task[Feed]] = {}
+        try:
+            while True:
+                for action in actions:
+                    self._dispatch(action, txn, coordinator, inflight)
+                if coordinator.finished:
+                    break
+                await asyncio.wait(
+                    inflight.values(),
+                    timeout=self.timings.resend_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                actions = []
+                for key, task in list(inflight.items()):
+                    if task.done():
+                        del inflight[key]
+                        actions += task.result()(coordinator, loop.time())
+                        self._after_answer(key, txn, coordinator)
+                actions += coordinator.on_tick(loop.time())
+        finally:
+            for task in inflight.values():
+                task.cancel()
+        return self._outcome(txn, coordinator)
+
+    def _outcome(self, txn: Txn, coordinator: Coordinator) -> TxnOutcome:
+        if coordinator.phase is Phase.DONE:
+            return TxnOutcome(coordinator.decision, coordinator.reason)
+        if coordinator.phase is Phase.FENCED:
+            log.warning("txn=%s epoch=%d fenced: a newer leader owns it", txn.order_id, txn.epoch)
+            return TxnOutcome(None, coordinator.reason, fenced=True)
+        log.error("txn=%s epoch=%d failed: %s", txn.order_id, txn.epoch, coordinator.reason)
+        return TxnOutcome(None, coordinator.reason)
+
+    def _dispatch(
+        self,
+        action: Action,
+        txn: Txn,
+        coordinator: Coordinator,
+        inflight: dict[tuple[Kind, str], asyncio.Task[Feed]],
+    ) -> None:
+        if action.kind in (Kind.FINISHED, Kind.FAILED):
+            if action.kind is Kind.FAILED:
+                log.error("txn=%s %s", txn.order_id, action.reason)
+            return
+        if action.kind is Kind.LOG_DECISION:
+            self.crash.fire("after-prepare", txn.order_id)
+        if action.kind is Kind.COMMIT:
+            self.crash.fire("after-log", txn.order_id)
+            between = action.participant == PAYMENT and self.crash.armed("between-commits")
+            if between and BOOKS not in coordinator.acks:
+                return  # the books database commits first; the crash comes between
+        key = (action.kind, action.participant)
+        if key in inflight:  # one RPC at a time per action and participant
+            return
+        inflight[key] = asyncio.create_task(self._perform(action, txn))
+
+    def _after_answer(self, key: tuple[Kind, str], txn: Txn, coordinator: Coordinator) -> None:
+        if key == (Kind.COMMIT, BOOKS) and BOOKS in coordinator.acks:
+            self.crash.fire("between-commits", txn.order_id)
+
+    # -- the RPCs ---------------------------------------------------------------------
+
+    async def _perform(self, action: Action, txn: Txn) -> Feed:
+        calls: dict[tuple[Kind, str], Callable[[Action, Txn], Coroutine[Any, Any, Feed]]] = {
+            (Kind.READ_DECISION, ""): self._read_decision,
+            (Kind.LOG_DECISION, ""): self._log_decision,
+            (Kind.PREPARE, BOOKS): self._reserve,
+            (Kind.PREPARE, PAYMENT): self._authorize,
+            (Kind.COMMIT, BOOKS): self._books_txn,
+            (Kind.ABORT, BOOKS): self._books_txn,
+            (Kind.COMMIT, PAYMENT): self._payment_txn,
+            (Kind.ABORT, PAYMENT): self._payment_txn,
+        }
+        participant = action.participant
+        try:
+            return await calls[(action.kind, participant)](action, txn)
+        except grpcutil.Rejected as exc:
+            code, message = exc.code, exc.message
+            return lambda c, now: c.on_refused(participant, code, message, now)
+        except grpcutil.ServiceUnavailable as exc:
+            log.warning("txn=%s %s %s: %s", txn.order_id, action.kind, participant or "log", exc)
+            return _nothing
+
+    async def _rpc(self, service: str, call: Any, request: Any) -> Any:
+        try:
+            return await call(request, timeout=self.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise grpcutil.translate(service, exc) from None
+
+    async def _read_decision(self, action: Action, txn: Txn) -> Feed:
+        reply = await self._rpc(
+            "order-queue", self.queue.GetDecision, common_pb2.OrderId(value=txn.order_id)
+        )
+        decision = Decision(reply.decision) if reply.decision else None
+        reason = str(reply.reason)
+        return lambda c, now: c.on_decision_read(decision, reason, now)
+
+    async def _log_decision(self, action: Action, txn: Txn) -> Feed:
+        assert action.decision is not None
+        request = queue_pb2.LogDecisionRequest(
+            order_id=common_pb2.OrderId(value=txn.order_id),
+            decision=action.decision.value,
+            epoch=txn.epoch,
+            reason=action.reason[:512],
+        )
+        reply = await self._rpc("order-queue", self.queue.LogDecision, request)
+        decision, reason = Decision(reply.decision), str(reply.reason)
+        log.info("txn=%s decision=%s epoch=%d %s", txn.order_id, decision, txn.epoch, reason)
+        return lambda c, now: c.on_logged(decision, reason, now)
+
+    async def _reserve(self, action: Action, txn: Txn) -> Feed:
+        reservation = await self.books.reserve(txn.order_id, txn.items, txn.epoch)
+        reason = "" if reservation.ok else "out of stock: " + ", ".join(reservation.lacking_titles)
+        return lambda c, now: c.on_vote(BOOKS, reservation.ok, reason, now)
+
+    async def _authorize(self, action: Action, txn: Txn) -> Feed:
+        request = payment_pb2.AuthorizeRequest(
+            txn_id=common_pb2.OrderId(value=txn.order_id),
+            token=txn.token,
+            amount_cents=txn.amount_cents,
+            currency=CURRENCY,
+            epoch=txn.epoch,
+        )
+        try:
+            reply = await self.payment.Authorize(request, timeout=self.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return lambda c, now: c.on_vote(PAYMENT, False, NO_ANSWER, now)
+            raise grpcutil.translate(PAYMENT, exc) from None
+        yes, reason = bool(reply.approved), str(reply.reason)
+        return lambda c, now: c.on_vote(PAYMENT, yes, reason, now)
+
+    async def _books_txn(self, action: Action, txn: Txn) -> Feed:
+        if action.kind is Kind.COMMIT:
+            await self.books.commit(txn.order_id, txn.epoch)
+        else:
+            await self.books.release(txn.order_id, txn.epoch)
+        return lambda c, now: c.on_ack(BOOKS, now)
+
+    async def _payment_txn(self, action: Action, txn: Txn) -> Feed:
+        request = payment_pb2.TxnRequest(
+            txn_id=common_pb2.OrderId(value=txn.order_id), epoch=txn.epoch, reason=action.reason
+        )
+        call = self.payment.Capture if action.kind is Kind.COMMIT else self.payment.Void
+        await self._rpc(PAYMENT, call, request)
+        return lambda c, now: c.on_ack(PAYMENT, now)

@@ -1,0 +1,183 @@
+"""The executor's two-phase-commit adapter: reasons customers read, the test crash hook."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import pytest
+
+from bookstore.books_database.client import Reservation
+from bookstore.commitment.participant import Decision
+from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn, customer_reason
+from bookstore.pb import payment_pb2, queue_pb2
+from bookstore.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("logged", "customer"),
+    [
+        ("books-database: out of stock: Dune, Emma", "out of stock: Dune, Emma"),
+        ("payment: card declined", "payment declined: card declined"),
+        ("payment: insufficient funds", "payment declined: insufficient funds"),
+        (
+            "no vote from payment in time",
+            "payment declined: the card processor did not answer in time",
+        ),
+        (
+            "no vote from books-database, payment in time",
+            "not executed: no vote from books-database, payment in time",
+        ),
+        (
+            "books-database: TXN_FINISHED: txn o1 was released",
+            "not executed: books-database: TXN_FINISHED: txn o1 was released",
+        ),
+    ],
+)
+def test_an_abort_reads_as_the_customer_reason(logged: str, customer: str) -> None:
+    assert customer_reason(logged) == customer
+
+
+def test_the_crash_hook_is_armed_only_for_its_point_and_only_once(tmp_path: Path) -> None:
+    hook = CrashHook("after-log", tmp_path)
+    assert hook.armed("after-log") and not hook.armed("after-prepare")
+    hook.fire("after-prepare", "o1")  # not its point: nothing happens
+    hook.marker.touch()  # what firing leaves behind (before the SIGKILL)
+    assert not hook.armed("after-log")
+    assert not CrashHook("after-log", tmp_path).armed("after-log")  # the next leader too
+
+
+def test_an_unknown_crash_point_arms_nothing(tmp_path: Path) -> None:
+    assert not CrashHook("now", tmp_path).armed("now")
+    assert not CrashHook("", tmp_path).armed("")
+
+
+# -- the adapter against fake participants and a fake decision log ------------------------
+
+
+def _rpc_error(code: grpc.StatusCode, details: str = "") -> grpc.aio.AioRpcError:
+    metadata = grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(code, metadata, metadata, details)
+
+
+@dataclass
+class World:
+    """The books database, payment and the queue's decision log, recording every call."""
+
+    lacking: tuple[str, ...] = ()
+    payment_error: grpc.StatusCode | None = None
+    log_refusal: str = ""
+    logged: dict[str, queue_pb2.DecisionRecord] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    # the books database client
+    async def reserve(self, txn_id: str, items: Any, epoch: int) -> Reservation:
+        self.calls.append("reserve")
+        return Reservation(not self.lacking, self.lacking)
+
+    async def commit(self, txn_id: str, epoch: int) -> None:
+        self.calls.append("commit")
+
+    async def release(self, txn_id: str, epoch: int) -> None:
+        self.calls.append("release")
+
+    async def close(self) -> None:
+        pass
+
+    # payment
+    async def Authorize(self, request: Any, timeout: float) -> payment_pb2.AuthorizeReply:
+        self.calls.append("authorize")
+        if self.payment_error is not None:
+            raise _rpc_error(self.payment_error)
+        return payment_pb2.AuthorizeReply(approved=True, state="prepared")
+
+    async def Capture(self, request: Any, timeout: float) -> payment_pb2.Transaction:
+        self.calls.append("capture")
+        return payment_pb2.Transaction(state="committed")
+
+    async def Void(self, request: Any, timeout: float) -> payment_pb2.Transaction:
+        self.calls.append("void")
+        return payment_pb2.Transaction(state="aborted")
+
+    # the decision log
+    async def GetDecision(self, request: Any, timeout: float) -> queue_pb2.DecisionRecord:
+        self.calls.append("get-decision")
+        return self.logged.get(request.value, queue_pb2.DecisionRecord())
+
+    async def LogDecision(self, request: Any, timeout: float) -> queue_pb2.DecisionRecord:
+        self.calls.append("log-decision")
+        if self.log_refusal:
+            raise _rpc_error(grpc.StatusCode.FAILED_PRECONDITION, self.log_refusal)
+        record = queue_pb2.DecisionRecord(
+            order_id=request.order_id, decision=request.decision, reason=request.reason
+        )
+        return self.logged.setdefault(request.order_id.value, record)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[World, TwoPhaseCommit]]:
+    w = World()
+    commit = TwoPhaseCommit(Settings(), cast(Any, w))
+    await commit.books.close()
+    commit.books = cast(Any, w)
+    commit.payment = cast(Any, w)
+    yield w, commit
+    await commit.close()
+
+
+def txn(read_log: bool = False) -> Txn:
+    return Txn("o1", 3, {"b001": 2}, "tok_x", 2598, read_log)
+
+
+async def test_both_yes_logs_commit_before_taking_and_capturing(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    outcome = await commit.run(txn())
+    assert (outcome.decision, outcome.fenced) == (Decision.COMMIT, False)
+    assert sorted(w.calls[:2]) == ["authorize", "reserve"] and "get-decision" not in w.calls
+    assert w.calls[2] == "log-decision" and sorted(w.calls[3:]) == ["capture", "commit"]
+
+
+async def test_out_of_stock_aborts_everywhere_with_the_titles(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    w.lacking = ("Dune",)
+    outcome = await commit.run(txn())
+    assert outcome.decision is Decision.ABORT
+    assert outcome.customer_reason == "out of stock: Dune"
+    assert w.logged["o1"].decision == "abort"
+    assert {"release", "void"} <= set(w.calls) and not {"commit", "capture"} & set(w.calls)
+
+
+async def test_a_processor_that_does_not_answer_declines_the_payment(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    w.payment_error = grpc.StatusCode.DEADLINE_EXCEEDED
+    outcome = await commit.run(txn())
+    assert outcome.customer_reason == "payment declined: the card processor did not answer in time"
+
+
+async def test_a_refused_epoch_at_the_log_fences_and_sends_no_decision(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    w.log_refusal = "STALE_EPOCH: current epoch is 4"
+    outcome = await commit.run(txn())
+    assert (outcome.decision, outcome.fenced) == (None, True)
+    assert not {"commit", "capture", "release", "void"} & set(w.calls)
+
+
+async def test_a_redelivered_order_with_a_logged_decision_only_resends_it(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    w.logged["o1"] = queue_pb2.DecisionRecord(decision="commit")
+    outcome = await commit.run(txn(read_log=True))
+    assert outcome.decision is Decision.COMMIT
+    assert w.calls[0] == "get-decision" and sorted(w.calls[1:]) == ["capture", "commit"]

@@ -1,0 +1,106 @@
+"""Events a and c with their backends faked: the stock read and the card's token."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+
+from bookstore import grpcutil
+from bookstore.ai.budget import AiBudget
+from bookstore.books_database.client import BookStock
+from bookstore.catalogue import load_catalogue
+from bookstore.pb import checkout_pb2, common_pb2, payment_pb2
+from bookstore.settings import Settings
+from bookstore.transaction_verification.service import PAYMENT_DOWN, Backends, handlers
+
+CATALOGUE = load_catalogue()
+CARD = checkout_pb2.Card(number="4242424242424242", expiration="12/39", cvv="123")
+
+
+@dataclass
+class FakeBooks:
+    available: dict[str, int] = field(default_factory=dict)
+    down: bool = False
+    asked: list[list[str]] = field(default_factory=list)
+
+    async def read_stock(self, book_ids: list[str]) -> dict[str, BookStock]:
+        self.asked.append(book_ids)
+        if self.down:
+            raise grpcutil.ServiceUnavailable("books-database", "no primary")
+        return {b: BookStock(100, self.available.get(b, 100)) for b in book_ids}
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakePayment:
+    error: grpc.StatusCode | None = None
+    details: str = ""
+    cards: list[payment_pb2.TokenizeRequest] = field(default_factory=list)
+
+    async def Tokenize(self, request: payment_pb2.TokenizeRequest, **_: Any) -> Any:
+        self.cards.append(request)
+        if self.error is not None:
+            metadata = grpc.aio.Metadata()
+            raise grpc.aio.AioRpcError(self.error, metadata, metadata, self.details)
+        return payment_pb2.TokenizeReply(token="tok_fake", brand="visa", last4="4242")
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[Backends]:
+    b = Backends(Settings())
+    real_books = b.books
+    b.books = FakeBooks()  # type: ignore[assignment]
+    b.payment = FakePayment()  # type: ignore[assignment]
+    yield b
+    await real_books.close()
+    await b.close()
+
+
+def order_of(*items: tuple[str, int]) -> checkout_pb2.OrderData:
+    return checkout_pb2.OrderData(
+        order_id=common_pb2.OrderId(value="o1"),
+        items=[common_pb2.OrderItem(book_id=b, quantity=n) for b, n in items],
+        card=CARD,
+    )
+
+
+async def test_a_book_without_the_copies_ordered_is_out_of_stock(backends: Backends) -> None:
+    backends.books.available = {"b002": 1}  # type: ignore[attr-defined]
+    items = handlers(CATALOGUE, backends)["a"]
+    result = await items(order_of(("b001", 1), ("b002", 2)), AiBudget(1.0))
+    title = CATALOGUE.by_id("b002").title  # type: ignore[union-attr]
+    assert (result.ok, result.reason) == (False, f"out of stock: {title}")
+    assert backends.books.asked == [["b001", "b002"]]  # type: ignore[attr-defined]
+
+
+async def test_the_database_unreachable_lets_the_order_go_on(backends: Backends) -> None:
+    backends.books.down = True  # type: ignore[attr-defined]
+    result = await handlers(CATALOGUE, backends)["a"](order_of(("b001", 1)), AiBudget(1.0))
+    assert result.ok and result.answered_by == "fallback: books database unavailable"
+
+
+async def test_the_card_is_exchanged_for_a_token(backends: Backends) -> None:
+    result = await handlers(CATALOGUE, backends)["c"](order_of(("b001", 1)), AiBudget(1.0))
+    assert (result.ok, result.payment_token) == (True, "tok_fake")
+    assert backends.payment.cards == [  # type: ignore[attr-defined]
+        payment_pb2.TokenizeRequest(number=CARD.number, expiration="12/39", cvv="123")
+    ]
+
+
+async def test_payment_unreachable_rejects_and_a_refused_card_says_why(
+    backends: Backends,
+) -> None:
+    card = handlers(CATALOGUE, backends)["c"]
+    backends.payment.error = grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    result = await card(order_of(("b001", 1)), AiBudget(1.0))
+    assert (result.ok, result.reason, result.payment_token) == (False, PAYMENT_DOWN, "")
+    backends.payment.error = grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    backends.payment.details = "BAD_CARD: the card has expired"  # type: ignore[attr-defined]
+    result = await card(order_of(("b001", 1)), AiBudget(1.0))
+    assert (result.ok, result.reason) == (False, "The card was refused: the card has expired")
