@@ -6,6 +6,8 @@
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader
+    GET  /api/charts      the cluster view's live chart series (charts.py)
+    GET  /metrics         this process's Prometheus metrics
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.orchestrator import charts
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
@@ -29,6 +32,8 @@ from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import books, checkout, cluster, orders
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
+from bookstore.telemetry import tracing
+from bookstore.telemetry.http import HttpMetricsMiddleware
 from bookstore.web import routes as web
 
 
@@ -56,6 +61,8 @@ def create_app(
     if tracker is None:
         tracker = ExecutionTracker(settings)
         owned.append(tracker)
+    feed = charts.ChartFeed(settings)
+    owned.append(feed)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = store if store is not None else OrderStore(settings.orders_kept)
     app = FastAPI(
@@ -66,6 +73,8 @@ def create_app(
         lifespan=lifespan_of(owned),
     )
     app.add_middleware(EdgeMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
+    tracing.instrument_app(app)
     install_error_handlers(app)
     install_openapi(app)
     order_routes = orders.OrderRoutes(tracker, store)
@@ -74,5 +83,6 @@ def create_app(
     books.install(app, books.BookRoutes(catalogue))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
+    charts.install(app, feed)
     web.install(app, get_order=order_routes.get_order)
     return app

@@ -25,6 +25,7 @@ from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.probe import ClusterProbe, ClusterState
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import propagation, tracing
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ class ExecutionTracker:
                 # An approved order must not fail on a long name: the queue keeps
                 # at most TEXT_LIMIT characters of each text.
                 customer_name=customer_name[:TEXT_LIMIT],
+                # The execution joins the checkout's trace (empty with tracing off).
+                trace_context=propagation.inject() if tracing.enabled() else "",
             )
         )
         timeout = self.settings.rpc_timeout_s

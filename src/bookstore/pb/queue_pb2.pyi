@@ -37,12 +37,15 @@ class QueuedOrder(_message.Message):
     BOOKS_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     DELIVERIES_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     customer_name: _builtins.str
     books: _builtins.int
     """sum of quantities: the priority (server computed)"""
     sequence: _builtins.int
     """assigned by the queue: the tie breaker"""
     deliveries: _builtins.int
+    trace_context: _builtins.str
+    """The order's W3C trace context, so its execution joins the checkout's trace."""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -56,10 +59,11 @@ class QueuedOrder(_message.Message):
         books: _builtins.int = ...,
         sequence: _builtins.int = ...,
         deliveries: _builtins.int = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "sequence", b"sequence", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

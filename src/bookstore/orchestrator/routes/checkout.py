@@ -6,6 +6,10 @@
 4. Enqueue an approved order (abort: 503; "Order Approved" only once the queue has it
    on disk; an enqueue whose answer was lost counts once the queue knows the order).
 5. Wait a bounded time for its execution (degrades to "queued").
+
+Every answer is counted by outcome and timed (`bookstore_checkouts_total`,
+`bookstore_checkout_duration_seconds`); with tracing on, the request's span carries
+the order id, and so (as baggage) does every call the checkout makes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 import uuid
 
 from fastapi import FastAPI, Request
+from opentelemetry.trace import get_current_span
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
@@ -42,8 +47,10 @@ from bookstore.orchestrator.store import (
     checked_record,
 )
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics, propagation, tracing
 
 log = logging.getLogger(__name__)
+_TRACER = propagation.tracer(__name__)
 
 
 class CheckoutRoute:
@@ -62,28 +69,46 @@ class CheckoutRoute:
         self.store = store
 
     async def checkout(self, request: Request) -> Response:
+        started = time.perf_counter()
+        outcome = "unavailable"
+        try:
+            response, outcome = await self._checkout(request)
+        finally:
+            metrics.CHECKOUTS.labels(outcome).inc()
+            metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
+        return response
+
+    async def _checkout(self, request: Request) -> tuple[Response, str]:
+        """The answer and its outcome label."""
         try:
             body = await read_body(request, self.settings.max_body_bytes)
             checkout = parse_checkout(body, self.settings)
         except ApiError as exc:
-            return from_api_error(exc)
+            return from_api_error(exc), "invalid"
         order_id = str(uuid.uuid4())
+        if not tracing.enabled():
+            return await self._run(order_id, checkout)
+        get_current_span().set_attribute(propagation.ORDER_ID, order_id)
+        with propagation.order_baggage(order_id):
+            return await self._run(order_id, checkout)
+
+    async def _run(self, order_id: str, checkout: CheckoutRequest) -> tuple[Response, str]:
         created = time.time()
         items = self._order_items(checkout)
         try:
             outcome = await self._check(order_id, created, items, checkout)
         except ServiceUnavailable as exc:
-            return unavailable_response(exc)
+            return unavailable_response(exc), "unavailable"
         record = checked_record(order_id, created, items, outcome)
         if not outcome.approved:
             self.store.put(record)
-            return json_response(checkout_json(record))
+            return json_response(checkout_json(record)), "rejected"
         try:
             await self._enqueue(checkout, record)
         except ServiceUnavailable as exc:
-            return unavailable_response(exc)
+            return unavailable_response(exc), "unavailable"
         await self._wait_executed(record)
-        return json_response(checkout_json(record))
+        return json_response(checkout_json(record)), "approved"
 
     async def _check(
         self, order_id: str, created: float, items: tuple[OrderItem, ...], checkout: CheckoutRequest
@@ -111,7 +136,8 @@ class CheckoutRoute:
         name = checkout.user.name if checkout.user and checkout.user.name else ""
         try:
             async with asyncio.timeout(self.settings.rpc_timeout_s * 2):
-                await self.tracker.enqueue(order_id, queued, name)
+                with propagation.order_step(_TRACER, "enqueue", order_id):
+                    await self.tracker.enqueue(order_id, queued, name)
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
             # only an order the queue does not know is reported as not queued.
