@@ -14,6 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bookstore.telemetry.grpc_metrics import MetricsInterceptor
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -98,7 +100,8 @@ def create_server(
     caller marks it ready with `set_serving`) and the bound port (bind
     "host:0" in tests to get a free one).
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    # Every unary call counted and timed (bookstore_grpc_server_*).
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[MetricsInterceptor()])
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
