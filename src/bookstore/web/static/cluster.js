@@ -1,5 +1,6 @@
 // The cluster view: services, executors, queue, elections, recent orders and the
 // chosen order's space-time diagram. Polls /api/cluster more than once a second.
+import { pollCharts } from "/static/charts.js";
 import { render as renderDiagram, LANES } from "/static/diagram.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
@@ -232,4 +233,5 @@ function eventsTable(order) {
 
 pollCluster();
 pollOrders();
+pollCharts();
 if (chosen) loadOrder(chosen, false);
