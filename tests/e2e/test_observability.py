@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from checkout_requests import CARD, card_secrets_in, course_page_request
-from fakes.otlp import OtlpReceiver, ReceivedSpan
+from fakes.otlp import OtlpReceiver, ReceivedSpan, timeline
 from harness import System, start_system
 from prometheus_harness import RealPrometheus
 
@@ -24,6 +24,7 @@ ORDER_ID = "bookstore.order_id"
 EVENT = "bookstore.event"
 CLOCK = "bookstore.vector_clock"
 WAIT_S = 60.0
+SERVICE_OF_EVENT = ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"]
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "deploy/observability/grafana/dashboards/bookstore.json"
 )
@@ -56,11 +57,13 @@ def _checkout(system: System, **changes: object) -> dict[str, object]:
 
 
 def _spans_of(receiver: OtlpReceiver, order_id: str, until: set[str]) -> list[ReceivedSpan]:
-    """The order's spans once those named in `until` have all arrived (or the wait ends)."""
+    """The order's spans once those in `until` ("service/name") have all arrived (or the
+    wait ends)."""
     deadline = time.monotonic() + WAIT_S
     while True:
         spans = [s for s in receiver.spans() if s.attributes.get(ORDER_ID) == order_id]
-        if until <= {s.name for s in spans} or time.monotonic() > deadline:
+        arrived = {f"{s.service}/{s.name.partition(':')[0]}" for s in spans}
+        if until <= arrived or time.monotonic() > deadline:
             return spans
         time.sleep(0.1)
 
@@ -71,14 +74,17 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     body = _checkout(traced)
     assert body["status"] == "Order Approved", body
     order_id = str(body["orderId"])
-    names = {
-        *(f"event {e}" for e in "abcdef"),
-        "final clock broadcast",
-        "enqueue",
-        "execute",
-        "POST /checkout",
+    expected = {
+        *(f"{service}/event {e}" for service, e in zip(SERVICE_OF_EVENT, "abcdef", strict=True)),
+        "orchestrator/POST /checkout",
+        "orchestrator/final clock broadcast",
+        "orchestrator/enqueue",
+        "order-queue//bookstore.queue.OrderQueue/Enqueue",
+        "order-executor/execute",
+        "order-queue//bookstore.queue.OrderQueue/Complete",
     }
-    spans = _spans_of(receiver, order_id, names)
+    names = {name.partition("/")[2] for name in expected}
+    spans = _spans_of(receiver, order_id, expected)
     by_name: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
         key = span.name.partition(":")[0]
@@ -86,6 +92,7 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     assert names <= set(by_name), sorted(by_name)
 
     assert len({s.trace_id for s in spans}) == 1
+    print(timeline(spans))  # the trace, drawn (pytest -s shows it)
     services = {s.service for s in spans}
     assert services >= {
         "orchestrator",
@@ -99,11 +106,7 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     events = {e: by_name[f"event {e}"] for e in "abcdef"}
     assert all(len(found) == 1 for found in events.values()), events
     span = {e: found[0] for e, found in events.items()}
-    for e, served_by in zip(
-        "abcdef",
-        ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"],
-        strict=True,
-    ):
+    for e, served_by in zip("abcdef", SERVICE_OF_EVENT, strict=True):
         assert span[e].service == served_by
         assert span[e].attributes[EVENT] == e
         assert len(span[e].attributes[CLOCK]) == 3
@@ -127,6 +130,11 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     (execute,) = by_name["execute"]
     assert execute.service == "order-executor"
     assert execute.parent_span_id == enqueue.span_id
+    # The queue's side of the leader's Complete: the order id came as baggage.
+    completes = by_name["/bookstore.queue.OrderQueue/Complete"]
+    (call,) = [s for s in completes if s.service == "order-executor"]
+    (served,) = [s for s in completes if s.service == "order-queue"]
+    assert call.parent_span_id == execute.span_id and served.parent_span_id == call.span_id
 
     for received in receiver.spans():
         for text in received.texts():

@@ -53,11 +53,18 @@ def extract(field: str) -> Context | None:
 def order_step(
     tracer: Tracer, name: str, order_id: str, **options: Any
 ) -> AbstractContextManager[Span]:
-    """`order_span` when this process traces; otherwise nothing is started at all (the
-    API's invalid span stands in), so a step costs nothing with tracing off."""
+    """`order_span`, with the order id as baggage for the calls it makes, when this
+    process traces; otherwise nothing is started at all (the API's invalid span stands
+    in), so a step costs nothing with tracing off."""
     if not tracing.enabled():
         return nullcontext(trace.INVALID_SPAN)
-    return order_span(tracer, name, order_id, **options)
+    return _traced_step(tracer, name, order_id, **options)
+
+
+@contextmanager
+def _traced_step(tracer: Tracer, name: str, order_id: str, **options: Any) -> Iterator[Span]:
+    with order_baggage(order_id), order_span(tracer, name, order_id, **options) as span:
+        yield span
 
 
 @contextmanager
