@@ -77,6 +77,7 @@ class ChartFeed:
 
 def install(app: FastAPI, feed: ChartFeed) -> None:
     app.add_api_route("/api/charts", feed.charts, methods=["GET"], summary="Live chart series")
+    # Prometheus' text format, not JSON: outside the JSON API's OpenAPI document.
     app.add_api_route(
-        "/metrics", metrics.metrics_endpoint, methods=["GET"], summary="Prometheus metrics"
+        "/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False
     )
