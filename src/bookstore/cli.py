@@ -14,6 +14,8 @@ from pathlib import Path
 from bookstore import logs
 from bookstore.identity import plaintext_warning, tls_dir
 from bookstore.settings import SERVICES, Settings, SettingsError, get_settings
+from bookstore.telemetry.metrics import MetricsServer, metrics_bind_address, serve_metrics
+from bookstore.telemetry.tracing import setup_tracing
 
 # SERVICE name -> module whose `serve(settings, replica_id)` coroutine runs it.
 MODULES = {name: f"bookstore.{name.replace('-', '_')}.service" for name in SERVICES}
@@ -65,9 +67,34 @@ def serve(service: str, replica_id: int | None) -> int:
     from bookstore.identity.credentials import use_identity
 
     use_identity(settings, service, replica_id)
+    setup_tracing(service, replica_id)
+    metrics_server = _serve_metrics(settings, service, replica_id)
     module = importlib.import_module(MODULES[service])
-    asyncio.run(module.serve(settings, replica_id))
+    try:
+        asyncio.run(module.serve(settings, replica_id))
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
     return 0
+
+
+def _serve_metrics(
+    settings: Settings, service: str, replica_id: int | None
+) -> MetricsServer | None:
+    """A gRPC service's metrics port (the orchestrator serves /metrics itself).
+
+    A port that cannot be bound costs the metrics, not the service: logged, not fatal.
+    """
+    if service == "orchestrator":
+        return None
+    address = metrics_bind_address(settings, service, replica_id)
+    if address is None:
+        return None
+    try:
+        return serve_metrics(address)
+    except OSError as exc:
+        logging.getLogger("bookstore").error("metrics not served on %s: %s", address, exc)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bookstore.telemetry.grpc_metrics import MetricsInterceptor
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -155,7 +157,10 @@ def create_server(
     whether the port is plaintext or mutual TLS with the policy's check.
     """
     transport = _transport
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(transport.interceptors))
+    # The caller's identity checked first, then every unary call counted and timed.
+    server = grpc.aio.server(
+        options=SERVER_OPTIONS, interceptors=[*transport.interceptors, MetricsInterceptor()]
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -33,6 +33,7 @@ from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 from bookstore.pb import common_pb2
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,17 @@ class ReplicaConfig:
 class BooksDatabaseReplica:
     """One running replica: storage, the replica driver and its gRPC server."""
 
+    def _export_metrics(self) -> None:
+        """The replica's gauges, read when scraped (plain reads of in-memory state)."""
+        driver = self.driver
+        metrics.REPLICATION_COMMIT_INDEX.set_function(lambda: driver.replica.commit)
+        metrics.REPLICATION_LAG.set_function(
+            lambda: max(0, driver.replica.commit - driver.replica.machine.applied)
+        )
+        metrics.STOCK_COPIES.set_function(
+            lambda: sum(row.stock for row in list(driver.replica.machine.books.values()))
+        )
+
     def __init__(self, config: ReplicaConfig, bind: str) -> None:
         self.config = config
         self.storage = Storage(config.path)
@@ -186,6 +198,7 @@ class BooksDatabaseReplica:
             on_caught_up=self._serving,
         )
         self._serving_task: asyncio.Task[None] | None = None
+        self._export_metrics()
         address = config.addresses[config.replica_id]
         servicer = BooksDatabaseServicer(self.driver, address)
         self.server, self.health, self.port = grpcutil.create_server(

@@ -23,6 +23,11 @@ docs/architecture.md:
    message whose clock <= final is logged at debug, otherwise as an ERROR.
 6. Orders never finalized are swept after `unfinished_order_ttl_s` (ERROR).
 
+Tracing (when on): each event is a span whose parent is the span of the message that
+enabled it (the InitOrder for a and b; otherwise the dependency known last, its span's
+context carried in the ClockUpdate), linked to its other dependencies' spans; its
+`ClockUpdate`s carry its own context on to the peers.
+
 The per-order lock is the event loop itself: every change of an order's state
 (rules 2-5) is one synchronous section with no `await` inside, so it runs
 atomically with respect to every other handler of the order, at no cost.
@@ -38,6 +43,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
+from opentelemetry.trace import Link, Span, get_current_span
 
 from bookstore import vclock
 from bookstore.ai.budget import AiBudget
@@ -46,6 +52,7 @@ from bookstore.choreography.events import EventResult, EventSpec, Handler, event
 from bookstore.choreography.links import Outbox, PeerLink
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES
+from bookstore.telemetry import metrics, propagation, tracing
 from bookstore.vclock import Clock
 
 log = logging.getLogger("bookstore.choreography")
@@ -75,6 +82,8 @@ class OrderState:
     cancelled: bool = False
     flagged: bool = False  # finalize found it inconsistent
     budget: AiBudget = field(default_factory=lambda: AiBudget(0.0))
+    # Event -> the trace context of its span, in the order they became known.
+    contexts: dict[str, str] = field(default_factory=dict)
 
 
 class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
@@ -103,6 +112,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         self.orders_finalized = 0
         self.clock_errors = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._tracer = propagation.tracer(__name__)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -260,6 +270,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             log.debug("order=%s finalized clock=%s", order_id, vclock.fmt(final))
         else:
             self.clock_errors += 1
+            metrics.CLOCK_ERRORS.inc()
             if state is not None:  # kept, flagged, until the TTL sweep
                 state.flagged = True
                 state.cancelled = True
@@ -296,6 +307,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             )
         else:
             self.clock_errors += 1
+            metrics.CLOCK_ERRORS.inc()
             log.error(
                 "order=%s late %s after finalize: clock=%s is not <= final %s",
                 order_id,
@@ -317,6 +329,8 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         state.clock = vclock.merge(state.clock, clock)
         state.known[update.event] = clock
         state.budget.absorb(update.ai_spent_s)
+        if update.trace_context:
+            state.contexts[update.event] = update.trace_context
         if state.order is not None and not state.cancelled:
             self._start_ready(state)
 
@@ -336,6 +350,35 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
                 task.add_done_callback(state.tasks.discard)
 
     async def _run_event(self, state: OrderState, spec: EventSpec) -> None:
+        if not tracing.enabled():
+            await self._execute(state, spec)
+            return
+        parent, links = self._parents(state, spec)
+        with propagation.order_span(
+            self._tracer,
+            f"event {spec.event}: {spec.name}",
+            state.order_id,
+            parent=parent,
+            links=links,
+            attributes={"bookstore.event": spec.event},
+        ):
+            await self._execute(state, spec)
+
+    def _parents(self, state: OrderState, spec: EventSpec) -> tuple[str, list[Link]]:
+        """The context of the span that enabled `spec`'s event, and links to the others."""
+        assert state.order is not None
+        known = list(state.contexts)
+        deps = sorted((d for d in spec.deps if d in state.contexts), key=known.index)
+        if not deps:
+            return state.order.trace_context, []
+        links = []
+        for dep in deps[:-1]:
+            context = propagation.extract(state.contexts[dep])
+            if context is not None:
+                links.append(Link(get_current_span(context).get_span_context()))
+        return state.contexts[deps[-1]], links
+
+    async def _execute(self, state: OrderState, spec: EventSpec) -> None:
         assert state.order is not None
         started = time.perf_counter()
         try:
@@ -360,6 +403,8 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         if result.ok:  # a failed event is never "known": nothing after it may run
             state.known[spec.event] = clock
         self.events_run += 1
+        metrics.EVENT_DURATION.labels(spec.event).observe(duration_ms / 1000.0)
+        trace_context = self._record_span(state, spec, clock, result)
         log.info(
             "order=%s event=%s (%s) clock=%s ok=%s answered_by=%s",
             state.order_id,
@@ -378,6 +423,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
                 sender=self.service,
                 clock=clock_pb,
                 ai_spent_s=state.budget.spent_s,
+                trace_context=trace_context,
             )
             for peer in self.peers.values():
                 peer.send(update)
@@ -400,6 +446,20 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             )
         if result.ok:
             self._start_ready(state)
+
+    @staticmethod
+    def _record_span(state: OrderState, spec: EventSpec, clock: Clock, result: EventResult) -> str:
+        """Put the clock and outcome on the event's span; its context ("" when off)."""
+        if not tracing.enabled():
+            return ""
+        span: Span = get_current_span()
+        span.set_attribute(propagation.VECTOR_CLOCK, list(clock))
+        span.set_attribute("bookstore.ok", result.ok)
+        span.set_attribute("bookstore.answered_by", result.answered_by)
+        context = propagation.inject()
+        if result.ok:
+            state.contexts[spec.event] = context
+        return context
 
     # ---- sweeping ----------------------------------------------------------
 

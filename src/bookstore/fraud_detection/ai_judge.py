@@ -27,6 +27,7 @@ from bookstore.fraud_detection.ai_prompts import (
 from bookstore.fraud_detection.rules import Verdict
 from bookstore.logs import redact
 from bookstore.pb import checkout_pb2
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,14 @@ class AiFraudJudge:
         verdict = self.rules.user_verdict(order)
         if verdict.fraud:
             return verdict
-        return await self._ask(order, verdict, user_fraud_request(order, self.catalogue), budget)
+        request = user_fraud_request(order, self.catalogue)
+        return await self._ask(order, verdict, request, budget, "user")
 
     async def check_card(self, order: checkout_pb2.OrderData, budget: AiBudget) -> Verdict:
         verdict = self.rules.card_verdict(order)
         if verdict.fraud:
             return verdict
-        return await self._ask(order, verdict, card_fraud_request(order), budget)
+        return await self._ask(order, verdict, card_fraud_request(order), budget, "card")
 
     async def _ask(
         self,
@@ -82,11 +84,13 @@ class AiFraudJudge:
         rules_verdict: Verdict,
         request: AiRequest[FraudAnswer],
         budget: AiBudget,
+        check: str,
     ) -> Verdict:
         order_id = order.order_id.value
         try:
             answer = await ask(self.ai, self.breaker, budget, request, self.call_timeout_s)
         except AiError as exc:
+            metrics.count_ai(check, exc.kind)
             log.info("order=%s %s answered by rules: %s", order_id, request.label, exc)
             return Verdict(
                 fraud=rules_verdict.fraud,
@@ -94,6 +98,7 @@ class AiFraudJudge:
                 reason=rules_verdict.reason,
                 answered_by=f"fallback: {exc.kind}",
             )
+        metrics.count_ai(check, None)
         score = round(answer.score, 3)
         if answer.fraud:
             reason = customer_reason(answer.reason)

@@ -9,6 +9,8 @@
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
                           the books database's replicas, payment, in-doubt transactions
+    GET  /api/charts      the cluster view's live chart series (charts.py)
+    GET  /metrics         this process's Prometheus metrics
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
@@ -22,6 +24,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.orchestrator import charts
 from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
@@ -41,6 +44,8 @@ from bookstore.orchestrator.routes import (
 from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
+from bookstore.telemetry import tracing
+from bookstore.telemetry.http import HttpMetricsMiddleware
 from bookstore.web import routes as web
 
 
@@ -77,6 +82,8 @@ def create_app(
     if commitments is None:
         commitments = ExecutorCommitments(settings)
         owned.append(commitments)
+    feed = charts.ChartFeed(settings)
+    owned.append(feed)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = (
         store if store is not None else OrderStore(settings.orders_kept, settings.orders_kept_bytes)
@@ -89,6 +96,8 @@ def create_app(
         lifespan=lifespan_of(owned),
     )
     app.add_middleware(EdgeMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
+    tracing.instrument_app(app)
     install_error_handlers(app)
     install_openapi(app)
     order_routes = orders.OrderRoutes(tracker, store)
@@ -99,5 +108,6 @@ def create_app(
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
     replication.install(app, replication.ReplicationRoute(stock))
     commitment.install(app, commitment.CommitmentRoute(commitments))
+    charts.install(app, feed)
     web.install(app, get_order=order_routes.get_order)
     return app

@@ -25,6 +25,7 @@ from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.probe import ClusterProbe, ClusterState
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import propagation, tracing
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class ExecutionTracker:
                 customer_name=customer_name[:TEXT_LIMIT],
                 payment_token=payment_token,
                 amount_cents=amount_cents,
+                # The execution joins the checkout's trace (empty with tracing off).
+                trace_context=propagation.inject() if tracing.enabled() else "",
             )
         )
         timeout = self.settings.rpc_timeout_s

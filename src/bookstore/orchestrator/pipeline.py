@@ -12,6 +12,9 @@ every message, link change and tick, and carries out the actions that come back
    card to suggestions.
 3. The machine cancels, finalizes and answers (see `flow`); an inconsistent
    FinalizeAck is logged as an ERROR and added to `Outcome.clock_errors`.
+
+With tracing on, every copy of the order carries the caller's trace context (the HTTP
+request's span), and the cancel and final-clock broadcasts are spans of that trace.
 """
 
 from __future__ import annotations
@@ -43,10 +46,13 @@ from bookstore.orchestrator.order_copies import order_copies
 from bookstore.orchestrator.sessions import Link, LinkEvents, LinkFactory, ServiceSession
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES, Settings
+from bookstore.telemetry import metrics, propagation, tracing
 
 __all__ = ["CheckoutTimeout", "Outcome", "Pipeline", "ServiceStats"]
 
 log = logging.getLogger(__name__)
+
+_TRACER = propagation.tracer(__name__)
 
 # How long a checkout waits for a Session stream that is (re)connecting.
 CONNECT_GRACE_S = 0.5
@@ -68,8 +74,9 @@ class ServiceStats:
 class _Flight:
     """One order's machine, the caller's answer and the timer of the machine's deadline."""
 
-    def __init__(self, machine: Checkout) -> None:
+    def __init__(self, machine: Checkout, trace_context: str) -> None:
         self.machine = machine
+        self.trace_context = trace_context
         self.answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -111,15 +118,19 @@ class Pipeline:
         is down or too slow; the order is then cancelled in the others.
         """
         await self._wait_connected()
+        orders = order_copies(order_id, request)
+        trace_context = propagation.inject() if tracing.enabled() else ""
+        for data in orders.values():
+            data.trace_context = trace_context
         inits = {
             service: checkout_pb2.OrchestratorMessage(init=checkout_pb2.InitOrder(order=data))
-            for service, data in order_copies(order_id, request).items()
+            for service, data in orders.items()
         }
         if any(init.ByteSize() > MAX_ITEM_BYTES for init in inits.values()):
             # Refused before anything is sent: only this order fails, no stream breaks.
             raise ApiError(413, "ORDER_TOO_LARGE", "The order is too large to be checked.")
         machine = Checkout(order_id, self._links, self._now(), self._timeouts)
-        flight = self._flights[order_id] = _Flight(machine)
+        flight = self._flights[order_id] = _Flight(machine, trace_context)
         for service, init in inits.items():
             self._links[service].send(init)
         self._arm(flight)
@@ -176,16 +187,27 @@ class Pipeline:
         order_id = flight.machine.order_id
         for action in actions:
             if isinstance(action, Cancel):
+                metrics.CANCELS.inc()
                 cancel = checkout_pb2.CancelOrder(
                     order_id=common_pb2.OrderId(value=order_id), reason=action.reason
                 )
-                self._send(action.services, checkout_pb2.OrchestratorMessage(cancel=cancel))
+                with propagation.order_step(
+                    _TRACER, "cancel broadcast", order_id, parent=flight.trace_context
+                ):
+                    self._send(action.services, checkout_pb2.OrchestratorMessage(cancel=cancel))
             elif isinstance(action, Finalize):
                 finalize = checkout_pb2.FinalizeOrder(
                     order_id=common_pb2.OrderId(value=order_id),
                     final_clock=vclock.to_pb(action.final_clock),
                 )
-                self._send(action.services, checkout_pb2.OrchestratorMessage(finalize=finalize))
+                with propagation.order_step(
+                    _TRACER,
+                    "final clock broadcast",
+                    order_id,
+                    parent=flight.trace_context,
+                    attributes={propagation.VECTOR_CLOCK: list(action.final_clock)},
+                ):
+                    self._send(action.services, checkout_pb2.OrchestratorMessage(finalize=finalize))
             elif not flight.answer.done():
                 flight.answer.set_result(action)
         self._arm(flight)
@@ -253,6 +275,7 @@ class Pipeline:
         if not ack.consistent:
             error = ack.error or f"{service} clock {vclock.fmt(ack.clock.entries)} > final clock"
             log.error("order=%s inconsistent clock at finalize: %s", order_id, error)
+            metrics.CLOCK_ERRORS.inc()
         flight = self._flights.get(order_id)
         if flight is not None:
             self._apply(flight, flight.machine.on_finalize_ack(service, error, self._now()))

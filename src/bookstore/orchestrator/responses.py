@@ -205,6 +205,7 @@ class ServiceRow:
     healthy: bool
     replica_id: int | None = None
     cached_orders: int | None = None
+    metrics: str | None = None  # where its Prometheus metrics are served (None: off)
 
     def to_json(self) -> JSON:
         return {
@@ -214,6 +215,7 @@ class ServiceRow:
             "pid": self.pid,
             "healthy": self.healthy,
             "cachedOrders": self.cached_orders,
+            "metrics": self.metrics,
         }
 
 

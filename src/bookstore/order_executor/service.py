@@ -31,6 +31,7 @@ from collections import deque
 from typing import Any, TypeAlias, cast
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from bookstore import grpcutil
 from bookstore.backoff import Backoff
@@ -44,9 +45,11 @@ from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics, propagation
 from bookstore.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
+_TRACER = propagation.tracer(__name__)
 
 SERVICE_NAME = "bookstore.executor.OrderExecutor"
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
@@ -157,6 +160,8 @@ class Executor:
             epoch=step.epoch,
         )
         self.steps.append(pb)
+        if step.step == "called":
+            metrics.ELECTIONS.inc()
         log.info(
             "election replica=%d step=%s epoch=%d role=%s leader=%s detail=%s",
             step.replica_id,
@@ -300,7 +305,16 @@ class Executor:
                 continue
             self._queue_ok_at = self.clock()
             if reply.has_order:
-                await self._execute(epoch, reply)
+                # The execution joins the checkout's trace through the queue's record.
+                with propagation.order_step(
+                    _TRACER,
+                    "execute",
+                    reply.order.order_id.value,
+                    parent=reply.order.trace_context,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"bookstore.replica_id": self.replica_id, "bookstore.epoch": epoch},
+                ):
+                    await self._execute(epoch, reply)
 
     async def _recover(self, epoch: int) -> None:
         """Before any new order of this epoch: finish every decided, uncompleted one."""

@@ -1,9 +1,16 @@
-"""The order-queue gRPC service: a thin servicer over `QueueStore`."""
+"""The order-queue gRPC service: a thin servicer over `QueueStore`.
+
+It also keeps, in memory, when each order it took was enqueued and the order's trace
+context, until the order is executed: the dequeued order carries the context on to the
+executor, and the metrics read the oldest wait from it. An order enqueued before a
+restart of the queue is executed all the same, outside its checkout's trace.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -25,6 +32,7 @@ from bookstore.order_queue.state import Item, Order
 from bookstore.order_queue.store import Limits, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,14 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
 
     def __init__(self, store: QueueStore) -> None:
         self.store = store
+        # Order id -> (time enqueued, trace context), oldest first, until executed.
+        self.waiting: dict[str, tuple[float, str]] = {}
+
+    def oldest_age_s(self) -> float:
+        """How long the oldest order not yet executed has waited (0: none)."""
+        for enqueued, _ in self.waiting.values():
+            return max(0.0, time.time() - enqueued)
+        return 0.0
 
     async def Enqueue(
         self, request: queue_pb2.EnqueueRequest, context: Context
@@ -115,6 +131,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
+        self.waiting.setdefault(o.order_id.value, (time.time(), o.trace_context))
         return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
 
     async def RegisterLeader(
@@ -141,9 +158,11 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         if taken is None:
             return queue_pb2.DequeueReply(has_order=False)
         order, lease = taken
+        queued = order_pb(order)
+        queued.trace_context = self.waiting.get(order.order_id, (0.0, ""))[1]
         return queue_pb2.DequeueReply(
             has_order=True,
-            order=order_pb(order),
+            order=queued,
             lease_id=lease.lease_id,
             lease_ms=int(self.store.lease_s * 1000),
         )
@@ -178,6 +197,9 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
+        self.waiting.pop(record.order_id, None)
+        if not duplicate:
+            metrics.EXECUTIONS.labels(str(record.executor)).inc()
         return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
 
     async def WatchExecutions(
@@ -247,8 +269,15 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
 
 
 def create_server(bind: str, store: QueueStore) -> tuple[grpc.aio.Server, Any, int]:
-    """The queue's server bound to `bind` (port 0: a free one); not yet started."""
+    """The queue's server bound to `bind` (port 0: a free one); not yet started.
+
+    The queue's gauges read this server's store and servicer when scraped.
+    """
     servicer = OrderQueueServicer(store)
+    metrics.QUEUE_DEPTH.set_function(lambda: store.state.depth)
+    metrics.QUEUE_OLDEST_AGE.set_function(servicer.oldest_age_s)
+    metrics.LEADER_EPOCH.set_function(lambda: store.epoch)
+    metrics.LEADER_REPLICA.set_function(lambda: store.leader_id or 0)
     return grpcutil.create_server(
         bind,
         lambda server: queue_pb2_grpc.add_OrderQueueServicer_to_server(servicer, server),

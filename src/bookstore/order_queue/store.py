@@ -54,6 +54,7 @@ from bookstore.order_queue.db import (
     wall_now,
 )
 from bookstore.order_queue.state import Item, Lease, Order, QueueState
+from bookstore.telemetry import metrics
 from bookstore.timestamps import utc_iso
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,8 @@ class QueueStore:
 
     def _expire(self) -> None:
         """Reclaim expired leases, waking long polls if any order came back."""
-        if self.state.expire(self.clock()):
+        if expired := self.state.expire(self.clock()):
+            metrics.LEASE_EXPIRIES.inc(expired)
             self._notify()
 
     # -- fencing ----------------------------------------------------------------

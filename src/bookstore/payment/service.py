@@ -50,6 +50,7 @@ from bookstore.payment.ledger import (
 )
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -289,6 +290,15 @@ def ledger_path(settings: Settings) -> Path:
     return settings.data_dir / "payment" / "ledger.db"
 
 
+async def count_in_doubt(servicer: PaymentServicer, interval_s: float = 1.0) -> None:
+    """Keep `bookstore_in_doubt_transactions` at the ledger's prepared txns (on the
+    database thread, as every ledger read)."""
+    while True:
+        with contextlib.suppress(Exception):
+            metrics.IN_DOUBT.set(len(await servicer.call(servicer.ledger.prepared)))
+        await asyncio.sleep(interval_s)
+
+
 async def serve(settings: Settings, replica_id: int | None = None) -> None:
     servicer = PaymentServicer(Ledger(ledger_path(settings)))
     bind = settings.bind_address("payment")
@@ -303,6 +313,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
         recovery.recover(servicer, decisions, settings.payment_recovery_interval_s),
         name="recovery",
     )
+    counting = asyncio.create_task(count_in_doubt(servicer), name="in-doubt")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -310,6 +321,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
     await stop.wait()
     log.info("payment stopping")
     recovering.cancel()
+    counting.cancel()
     await server.stop(grace=1.0)
     await channel.close()
     with contextlib.suppress(Exception):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bookstore.pb import common_pb2 as bookstore_dot_pb_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ookstore/pb/checkout.proto\x12\x12\x62ookstore.checkout\x1a\x19\x62ookstore/pb/common.proto\")\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x02 \x01(\t\"T\n\x07\x41\x64\x64ress\x12\x0e\n\x06street\x18\x01 \x01(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0b\n\x03zip\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\"7\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x12\n\nexpiration\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"q\n\x0b\x43\x61rdSummary\x12\r\n\x05\x62rand\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x12\n\nexpiration\x18\x04 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\x12\x0e\n\x06length\x18\x06 \x01(\r\"\xd4\x01\n\nClientInfo\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_model\x18\x02 \x01(\t\x12\x11\n\tdevice_os\x18\x03 \x01(\t\x12\x14\n\x0c\x62rowser_name\x18\x04 \x01(\t\x12\x17\n\x0f\x62rowser_version\x18\x05 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x06 \x01(\t\x12\x19\n\x11screen_resolution\x18\x07 \x01(\t\x12\x10\n\x08referrer\x18\x08 \x01(\t\x12\x17\n\x0f\x64\x65vice_language\x18\t \x01(\t\"\xe4\x03\n\tOrderData\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12*\n\x05items\x18\x02 \x03(\x0b\x32\x1b.bookstore.common.OrderItem\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.bookstore.checkout.Customer\x12\x34\n\x0f\x62illing_address\x18\x04 \x01(\x0b\x32\x1b.bookstore.checkout.Address\x12\x16\n\x0eterms_accepted\x18\x05 \x01(\x08\x12&\n\x04\x63\x61rd\x18\x06 \x01(\x0b\x32\x18.bookstore.checkout.Card\x12\x35\n\x0c\x63\x61rd_summary\x18\x07 \x01(\x0b\x32\x1f.bookstore.checkout.CardSummary\x12\x14\n\x0cuser_comment\x18\x08 \x01(\t\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x15\n\rdiscount_code\x18\n \x01(\t\x12\x14\n\x0cgift_message\x18\x0b \x01(\t\x12\x15\n\rgift_wrapping\x18\x0c \x01(\x08\x12.\n\x06\x63lient\x18\r \x01(\x0b\x32\x1e.bookstore.checkout.ClientInfo\"9\n\tInitOrder\x12,\n\x05order\x18\x01 \x01(\x0b\x32\x1d.bookstore.checkout.OrderData\"J\n\x0b\x43\x61ncelOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x0e\n\x06reason\x18\x02 \x01(\t\"p\n\rFinalizeOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x32\n\x0b\x66inal_clock\x18\x02 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\"\xb6\x01\n\x13OrchestratorMessage\x12-\n\x04init\x18\x01 \x01(\x0b\x32\x1d.bookstore.checkout.InitOrderH\x00\x12\x31\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1f.bookstore.checkout.CancelOrderH\x00\x12\x35\n\x08\x66inalize\x18\x03 \x01(\x0b\x32!.bookstore.checkout.FinalizeOrderH\x00\x42\x06\n\x04kind\"N\n\x11OrchestratorBatch\x12\x39\n\x08messages\x18\x01 \x03(\x0b\x32\'.bookstore.checkout.OrchestratorMessage\"\x92\x02\n\x0b\x45ventReport\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12,\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12+\n\x0bsuggestions\x18\x07 \x03(\x0b\x32\x16.bookstore.common.Book\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x01\x12\x15\n\rpayment_token\x18\n \x01(\t\"f\n\tCancelAck\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12,\n\x05\x63lock\x18\x02 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\"\x8b\x01\n\x0b\x46inalizeAck\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x12\n\nconsistent\x18\x02 \x01(\x08\x12,\n\x05\x63lock\x18\x03 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xb8\x01\n\x12ParticipantMessage\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.bookstore.checkout.EventReportH\x00\x12\x32\n\tcancelled\x18\x02 \x01(\x0b\x32\x1d.bookstore.checkout.CancelAckH\x00\x12\x34\n\tfinalized\x18\x03 \x01(\x0b\x32\x1f.bookstore.checkout.FinalizeAckH\x00\x42\x06\n\x04kind\"L\n\x10ParticipantBatch\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32&.bookstore.checkout.ParticipantMessage\"\x9b\x01\n\x0b\x43lockUpdate\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12,\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\x12\n\nai_spent_s\x18\x05 \x01(\x01\"=\n\tPeerBatch\x12\x30\n\x07updates\x18\x01 \x03(\x0b\x32\x1f.bookstore.checkout.ClockUpdate\"\x85\x01\n\nStatsReply\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x15\n\rcached_orders\x18\x02 \x01(\r\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x12\n\nevents_run\x18\x04 \x01(\x04\x12\x18\n\x10orders_finalized\x18\x05 \x01(\x04\x12\x14\n\x0c\x63lock_errors\x18\x06 \x01(\x04\x32\xf9\x01\n\x13\x43heckoutParticipant\x12Z\n\x07Session\x12%.bookstore.checkout.OrchestratorBatch\x1a$.bookstore.checkout.ParticipantBatch(\x01\x30\x01\x12\x44\n\x08\x45xchange\x12\x1d.bookstore.checkout.PeerBatch\x1a\x17.bookstore.common.Empty(\x01\x12@\n\x05Stats\x12\x17.bookstore.common.Empty\x1a\x1e.bookstore.checkout.StatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62ookstore/pb/checkout.proto\x12\x12\x62ookstore.checkout\x1a\x19\x62ookstore/pb/common.proto\")\n\x08\x43ustomer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x02 \x01(\t\"T\n\x07\x41\x64\x64ress\x12\x0e\n\x06street\x18\x01 \x01(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0b\n\x03zip\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\"7\n\x04\x43\x61rd\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x12\n\nexpiration\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"q\n\x0b\x43\x61rdSummary\x12\r\n\x05\x62rand\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x12\n\nexpiration\x18\x04 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x05 \x01(\t\x12\x0e\n\x06length\x18\x06 \x01(\r\"\xd4\x01\n\nClientInfo\x12\x13\n\x0b\x64\x65vice_type\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_model\x18\x02 \x01(\t\x12\x11\n\tdevice_os\x18\x03 \x01(\t\x12\x14\n\x0c\x62rowser_name\x18\x04 \x01(\t\x12\x17\n\x0f\x62rowser_version\x18\x05 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x06 \x01(\t\x12\x19\n\x11screen_resolution\x18\x07 \x01(\t\x12\x10\n\x08referrer\x18\x08 \x01(\t\x12\x17\n\x0f\x64\x65vice_language\x18\t \x01(\t\"\xfb\x03\n\tOrderData\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12*\n\x05items\x18\x02 \x03(\x0b\x32\x1b.bookstore.common.OrderItem\x12.\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1c.bookstore.checkout.Customer\x12\x34\n\x0f\x62illing_address\x18\x04 \x01(\x0b\x32\x1b.bookstore.checkout.Address\x12\x16\n\x0eterms_accepted\x18\x05 \x01(\x08\x12&\n\x04\x63\x61rd\x18\x06 \x01(\x0b\x32\x18.bookstore.checkout.Card\x12\x35\n\x0c\x63\x61rd_summary\x18\x07 \x01(\x0b\x32\x1f.bookstore.checkout.CardSummary\x12\x14\n\x0cuser_comment\x18\x08 \x01(\t\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x15\n\rdiscount_code\x18\n \x01(\t\x12\x14\n\x0cgift_message\x18\x0b \x01(\t\x12\x15\n\rgift_wrapping\x18\x0c \x01(\x08\x12.\n\x06\x63lient\x18\r \x01(\x0b\x32\x1e.bookstore.checkout.ClientInfo\x12\x15\n\rtrace_context\x18\x0e \x01(\t\"9\n\tInitOrder\x12,\n\x05order\x18\x01 \x01(\x0b\x32\x1d.bookstore.checkout.OrderData\"J\n\x0b\x43\x61ncelOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x0e\n\x06reason\x18\x02 \x01(\t\"p\n\rFinalizeOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x32\n\x0b\x66inal_clock\x18\x02 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\"\xb6\x01\n\x13OrchestratorMessage\x12-\n\x04init\x18\x01 \x01(\x0b\x32\x1d.bookstore.checkout.InitOrderH\x00\x12\x31\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x1f.bookstore.checkout.CancelOrderH\x00\x12\x35\n\x08\x66inalize\x18\x03 \x01(\x0b\x32!.bookstore.checkout.FinalizeOrderH\x00\x42\x06\n\x04kind\"N\n\x11OrchestratorBatch\x12\x39\n\x08messages\x18\x01 \x03(\x0b\x32\'.bookstore.checkout.OrchestratorMessage\"\x92\x02\n\x0b\x45ventReport\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12,\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12+\n\x0bsuggestions\x18\x07 \x03(\x0b\x32\x16.bookstore.common.Book\x12\x13\n\x0b\x61nswered_by\x18\x08 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\t \x01(\x01\x12\x15\n\rpayment_token\x18\n \x01(\t\"f\n\tCancelAck\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12,\n\x05\x63lock\x18\x02 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\"\x8b\x01\n\x0b\x46inalizeAck\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x12\n\nconsistent\x18\x02 \x01(\x08\x12,\n\x05\x63lock\x18\x03 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xb8\x01\n\x12ParticipantMessage\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.bookstore.checkout.EventReportH\x00\x12\x32\n\tcancelled\x18\x02 \x01(\x0b\x32\x1d.bookstore.checkout.CancelAckH\x00\x12\x34\n\tfinalized\x18\x03 \x01(\x0b\x32\x1f.bookstore.checkout.FinalizeAckH\x00\x42\x06\n\x04kind\"L\n\x10ParticipantBatch\x12\x38\n\x08messages\x18\x01 \x03(\x0b\x32&.bookstore.checkout.ParticipantMessage\"\xb2\x01\n\x0b\x43lockUpdate\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12,\n\x05\x63lock\x18\x04 \x01(\x0b\x32\x1d.bookstore.common.VectorClock\x12\x12\n\nai_spent_s\x18\x05 \x01(\x01\x12\x15\n\rtrace_context\x18\x06 \x01(\t\"=\n\tPeerBatch\x12\x30\n\x07updates\x18\x01 \x03(\x0b\x32\x1f.bookstore.checkout.ClockUpdate\"\x85\x01\n\nStatsReply\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x15\n\rcached_orders\x18\x02 \x01(\r\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x12\n\nevents_run\x18\x04 \x01(\x04\x12\x18\n\x10orders_finalized\x18\x05 \x01(\x04\x12\x14\n\x0c\x63lock_errors\x18\x06 \x01(\x04\x32\xf9\x01\n\x13\x43heckoutParticipant\x12Z\n\x07Session\x12%.bookstore.checkout.OrchestratorBatch\x1a$.bookstore.checkout.ParticipantBatch(\x01\x30\x01\x12\x44\n\x08\x45xchange\x12\x1d.bookstore.checkout.PeerBatch\x1a\x17.bookstore.common.Empty(\x01\x12@\n\x05Stats\x12\x17.bookstore.common.Empty\x1a\x1e.bookstore.checkout.StatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,33 +43,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTINFO']._serialized_start=380
   _globals['_CLIENTINFO']._serialized_end=592
   _globals['_ORDERDATA']._serialized_start=595
-  _globals['_ORDERDATA']._serialized_end=1079
-  _globals['_INITORDER']._serialized_start=1081
-  _globals['_INITORDER']._serialized_end=1138
-  _globals['_CANCELORDER']._serialized_start=1140
-  _globals['_CANCELORDER']._serialized_end=1214
-  _globals['_FINALIZEORDER']._serialized_start=1216
-  _globals['_FINALIZEORDER']._serialized_end=1328
-  _globals['_ORCHESTRATORMESSAGE']._serialized_start=1331
-  _globals['_ORCHESTRATORMESSAGE']._serialized_end=1513
-  _globals['_ORCHESTRATORBATCH']._serialized_start=1515
-  _globals['_ORCHESTRATORBATCH']._serialized_end=1593
-  _globals['_EVENTREPORT']._serialized_start=1596
-  _globals['_EVENTREPORT']._serialized_end=1870
-  _globals['_CANCELACK']._serialized_start=1872
-  _globals['_CANCELACK']._serialized_end=1974
-  _globals['_FINALIZEACK']._serialized_start=1977
-  _globals['_FINALIZEACK']._serialized_end=2116
-  _globals['_PARTICIPANTMESSAGE']._serialized_start=2119
-  _globals['_PARTICIPANTMESSAGE']._serialized_end=2303
-  _globals['_PARTICIPANTBATCH']._serialized_start=2305
-  _globals['_PARTICIPANTBATCH']._serialized_end=2381
-  _globals['_CLOCKUPDATE']._serialized_start=2384
-  _globals['_CLOCKUPDATE']._serialized_end=2539
-  _globals['_PEERBATCH']._serialized_start=2541
-  _globals['_PEERBATCH']._serialized_end=2602
-  _globals['_STATSREPLY']._serialized_start=2605
-  _globals['_STATSREPLY']._serialized_end=2738
-  _globals['_CHECKOUTPARTICIPANT']._serialized_start=2741
-  _globals['_CHECKOUTPARTICIPANT']._serialized_end=2990
+  _globals['_ORDERDATA']._serialized_end=1102
+  _globals['_INITORDER']._serialized_start=1104
+  _globals['_INITORDER']._serialized_end=1161
+  _globals['_CANCELORDER']._serialized_start=1163
+  _globals['_CANCELORDER']._serialized_end=1237
+  _globals['_FINALIZEORDER']._serialized_start=1239
+  _globals['_FINALIZEORDER']._serialized_end=1351
+  _globals['_ORCHESTRATORMESSAGE']._serialized_start=1354
+  _globals['_ORCHESTRATORMESSAGE']._serialized_end=1536
+  _globals['_ORCHESTRATORBATCH']._serialized_start=1538
+  _globals['_ORCHESTRATORBATCH']._serialized_end=1616
+  _globals['_EVENTREPORT']._serialized_start=1619
+  _globals['_EVENTREPORT']._serialized_end=1893
+  _globals['_CANCELACK']._serialized_start=1895
+  _globals['_CANCELACK']._serialized_end=1997
+  _globals['_FINALIZEACK']._serialized_start=2000
+  _globals['_FINALIZEACK']._serialized_end=2139
+  _globals['_PARTICIPANTMESSAGE']._serialized_start=2142
+  _globals['_PARTICIPANTMESSAGE']._serialized_end=2326
+  _globals['_PARTICIPANTBATCH']._serialized_start=2328
+  _globals['_PARTICIPANTBATCH']._serialized_end=2404
+  _globals['_CLOCKUPDATE']._serialized_start=2407
+  _globals['_CLOCKUPDATE']._serialized_end=2585
+  _globals['_PEERBATCH']._serialized_start=2587
+  _globals['_PEERBATCH']._serialized_end=2648
+  _globals['_STATSREPLY']._serialized_start=2651
+  _globals['_STATSREPLY']._serialized_end=2784
+  _globals['_CHECKOUTPARTICIPANT']._serialized_start=2787
+  _globals['_CHECKOUTPARTICIPANT']._serialized_end=3036
 # @@protoc_insertion_point(module_scope)

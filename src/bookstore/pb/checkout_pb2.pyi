@@ -207,12 +207,15 @@ class OrderData(_message.Message):
     GIFT_MESSAGE_FIELD_NUMBER: _builtins.int
     GIFT_WRAPPING_FIELD_NUMBER: _builtins.int
     CLIENT_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     terms_accepted: _builtins.bool
     user_comment: _builtins.str
     shipping_method: _builtins.str
     discount_code: _builtins.str
     gift_message: _builtins.str
     gift_wrapping: _builtins.bool
+    trace_context: _builtins.str
+    """The order's W3C trace context (telemetry.propagation.inject; empty: no trace)."""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -247,10 +250,11 @@ class OrderData(_message.Message):
         gift_message: _builtins.str = ...,
         gift_wrapping: _builtins.bool = ...,
         client: Global___ClientInfo | None = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["billing_address", b"billing_address", "card", b"card", "card_summary", b"card_summary", "client", b"client", "customer", b"customer", "order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_address", b"billing_address", "card", b"card", "card_summary", b"card_summary", "client", b"client", "customer", b"customer", "discount_code", b"discount_code", "gift_message", b"gift_message", "gift_wrapping", b"gift_wrapping", "items", b"items", "order_id", b"order_id", "shipping_method", b"shipping_method", "terms_accepted", b"terms_accepted", "user_comment", b"user_comment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_address", b"billing_address", "card", b"card", "card_summary", b"card_summary", "client", b"client", "customer", b"customer", "discount_code", b"discount_code", "gift_message", b"gift_message", "gift_wrapping", b"gift_wrapping", "items", b"items", "order_id", b"order_id", "shipping_method", b"shipping_method", "terms_accepted", b"terms_accepted", "trace_context", b"trace_context", "user_comment", b"user_comment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -549,12 +553,15 @@ class ClockUpdate(_message.Message):
     SENDER_FIELD_NUMBER: _builtins.int
     CLOCK_FIELD_NUMBER: _builtins.int
     AI_SPENT_S_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     sender: _builtins.str
     ai_spent_s: _builtins.float
     """Seconds this order has waited on the AI so far (the per-order AI budget
     travels with the clock along the chain d -> e -> f).
     """
+    trace_context: _builtins.str
+    """The trace context of the event's span, so the receiver's events are its children."""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -567,10 +574,11 @@ class ClockUpdate(_message.Message):
         sender: _builtins.str = ...,
         clock: _common_pb2.VectorClock | None = ...,
         ai_spent_s: _builtins.float = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ai_spent_s", b"ai_spent_s", "clock", b"clock", "event", b"event", "order_id", b"order_id", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ai_spent_s", b"ai_spent_s", "clock", b"clock", "event", b"event", "order_id", b"order_id", "sender", b"sender", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bookstore.pb import common_pb2 as bookstore_dot_pb_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62ookstore/pb/queue.proto\x12\x0f\x62ookstore.queue\x1a\x19\x62ookstore/pb/common.proto\"\xdf\x01\n\x0bQueuedOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12*\n\x05items\x18\x02 \x03(\x0b\x32\x1b.bookstore.common.OrderItem\x12\x15\n\rcustomer_name\x18\x03 \x01(\t\x12\r\n\x05\x62ooks\x18\x04 \x01(\r\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x12\n\ndeliveries\x18\x06 \x01(\r\x12\x15\n\rpayment_token\x18\x07 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x08 \x01(\x04\"=\n\x0e\x45nqueueRequest\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x1c.bookstore.queue.QueuedOrder\"3\n\x0c\x45nqueueReply\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"+\n\x15RegisterLeaderRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\"$\n\x13RegisterLeaderReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"D\n\x0e\x44\x65queueRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"r\n\x0c\x44\x65queueReply\x12\x11\n\thas_order\x18\x01 \x01(\x08\x12+\n\x05order\x18\x02 \x01(\x0b\x32\x1c.bookstore.queue.QueuedOrder\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\r\"\xa7\x01\n\x0cLeaseRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12+\n\x08order_id\x18\x04 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x04\"#\n\x0fRenewLeaseReply\x12\x10\n\x08lease_ms\x18\x01 \x01(\r\"\xcf\x01\n\x0f\x45xecutionRecord\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0b\x65xecuted_at\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x08 \x01(\x04\x12\x10\n\x08\x63urrency\x18\t \x01(\t\"W\n\rCompleteReply\x12\x33\n\texecution\x18\x01 \x01(\x0b\x32 .bookstore.queue.ExecutionRecord\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x0e\n\x0cWatchRequest\"r\n\x0bOrderStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\x33\n\texecution\x18\x02 \x01(\x0b\x32 .bookstore.queue.ExecutionRecord\x12\r\n\x05\x62ooks\x18\x03 \x01(\r\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"\x99\x01\n\x0bQueueStatus\x12\r\n\x05\x64\x65pth\x18\x01 \x01(\r\x12*\n\x04next\x18\x02 \x03(\x0b\x32\x1c.bookstore.queue.QueuedOrder\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\r\x12\x0e\n\x06leased\x18\x05 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x06 \x01(\x04\x12\x0b\n\x03pid\x18\x07 \x01(\r\"r\n\x12LogDecisionRequest\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x82\x01\n\x0e\x44\x65\x63isionRecord\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ndecided_at\x18\x05 \x01(\t\"%\n\x14ListDecisionsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"q\n\x0c\x44\x65\x63isionList\x12\x30\n\x07pending\x18\x01 \x03(\x0b\x32\x1f.bookstore.queue.DecisionRecord\x12/\n\x06recent\x18\x02 \x03(\x0b\x32\x1f.bookstore.queue.DecisionRecord2\xef\x06\n\nOrderQueue\x12I\n\x07\x45nqueue\x12\x1f.bookstore.queue.EnqueueRequest\x1a\x1d.bookstore.queue.EnqueueReply\x12^\n\x0eRegisterLeader\x12&.bookstore.queue.RegisterLeaderRequest\x1a$.bookstore.queue.RegisterLeaderReply\x12I\n\x07\x44\x65queue\x12\x1f.bookstore.queue.DequeueRequest\x1a\x1d.bookstore.queue.DequeueReply\x12M\n\nRenewLease\x12\x1d.bookstore.queue.LeaseRequest\x1a .bookstore.queue.RenewLeaseReply\x12I\n\x08\x43omplete\x12\x1d.bookstore.queue.LeaseRequest\x1a\x1e.bookstore.queue.CompleteReply\x12T\n\x0fWatchExecutions\x12\x1d.bookstore.queue.WatchRequest\x1a .bookstore.queue.ExecutionRecord0\x01\x12\x43\n\x08GetOrder\x12\x19.bookstore.common.OrderId\x1a\x1c.bookstore.queue.OrderStatus\x12?\n\x06Status\x12\x17.bookstore.common.Empty\x1a\x1c.bookstore.queue.QueueStatus\x12S\n\x0bLogDecision\x12#.bookstore.queue.LogDecisionRequest\x1a\x1f.bookstore.queue.DecisionRecord\x12I\n\x0bGetDecision\x12\x19.bookstore.common.OrderId\x1a\x1f.bookstore.queue.DecisionRecord\x12U\n\rListDecisions\x12%.bookstore.queue.ListDecisionsRequest\x1a\x1d.bookstore.queue.DecisionListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62ookstore/pb/queue.proto\x12\x0f\x62ookstore.queue\x1a\x19\x62ookstore/pb/common.proto\"\xf6\x01\n\x0bQueuedOrder\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12*\n\x05items\x18\x02 \x03(\x0b\x32\x1b.bookstore.common.OrderItem\x12\x15\n\rcustomer_name\x18\x03 \x01(\t\x12\r\n\x05\x62ooks\x18\x04 \x01(\r\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x12\n\ndeliveries\x18\x06 \x01(\r\x12\x15\n\rpayment_token\x18\x07 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x08 \x01(\x04\x12\x15\n\rtrace_context\x18\t \x01(\t\"=\n\x0e\x45nqueueRequest\x12+\n\x05order\x18\x01 \x01(\x0b\x32\x1c.bookstore.queue.QueuedOrder\"3\n\x0c\x45nqueueReply\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"+\n\x15RegisterLeaderRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\"$\n\x13RegisterLeaderReply\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"D\n\x0e\x44\x65queueRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"r\n\x0c\x44\x65queueReply\x12\x11\n\thas_order\x18\x01 \x01(\x08\x12+\n\x05order\x18\x02 \x01(\x0b\x32\x1c.bookstore.queue.QueuedOrder\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12\x10\n\x08lease_ms\x18\x04 \x01(\r\"\xa7\x01\n\x0cLeaseRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x10\n\x08lease_id\x18\x03 \x01(\t\x12+\n\x08order_id\x18\x04 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x04\"#\n\x0fRenewLeaseReply\x12\x10\n\x08lease_ms\x18\x01 \x01(\r\"\xcf\x01\n\x0f\x45xecutionRecord\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x65xecutor\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0b\x65xecuted_at\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x08 \x01(\x04\x12\x10\n\x08\x63urrency\x18\t \x01(\t\"W\n\rCompleteReply\x12\x33\n\texecution\x18\x01 \x01(\x0b\x32 .bookstore.queue.ExecutionRecord\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x0e\n\x0cWatchRequest\"r\n\x0bOrderStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\x33\n\texecution\x18\x02 \x01(\x0b\x32 .bookstore.queue.ExecutionRecord\x12\r\n\x05\x62ooks\x18\x03 \x01(\r\x12\x10\n\x08sequence\x18\x04 \x01(\x04\"\x99\x01\n\x0bQueueStatus\x12\r\n\x05\x64\x65pth\x18\x01 \x01(\r\x12*\n\x04next\x18\x02 \x03(\x0b\x32\x1c.bookstore.queue.QueuedOrder\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\r\x12\x0e\n\x06leased\x18\x05 \x01(\r\x12\x10\n\x08\x65xecuted\x18\x06 \x01(\x04\x12\x0b\n\x03pid\x18\x07 \x01(\r\"r\n\x12LogDecisionRequest\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x82\x01\n\x0e\x44\x65\x63isionRecord\x12+\n\x08order_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\x10\n\x08\x64\x65\x63ision\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x12\n\ndecided_at\x18\x05 \x01(\t\"%\n\x14ListDecisionsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"q\n\x0c\x44\x65\x63isionList\x12\x30\n\x07pending\x18\x01 \x03(\x0b\x32\x1f.bookstore.queue.DecisionRecord\x12/\n\x06recent\x18\x02 \x03(\x0b\x32\x1f.bookstore.queue.DecisionRecord2\xef\x06\n\nOrderQueue\x12I\n\x07\x45nqueue\x12\x1f.bookstore.queue.EnqueueRequest\x1a\x1d.bookstore.queue.EnqueueReply\x12^\n\x0eRegisterLeader\x12&.bookstore.queue.RegisterLeaderRequest\x1a$.bookstore.queue.RegisterLeaderReply\x12I\n\x07\x44\x65queue\x12\x1f.bookstore.queue.DequeueRequest\x1a\x1d.bookstore.queue.DequeueReply\x12M\n\nRenewLease\x12\x1d.bookstore.queue.LeaseRequest\x1a .bookstore.queue.RenewLeaseReply\x12I\n\x08\x43omplete\x12\x1d.bookstore.queue.LeaseRequest\x1a\x1e.bookstore.queue.CompleteReply\x12T\n\x0fWatchExecutions\x12\x1d.bookstore.queue.WatchRequest\x1a .bookstore.queue.ExecutionRecord0\x01\x12\x43\n\x08GetOrder\x12\x19.bookstore.common.OrderId\x1a\x1c.bookstore.queue.OrderStatus\x12?\n\x06Status\x12\x17.bookstore.common.Empty\x1a\x1c.bookstore.queue.QueueStatus\x12S\n\x0bLogDecision\x12#.bookstore.queue.LogDecisionRequest\x1a\x1f.bookstore.queue.DecisionRecord\x12I\n\x0bGetDecision\x12\x19.bookstore.common.OrderId\x1a\x1f.bookstore.queue.DecisionRecord\x12U\n\rListDecisions\x12%.bookstore.queue.ListDecisionsRequest\x1a\x1d.bookstore.queue.DecisionListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,41 +33,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bookstore.pb.queue_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUEUEDORDER']._serialized_start=73
-  _globals['_QUEUEDORDER']._serialized_end=296
-  _globals['_ENQUEUEREQUEST']._serialized_start=298
-  _globals['_ENQUEUEREQUEST']._serialized_end=359
-  _globals['_ENQUEUEREPLY']._serialized_start=361
-  _globals['_ENQUEUEREPLY']._serialized_end=412
-  _globals['_REGISTERLEADERREQUEST']._serialized_start=414
-  _globals['_REGISTERLEADERREQUEST']._serialized_end=457
-  _globals['_REGISTERLEADERREPLY']._serialized_start=459
-  _globals['_REGISTERLEADERREPLY']._serialized_end=495
-  _globals['_DEQUEUEREQUEST']._serialized_start=497
-  _globals['_DEQUEUEREQUEST']._serialized_end=565
-  _globals['_DEQUEUEREPLY']._serialized_start=567
-  _globals['_DEQUEUEREPLY']._serialized_end=681
-  _globals['_LEASEREQUEST']._serialized_start=684
-  _globals['_LEASEREQUEST']._serialized_end=851
-  _globals['_RENEWLEASEREPLY']._serialized_start=853
-  _globals['_RENEWLEASEREPLY']._serialized_end=888
-  _globals['_EXECUTIONRECORD']._serialized_start=891
-  _globals['_EXECUTIONRECORD']._serialized_end=1098
-  _globals['_COMPLETEREPLY']._serialized_start=1100
-  _globals['_COMPLETEREPLY']._serialized_end=1187
-  _globals['_WATCHREQUEST']._serialized_start=1189
-  _globals['_WATCHREQUEST']._serialized_end=1203
-  _globals['_ORDERSTATUS']._serialized_start=1205
-  _globals['_ORDERSTATUS']._serialized_end=1319
-  _globals['_QUEUESTATUS']._serialized_start=1322
-  _globals['_QUEUESTATUS']._serialized_end=1475
-  _globals['_LOGDECISIONREQUEST']._serialized_start=1477
-  _globals['_LOGDECISIONREQUEST']._serialized_end=1591
-  _globals['_DECISIONRECORD']._serialized_start=1594
-  _globals['_DECISIONRECORD']._serialized_end=1724
-  _globals['_LISTDECISIONSREQUEST']._serialized_start=1726
-  _globals['_LISTDECISIONSREQUEST']._serialized_end=1763
-  _globals['_DECISIONLIST']._serialized_start=1765
-  _globals['_DECISIONLIST']._serialized_end=1878
-  _globals['_ORDERQUEUE']._serialized_start=1881
-  _globals['_ORDERQUEUE']._serialized_end=2760
+  _globals['_QUEUEDORDER']._serialized_end=319
+  _globals['_ENQUEUEREQUEST']._serialized_start=321
+  _globals['_ENQUEUEREQUEST']._serialized_end=382
+  _globals['_ENQUEUEREPLY']._serialized_start=384
+  _globals['_ENQUEUEREPLY']._serialized_end=435
+  _globals['_REGISTERLEADERREQUEST']._serialized_start=437
+  _globals['_REGISTERLEADERREQUEST']._serialized_end=480
+  _globals['_REGISTERLEADERREPLY']._serialized_start=482
+  _globals['_REGISTERLEADERREPLY']._serialized_end=518
+  _globals['_DEQUEUEREQUEST']._serialized_start=520
+  _globals['_DEQUEUEREQUEST']._serialized_end=588
+  _globals['_DEQUEUEREPLY']._serialized_start=590
+  _globals['_DEQUEUEREPLY']._serialized_end=704
+  _globals['_LEASEREQUEST']._serialized_start=707
+  _globals['_LEASEREQUEST']._serialized_end=874
+  _globals['_RENEWLEASEREPLY']._serialized_start=876
+  _globals['_RENEWLEASEREPLY']._serialized_end=911
+  _globals['_EXECUTIONRECORD']._serialized_start=914
+  _globals['_EXECUTIONRECORD']._serialized_end=1121
+  _globals['_COMPLETEREPLY']._serialized_start=1123
+  _globals['_COMPLETEREPLY']._serialized_end=1210
+  _globals['_WATCHREQUEST']._serialized_start=1212
+  _globals['_WATCHREQUEST']._serialized_end=1226
+  _globals['_ORDERSTATUS']._serialized_start=1228
+  _globals['_ORDERSTATUS']._serialized_end=1342
+  _globals['_QUEUESTATUS']._serialized_start=1345
+  _globals['_QUEUESTATUS']._serialized_end=1498
+  _globals['_LOGDECISIONREQUEST']._serialized_start=1500
+  _globals['_LOGDECISIONREQUEST']._serialized_end=1614
+  _globals['_DECISIONRECORD']._serialized_start=1617
+  _globals['_DECISIONRECORD']._serialized_end=1747
+  _globals['_LISTDECISIONSREQUEST']._serialized_start=1749
+  _globals['_LISTDECISIONSREQUEST']._serialized_end=1786
+  _globals['_DECISIONLIST']._serialized_start=1788
+  _globals['_DECISIONLIST']._serialized_end=1901
+  _globals['_ORDERQUEUE']._serialized_start=1904
+  _globals['_ORDERQUEUE']._serialized_end=2783
 # @@protoc_insertion_point(module_scope)

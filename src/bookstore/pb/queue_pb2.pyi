@@ -39,6 +39,7 @@ class QueuedOrder(_message.Message):
     DELIVERIES_FIELD_NUMBER: _builtins.int
     PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     customer_name: _builtins.str
     books: _builtins.int
     """sum of quantities: the priority (server computed)"""
@@ -50,6 +51,8 @@ class QueuedOrder(_message.Message):
     amount to authorize: sum of catalogue price_cents x quantity.
     """
     amount_cents: _builtins.int
+    trace_context: _builtins.str
+    """The order's W3C trace context, so its execution joins the checkout's trace."""
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     @_builtins.property
@@ -65,10 +68,11 @@ class QueuedOrder(_message.Message):
         deliveries: _builtins.int = ...,
         payment_token: _builtins.str = ...,
         amount_cents: _builtins.int = ...,
+        trace_context: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "payment_token", b"payment_token", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "books", b"books", "customer_name", b"customer_name", "deliveries", b"deliveries", "items", b"items", "order_id", b"order_id", "payment_token", b"payment_token", "sequence", b"sequence", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,6 +26,7 @@ from bookstore.ai.prompts import DATA_RULE, wrap_data
 from bookstore.catalogue import Book
 from bookstore.pb import checkout_pb2
 from bookstore.suggestions.recommender import SAMPLE_GENRE, CatalogueRecommender, Suggestions
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,10 @@ class AiRecommender:
             if not kept:
                 raise AiUnknownIds(f"{len(answer.book_ids)} ids, none usable")
         except AiError as exc:
+            metrics.count_ai("suggestions", exc.kind)
             log.info("order=%s suggestions answered by the catalogue: %s", order_id, exc)
             return Suggestions(self.local.pick(order, count), answered_by=f"fallback: {exc.kind}")
+        metrics.count_ai("suggestions", None)
         if len(kept) == count:
             return Suggestions(kept, answered_by="ai")
         taken = {b.book_id for b in kept}

@@ -231,6 +231,21 @@ def fallback_reason(kind: str) -> str:
     return reason if reason in AI_FALLBACK_REASONS else "error"
 
 
+# Fallbacks for which no call was made at all.
+_NOT_CALLED = ("circuit_open", "budget_spent")
+
+
+def count_ai(check: str, error_kind: str | None) -> None:
+    """One AI-backed check: answered (`error_kind` None) or fallen back (its kind)."""
+    if error_kind is None:
+        AI_CALLS.labels(check, "ok").inc()
+        return
+    reason = fallback_reason(error_kind)
+    if reason not in _NOT_CALLED:
+        AI_CALLS.labels(check, "error").inc()
+    AI_FALLBACKS.labels(check, reason).inc()
+
+
 def exposition() -> bytes:
     """Every metric of this process in Prometheus' text format."""
     return generate_latest(REGISTRY)

@@ -1,8 +1,10 @@
 """The OpenTelemetry SDK part of tracing, imported only when tracing is on.
 
-`make_tracer_provider` builds a provider whose every exported span passes
-`RedactingSpanProcessor`, which masks card-number-shaped digit runs in the span's name,
-attributes, events, links and status with the same rule as the logs
+`make_tracer_provider` builds a provider whose every span gets its order's id from its
+parent (`OrderIdSpanProcessor`: a span in the same process, or the W3C baggage a gRPC
+or HTTP call carried), and whose every exported span passes `RedactingSpanProcessor`,
+which masks card-number-shaped digit runs in the span's name, attributes, events,
+links and status with the same rule as the logs
 (`bookstore.logs.redact`): whatever code sets, no card number leaves.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
@@ -24,6 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Status
 
 from bookstore.logs import redact
+from bookstore.telemetry.propagation import ORDER_ID
 
 
 def make_tracer_provider(
@@ -38,6 +42,7 @@ def make_tracer_provider(
         attributes["service.instance.id"] = f"{service_name}-{replica_id}"
         attributes["bookstore.replica_id"] = replica_id
     provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(OrderIdSpanProcessor())
     provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
     return provider
 
@@ -83,6 +88,21 @@ def redacted_span(span: ReadableSpan) -> ReadableSpan:
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+class OrderIdSpanProcessor(SpanProcessor):
+    """A span started without the order id takes its parent's, or the baggage's."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.attributes and ORDER_ID in span.attributes:
+            return
+        parent = trace.get_current_span(parent_context)
+        attributes: Mapping[str, Any] = getattr(parent, "attributes", None) or {}
+        order_id = attributes.get(ORDER_ID)
+        if not order_id:
+            order_id = baggage.get_baggage(ORDER_ID, parent_context)
+        if isinstance(order_id, str) and order_id:
+            span.set_attribute(ORDER_ID, order_id)
 
 
 class RedactingSpanProcessor(SpanProcessor):

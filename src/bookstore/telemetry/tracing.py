@@ -21,7 +21,15 @@ from opentelemetry import trace
 from bookstore.settings import SettingsError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
+
+# Long-lived streams (the choreography's sessions and exchanges, the execution feed,
+# health watches) carry many orders: a span for one of them would last for hours and
+# join no checkout's trace, so the gRPC instrumentation leaves them out.
+_STREAMS = ("Session", "Exchange", "WatchExecutions", "Watch")
+
+_enabled = False
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -43,6 +51,11 @@ def tracing_endpoint(env: Mapping[str, str] | None = None) -> str:
     return endpoint
 
 
+def enabled() -> bool:
+    """Whether this process exports spans (callers skip span work when it does not)."""
+    return _enabled
+
+
 def setup_tracing(service_name: str, replica_id: int | None = None) -> TracerProvider | None:
     """Install the SDK with OTLP export if an endpoint is set; else install nothing.
 
@@ -55,6 +68,33 @@ def setup_tracing(service_name: str, replica_id: int | None = None) -> TracerPro
 
     from bookstore.telemetry.sdk import make_tracer_provider
 
+    global _enabled
     provider = make_tracer_provider(service_name, OTLPSpanExporter(), replica_id)
     trace.set_tracer_provider(provider)
+    _instrument_grpc()
+    _enabled = True
     return provider
+
+
+def _instrument_grpc() -> None:
+    """gRPC spans for unary calls, server and client (W3C context in the metadata)."""
+    from opentelemetry.instrumentation.grpc import (
+        GrpcAioInstrumentorClient,
+        GrpcAioInstrumentorServer,
+        filters,
+    )
+
+    unary = filters.negate(filters.any_of(*(filters.method_name(m) for m in _STREAMS)))
+    GrpcAioInstrumentorServer(filter_=unary).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=unary).instrument()  # type: ignore[no-untyped-call]
+
+
+def instrument_app(app: FastAPI) -> None:
+    """Server spans for every HTTP request of a FastAPI app, when tracing is on."""
+    if not _enabled:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="metrics,healthz,api/charts", exclude_spans=["receive", "send"]
+    )

@@ -67,6 +67,29 @@ class ReceivedSpan:
         return out
 
 
+def timeline(spans: list[ReceivedSpan], width: int = 40) -> str:
+    """One trace's spans as a text timeline, by start time: offset, duration, a bar on a
+    common scale, the service and the span's name (with its vector clock, if any)."""
+    if not spans:
+        return "(no spans)"
+    ordered = sorted(spans, key=lambda s: s.span.start_time_unix_nano)
+    t0 = ordered[0].span.start_time_unix_nano
+    t1 = max(s.span.end_time_unix_nano for s in ordered)
+    scale = width / max(1, t1 - t0)
+    lines = []
+    for span in ordered:
+        start, end = span.span.start_time_unix_nano - t0, span.span.end_time_unix_nano - t0
+        left = int(start * scale)
+        bar = " " * left + "█" * max(1, int(end * scale) - left)
+        clock = span.attributes.get("bookstore.vector_clock")
+        name = span.name + (f" {clock}" if clock else "")
+        lines.append(
+            f"{start / 1e6:8.2f} ms {(end - start) / 1e6:7.2f} ms |{bar:<{width}}| "
+            f"{span.service:<24} {name}"
+        )
+    return "\n".join(lines)
+
+
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: OtlpReceiver) -> None:
         self._receiver = receiver

@@ -518,6 +518,10 @@ async def test_cluster_lists_every_service(client: httpx.AsyncClient) -> None:
     assert isinstance(orchestrator["pid"], int) and orchestrator["healthy"] is True
     suggestions = cluster["services"][3]
     assert suggestions["healthy"] is False and suggestions["cachedOrders"] is None
+    assert orchestrator["metrics"].endswith(":8081/metrics")
+    # A gRPC service's metrics port: its configured gRPC port + the offset (1000).
+    assert cluster["services"][1]["metrics"] == "http://127.0.0.1:51052/metrics"
+    assert all(s["metrics"].endswith("/metrics") for s in cluster["services"])
     assert cluster["leader"] == {"replicaId": 1, "epoch": 2}
     assert cluster["queue"]["depth"] == 0
     assert set(cluster) >= {"services", "executors", "leader", "queue", "elections"}

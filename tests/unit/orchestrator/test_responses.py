@@ -150,7 +150,7 @@ def test_a_live_cluster_in_json() -> None:
     )
     step = ElectionStep("2026-01-01T00:00:00.000Z", 4, "won", "no answer", 2)
     state = ClusterState(queue, executors, leader_of(queue, executors), (step,))
-    row = ServiceRow("order-executor", "h:4", 44, True, replica_id=4)
+    row = ServiceRow("order-executor", "h:4", 44, True, replica_id=4, metrics="http://h:5/metrics")
     body = cluster_json([row], state)
     assert body["services"] == [
         {
@@ -160,6 +160,7 @@ def test_a_live_cluster_in_json() -> None:
             "pid": 44,
             "healthy": True,
             "cachedOrders": None,
+            "metrics": "http://h:5/metrics",
         }
     ]
     assert body["queue"]["next"] == [{"orderId": "o1", "books": 5, "sequence": 7}]

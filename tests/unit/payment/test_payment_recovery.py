@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from payment_harness import Queue
 
 from bookstore.commitment.participant import Decision, State
@@ -9,7 +11,8 @@ from bookstore.order_queue.state import Item
 from bookstore.payment.cards import card_info
 from bookstore.payment.ledger import Authorization
 from bookstore.payment.recovery import queue_decisions, recover, resolve_in_doubt
-from bookstore.payment.service import PaymentServicer
+from bookstore.payment.service import PaymentServicer, count_in_doubt
+from bookstore.telemetry import metrics
 
 
 def prepare(servicer: PaymentServicer, *txn_ids: str) -> None:
@@ -68,3 +71,17 @@ async def test_recovery_against_the_real_queue(servicer: PaymentServicer, queue:
     assert state_of(servicer, "o1") is State.ABORTED
     await queue.server.stop(None)  # an unreachable log is no decision: keep waiting
     assert await resolve_in_doubt(servicer, source, ["o2"]) == ["o2"]
+
+
+async def test_the_in_doubt_gauge_counts_the_prepared_txns(servicer: PaymentServicer) -> None:
+    prepare(servicer, "x", "y")
+    counting = asyncio.create_task(count_in_doubt(servicer, interval_s=0.01))
+    try:
+        for _ in range(500):  # the counter's own pace: a read every 0.01 s
+            if metrics.REGISTRY.get_sample_value("bookstore_in_doubt_transactions") == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
+    assert metrics.REGISTRY.get_sample_value("bookstore_in_doubt_transactions") == 2

@@ -11,6 +11,10 @@
    Approved" only once the queue has it on disk; an enqueue whose answer was lost
    counts once the queue knows the order).
 5. Wait a bounded time for its execution (degrades to "queued").
+
+Every answer is counted by outcome and timed (`bookstore_checkouts_total`,
+`bookstore_checkout_duration_seconds`); with tracing on, the request's span carries
+the order id, and so (as baggage) does every call the checkout makes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import logging
 import time
 import uuid
 
+import orjson
 from fastapi import FastAPI, Request
+from opentelemetry.trace import get_current_span
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
@@ -41,6 +47,7 @@ from bookstore.orchestrator.openapi import CHECKOUT_OPENAPI
 from bookstore.orchestrator.parsing import parse_checkout, read_body
 from bookstore.orchestrator.responses import checkout_json
 from bookstore.orchestrator.store import (
+    APPROVED,
     ERROR,
     QUEUED,
     OrderItem,
@@ -50,8 +57,10 @@ from bookstore.orchestrator.store import (
     checked_record,
 )
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics, propagation, tracing
 
 log = logging.getLogger(__name__)
+_TRACER = propagation.tracer(__name__)
 
 
 class CheckoutRoute:
@@ -72,6 +81,13 @@ class CheckoutRoute:
         self.in_flight = 0
 
     async def checkout(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._checkout(request)
+        metrics.CHECKOUTS.labels(_outcome(response)).inc()
+        metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
+        return response
+
+    async def _checkout(self, request: Request) -> Response:
         if self.in_flight >= self.settings.max_in_flight:
             return busy_response()
         self.in_flight += 1
@@ -91,6 +107,13 @@ class CheckoutRoute:
     async def _place(self, checkout: CheckoutRequest) -> Response:
         """Steps 2 to 5: one order."""
         order_id = str(uuid.uuid4())
+        if not tracing.enabled():
+            return await self._run(order_id, checkout)
+        get_current_span().set_attribute(propagation.ORDER_ID, order_id)
+        with propagation.order_baggage(order_id):
+            return await self._run(order_id, checkout)
+
+    async def _run(self, order_id: str, checkout: CheckoutRequest) -> Response:
         created = time.time()
         items = self._order_items(checkout)
         try:
@@ -139,9 +162,10 @@ class CheckoutRoute:
             # The tracker retries for enqueue_retry_s while the queue restarts.
             budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
             async with asyncio.timeout(budget):
-                await self.tracker.enqueue(
-                    order_id, queued, name, token, self.catalogue.amount_cents(record.items)
-                )
+                with propagation.order_step(_TRACER, "enqueue", order_id):
+                    await self.tracker.enqueue(
+                        order_id, queued, name, token, self.catalogue.amount_cents(record.items)
+                    )
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
             # only an order the queue does not know is reported as not queued.
@@ -183,6 +207,16 @@ class CheckoutRoute:
         self, order_id: str, created: float, items: tuple[OrderItem, ...], why: str
     ) -> None:
         self.store.put(OrderRecord(order_id, ERROR, why, created, items))
+
+
+def _outcome(response: Response) -> str:
+    """The `outcome` label of a checkout's answer (a replayed one included)."""
+    if response.status_code >= 500:
+        return "unavailable"
+    if response.status_code >= 400:
+        return "invalid"
+    approved = orjson.loads(response.body).get("status") == APPROVED
+    return "approved" if approved else "rejected"
 
 
 def install(app: FastAPI, route: CheckoutRoute) -> None:

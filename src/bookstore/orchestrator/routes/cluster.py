@@ -2,6 +2,9 @@
 the books database's replicas, payment and the in-doubt transactions ("database", "payment",
 "inDoubt"; not in "services" until `bookstore up` starts them).
 
+Each service's row names where its metrics are served (`metrics`: a URL, or null when
+the metrics ports are off; the orchestrator's own `/metrics` always).
+
 Answers within about CLUSTER_TIMEOUT_S whatever is down: what does not answer in time
 is shown unhealthy or unknown.
 """
@@ -9,6 +12,7 @@ is shown unhealthy or unknown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 
@@ -21,6 +25,7 @@ from bookstore.orchestrator.pipeline import ServiceStats
 from bookstore.orchestrator.probe import ClusterState, cluster_unknown
 from bookstore.orchestrator.responses import ServiceRow, cluster_json
 from bookstore.settings import CHECKOUT_SERVICES, Settings
+from bookstore.telemetry.metrics import metrics_target
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,15 @@ class ClusterRoute:
             state = cluster_unknown(self.settings)
         me = ServiceRow("orchestrator", self.settings.orchestrator_address, os.getpid(), True)
         services = [me, *(self._checkout_row(s) for s in stats), *self._queue_rows(state)]
-        return json_response(cluster_json(services, state))
+        return json_response(cluster_json([self._with_metrics(s) for s in services], state))
+
+    def _with_metrics(self, row: ServiceRow) -> ServiceRow:
+        if row.name == "orchestrator":
+            url: str | None = f"http://{self.settings.orchestrator_address}/metrics"
+        else:
+            target = metrics_target(self.settings, row.name, row.replica_id)
+            url = None if target is None else f"http://{target}/metrics"
+        return dataclasses.replace(row, metrics=url)
 
     def _checkout_unknown(self) -> list[ServiceStats]:
         return [

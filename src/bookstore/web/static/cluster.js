@@ -1,6 +1,7 @@
-// The cluster view: services, executors, queue, elections, the books database's replicas,
-// payment and the transactions in doubt, recent orders and the chosen order's space-time
-// diagram. Polls /api/cluster more than once a second.
+// The cluster view: services, executors, queue, elections, live charts, the books
+// database's replicas, payment and the transactions in doubt, recent orders and the
+// chosen order's space-time diagram. Polls /api/cluster more than once a second.
+import { pollCharts } from "/static/charts.js";
 import { render as renderDiagram, LANES } from "/static/diagram.js";
 import { render as renderReplication } from "/static/replication.js";
 import { render as renderCommitment } from "/static/commitment.js";
@@ -345,4 +346,5 @@ function eventsTable(order) {
 
 pollCluster();
 pollOrders();
+pollCharts();
 if (chosen) loadOrder(chosen, false);

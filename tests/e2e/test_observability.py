@@ -1,0 +1,205 @@
+"""The whole system with tracing on, exporting to a test OTLP receiver, and scraped by
+a real Prometheus: one checkout is one trace that follows the choreography's messages,
+and every dashboard query returns data after a few checkouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from checkout_requests import CARD, card_secrets_in, course_page_request
+from fakes.otlp import OtlpReceiver, ReceivedSpan, timeline
+from harness import System, start_system
+from prometheus_harness import RealPrometheus
+
+pytestmark = pytest.mark.e2e
+
+ORDER_ID = "bookstore.order_id"
+EVENT = "bookstore.event"
+CLOCK = "bookstore.vector_clock"
+WAIT_S = 60.0
+SERVICE_OF_EVENT = ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"]
+DASHBOARD = (
+    Path(__file__).resolve().parents[2] / "deploy/observability/grafana/dashboards/bookstore.json"
+)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traced(receiver: OtlpReceiver) -> Iterator[System]:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # export within a tenth of a second
+        "ORCHESTRATOR_CHECKOUT_TIMEOUT_S": "1",
+    }
+    with start_system(env) as running:
+        yield running
+
+
+def _checkout(system: System, **changes: object) -> dict[str, object]:
+    answer = httpx.post(
+        f"{system.base_url}/checkout", json=course_page_request(**changes), timeout=30
+    )
+    body: dict[str, object] = answer.json()
+    return body
+
+
+def _spans_of(receiver: OtlpReceiver, order_id: str, until: set[str]) -> list[ReceivedSpan]:
+    """The order's spans once those in `until` ("service/name") have all arrived (or the
+    wait ends)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        spans = [s for s in receiver.spans() if s.attributes.get(ORDER_ID) == order_id]
+        arrived = {f"{s.service}/{s.name.partition(':')[0]}" for s in spans}
+        if until <= arrived or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.1)
+
+
+def test_one_checkout_is_one_trace_following_the_clock_messages(
+    traced: System, receiver: OtlpReceiver
+) -> None:
+    body = _checkout(traced)
+    assert body["status"] == "Order Approved", body
+    order_id = str(body["orderId"])
+    expected = {
+        *(f"{service}/event {e}" for service, e in zip(SERVICE_OF_EVENT, "abcdef", strict=True)),
+        "orchestrator/POST /checkout",
+        "orchestrator/final clock broadcast",
+        "orchestrator/enqueue",
+        "order-queue//bookstore.queue.OrderQueue/Enqueue",
+        "order-executor/execute",
+        "order-queue//bookstore.queue.OrderQueue/Complete",
+    }
+    names = {name.partition("/")[2] for name in expected}
+    spans = _spans_of(receiver, order_id, expected)
+    by_name: dict[str, list[ReceivedSpan]] = {}
+    for span in spans:
+        key = span.name.partition(":")[0]
+        by_name.setdefault(key, []).append(span)
+    assert names <= set(by_name), sorted(by_name)
+
+    assert len({s.trace_id for s in spans}) == 1
+    print(timeline(spans))  # the trace, drawn (pytest -s shows it)
+    services = {s.service for s in spans}
+    assert services >= {
+        "orchestrator",
+        "transaction-verification",
+        "fraud-detection",
+        "suggestions",
+        "order-queue",
+        "order-executor",
+    }
+
+    events = {e: by_name[f"event {e}"] for e in "abcdef"}
+    assert all(len(found) == 1 for found in events.values()), events
+    span = {e: found[0] for e, found in events.items()}
+    for e, served_by in zip("abcdef", SERVICE_OF_EVENT, strict=True):
+        assert span[e].service == served_by
+        assert span[e].attributes[EVENT] == e
+        assert len(span[e].attributes[CLOCK]) == 3
+
+    (request,) = by_name["POST /checkout"]
+    # a and b start from the InitOrder, sent while the HTTP request's span was current.
+    assert span["a"].parent_span_id == span["b"].parent_span_id == request.span_id
+    # c after a (local); d after b (TV's clock message); f after e (FD's clock message).
+    assert span["c"].parent_span_id == span["a"].span_id
+    assert span["d"].parent_span_id == span["b"].span_id
+    assert span["f"].parent_span_id == span["e"].span_id
+    # e waits for c (TV's message) and d (local): a child of one, linked to the other.
+    parents = {span["c"].span_id, span["d"].span_id}
+    assert span["e"].parent_span_id in parents
+    linked = {bytes(link.span_id).hex() for link in span["e"].span.links}
+    assert linked == parents - {span["e"].parent_span_id}
+    # The clocks grow along the choreography.
+    assert span["f"].attributes[CLOCK] == [3, 2, 1]
+
+    (enqueue,) = by_name["enqueue"]
+    (execute,) = by_name["execute"]
+    assert execute.service == "order-executor"
+    assert execute.parent_span_id == enqueue.span_id
+    # The queue's side of the leader's Complete: the order id came as baggage.
+    completes = by_name["/bookstore.queue.OrderQueue/Complete"]
+    (call,) = [s for s in completes if s.service == "order-executor"]
+    (served,) = [s for s in completes if s.service == "order-queue"]
+    assert call.parent_span_id == execute.span_id and served.parent_span_id == call.span_id
+
+    for received in receiver.spans():
+        for text in received.texts():
+            assert CARD not in text and not card_secrets_in(text), (received.name, text)
+
+
+def _metrics_jobs(system: System) -> dict[str, list[str]]:
+    jobs = {"orchestrator": [system.env["ORCHESTRATOR_ADDRESS"]]}
+    for job, variable in [
+        ("transaction-verification", "TRANSACTION_VERIFICATION_ADDRESS"),
+        ("fraud-detection", "FRAUD_DETECTION_ADDRESS"),
+        ("suggestions", "SUGGESTIONS_ADDRESS"),
+        ("order-queue", "ORDER_QUEUE_ADDRESS"),
+    ]:
+        jobs[job] = [_plus_offset(system.env[variable])]
+    jobs["order-executor"] = [
+        _plus_offset(entry.partition("=")[2])
+        for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(",")
+    ]
+    return jobs
+
+
+def _plus_offset(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + 1000}"
+
+
+def test_every_dashboard_query_returns_data_from_the_running_system(traced: System) -> None:
+    with RealPrometheus(_metrics_jobs(traced)) as prometheus:
+        prometheus.wait_until("count(up == 1) == 9")
+        for _ in range(3):
+            assert _checkout(traced)["status"] == "Order Approved"
+        assert _checkout(traced, termsAccepted=False)["status"] == "Order Rejected"
+        # A checkout service that does not answer: a 503 (an HTTP error to chart).
+        tv = traced.pid("transaction-verification")
+        os.kill(tv, signal.SIGSTOP)
+        try:
+            assert (
+                httpx.post(
+                    f"{traced.base_url}/checkout", json=course_page_request(), timeout=30
+                ).status_code
+                == 503
+            )
+        finally:
+            os.kill(tv, signal.SIGCONT)
+        # A gRPC error: a health check of a service nobody serves (NOT_FOUND).
+        httpx.get(f"{traced.base_url}/api/cluster", timeout=30)
+        _health_check_unknown(traced.env["ORDER_QUEUE_ADDRESS"])
+        # A leader change, for the annotation's query: the leader is killed.
+        leader = traced.pid("order-executor-4")
+        os.kill(leader, signal.SIGKILL)
+        traced.wait_restarted("order-executor-4", leader)
+        assert _checkout(traced)["status"] == "Order Approved"
+        dashboard = json.loads(DASHBOARD.read_text())
+        queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+        queries += [a["expr"] for a in dashboard["annotations"]["list"]]
+        for query in queries:
+            prometheus.wait_until(query, timeout_s=WAIT_S)
+
+
+def _health_check_unknown(address: str) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError):
+            stub.Check(health_pb2.HealthCheckRequest(service="no-such-service"), timeout=5)
