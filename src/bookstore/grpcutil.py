@@ -14,6 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bookstore.chaos import filter as chaos_filter
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -84,7 +86,9 @@ def describe(exc: BaseException) -> str:
 
 
 def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(
+        address, options=CHANNEL_OPTIONS, interceptors=chaos_filter.client_interceptors()
+    )
 
 
 def create_server(
@@ -98,7 +102,9 @@ def create_server(
     caller marks it ready with `set_serving`) and the bound port (bind
     "host:0" in tests to get a free one).
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        options=SERVER_OPTIONS, interceptors=chaos_filter.server_interceptors()
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
