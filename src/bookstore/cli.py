@@ -1,4 +1,5 @@
-"""The `bookstore` command: `bookstore up` and `bookstore serve SERVICE`."""
+"""The `bookstore` command: `bookstore up`, `bookstore serve SERVICE` and
+`bookstore chaos SCENARIO`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from bookstore import logs
+from bookstore.chaos import filter as chaos_filter
+from bookstore.chaos.control import rules_path
 from bookstore.identity import plaintext_warning
 from bookstore.settings import SERVICES, SettingsError, get_settings
 
@@ -22,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole system on this machine")
     up.add_argument("--no-color", action="store_true", help="plain log prefixes")
+    up.add_argument(
+        "--chaos", action="store_true", help="fault injection on (panel, load, scenarios)"
+    )
+    chaos = sub.add_parser("chaos", help="play a fault scenario under load (bookstore up --chaos)")
+    chaos.add_argument("scenario", help="kill-leader, pause-leader or split-executors")
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
     serve.add_argument(
@@ -36,6 +44,8 @@ def serve(service: str, replica_id: int | None) -> int:
         raise SettingsError(f"{service} needs --replica-id N")
     name = service if replica_id is None else f"{service}-{replica_id}"
     logs.setup(name, settings.log_level)
+    if settings.chaos:
+        chaos_filter.configure(name, rules_path(settings.data_dir))
     if warning := plaintext_warning(settings):
         logging.getLogger("bookstore").warning(warning)
     module = importlib.import_module(MODULES[service])
@@ -48,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.service, args.replica_id)
+        if args.command == "chaos":
+            from bookstore.chaos import cli as chaos_cli
+
+            return chaos_cli.main(get_settings(), args.scenario)
         from bookstore import launcher, portcheck
 
         settings = get_settings()
@@ -63,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if warning := plaintext_warning(settings):
             print(f"bookstore up: warning: {warning}", file=sys.stderr)
-        return launcher.main(settings, color=not args.no_color)
+        return launcher.main(settings, color=not args.no_color, chaos=args.chaos)
     except SettingsError as exc:
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from typing import TextIO
 
 from bookstore import health
 from bookstore.backoff import Backoff
+from bookstore.chaos.control import Control
 from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -172,6 +173,7 @@ class Launcher:
         backoff_cap_s: float = BACKOFF_CAP_S,
         backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
         stop_grace_s: float = STOP_GRACE_S,
+        chaos: bool = False,
     ) -> None:
         self.settings = settings
         self.out = out if out is not None else sys.stdout
@@ -197,6 +199,11 @@ class Launcher:
         self._width = max(len(r.spec.name) for r in self._services)
         self._stopping = False
         self._readers: set[asyncio.Task[None]] = set()
+        self.control: Control | None = None
+        if chaos or settings.chaos:  # fault injection: the services filter their messages
+            self.env["BOOKSTORE_CHAOS"] = "1"
+            names = [r.spec.name for r in self._services]
+            self.control = Control(settings.data_dir, names, self.pids, self.say)
 
     # ---------------------------------------------------------------- output
 
@@ -279,6 +286,8 @@ class Launcher:
 
     async def start(self) -> None:
         """Start every service (without waiting for readiness)."""
+        if self.control is not None:
+            await self.control.start()
         for running in self._services:
             await self._spawn(running)
             running.supervisor = asyncio.create_task(self._supervise(running))
@@ -338,6 +347,8 @@ class Launcher:
     async def stop(self) -> None:
         """SIGTERM to every service, SIGKILL to what is left after the grace period."""
         self._stopping = True
+        if self.control is not None:
+            await self.control.close()
         for running in self._services:
             if running.supervisor is not None:
                 running.supervisor.cancel()
@@ -372,8 +383,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-async def run(settings: Settings, color: bool) -> int:
-    launcher = Launcher(settings, color=color)
+async def run(settings: Settings, color: bool, chaos: bool = False) -> int:
+    launcher = Launcher(settings, color=color, chaos=chaos)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -409,10 +420,10 @@ def _announce(launcher: Launcher, settings: Settings) -> None:
     launcher.say(f"checkout:    POST {base}/checkout   (Ctrl-C stops everything)")
 
 
-def main(settings: Settings, color: bool) -> int:
+def main(settings: Settings, color: bool, chaos: bool = False) -> int:
     """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
     use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
-    return asyncio.run(run(settings, use_color))
+    return asyncio.run(run(settings, use_color, chaos))
 
 
 if __name__ == "__main__":
