@@ -6,6 +6,7 @@
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader
+    /api/chaos...         the fault panel, load button and scenarios (chaos on only)
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.chaos.scenarios import Chaos
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
@@ -26,7 +28,7 @@ from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
-from bookstore.orchestrator.routes import books, checkout, cluster, orders
+from bookstore.orchestrator.routes import books, chaos, checkout, cluster, orders
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
 from bookstore.web import routes as web
@@ -74,5 +76,30 @@ def create_app(
     books.install(app, books.BookRoutes(catalogue))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
+    if settings.chaos:
+        chaos.install(app, chaos.ChaosRoutes(settings, chaos_of(settings, tracker, owned)))
     web.install(app, get_order=order_routes.get_order)
     return app
+
+
+def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Chaos:
+    """The load generator and scenario runner, reading executions from `tracker`."""
+
+    async def status_of(order_id: str) -> tuple[str, str | None] | None:
+        info = await tracker.status(order_id)
+        return None if info is None else (info.state, info.executed_at)
+
+    async def leader() -> int | None:
+        state = await tracker.cluster()
+        return state.leader.replica_id if state.leader else None
+
+    executions = tracker.executions if isinstance(tracker, ExecutionTracker) else None
+    runner = Chaos(
+        settings.data_dir,
+        settings.orchestrator_address,
+        status_of,
+        executions or (lambda order_id: 0),
+        leader,
+    )
+    owned.append(runner)
+    return runner
