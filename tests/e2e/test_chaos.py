@@ -1,0 +1,117 @@
+"""Chaos with real processes: `bookstore up` with BOOKSTORE_CHAOS=1, each built-in
+scenario under load (its audit: nothing lost, nothing doubled), message faults
+through the panel's API, and the fault endpoints refused to anyone but 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from harness import System, start_system
+
+SCENARIO_TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def chaos_system() -> Iterator[System]:
+    with start_system({"BOOKSTORE_CHAOS": "1"}) as running:
+        yield running
+
+
+@pytest.fixture
+def api(chaos_system: System) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=chaos_system.base_url, timeout=30.0) as c:
+        yield c
+
+
+def wait_done(api: httpx.Client) -> dict[str, Any]:
+    deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+    while time.monotonic() < deadline:
+        run: dict[str, Any] = api.get("/api/chaos").json()["scenario"]
+        if run["done"]:
+            return run
+        time.sleep(0.5)
+    raise TimeoutError("the scenario did not finish")
+
+
+def leader(
+    api: httpx.Client, exclude: int | None = None, want: int | None = None, timeout: float = 30.0
+) -> int:
+    """The leader's replica id, once there is one (other than `exclude`, or `want`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api.get("/api/cluster").json().get("leader")
+        if found and found["replicaId"] != exclude and want in (None, found["replicaId"]):
+            return int(found["replicaId"])
+        time.sleep(0.2)
+    raise TimeoutError(f"no leader (other than {exclude}, or {want})")
+
+
+@pytest.mark.parametrize("scenario", ["pause-leader", "split-executors"])
+def test_scenario_under_load_loses_and_doubles_nothing(
+    chaos_system: System, api: httpx.Client, scenario: str
+) -> None:
+    leader(api)
+    answer = api.post(f"/api/chaos/scenarios/{scenario}")
+    assert answer.status_code == 202, answer.text
+    run = wait_done(api)
+    print(scenario, run["steps"], run["load"]["audit"])
+    assert run["error"] is None
+    audit = run["load"]["audit"]
+    assert audit["acknowledged"] > 0 and audit["rejected"] > 0
+    assert audit["lost"] == 0 and audit["doubled"] == 0
+    assert audit["executed"] == audit["acknowledged"]
+    assert "chaos: heal all" in chaos_system.log()
+
+
+def test_bookstore_chaos_prints_the_audit_of_kill_leader(
+    chaos_system: System, api: httpx.Client
+) -> None:
+    old = leader(api)
+    done = subprocess.run(
+        [sys.executable, "-m", "bookstore", "chaos", "kill-leader"],
+        env=chaos_system.env,
+        capture_output=True,
+        text=True,
+        timeout=SCENARIO_TIMEOUT_S,
+    )
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"killed order-executor-{old}" in done.stdout
+    assert "lost                 0" in done.stdout
+    assert "doubled              0" in done.stdout
+    chaos_system.wait_restarted(f"order-executor-{old}", 0)
+
+
+def test_isolate_takes_an_executor_out_and_heal_brings_it_back(
+    chaos_system: System, api: httpx.Client
+) -> None:
+    old = leader(api)
+    name = f"order-executor-{old}"
+    api.post("/api/chaos/faults", json={"op": "isolate", "name": name}).raise_for_status()
+    try:
+        assert leader(api, exclude=old) != old
+        rules = api.get("/api/chaos").json()["launcher"]["rules"]
+        assert {"src": name, "dst": "*", "action": "drop", "delayMs": 0} in rules
+    finally:
+        api.post("/api/chaos/faults", json={"op": "heal", "name": name}).raise_for_status()
+    assert leader(api, want=old) == old  # the highest id takes over again (Bully)
+    assert f"chaos: isolate {name}" in chaos_system.log()
+
+
+def test_unknown_process_or_scenario_is_refused(api: httpx.Client) -> None:
+    assert api.post("/api/chaos/faults", json={"op": "kill", "name": "nope"}).status_code == 409
+    assert api.post("/api/chaos/scenarios/nope").status_code == 404
+
+
+def test_fault_endpoints_refuse_callers_not_on_127_0_0_1(chaos_system: System) -> None:
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=chaos_system.base_url, transport=transport) as other:
+        assert other.get("/api/chaos").status_code == 403
+        answer = other.post("/api/chaos/faults", json={"op": "heal_all"})
+        assert answer.status_code == 403
