@@ -1,6 +1,7 @@
 // The cluster view: services, executors, queue, elections, recent orders and the
 // chosen order's space-time diagram. Polls /api/cluster more than once a second.
 import { render as renderDiagram, LANES } from "/static/diagram.js";
+import { install as installChaos } from "/static/chaos.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
 const CLUSTER_MS = 750; // a refresh starts this long after the previous one did (or when it answers)
@@ -232,4 +233,5 @@ function eventsTable(order) {
 
 pollCluster();
 pollOrders();
+installChaos();
 if (chosen) loadOrder(chosen, false);
