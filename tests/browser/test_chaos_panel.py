@@ -72,6 +72,20 @@ def test_isolate_takes_a_replica_out_of_the_election_and_heal_brings_it_back(
     expect(page.locator("#chaos-rules")).to_contain_text("No message faults.")
 
 
+def test_a_slow_link_is_set_shown_and_healed(recorded: RecordedPage, chaos_system: System) -> None:
+    page = recorded.page
+    open_panel(page, chaos_system)
+    page.select_option("#rule-src", "orchestrator")
+    page.select_option("#rule-dst", "order-queue")
+    page.select_option("#rule-action", "delay")
+    page.fill("#rule-ms", "150")
+    page.click("#rule-button")
+    expect(page.locator("#chaos-rules")).to_contain_text("delay 150 ms orchestrator → order-queue")
+    page.click("#heal-all")
+    expect(page.locator("#chaos-rules")).to_contain_text("No message faults.")
+    expect(page.locator("#chaos-changes")).to_contain_text("heal all")
+
+
 def test_a_scenario_from_the_panel_ends_with_its_audit(
     recorded: RecordedPage, chaos_system: System
 ) -> None:

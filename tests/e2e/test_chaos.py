@@ -104,6 +104,20 @@ def test_isolate_takes_an_executor_out_and_heal_brings_it_back(
     assert f"chaos: isolate {name}" in chaos_system.log()
 
 
+def test_the_load_button_sends_a_bounded_mix_and_audits_it(api: httpx.Client) -> None:
+    answer = api.post("/api/chaos/load", json={"rate": 10, "durationS": 2})
+    assert answer.status_code == 202, answer.text
+    assert api.post("/api/chaos/load", json={"rate": 10, "durationS": 2}).status_code == 409
+    deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+    while not (load := api.get("/api/chaos").json()["load"])["done"]:
+        assert time.monotonic() < deadline, load
+        time.sleep(0.5)
+    audit = load["audit"]
+    assert audit["sent"] == 20 and audit["acknowledged"] == 15 and audit["rejected"] == 5
+    assert audit["executed"] == 15 and audit["lost"] == 0 and audit["doubled"] == 0
+    assert api.post("/api/chaos/load", json={"rate": 500, "durationS": 2}).status_code == 400
+
+
 def test_unknown_process_or_scenario_is_refused(api: httpx.Client) -> None:
     assert api.post("/api/chaos/faults", json={"op": "kill", "name": "nope"}).status_code == 409
     assert api.post("/api/chaos/scenarios/nope").status_code == 404

@@ -60,6 +60,23 @@ function partitionEditor(processes) {
     h("button", { type: "button", id: "partition-button", onclick: split }, "Partition"));
 }
 
+// One message rule between two processes: a slow link (delay), "down" (refuse) or drop.
+function ruleEditor(processes) {
+  const names = ["*", ...processes.map((p) => p.name)];
+  const pick = (id, label) => h("label", {}, `${label} `,
+    h("select", { id }, names.map((n) => h("option", { value: n }, n === "*" ? "any process" : n))));
+  const apply = () => fault("rule", {
+    src: $("rule-src").value, dst: $("rule-dst").value, action: $("rule-action").value,
+    delayMs: Number($("rule-ms").value) || 0,
+  });
+  return h("div", { class: "chaos-load" }, pick("rule-src", "from"), pick("rule-dst", "to"),
+    h("select", { id: "rule-action", "aria-label": "What happens to the messages" },
+      h("option", { value: "delay" }, "delay (slow link)"), h("option", { value: "refuse" }, "refuse (down)"),
+      h("option", { value: "drop" }, "drop")),
+    h("label", {}, h("input", { id: "rule-ms", type: "number", min: 0, value: 200, style: "width:5em" }), " ms"),
+    h("button", { type: "button", id: "rule-button", onclick: apply }, "Apply"));
+}
+
 function auditList(audit) {
   if (!audit) return null;
   const rows = [["acknowledged", audit.acknowledged], ["executed", audit.executed], ["rejected", audit.rejected],
@@ -96,6 +113,7 @@ function render(state) {
   if (holder.dataset.key !== key) {
     holder.dataset.key = key;
     holder.replaceChildren(partitionEditor(processes));
+    $("chaos-rule-editor").replaceChildren(ruleEditor(processes));
   }
   const rules = launcher.rules || [];
   $("chaos-rules").replaceChildren(...(rules.length ? rules.map((r) => h("li", {},
@@ -140,7 +158,7 @@ function panel() {
             rate: Number($("load-rate").value), durationS: Number($("load-duration").value) }) }, "Start load")),
         h("h3", {}, "Scenarios"), h("div", { id: "chaos-scenarios", class: "chaos-actions" }),
         h("div", { id: "chaos-run" }),
-        h("h3", {}, "Message faults"), h("ul", { id: "chaos-rules" }),
+        h("h3", {}, "Message faults"), h("div", { id: "chaos-rule-editor" }), h("ul", { id: "chaos-rules" }),
         h("h3", {}, "Changes"), h("ol", { id: "chaos-changes", class: "elections" }))));
 }
 
