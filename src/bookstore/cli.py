@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import sys
@@ -77,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if warning := plaintext_warning(settings):
             print(f"bookstore up: warning: {warning}", file=sys.stderr)
-        return launcher.main(settings, color=not args.no_color, chaos=args.chaos)
+        if args.chaos:
+            settings = dataclasses.replace(settings, chaos=True)
+        return launcher.main(settings, color=not args.no_color)
     except SettingsError as exc:
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
         return 2

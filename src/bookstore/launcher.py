@@ -11,6 +11,10 @@ while. On Ctrl-C or SIGTERM every service gets SIGTERM, then SIGKILL after a
 grace period; each child runs in its own process group (a terminal's Ctrl-C
 reaches only the launcher, which stops them in order) and, on Linux, is
 killed by the kernel if the launcher itself dies (PR_SET_PDEATHSIG).
+
+With chaos on (`bookstore up --chaos`) the launcher also serves the fault control
+socket (`bookstore.chaos.control`): kill, pause and restart its services, and the
+message-fault rules every service reads.
 """
 
 from __future__ import annotations
@@ -173,7 +177,6 @@ class Launcher:
         backoff_cap_s: float = BACKOFF_CAP_S,
         backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
         stop_grace_s: float = STOP_GRACE_S,
-        chaos: bool = False,
     ) -> None:
         self.settings = settings
         self.out = out if out is not None else sys.stdout
@@ -200,7 +203,7 @@ class Launcher:
         self._stopping = False
         self._readers: set[asyncio.Task[None]] = set()
         self.control: Control | None = None
-        if chaos or settings.chaos:  # fault injection: the services filter their messages
+        if settings.chaos:  # fault injection: the services filter their messages
             self.env["BOOKSTORE_CHAOS"] = "1"
             names = [r.spec.name for r in self._services]
             self.control = Control(settings.data_dir, names, self.pids, self.say)
@@ -383,8 +386,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-async def run(settings: Settings, color: bool, chaos: bool = False) -> int:
-    launcher = Launcher(settings, color=color, chaos=chaos)
+async def run(settings: Settings, color: bool) -> int:
+    launcher = Launcher(settings, color=color)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -420,10 +423,10 @@ def _announce(launcher: Launcher, settings: Settings) -> None:
     launcher.say(f"checkout:    POST {base}/checkout   (Ctrl-C stops everything)")
 
 
-def main(settings: Settings, color: bool, chaos: bool = False) -> int:
+def main(settings: Settings, color: bool) -> int:
     """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
     use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
-    return asyncio.run(run(settings, use_color, chaos))
+    return asyncio.run(run(settings, use_color))
 
 
 if __name__ == "__main__":

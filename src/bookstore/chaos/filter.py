@@ -42,7 +42,7 @@ class MessageFilter:
         self._clock = clock
         self._table = RuleTable()
         self._checked = float("-inf")
-        self._stamp: tuple[int, int] | None = None
+        self._text = "[]"
 
     def table(self) -> RuleTable:
         now = self._clock()
@@ -53,20 +53,22 @@ class MessageFilter:
 
     def _reload(self) -> None:
         try:
-            stat = self.rules_path.stat()
+            text = self.rules_path.read_text()
         except FileNotFoundError:
-            stamp = None
-        else:
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        try:
-            raw = json.loads(self.rules_path.read_text()) if stamp else []
-            table = RuleTable.from_json(raw)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            text = "[]"
+        except OSError as exc:
             log.warning(
                 "chaos: unreadable rule file %s (%s); keeping the rules", self.rules_path, exc
+            )
+            return
+        if text == self._text:
+            return
+        self._text = text
+        try:
+            table = RuleTable.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "chaos: malformed rule file %s (%s); keeping the rules", self.rules_path, exc
             )
             return
         if table.rules() != self._table.rules():
