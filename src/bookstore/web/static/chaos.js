@@ -106,8 +106,15 @@ function runStatus(load, scenario) {
 function render(state) {
   const launcher = state.launcher || {};
   const processes = launcher.processes || [];
-  $("chaos-processes").replaceChildren(...(processes.length ? processes.map(processRow)
-    : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, launcher.error || "No processes."))]));
+  // Rows are rebuilt only when something in them changed, so a click never lands on a
+  // button that is being replaced.
+  const table = $("chaos-processes");
+  const shown = JSON.stringify([processes, launcher.error]);
+  if (table.dataset.shown !== shown) {
+    table.dataset.shown = shown;
+    table.replaceChildren(...(processes.length ? processes.map(processRow)
+      : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, launcher.error || "No processes."))]));
+  }
   const key = processes.map((p) => p.name).join(",");
   const holder = $("chaos-partition");
   if (holder.dataset.key !== key) {
@@ -120,7 +127,7 @@ function render(state) {
     `${r.action}${r.action === "delay" ? ` ${r.delayMs} ms` : ""} ${r.src} → ${r.dst}`)) : [h("li", { class: "empty" }, "No message faults.")]));
   $("chaos-changes").replaceChildren(...[...(launcher.changes || [])].reverse().slice(0, 12).map((c) =>
     h("li", {}, h("span", { class: "muted mono" }, fmtTime(c.at)), ` ${c.what}`)));
-  const buttons = $("chaos-scenarios");
+  const buttons = $("chaos-scenarios"); // drawn once
   if (!buttons.childElementCount) {
     buttons.replaceChildren(...(state.scenarios || []).map((s) => h("button", {
       type: "button", class: "secondary", title: s.what, dataset: { scenario: s.name },
