@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 
-from bookstore import grpcutil
+from bookstore import health
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.settings import CHECKOUT_SERVICES, Settings
@@ -80,7 +80,7 @@ def start_services(data_dir: str) -> tuple[Settings, list[subprocess.Popen[bytes
 async def wait_healthy(settings: Settings, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     for service in CHECKOUT_SERVICES:
-        while not await grpcutil.check_health(settings.checkout_address(service), 0.5):
+        while not await health.grpc_serving(settings.checkout_address(service), 0.5):
             if time.monotonic() > deadline:
                 raise SystemExit(f"{service} did not become healthy")
             await asyncio.sleep(0.1)

@@ -20,7 +20,7 @@ from pathlib import Path
 from ports import free_ports
 from queue_harness import kill_all
 
-from bookstore import grpcutil
+from bookstore import grpcutil, health
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.pb import books_database_pb2 as pb
 
@@ -93,7 +93,7 @@ class Replicas:
             await self.wait_serving(i)
 
     async def wait_serving(self, i: int) -> None:
-        await self.wait_for(lambda: grpcutil.check_health(self.addresses[i], timeout=0.5))
+        await self.wait_for(lambda: health.grpc_serving(self.addresses[i], timeout=0.5))
 
     async def wait_for(self, predicate: object) -> object:
         deadline = time.monotonic() + WAIT_S

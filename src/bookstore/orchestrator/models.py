@@ -83,7 +83,7 @@ class SuggestedBook(_Model):
 
 
 class Execution(_Model):
-    state: str  # "queued" | "executed"
+    state: str  # "queued" | "leased" (an executor is working on it) | "executed"
     executor: int | None = None
     epoch: int | None = None
     sequence: int | None = None
