@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bookstore.settings import Settings, from_env
+import pytest
+
+from bookstore import cli, launcher, portcheck
+from bookstore.settings import Settings, from_env, get_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -21,3 +24,28 @@ def test_no_deployment_file_turns_chaos_on() -> None:
     texts = {f: f.read_text() for f in files if f.is_file()}
     assert ROOT / "compose.yaml" in texts
     assert [str(f) for f, text in texts.items() if "CHAOS" in text] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "chaos"),
+    [
+        (["up"], {}, False),
+        (["up", "--chaos"], {}, True),
+        (["up"], {"BOOKSTORE_CHAOS": "1"}, True),
+    ],
+)
+def test_bookstore_up_turns_chaos_on_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], chaos: bool
+) -> None:
+    monkeypatch.delenv("BOOKSTORE_CHAOS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(portcheck, "busy_ports", lambda settings: [])
+    started: list[Settings] = []
+    monkeypatch.setattr(launcher, "main", lambda settings, color: started.append(settings) or 0)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        get_settings.cache_clear()
+    assert [s.chaos for s in started] == [chaos]
