@@ -14,6 +14,8 @@ import httpx
 import pytest
 from harness import System, start_system
 
+from bookstore.chaos.load import order_body
+
 SCENARIO_TIMEOUT_S = 120.0
 
 
@@ -116,6 +118,34 @@ def test_the_load_button_sends_a_bounded_mix_and_audits_it(api: httpx.Client) ->
     assert audit["sent"] == 20 and audit["acknowledged"] == 15 and audit["rejected"] == 5
     assert audit["executed"] == 15 and audit["lost"] == 0 and audit["doubled"] == 0
     assert api.post("/api/chaos/load", json={"rate": 500, "durationS": 2}).status_code == 400
+
+
+def test_a_service_made_to_refuse_is_named_in_a_503_until_healed(
+    chaos_system: System, api: httpx.Client
+) -> None:
+    body = order_body(0)
+    rule = {"op": "rule", "src": "*", "dst": "fraud-detection", "action": "refuse"}
+    api.post("/api/chaos/faults", json=rule).raise_for_status()
+    try:
+        deadline = time.monotonic() + 30
+        while (answer := api.post("/checkout", json=body)).status_code != 503:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.2)
+        assert "fraud-detection" in answer.json()["error"]["message"]
+    finally:
+        api.post("/api/chaos/faults", json={"op": "heal_all"}).raise_for_status()
+    deadline = time.monotonic() + 30
+    while (answer := api.post("/checkout", json=body)).status_code != 200:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+    assert answer.json()["status"] == "Order Approved"
+
+
+def test_restart_gives_a_service_a_new_process(chaos_system: System, api: httpx.Client) -> None:
+    old = chaos_system.pid("suggestions")
+    api.post("/api/chaos/faults", json={"op": "restart", "name": "suggestions"}).raise_for_status()
+    assert chaos_system.wait_restarted("suggestions", old) != old
+    chaos_system.wait_healthy()
 
 
 def test_unknown_process_or_scenario_is_refused(api: httpx.Client) -> None:
