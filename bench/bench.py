@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/bench.py                  # starts the system on free ports
     .venv/bin/python bench/bench.py --url http://127.0.0.1:8081   # a running system
+    .venv/bin/python bench/bench.py --overload-concurrency 500     # and 500 clients at once
+
+The overload phase (--overload-concurrency N, 0 skips it) sends N clients at once,
+more than the orchestrator admits (ORCHESTRATOR_MAX_IN_FLIGHT): it reports the
+admitted checkouts' rate and latency, and how many were refused with 503 BUSY and
+how fast (a refused client pauses 0.1 s, then tries again).
 
 Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
 (--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
@@ -42,20 +48,23 @@ class Phase:
     concurrency: int
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    busy_s: list[float] = field(default_factory=list)  # 503 BUSY answers: their latency
     elapsed_s: float = 0.0
 
     @property
     def done(self) -> int:
-        return len(self.latencies_s) + len(self.failures)
+        return len(self.latencies_s) + len(self.failures) + len(self.busy_s)
 
     @property
     def rate(self) -> float:
         return len(self.latencies_s) / self.elapsed_s if self.elapsed_s else 0.0
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies_s:
+    def percentile(self, p: float, of: list[float] | None = None) -> float:
+        """The p-th percentile in ms of the approved latencies (or of `of`)."""
+        values = self.latencies_s if of is None else of
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies_s)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
@@ -126,6 +135,10 @@ async def run_phase(
                 answer: dict[str, Any] = orjson.loads(payload) if payload else {}
                 if status == 200 and answer.get("status") == "Order Approved":
                     phase.latencies_s.append(took)
+                elif status == 503 and answer.get("error", {}).get("code") == "BUSY":
+                    phase.busy_s.append(took)
+                    remaining += 1  # refused, not done: the client tries again
+                    await asyncio.sleep(0.1)
                 else:
                     phase.failures.append(f"{status} {answer.get('status') or answer}")
         finally:
@@ -184,7 +197,31 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, procs: int) -> str:
+def overload_rows(phase: Phase) -> list[tuple[str, str]]:
+    """The overload phase's rows: admitted checkouts and the 503 BUSY refusals."""
+    n = phase.concurrency
+    return [
+        (f"admitted checkouts/s at {n} concurrent clients", f"{phase.rate:.0f}"),
+        (
+            f"admitted latency p50 / p95 / p99 at {n} concurrent clients",
+            f"{phase.percentile(50):.1f} / {phase.percentile(95):.1f} / "
+            f"{phase.percentile(99):.1f} ms",
+        ),
+        (
+            f"503 BUSY answers at {n} clients: count, p50 / p99",
+            f"{len(phase.busy_s)}, {phase.percentile(50, phase.busy_s):.1f} / "
+            f"{phase.percentile(99, phase.busy_s):.1f} ms",
+        ),
+    ]
+
+
+def table(
+    phases: tuple[Phase, Phase, Phase],
+    rss_mb: float,
+    pss_mb: float,
+    procs: int,
+    overload: Phase | None = None,
+) -> str:
     throughput, latency, single = phases
     rows = [
         (f"checkouts/s at {throughput.concurrency} concurrent clients", f"{throughput.rate:.0f}"),
@@ -208,6 +245,8 @@ def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, proc
             f"{sum(len(p.latencies_s) for p in phases)} / {sum(len(p.failures) for p in phases)}",
         ),
     ]
+    if overload is not None:
+        rows[4:4] = overload_rows(overload)
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     lines.append("")
     lines.append(
@@ -219,7 +258,7 @@ def table(phases: tuple[Phase, Phase, Phase], rss_mb: float, pss_mb: float, proc
 
 async def bench(
     base_url: str, args: argparse.Namespace, names: dict[int, str]
-) -> tuple[Phase, Phase, Phase]:
+) -> tuple[tuple[Phase, Phase, Phase], Phase | None]:
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = orjson.dumps(course_page_request())
@@ -244,13 +283,22 @@ async def bench(
     )
     print(f"latency phase: {latency.done} orders in {latency.elapsed_s:.1f} s", file=sys.stderr)
     single = await run_phase(host, port, 1, args.single_orders, args.duration_cap, body)
-    for phase in (throughput, latency, single):
+    overload = None
+    if args.overload_concurrency > 0:
+        overload = await run_phase(
+            host, port, args.overload_concurrency, args.overload_orders, args.duration_cap, body
+        )
+        print(
+            f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s",
+            file=sys.stderr,
+        )
+    for phase in (throughput, latency, single, *([overload] if overload else [])):
         if phase.failures:
             print(
                 f"failures ({len(phase.failures)}): {sorted(set(phase.failures))[:5]}",
                 file=sys.stderr,
             )
-    return throughput, latency, single
+    return (throughput, latency, single), overload
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-concurrency", type=int, default=10)
     parser.add_argument("--single-orders", type=int, default=200, help="orders from one client")
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--overload-concurrency", type=int, default=0, help="clients of the overload phase"
+    )
+    parser.add_argument("--overload-orders", type=int, default=5000)
     parser.add_argument(
         "--duration-cap", type=float, default=60.0, help="seconds per phase, at most"
     )
@@ -282,12 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             base_url = system.base_url
             names = {pid: name for name, pid in system.pids().items()}
             names[system.process.pid] = "launcher"
-        phases = asyncio.run(bench(base_url, args, names))
+        phases, overload = asyncio.run(bench(base_url, args, names))
         rss, pss = memory(list(names))
         print("resident memory by process:", file=sys.stderr)
         for pid, name in sorted(names.items(), key=lambda kv: kv[1]):
             print(f"  {name:26} {_kib(pid, 'status', 'VmRSS:') / 1024:6.0f} MB", file=sys.stderr)
-    print(table(phases, rss, pss, len(names)))
+    print(table(phases, rss, pss, len(names), overload))
     return 0
 
 

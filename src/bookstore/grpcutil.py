@@ -71,6 +71,8 @@ def translate(service: str, error: grpc.RpcError) -> ServiceUnavailable | Reject
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         None,
     ):
+        if details.startswith("DISK_FULL:"):  # the service is up, its disk is not
+            return ServiceUnavailable(service, details)
         return ServiceUnavailable(service, code.name.lower() if code else "unknown error")
     named, sep, rest = details.partition(": ")
     if sep and named.isupper():

@@ -61,6 +61,11 @@ class Settings:
     max_items: int = 100  # most order lines (different books) per order
     max_quantity: int = 100  # most copies of one book per order
     orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
+    orders_kept_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes of them
+    enqueue_retry_s: float = 8.0  # an enqueue the queue refuses is retried this long
+    max_in_flight: int = 256  # checkouts in flight; beyond: 503 with Retry-After
+    idempotency_keys_kept: int = 100_000  # Idempotency-Key answers kept (24 h at most)
+    idempotency_keys_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes
 
     # Key of the card fingerprints fraud detection's deny list matches on. Must be
     # the same for the orchestrator and fraud detection, and secret: with a known
@@ -253,6 +258,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_items=_int(e, "ORCHESTRATOR_MAX_ITEMS", d.max_items),
         max_quantity=_int(e, "ORCHESTRATOR_MAX_QUANTITY", d.max_quantity),
         orders_kept=_int(e, "ORCHESTRATOR_ORDERS_KEPT", d.orders_kept),
+        orders_kept_bytes=_int(e, "ORCHESTRATOR_ORDERS_KEPT_BYTES", d.orders_kept_bytes),
+        enqueue_retry_s=_float(e, "ORCHESTRATOR_ENQUEUE_RETRY_S", d.enqueue_retry_s),
+        max_in_flight=_int(e, "ORCHESTRATOR_MAX_IN_FLIGHT", d.max_in_flight),
+        idempotency_keys_kept=_int(
+            e, "ORCHESTRATOR_IDEMPOTENCY_KEYS_KEPT", d.idempotency_keys_kept
+        ),
+        idempotency_keys_bytes=_int(
+            e, "ORCHESTRATOR_IDEMPOTENCY_KEYS_BYTES", d.idempotency_keys_bytes
+        ),
         card_fingerprint_key=e.get("CARD_FINGERPRINT_KEY") or d.card_fingerprint_key,
         unfinished_order_ttl_s=_float(
             e, "CHECKOUT_UNFINISHED_ORDER_TTL_S", d.unfinished_order_ttl_s

@@ -140,7 +140,9 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             while True:
                 messages = await link.outbox.take()
                 if not messages:
-                    return
+                    if link.outbox.closed:
+                        return
+                    continue  # every message pending was refused as oversized
                 yield checkout_pb2.ParticipantBatch(messages=messages)
         finally:
             link.outbox.close()

@@ -3,13 +3,19 @@
 A sender appends messages to an `Outbox` (no await, no copy); one writer task
 per stream takes everything accumulated since its last send and sends it as
 one batch, so under load one gRPC message carries many updates.
+
+A batch never exceeds `BATCH_BYTES` (it is split by size, so no batch can reach
+gRPC's message limit and break the stream for every order in it), and a message
+larger than `MAX_ITEM_BYTES` on its own is refused before it is sent: it is logged,
+counted in `refused` and dropped, so only its own order fails (the input limits of
+the HTTP edge keep every real message far below it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 
@@ -20,9 +26,17 @@ from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+
+class Message(Protocol):
+    def ByteSize(self) -> int: ...
+
+
+T = TypeVar("T", bound=Message)
 
 MAX_PENDING = 100_000  # messages held for a stream that is down; older ones are dropped
+BATCH_BYTES = 1024 * 1024  # a batch is split before it grows past this
+# One message alone may not come near gRPC's limit (room left for the batch's framing).
+MAX_ITEM_BYTES = grpcutil.MAX_MESSAGE_BYTES - 64 * 1024
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 1.0
 
@@ -30,12 +44,21 @@ BACKOFF_MAX_S = 1.0
 class Outbox(Generic[T]):
     """Messages waiting for a stream's writer task."""
 
-    def __init__(self, limit: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        limit: int = MAX_PENDING,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+        max_item_bytes: int = MAX_ITEM_BYTES,
+    ) -> None:
         self._items: list[T] = []
         self._wakeup = asyncio.Event()
         self._limit = limit
+        self._batch_bytes = batch_bytes
+        self._max_item_bytes = max_item_bytes
         self.closed = False
         self.dropped = 0
+        self.refused = 0
 
     def put(self, item: T) -> None:
         if self.closed:
@@ -56,7 +79,7 @@ class Outbox(Generic[T]):
         self._wakeup.set()
 
     async def take(self) -> list[T]:
-        """Everything pending (waits for at least one message); [] once closed."""
+        """What is pending, up to `batch_bytes` (waits for a message); [] once closed."""
         while not self._items:
             if self.closed:
                 return []
@@ -66,19 +89,45 @@ class Outbox(Generic[T]):
                 return []
             if not self._items:
                 return []  # woken for another reason (e.g. the stream broke)
-        items, self._items = self._items, []
-        return items
+        return self._batch()
+
+    def _batch(self) -> list[T]:
+        batch: list[T] = []
+        size = taken = 0
+        for item in self._items:
+            item_size = item.ByteSize()
+            if item_size > self._max_item_bytes:
+                taken += 1
+                self.refused += 1
+                log.error("a message of %d bytes refused: over the stream's limit", item_size)
+                continue
+            if batch and size + item_size > self._batch_bytes:
+                break
+            batch.append(item)
+            size += item_size
+            taken += 1
+        del self._items[:taken]
+        if self._items:
+            self._wakeup.set()  # the rest goes in the next batch
+        return batch
 
     def clear(self) -> None:
         self._items.clear()
+
+    def requeue(self, items: list[T]) -> None:
+        """Put back, first in line, a batch that could not be sent."""
+        if items and not self.closed:
+            self._items[:0] = items
+            self._wakeup.set()
 
 
 class PeerLink:
     """One long-lived client-streaming `Exchange` call to a peer service.
 
     Reconnects with a short back-off when the peer is down or restarts; the
-    batch being written when a stream breaks is lost (the orders it concerned
-    are cancelled by the orchestrator's timeout or forgotten by the restart).
+    batch whose write failed when a stream broke is sent again first on the next
+    stream (a clock update delivered twice changes nothing: merging is idempotent
+    and an event starts once).
     """
 
     def __init__(self, service: str, address: str) -> None:
@@ -88,6 +137,7 @@ class PeerLink:
         self._channel = grpcutil.insecure_channel(address)
         self._stub = checkout_pb2_grpc.CheckoutParticipantStub(self._channel)
         self._task: asyncio.Task[None] | None = None
+        self._unsent: list[checkout_pb2.ClockUpdate] = []
         self.connected = False
 
     def start(self) -> None:
@@ -128,6 +178,8 @@ class PeerLink:
         if not self.connected:
             log.info("linked to %s at %s", self.service, self.address)
         self.connected = True
+        self.outbox.requeue(self._unsent)
+        self._unsent = []
         while True:
             if call.done():
                 await call  # raises the call's error
@@ -142,4 +194,8 @@ class PeerLink:
                 await call.done_writing()
                 return
             if updates:
-                await call.write(checkout_pb2.PeerBatch(updates=updates))
+                try:
+                    await call.write(checkout_pb2.PeerBatch(updates=updates))
+                except BaseException:
+                    self._unsent = updates  # sent again first on the next stream
+                    raise

@@ -59,7 +59,9 @@ def create_app(
         tracker = ExecutionTracker(settings)
         owned.append(tracker)
     catalogue = catalogue if catalogue is not None else load_catalogue()
-    store = store if store is not None else OrderStore(settings.orders_kept)
+    store = (
+        store if store is not None else OrderStore(settings.orders_kept, settings.orders_kept_bytes)
+    )
     app = FastAPI(
         title="Online Bookshop Checkout API",
         version="1.0.0",

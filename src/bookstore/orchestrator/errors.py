@@ -15,6 +15,7 @@ from starlette.responses import Response
 from bookstore.grpcutil import ServiceUnavailable
 
 JSON = "application/json"
+DISK_FULL = "DISK_FULL"
 
 
 class ApiError(Exception):
@@ -44,8 +45,28 @@ def from_api_error(error: ApiError) -> Response:
     return error_response(error.status, error.code, error.message)
 
 
+RETRY_AFTER_S = 1
+
+
+def busy_response() -> Response:
+    """503 with Retry-After: the shop has as many checkouts in flight as it takes."""
+    response = error_response(
+        503, "BUSY", "The shop is busy with other orders right now. Please try again shortly."
+    )
+    response.headers["retry-after"] = str(RETRY_AFTER_S)
+    return response
+
+
 def unavailable_response(exc: ServiceUnavailable) -> Response:
-    """503 naming the service that is down or too slow."""
+    """503 naming the service that is down or too slow (or the queue's full disk)."""
+    if exc.detail.startswith(DISK_FULL):
+        body = error_body(
+            "DISK_FULL",
+            f"The {exc.service} service's disk is full, so orders cannot be stored right "
+            "now; nothing was charged or queued. Please try again later.",
+        )
+        body["error"]["service"] = exc.service
+        return json_response(body, 503)
     body = error_body(
         "SERVICE_UNAVAILABLE",
         f"The {exc.service} service is not answering right now. Please try again shortly.",

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 QUEUE = "order-queue"
 STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
+ENQUEUE_BACKOFF_MIN_S = 0.05
+ENQUEUE_BACKOFF_MAX_S = 0.5
 TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
 
 
@@ -133,18 +135,29 @@ class ExecutionTracker:
             )
         )
         timeout = self.settings.rpc_timeout_s
-        generation = self._generation if self.watching else -1
-        for attempt in (1, 2):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.enqueue_retry_s
+        backoff = Backoff(ENQUEUE_BACKOFF_MIN_S, ENQUEUE_BACKOFF_MAX_S)
+        while True:
+            generation = self._generation if self.watching else -1
             try:
                 await self.queue.Enqueue(request, timeout=timeout)
                 self._enqueued[order_id] = generation
                 return
             except grpc.aio.AioRpcError as exc:
                 error = grpcutil.translate(QUEUE, exc)
-                # Outcome unknown or refused to connect: enqueue is idempotent, retry once.
-                if attempt == 2 or not isinstance(error, grpcutil.ServiceUnavailable):
+                # Outcome unknown or refused to connect (the queue restarting): enqueue
+                # is idempotent by order id, so retry within the budget. A full disk
+                # does not free itself in seconds: no retry.
+                delay = backoff.next()
+                if (
+                    not isinstance(error, grpcutil.ServiceUnavailable)
+                    or error.detail.startswith("DISK_FULL")
+                    or loop.time() + delay >= deadline
+                ):
                     raise error from None
-                log.warning("enqueue order=%s: %s; retrying once", order_id, error)
+                log.info("enqueue order=%s: %s; retrying in %.2f s", order_id, error, delay)
+                await asyncio.sleep(delay)
 
     # -- waiting for the execution ----------------------------------------------------
 

@@ -4,11 +4,26 @@ Every field is optional, as in the course spec: business rules, not the
 schema, decide what is acceptable. Types are strict (a quantity of "2" is a
 400 naming the field); unknown fields are ignored; `termsAccepted` (what the
 course page sends) is accepted beside `termsAndConditionsAccepted`.
+
+Every text field has a length limit (README, "Limits of a checkout"): a longer one
+is a 400 naming the field ("userComment: at most 1000 characters"), so no client can
+make the orchestrator keep, or the services exchange, megabytes for one order.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+# The length limits of the text fields, in characters.
+Code = Annotated[StrictStr, Field(max_length=30)]  # card number, expiry, CVV
+Short = Annotated[StrictStr, Field(max_length=100)]  # codes, client metadata
+Name = Annotated[StrictStr, Field(max_length=200)]  # names, contacts, address lines
+Title = Annotated[StrictStr, Field(max_length=300)]  # a book's title
+Long = Annotated[StrictStr, Field(max_length=1000)]  # the comment, the gift message
+Url = Annotated[StrictStr, Field(max_length=2000)]  # the referrer
+MAX_PREFERENCES = 20  # entries of notificationPreferences
 
 
 class _Model(BaseModel):
@@ -16,60 +31,60 @@ class _Model(BaseModel):
 
 
 class User(_Model):
-    name: StrictStr | None = None
-    contact: StrictStr | None = None
+    name: Name | None = None
+    contact: Name | None = None
 
 
 class CreditCard(_Model):
-    number: StrictStr | None = None
-    expirationDate: StrictStr | None = None
-    cvv: StrictStr | None = None
+    number: Code | None = None
+    expirationDate: Code | None = None
+    cvv: Code | None = None
 
 
 class Item(_Model):
-    name: StrictStr | None = None
-    bookId: StrictStr | None = None
+    name: Title | None = None
+    bookId: Short | None = None
     quantity: StrictInt | None = None
 
 
 class BillingAddress(_Model):
-    street: StrictStr | None = None
-    city: StrictStr | None = None
-    state: StrictStr | None = None
-    zip: StrictStr | None = None
-    country: StrictStr | None = None
+    street: Name | None = None
+    city: Name | None = None
+    state: Name | None = None
+    zip: Name | None = None
+    country: Name | None = None
 
 
 class Device(_Model):
-    type: StrictStr | None = None
-    model: StrictStr | None = None
-    os: StrictStr | None = None
+    type: Short | None = None
+    model: Short | None = None
+    os: Short | None = None
 
 
 class Browser(_Model):
-    name: StrictStr | None = None
-    version: StrictStr | None = None
+    name: Short | None = None
+    version: Short | None = None
 
 
 class CheckoutRequest(_Model):
     user: User | None = None
     creditCard: CreditCard | None = None
-    userComment: StrictStr | None = None
+    userComment: Long | None = None
     items: list[Item] | None = None
-    discountCode: StrictStr | None = None
-    shippingMethod: StrictStr | None = None
-    giftMessage: StrictStr | None = None
+    discountCode: Short | None = None
+    shippingMethod: Short | None = None
+    giftMessage: Long | None = None
     billingAddress: BillingAddress | None = None
     giftWrapping: StrictBool | None = None
     termsAndConditionsAccepted: StrictBool | None = None
     termsAccepted: StrictBool | None = None  # what the course page sends
-    notificationPreferences: list[StrictStr] | None = None
+    notificationPreferences: Annotated[list[Short], Field(max_length=MAX_PREFERENCES)] | None = None
     device: Device | None = None
     browser: Browser | None = None
-    appVersion: StrictStr | None = None
-    screenResolution: StrictStr | None = None
-    referrer: StrictStr | None = None
-    deviceLanguage: StrictStr | None = None
+    appVersion: Short | None = None
+    screenResolution: Short | None = None
+    referrer: Url | None = None
+    deviceLanguage: Short | None = None
 
     @property
     def terms_accepted(self) -> bool:

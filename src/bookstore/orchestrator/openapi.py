@@ -18,8 +18,10 @@ from bookstore.orchestrator.models import CheckoutRequest, ErrorResponse, OrderS
 _ERRORS = {
     400: "Malformed request: not JSON, not an object, a wrong field type, or over a limit",
     413: "Request body too large",
+    422: "The Idempotency-Key was used before with a different body",
     500: "Server error",
-    503: "A service needed for the checkout is down or too slow",
+    503: "A service needed for the checkout is down or too slow, the queue's disk is full, "
+    "or the shop is busy (then with Retry-After)",
 }
 
 # The keyword arguments of /checkout's route that describe it in the document.
@@ -29,12 +31,21 @@ CHECKOUT_OPENAPI: dict[str, Any] = {
         **{code: {"model": ErrorResponse, "description": d} for code, d in _ERRORS.items()},
     },
     "openapi_extra": {
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Retry safely: the same key and body get the same answer",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}
             },
-        }
+        },
     },
 }
 

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 from bookstore import vclock
 from bookstore.choreography.events import EVENT_NAMES
+from bookstore.choreography.links import MAX_ITEM_BYTES
 from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.errors import ApiError
 from bookstore.orchestrator.flow import (
     Action,
     Answer,
@@ -109,13 +111,17 @@ class Pipeline:
         is down or too slow; the order is then cancelled in the others.
         """
         await self._wait_connected()
-        orders = order_copies(order_id, request)
+        inits = {
+            service: checkout_pb2.OrchestratorMessage(init=checkout_pb2.InitOrder(order=data))
+            for service, data in order_copies(order_id, request).items()
+        }
+        if any(init.ByteSize() > MAX_ITEM_BYTES for init in inits.values()):
+            # Refused before anything is sent: only this order fails, no stream breaks.
+            raise ApiError(413, "ORDER_TOO_LARGE", "The order is too large to be checked.")
         machine = Checkout(order_id, self._links, self._now(), self._timeouts)
         flight = self._flights[order_id] = _Flight(machine)
-        for service, data in orders.items():
-            self._links[service].send(
-                checkout_pb2.OrchestratorMessage(init=checkout_pb2.InitOrder(order=data))
-            )
+        for service, init in inits.items():
+            self._links[service].send(init)
         self._arm(flight)
         try:
             answer = await asyncio.shield(flight.answer)

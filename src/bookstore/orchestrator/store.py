@@ -1,6 +1,8 @@
 """Finished orders kept in memory for GET /orders/{id} and GET /api/orders.
 
-Bounded: once `capacity` orders are kept, the oldest is evicted. Records are
+Bounded: once `capacity` orders, or records of about `max_bytes` in all, are kept,
+the oldest is evicted (the input limits keep one record small, but a byte bound
+holds whatever the records carry). Records are
 compact (tuples and interned names; their JSON is built in `responses` only when
 asked for), so the default 10,000 orders cost a few MB. A record holds what the
 customer and the cluster view may see — never card data.
@@ -97,12 +99,28 @@ def awaiting_execution(record: OrderRecord) -> bool:
     return record.status == APPROVED and (execution is None or execution.state != "executed")
 
 
-class OrderStore:
-    """At most `capacity` records, oldest evicted first."""
+def record_size(order_id: str, record: OrderRecord) -> int:
+    """An estimate of a record's memory in bytes: the text it holds and a fixed part."""
+    text = len(order_id) + len(record.reason or "")
+    text += sum(len(i.book_id) + len(i.title) + 64 for i in record.items)
+    text += sum(len(e[5]) + 16 * len(e[3]) + 160 for e in record.events)
+    text += sum(len(error) for error in record.clock_errors)
+    return 512 + text + 24 * len(record.suggested_books)
 
-    def __init__(self, capacity: int) -> None:
+
+class OrderStore:
+    """At most `capacity` records and about `max_bytes` of them, oldest evicted first."""
+
+    def __init__(self, capacity: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.capacity = max(1, capacity)
-        self._orders: BoundedMapping[str, OrderRecord] = BoundedMapping(self.capacity)
+        self._orders: BoundedMapping[str, OrderRecord] = BoundedMapping(
+            self.capacity, size_of=record_size, max_bytes=max(1, max_bytes)
+        )
+
+    @property
+    def bytes(self) -> int:
+        """The estimated bytes of the records kept."""
+        return self._orders.bytes
 
     def __len__(self) -> int:
         return len(self._orders)

@@ -5,7 +5,8 @@ No reason ever holds more of a card number than its last four digits, nor
 the CVV.
 
 - a (items): at least one item; every quantity positive; every book known in
-  the catalogue (by id, else by title); the reason names an unknown title.
+  the catalogue (by id, else by title); the reason names an unknown title, cut
+  to its first 60 characters (an attacker's megabyte is not echoed).
 - b (user data): name, contact, billing street, city, zip and country present;
   terms accepted.
 - c (card): digits only once spaces and dashes are removed; Luhn checksum;
@@ -38,12 +39,20 @@ BRAND_NAMES = {
 }
 
 
+LABEL_CHARS = 60  # most characters of a title a reason repeats
+
+
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_items(order: checkout_pb2.OrderData, catalogue: Catalogue) -> str:
     """Event a."""
     if not order.items:
         return "The order has no items."
     for item in order.items:
-        label = item.title.strip() or item.book_id.strip() or "an item"
+        label = shorten(item.title.strip() or item.book_id.strip() or "an item")
         if item.quantity <= 0:
             return f"The quantity of {label!r} must be at least 1."
         if catalogue.resolve(item.book_id, item.title) is None:

@@ -15,7 +15,9 @@ from bookstore.settings import Settings
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(execution_wait_s=0.2, checkout_timeout_s=1.0, rpc_timeout_s=0.2)
+    return Settings(
+        execution_wait_s=0.2, checkout_timeout_s=1.0, rpc_timeout_s=0.2, enqueue_retry_s=0.3
+    )
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ class FakePipeline:
     delay_s: float = 0.0
     runs: list[tuple[str, CheckoutRequest]] = field(default_factory=list)
     stats_error: Exception | None = None
+    gate: asyncio.Event | None = None  # when given, every run waits for it to be set
+    arrivals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # ids of runs begun
 
     async def start(self) -> None:
         pass
@@ -31,6 +33,9 @@ class FakePipeline:
 
     async def run(self, order_id: str, request: CheckoutRequest) -> Outcome:
         self.runs.append((order_id, request))
+        self.arrivals.put_nowait(order_id)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.error is not None:
@@ -80,6 +85,7 @@ class FakeTracker:
 
     execute: bool = True
     enqueue_error: Exception | None = None
+    enqueue_calls: int = 0
     lose_enqueue_answer: bool = False  # on disk, but the caller hears a failure
     cluster_hangs: bool = False
     enqueued: list[tuple[str, list[QueuedItem], str]] = field(default_factory=list)
@@ -92,13 +98,15 @@ class FakeTracker:
         pass
 
     async def enqueue(self, order_id: str, items: list[QueuedItem], customer_name: str) -> None:
+        self.enqueue_calls += 1
         if self.enqueue_error is not None:
             raise self.enqueue_error
-        self.enqueued.append((order_id, items, customer_name))
-        if self.execute:
-            self.executed[order_id] = ExecutionInfo(
-                "executed", executor=4, epoch=2, sequence=len(self.enqueued), executed_at="t"
-            )
+        if all(o != order_id for o, _, _ in self.enqueued):  # idempotent by order id
+            self.enqueued.append((order_id, items, customer_name))
+            if self.execute:
+                self.executed[order_id] = ExecutionInfo(
+                    "executed", executor=4, epoch=2, sequence=len(self.enqueued), executed_at="t"
+                )
         if self.lose_enqueue_answer:
             raise ServiceUnavailable("order-queue", "deadline_exceeded")
 

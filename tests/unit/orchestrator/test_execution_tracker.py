@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import grpc
+import pytest
 
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, ExecutionTracker
@@ -44,3 +48,46 @@ async def test_no_recheck_outlives_its_waiter() -> None:
     finally:
         await tracker.close()
     assert asked <= settled + 1
+
+
+class RestartingQueue:
+    """An Enqueue that fails UNAVAILABLE with each of `details` first, then answers."""
+
+    def __init__(self, *details: str) -> None:
+        self.failures = list(details)
+        self.calls = 0
+
+    async def Enqueue(self, request: Any, timeout: float) -> None:
+        self.calls += 1
+        if self.failures:
+            details = self.failures.pop(0)
+            meta = grpc.aio.Metadata()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, meta, meta, details=details)
+
+
+async def test_an_enqueue_is_retried_while_the_queue_restarts() -> None:
+    tracker = ExecutionTracker(Settings(order_queue_address="127.0.0.1:9", enqueue_retry_s=5.0))
+    queue = RestartingQueue("connection refused", "connection refused", "")
+    tracker._queue = queue  # type: ignore[assignment]
+    try:
+        await tracker.enqueue("o1", [], "Ann")
+    finally:
+        await tracker.close()
+    assert queue.calls == 4
+
+
+async def test_an_enqueue_gives_up_after_its_budget_and_at_once_on_a_full_disk() -> None:
+    tracker = ExecutionTracker(Settings(order_queue_address="127.0.0.1:9", enqueue_retry_s=0.2))
+    refusing = RestartingQueue(*(["connection refused"] * 1000))
+    full = RestartingQueue("DISK_FULL: no space left on device")
+    try:
+        tracker._queue = refusing  # type: ignore[assignment]
+        with pytest.raises(ServiceUnavailable):
+            await tracker.enqueue("o1", [], "Ann")
+        assert 1 < refusing.calls < 1000
+        tracker._queue = full  # type: ignore[assignment]
+        with pytest.raises(ServiceUnavailable, match="DISK_FULL"):
+            await tracker.enqueue("o2", [], "Ann")
+        assert full.calls == 1
+    finally:
+        await tracker.close()

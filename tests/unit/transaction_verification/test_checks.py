@@ -149,6 +149,13 @@ def test_items_check() -> None:
     assert checks.check_items(order(items=by_id), catalogue) == ""
 
 
+def test_an_unknown_long_title_is_not_echoed_at_full_length() -> None:
+    long_title = [common_pb2.OrderItem(title="x" * 100_000, quantity=1)]
+    reason = checks.check_items(order(items=long_title), load_catalogue())
+    assert "x" * (checks.LABEL_CHARS - 1) + "…" in reason
+    assert len(reason) < 2 * checks.LABEL_CHARS
+
+
 def test_user_data_check() -> None:
     assert checks.check_user_data(order()) == ""
     no_name = order(customer=checkout_pb2.Customer(name=" ", contact="a@b.c"))

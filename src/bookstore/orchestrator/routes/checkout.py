@@ -1,10 +1,15 @@
 """POST /checkout: the course's checkout operation, as a list of named steps.
 
-1. Read and validate the body (abort: 4xx).
+0. Admission: beyond `max_in_flight` checkouts in flight, 503 with Retry-After at
+   once (before the body is read), so admitted checkouts keep their latency.
+1. Read and validate the body (abort: 4xx); with an Idempotency-Key, a request seen
+   before is answered as it was (`idempotency`), and the steps below run once per key.
 2. Run the checkout services' pipeline (abort: 503 when a service is down or too slow).
 3. A rejected order is answered at once.
-4. Enqueue an approved order (abort: 503; "Order Approved" only once the queue has it
-   on disk; an enqueue whose answer was lost counts once the queue knows the order).
+4. Enqueue an approved order, retried by the tracker with back-off for
+   `enqueue_retry_s` while the queue is down or restarting (abort: 503; "Order
+   Approved" only once the queue has it on disk; an enqueue whose answer was lost
+   counts once the queue knows the order).
 5. Wait a bounded time for its execution (degrades to "queued").
 """
 
@@ -23,12 +28,14 @@ from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import (
     ApiError,
+    busy_response,
     from_api_error,
     json_response,
     unavailable_response,
 )
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import Outcome
+from bookstore.orchestrator.idempotency import HEADER, IdempotencyKeys, checked_key, fingerprint
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.openapi import CHECKOUT_OPENAPI
 from bookstore.orchestrator.parsing import parse_checkout, read_body
@@ -60,13 +67,28 @@ class CheckoutRoute:
         self.tracker = tracker
         self.catalogue = catalogue
         self.store = store
+        self.keys = IdempotencyKeys(settings.idempotency_keys_kept, settings.idempotency_keys_bytes)
+        self.in_flight = 0
 
     async def checkout(self, request: Request) -> Response:
+        if self.in_flight >= self.settings.max_in_flight:
+            return busy_response()
+        self.in_flight += 1
         try:
             body = await read_body(request, self.settings.max_body_bytes)
             checkout = parse_checkout(body, self.settings)
+            key = checked_key(request.headers.get(HEADER))
+            if key is None:
+                return await self._place(checkout)
+            digest = fingerprint(checkout.model_dump_json().encode())
+            return await self.keys.answer(key, digest, lambda: self._place(checkout))
         except ApiError as exc:
             return from_api_error(exc)
+        finally:
+            self.in_flight -= 1
+
+    async def _place(self, checkout: CheckoutRequest) -> Response:
+        """Steps 2 to 5: one order."""
         order_id = str(uuid.uuid4())
         created = time.time()
         items = self._order_items(checkout)
@@ -110,7 +132,9 @@ class CheckoutRoute:
         queued = [QueuedItem(i.book_id, i.title, i.quantity) for i in record.items]
         name = checkout.user.name if checkout.user and checkout.user.name else ""
         try:
-            async with asyncio.timeout(self.settings.rpc_timeout_s * 2):
+            # The tracker retries for enqueue_retry_s while the queue restarts.
+            budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
+            async with asyncio.timeout(budget):
                 await self.tracker.enqueue(order_id, queued, name)
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
@@ -118,10 +142,11 @@ class CheckoutRoute:
             known = await bounded(self.tracker.status(order_id), self.settings.rpc_timeout_s)
             if not isinstance(known, ExecutionInfo):
                 service = exc.service if isinstance(exc, ServiceUnavailable) else "order-queue"
+                detail = exc.detail if isinstance(exc, ServiceUnavailable) else "timed out"
                 log.warning("order=%s approved but not queued: %s", order_id, exc)
                 record.status, record.reason = ERROR, f"{service} unavailable"
                 self.store.put(record)
-                raise ServiceUnavailable(service, "not queued") from None
+                raise ServiceUnavailable(service, detail) from None
             log.info("order=%s queued after all (the enqueue's answer was lost)", order_id)
         record.execution = QUEUED
         self.store.put(record)
