@@ -95,7 +95,8 @@ class MessageFilter:
     async def drop_call(self, src: str, dst: str, context: Any) -> None:
         """A dropped unary message: nothing arrives, so the caller waits out its deadline."""
         remaining = context.time_remaining()
-        wait = DROP_WAIT_CAP_S if remaining is None else min(remaining, DROP_WAIT_CAP_S)
+        # Past the deadline, so the caller sees its own DEADLINE_EXCEEDED, as with a real loss.
+        wait = DROP_WAIT_CAP_S if remaining is None else min(remaining + 1.0, DROP_WAIT_CAP_S)
         await asyncio.sleep(max(wait, 0.0))
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"chaos: drop {src} -> {dst}")
 
