@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+from commitment_steps import COMMITTED
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -129,6 +130,22 @@ def rejected_order(order_id: str, now: float) -> dict[str, Any]:
     }
 
 
+def commitment_steps() -> list[dict[str, Any]]:
+    """An executed order's commitment, in GET /orders/{id}/commitment's shape."""
+    return [
+        {
+            "at": f"2026-01-01T00:00:00.{n:03d}Z",
+            "coordinator": 3,
+            "kind": kind,
+            "from": sender,
+            "to": receiver,
+            "detail": detail,
+            "epoch": 2,
+        }
+        for n, (kind, sender, receiver, detail) in enumerate(COMMITTED)
+    ]
+
+
 def create_app() -> FastAPI:
     app = FastAPI()
     orders: dict[str, dict[str, Any]] = {}
@@ -191,6 +208,14 @@ def create_app() -> FastAPI:
                 {"error": {"code": "ORDER_NOT_FOUND", "message": "no such order"}}, 404
             )
         return JSONResponse(found)
+
+    @app.get("/orders/{order_id}/replication")
+    async def replication(order_id: str) -> dict[str, Any]:
+        return {"orderId": order_id, "answered": [1, 2, 3], "steps": []}
+
+    @app.get("/orders/{order_id}/commitment")
+    async def commitment(order_id: str) -> dict[str, Any]:
+        return {"orderId": order_id, "steps": commitment_steps() if order_id in orders else []}
 
     @app.get("/api/orders")
     async def recent(limit: int = 20) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from commitment_steps import COMMITTED
 from pages import (
     RecordedPage,
     add_book,
@@ -80,6 +81,25 @@ def test_cancelled_order_diagram_ends_with_the_cancel(page: Page, fake_url: str)
     expect(end.locator(".cancel-mark")).to_have_count(3)
     lines = lifelines(page)
     assert all(lines[e.service] == e.y for e in events)
+
+
+def test_an_orders_commitment_is_drawn_message_by_message(page: Page, fake_url: str) -> None:
+    page.goto(fake_url + "/")
+    add_book(page, "The Pragmatic Programmer")
+    fill_customer(page)
+    place_order(page)
+    expect_status(page, "Order Approved")
+    page.locator("#diagram-link").click()
+    svg = page.locator("svg.commitment")
+    expect(svg.locator("g.message-step")).to_have_count(len(COMMITTED))
+    drawn = svg.locator("g.message-step").evaluate_all(
+        "els => els.map(e => [e.dataset.kind, e.dataset.from, e.dataset.to, e.dataset.detail])"
+    )
+    assert [tuple(d) for d in drawn] == list(COMMITTED)
+    lanes = svg.locator("line.lifeline").evaluate_all("els => els.map(e => e.dataset.lane)")
+    assert lanes == ["coordinator", "decision-log", "books-database", "payment"]
+    expect(svg.locator("text.lane-label").first).to_have_text("coordinator (executor 3)")
+    expect(page.locator("#replication-empty")).to_be_visible()
 
 
 def test_shop_fits_a_phone_screen(browser_page_375: Page, fake_url: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bookstore.settings import SERVICES, from_env, split_address
 
 
@@ -33,13 +35,16 @@ def test_every_service_runs_in_its_own_container(compose_config: dict[str, Any])
         assert name == runs or name.startswith(f"{runs}-"), (name, runs)
 
 
-def test_four_executors_have_distinct_stable_replica_ids(compose_config: dict[str, Any]) -> None:
-    executors = {
+@pytest.mark.parametrize(("service", "replicas"), [("order-executor", 4), ("books-database", 3)])
+def test_replicas_have_distinct_stable_ids(
+    compose_config: dict[str, Any], service: str, replicas: int
+) -> None:
+    found = {
         name: _runs(s)[1]
         for name, s in compose_config["services"].items()
-        if _runs(s)[0] == "order-executor"
+        if _runs(s)[0] == service
     }
-    assert executors == {f"order-executor-{i}": i for i in (1, 2, 3, 4)}
+    assert found == {f"{service}-{i}": i for i in range(1, replicas + 1)}
 
 
 def test_every_address_names_the_service_that_listens_there(
@@ -54,6 +59,8 @@ def test_every_address_names_the_service_that_listens_there(
         assert settings.bind_host == "0.0.0.0"
         for rid, address in settings.order_executor_addresses.items():
             assert split_address(address, "ORDER_EXECUTOR_ADDRESSES")[0] in services, rid
+        for rid, address in settings.books_database_addresses.items():
+            assert split_address(address, "BOOKS_DATABASE_ADDRESSES")[0] in services, rid
 
 
 def test_every_service_gets_the_same_environment(compose_config: dict[str, Any]) -> None:
@@ -61,18 +68,28 @@ def test_every_service_gets_the_same_environment(compose_config: dict[str, Any])
     assert all(env == environments[0] for env in environments)
 
 
-def test_queue_data_lives_on_a_named_volume(compose_config: dict[str, Any]) -> None:
-    queue = compose_config["services"]["order-queue"]
-    data_dir = queue["environment"]["BOOKSTORE_DATA_DIR"]
+@pytest.mark.parametrize(
+    ("name", "volume"),
+    [
+        ("order-queue", "queue-data"),
+        ("payment", "payment-data"),
+        *((f"books-database-{i}", f"books-data-{i}") for i in (1, 2, 3)),
+    ],
+)
+def test_durable_data_lives_on_a_named_volume_per_container(
+    compose_config: dict[str, Any], name: str, volume: str
+) -> None:
+    service = compose_config["services"][name]
+    data_dir = service["environment"]["BOOKSTORE_DATA_DIR"]
     mounts = []
-    for volume in queue["volumes"]:
-        if isinstance(volume, str):
-            source, target = volume.split(":")[:2]
+    for entry in service["volumes"]:
+        if isinstance(entry, str):
+            source, target = entry.split(":")[:2]
         else:
-            source, target = volume["source"], volume["target"]
+            source, target = entry["source"], entry["target"]
         mounts.append((source, target))
-    assert ("queue-data", data_dir) in mounts
-    assert "queue-data" in compose_config["volumes"]
+    assert mounts == [(volume, data_dir)]
+    assert volume in compose_config["volumes"]
 
 
 def test_every_service_has_a_health_check_of_its_own(compose_config: dict[str, Any]) -> None:

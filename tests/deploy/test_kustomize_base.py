@@ -14,6 +14,10 @@ from bookstore.settings import Settings, from_env, split_address
 # The Kubernetes version the objects are validated against (strict schemas).
 KUBERNETES_VERSION = "1.33.0"
 STATELESS = ("orchestrator", "transaction-verification", "fraud-detection", "suggestions")
+# StatefulSets of replicas with an id from the pod ordinal: name -> replicas
+REPLICATED = {"order-executor": 4, "books-database": 3}
+# StatefulSets that keep their state on a volume claim of each pod
+DURABLE = ("order-queue", "books-database", "payment")
 
 
 def _find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -68,58 +72,65 @@ def test_stateless_services_are_deployments(k8s_objects: list[dict[str, Any]]) -
         assert _container(deployment)["command"] == ["bookstore", "serve", name]
 
 
-def test_executors_are_a_statefulset_of_four_behind_a_headless_service(
-    k8s_objects: list[dict[str, Any]],
+@pytest.mark.parametrize(("name", "replicas"), REPLICATED.items())
+def test_replicas_are_a_statefulset_behind_a_headless_service(
+    k8s_objects: list[dict[str, Any]], name: str, replicas: int
 ) -> None:
-    executors = _find(k8s_objects, "StatefulSet", "order-executor")
-    assert executors["spec"]["replicas"] == 4
-    service = _find(k8s_objects, "Service", executors["spec"]["serviceName"])
+    workload = _find(k8s_objects, "StatefulSet", name)
+    assert workload["spec"]["replicas"] == replicas
+    assert workload["spec"]["podManagementPolicy"] == "Parallel"
+    service = _find(k8s_objects, "Service", workload["spec"]["serviceName"])
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["publishNotReadyAddresses"] is True
-    labels = executors["spec"]["template"]["metadata"]["labels"]
+    labels = workload["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
 
 
-@pytest.mark.parametrize("ordinal", [0, 1, 2, 3])
-def test_an_executor_takes_its_replica_id_from_the_pod_ordinal(
-    k8s_objects: list[dict[str, Any]], fake_bookstore: Path, ordinal: int
+@pytest.mark.parametrize(
+    ("name", "ordinal"),
+    [(name, ordinal) for name, replicas in REPLICATED.items() for ordinal in range(replicas)],
+)
+def test_a_replica_takes_its_id_from_the_pod_ordinal(
+    k8s_objects: list[dict[str, Any]], fake_bookstore: Path, name: str, ordinal: int
 ) -> None:
-    command = _container(_find(k8s_objects, "StatefulSet", "order-executor"))["command"]
-    env = {"PATH": f"{fake_bookstore}:/usr/bin:/bin", "HOSTNAME": f"order-executor-{ordinal}"}
+    command = _container(_find(k8s_objects, "StatefulSet", name))["command"]
+    env = {"PATH": f"{fake_bookstore}:/usr/bin:/bin", "HOSTNAME": f"{name}-{ordinal}"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
-        "serve",
-        "order-executor",
-        "--replica-id",
-        str(ordinal + 1),
-    ]
+    assert result.stdout.split() == ["serve", name, "--replica-id", str(ordinal + 1)]
 
 
-def test_executor_addresses_name_each_pod_through_the_headless_service(
-    k8s_objects: list[dict[str, Any]],
+@pytest.mark.parametrize(("name", "replicas"), REPLICATED.items())
+def test_replica_addresses_name_each_pod_through_the_headless_service(
+    k8s_objects: list[dict[str, Any]], name: str, replicas: int
 ) -> None:
     settings = _settings(k8s_objects)
-    executors = _find(k8s_objects, "StatefulSet", "order-executor")
-    port = _container(executors)["ports"][0]["containerPort"]
-    headless = executors["spec"]["serviceName"]
-    assert settings.order_executor_addresses == {
-        i: f"order-executor-{i - 1}.{headless}:{port}" for i in range(1, 5)
-    }
+    workload = _find(k8s_objects, "StatefulSet", name)
+    port = _container(workload)["ports"][0]["containerPort"]
+    headless = workload["spec"]["serviceName"]
+    addresses = {
+        "order-executor": settings.order_executor_addresses,
+        "books-database": settings.books_database_addresses,
+    }[name]
+    assert addresses == {i: f"{name}-{i - 1}.{headless}:{port}" for i in range(1, replicas + 1)}
     # Every replica binds the port of its own entry: the one the pod exposes.
-    for i in range(1, 5):
-        assert settings.bind_address("order-executor", i) == f"0.0.0.0:{port}"
+    for i in range(1, replicas + 1):
+        assert settings.bind_address(name, i) == f"0.0.0.0:{port}"
 
 
-def test_the_queue_keeps_its_data_on_a_volume_claim(k8s_objects: list[dict[str, Any]]) -> None:
-    queue = _find(k8s_objects, "StatefulSet", "order-queue")
-    assert queue["spec"]["replicas"] == 1
-    claims = {c["metadata"]["name"]: c for c in queue["spec"]["volumeClaimTemplates"]}
-    mounts = {m["name"]: m["mountPath"] for m in _container(queue)["volumeMounts"]}
+@pytest.mark.parametrize("name", DURABLE)
+def test_durable_services_keep_their_data_on_a_volume_claim_per_pod(
+    k8s_objects: list[dict[str, Any]], name: str
+) -> None:
+    workload = _find(k8s_objects, "StatefulSet", name)
+    assert workload["spec"]["replicas"] == REPLICATED.get(name, 1)
+    claims = {c["metadata"]["name"]: c for c in workload["spec"]["volumeClaimTemplates"]}
+    mounts = {m["name"]: m["mountPath"] for m in _container(workload)["volumeMounts"]}
     assert set(claims) == set(mounts)
+    assert all(c["spec"]["accessModes"] == ["ReadWriteOnce"] for c in claims.values())
     data_dir = str(_settings(k8s_objects).data_dir)
     assert data_dir in mounts.values()
-    assert queue["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
+    assert workload["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
 
 
 def test_probes_ask_each_service_on_its_own_port(k8s_objects: list[dict[str, Any]]) -> None:
@@ -128,7 +139,7 @@ def test_probes_ask_each_service_on_its_own_port(k8s_objects: list[dict[str, Any
         name = workload["metadata"]["name"]
         container = _container(workload)
         (port,) = [p["containerPort"] for p in container["ports"]]
-        replica = 1 if name == "order-executor" else None
+        replica = 1 if name in REPLICATED else None
         assert port == _port(settings.address_of(name, replica)), name
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             spec = container[probe]
@@ -164,7 +175,7 @@ def test_each_service_reaches_its_workload(k8s_objects: list[dict[str, Any]]) ->
         labels = workload["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
         (port,) = service["spec"]["ports"]
-        if name != "order-executor":
+        if name not in REPLICATED:
             host, number = split_address(settings.address_of(name), name)
             assert (host, number) == (name, port["port"])
 

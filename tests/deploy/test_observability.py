@@ -193,7 +193,7 @@ def test_every_kubernetes_workload_has_scrape_annotations(
         if name == "orchestrator":
             port = settings.orchestrator_address.rsplit(":", 1)[1]
         else:
-            replica = 1 if name == "order-executor" else None
+            replica = 1 if name in ("order-executor", "books-database") else None
             port = (metrics_target(settings, name, replica) or "").rsplit(":", 1)[1]
         assert annotations == {
             "prometheus.io/scrape": "true",

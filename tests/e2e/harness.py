@@ -34,13 +34,16 @@ from ports import free_ports
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 EXECUTOR_IDS = (1, 2, 3, 4)
+DATABASE_IDS = (1, 2, 3)
 _STARTED = re.compile(r"launcher\s+\| started (\S+) pid=(\d+)")
 _PR_SET_PDEATHSIG = 1
 
 
 def system_env(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a system on fresh free ports, its state under `data_dir`."""
-    ports = free_ports(5 + len(EXECUTOR_IDS))
+    ports = free_ports(6 + len(EXECUTOR_IDS) + len(DATABASE_IDS))
+    executor_ports = ports[6 : 6 + len(EXECUTOR_IDS)]
+    database_ports = ports[6 + len(EXECUTOR_IDS) :]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_API"))}
     env.update(
         {
@@ -50,8 +53,14 @@ def system_env(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> di
             "SUGGESTIONS_ADDRESS": f"127.0.0.1:{ports[3]}",
             "ORDER_QUEUE_ADDRESS": f"127.0.0.1:{ports[4]}",
             "ORDER_EXECUTOR_ADDRESSES": ",".join(
-                f"{rid}=127.0.0.1:{port}" for rid, port in zip(EXECUTOR_IDS, ports[5:], strict=True)
+                f"{rid}=127.0.0.1:{port}"
+                for rid, port in zip(EXECUTOR_IDS, executor_ports, strict=True)
             ),
+            "BOOKS_DATABASE_ADDRESSES": ",".join(
+                f"{rid}=127.0.0.1:{port}"
+                for rid, port in zip(DATABASE_IDS, database_ports, strict=True)
+            ),
+            "PAYMENT_ADDRESS": f"127.0.0.1:{ports[5]}",
             "BOOKSTORE_DATA_DIR": str(data_dir),
             "BOOKSTORE_BIND_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",

@@ -38,6 +38,21 @@ SERVICES = (
 AGENT = Path(__file__).resolve().parent / "netns_agent.py"
 
 
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float, describe: Callable[[], str]
+) -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds,
+    with `describe()` (the logs) in the message."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last})\n{describe()}")
+
+
 class AgentError(AssertionError):
     """The agent did not answer in time, or answered with an error."""
 
@@ -225,14 +240,7 @@ class Cluster:
 
     def wait_until(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
         """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.2)
-        raise AssertionError(f"{what}: not within {timeout} s (last: {last})\n{self.describe()}")
+        return wait_until(what, check, timeout, self.describe)
 
     def wait_none_failing(
         self, what: str, failing: Callable[[], list[str]], timeout: float

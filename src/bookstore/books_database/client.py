@@ -93,13 +93,22 @@ class BooksDatabaseClient:
 
     async def status(self, replica_id: int) -> pb.ReplicaStatus:
         """One replica's status (any role), without retries."""
+        reply: pb.ReplicaStatus = await self._once(replica_id, "Status", common_pb2.Empty())
+        return reply
+
+    async def order_events(self, replica_id: int, txn_id: str) -> list[pb.ReplicationEvent]:
+        """What one replica did with the order's operations (its trail), without retries."""
+        request = pb.OrderEventsRequest(txn_id=txn_id)
+        reply: pb.OrderEventsReply = await self._once(replica_id, "OrderEvents", request)
+        return list(reply.events)
+
+    async def _once(self, replica_id: int, method: str, request: Any) -> Any:
         try:
-            reply: pb.ReplicaStatus = await self._stubs[replica_id].Status(
-                common_pb2.Empty(), timeout=self.rpc_timeout_s
+            return await getattr(self._stubs[replica_id], method)(
+                request, timeout=self.rpc_timeout_s
             )
         except grpc.RpcError as exc:
             raise grpcutil.translate(SERVICE, exc) from exc
-        return reply
 
     async def _txn(self, method: str, txn_id: str, epoch: int, request_id: str) -> None:
         await self._call(method, pb.TxnRequest(request_id=request_id, txn_id=txn_id, epoch=epoch))

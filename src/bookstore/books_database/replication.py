@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bookstore.books_database.stock import NOOP_OP, Changes, Op, Result, StockMachine
+from bookstore.books_database.trail import Trail
 
 BACKUP, CANDIDATE, PRIMARY = "backup", "candidate", "primary"
 NOT_PRIMARY = "NOT_PRIMARY"  # definitely not done: ask the primary
@@ -210,6 +211,7 @@ class Replica:
         self._noop_index = 0
         self._pending: dict[int, int] = {}  # log index -> ticket
         self._reads: list[_Read] = []
+        self.trail = Trail(my_id)  # what this replica did with each order's operations
 
     # -- inputs ---------------------------------------------------------------
 
@@ -346,6 +348,7 @@ class Replica:
             del self.log[index - 1 :]
             self.log.extend(entries[offset:])
             self._out.log_writes.append(LogWrite(index, entries[offset:]))
+            self.trail.stored(index, entries[offset:])
             return
 
     def _on_append_reply(self, msg: AppendReply, now: float) -> None:
@@ -355,6 +358,8 @@ class Replica:
         self._acked_round[peer] = max(self._acked_round.get(peer, 0), msg.round)
         self._acked_at[peer] = now
         if msg.ok:
+            if msg.match_index > self._match[peer]:
+                self.trail.acked(peer, self._match[peer], msg.match_index, self.log)
             self._match[peer] = max(self._match[peer], msg.match_index)
             self._next[peer] = max(self._next[peer], self._match[peer] + 1)
             self._primary_commit()
@@ -477,6 +482,7 @@ class Replica:
         while self.machine.applied < self.commit:
             at = self.machine.applied + 1
             result = self.machine.apply(at, self.log[at - 1].op)
+            self.trail.applied(at, self.log[at - 1])
             ticket = self._pending.pop(at, None)
             if ticket is not None:
                 self._answer(ticket, result)
@@ -510,6 +516,7 @@ class Replica:
     def _append_local(self, entry: Entry) -> None:
         self.log.append(entry)
         self._out.log_writes.append(LogWrite(self.last_index, (entry,)))
+        self.trail.appended(self.last_index, entry)
 
     def _reply(self, msg: Append, ok: bool, match: int) -> None:
         self._send(msg.sender, AppendReply(self.view, self.my_id, ok, match, msg.round))

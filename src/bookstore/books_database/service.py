@@ -133,6 +133,24 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
             max_epoch=r.machine.max_epoch,
         )
 
+    async def OrderEvents(
+        self, request: pb.OrderEventsRequest, context: Context
+    ) -> pb.OrderEventsReply:
+        events = self.driver.replica.trail.events(request.txn_id)
+        return pb.OrderEventsReply(
+            events=[
+                pb.ReplicationEvent(
+                    replica_id=e.replica_id,
+                    kind=e.kind,
+                    index=e.index,
+                    view=e.view,
+                    op=e.op,
+                    peer=e.peer,
+                )
+                for e in events
+            ]
+        )
+
 
 @dataclass(frozen=True)
 class ReplicaConfig:

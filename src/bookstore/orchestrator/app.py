@@ -2,10 +2,13 @@
 
     POST /checkout        the course's checkout operation (routes/checkout.py)
     GET  /healthz         liveness
-    GET  /api/books       the catalogue (?q= searches; ?title= ?author= ?genre= narrow)
+    GET  /api/books       the catalogue with live stock (?q= searches; ?title= ?author= ?genre=)
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
+    GET  /orders/{id}/replication   its steps in the books database's replicas
+    GET  /orders/{id}/commitment    its two-phase commit's messages
     GET  /api/orders      recent orders, newest first
-    GET  /api/cluster     every service: address, pid, health, cache size; queue and leader
+    GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
+                          the books database's replicas, payment, in-doubt transactions
     /api/chaos...         the fault panel, load button and scenarios (chaos on only)
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
@@ -21,6 +24,7 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.chaos.scenarios import Chaos
+from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
@@ -28,7 +32,16 @@ from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
-from bookstore.orchestrator.routes import books, chaos, checkout, cluster, orders
+from bookstore.orchestrator.routes import (
+    books,
+    chaos,
+    checkout,
+    cluster,
+    commitment,
+    orders,
+    replication,
+)
+from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
 from bookstore.web import routes as web
@@ -45,11 +58,14 @@ def create_app(
     *,
     catalogue: Catalogue | None = None,
     store: OrderStore | None = None,
+    stock: StockSource | None = None,
+    commitments: CommitmentSource | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
-    A pipeline or tracker not given is created here, and owned: the app's lifespan
-    starts and closes it. Components given are the caller's to start and close.
+    A pipeline, tracker, stock or commitment source not given is created here, and owned:
+    the app's lifespan starts and closes it. Components given are the caller's to start
+    and close.
     """
     owned: list[Component] = []
     if pipeline is None:
@@ -58,6 +74,12 @@ def create_app(
     if tracker is None:
         tracker = ExecutionTracker(settings)
         owned.append(tracker)
+    if stock is None:
+        stock = DatabaseStock(settings)
+        owned.append(stock)
+    if commitments is None:
+        commitments = ExecutorCommitments(settings)
+        owned.append(commitments)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = (
         store if store is not None else OrderStore(settings.orders_kept, settings.orders_kept_bytes)
@@ -75,11 +97,13 @@ def create_app(
     order_routes = orders.OrderRoutes(tracker, store)
     checkout.install(app, checkout.CheckoutRoute(settings, pipeline, tracker, catalogue, store))
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
-    books.install(app, books.BookRoutes(catalogue))
+    books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
     if settings.chaos:
         chaos.install(app, chaos.ChaosRoutes(settings, chaos_of(settings, tracker, owned)))
+    replication.install(app, replication.ReplicationRoute(stock))
+    commitment.install(app, commitment.CommitmentRoute(commitments))
     web.install(app, get_order=order_routes.get_order)
     return app
 

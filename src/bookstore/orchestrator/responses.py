@@ -8,12 +8,23 @@ probe's dataclasses) and get the JSON back; the keys and their order are the HTT
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bookstore.catalogue import Book
+from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo
-from bookstore.orchestrator.probe import ClusterState, ElectionStep, ExecutorState, QueueState
+from bookstore.orchestrator.probe import (
+    ClusterState,
+    ElectionStep,
+    ExecutorState,
+    InDoubt,
+    PaymentState,
+    QueueState,
+    ReplicaState,
+)
+from bookstore.orchestrator.stock import Replication
 from bookstore.orchestrator.store import APPROVED, REJECTED, BookRef, Event, OrderRecord
 from bookstore.timestamps import utc_iso
 
@@ -27,15 +38,18 @@ def _clock(clock: tuple[int, ...] | None) -> list[int] | None:
 # ---- books and orders -------------------------------------------------------------------
 
 
-def book_json(book: Book) -> JSON:
-    """One book of GET /api/books."""
+def book_json(book: Book, available: Mapping[str, int] | None) -> JSON:
+    """One book of GET /api/books; `available`: the database's copies by book id (None:
+    the database did not answer, so "stock" is null and "stockKnown" false)."""
+    stock = None if available is None else available.get(book.book_id)
     return {
         "bookId": book.book_id,
         "title": book.title,
         "author": book.author,
         "genre": book.genre,
         "price": book.price,
-        "stock": book.stock,
+        "stock": stock,
+        "stockKnown": stock is not None,
     }
 
 
@@ -122,6 +136,44 @@ def checkout_json(record: OrderRecord) -> JSON:
     }
 
 
+def replication_json(order_id: str, replication: Replication) -> JSON:
+    """The GET /orders/{id}/replication body: each replica's steps, in log order."""
+    return {
+        "orderId": order_id,
+        "answered": list(replication.answered),
+        "steps": [
+            {
+                "replicaId": s.replica_id,
+                "kind": s.kind,
+                "index": s.index,
+                "view": s.view,
+                "op": s.op,
+                "peer": s.peer or None,
+            }
+            for s in replication.steps
+        ],
+    }
+
+
+def commitment_json(order_id: str, steps: tuple[CoordinatedStep, ...]) -> JSON:
+    """The GET /orders/{id}/commitment body: the messages in time order."""
+    return {
+        "orderId": order_id,
+        "steps": [
+            {
+                "at": c.step.at,
+                "coordinator": c.replica_id,
+                "kind": c.step.kind,
+                "from": c.step.sender,
+                "to": c.step.receiver,
+                "detail": c.step.detail,
+                "epoch": c.step.epoch,
+            }
+            for c in steps
+        ],
+    }
+
+
 # ---- the cluster view -------------------------------------------------------------------
 
 
@@ -185,6 +237,67 @@ def election_json(step: ElectionStep) -> JSON:
     }
 
 
+def replica_json(replica: ReplicaState) -> JSON:
+    return {
+        "replicaId": replica.replica_id,
+        "address": replica.address,
+        "pid": replica.pid,
+        "alive": replica.alive,
+        "role": replica.role,
+        "view": replica.view,
+        "primaryId": replica.primary_id,
+        "commitIndex": replica.commit_index,
+        "appliedIndex": replica.applied_index,
+        "lastIndex": replica.last_index,
+        "digest": replica.digest,
+        "caughtUp": replica.caught_up,
+        "maxEpoch": replica.max_epoch,
+    }
+
+
+def database_json(replicas: tuple[ReplicaState, ...]) -> JSON:
+    """The replicas, the primary of the highest view, and whether every replica that
+    answered holds the same stock (same applied position and digest)."""
+    alive = [r for r in replicas if r.alive]
+    primaries = sorted(
+        (r for r in alive if r.role == "primary"), key=lambda r: r.view or 0, reverse=True
+    )
+    return {
+        "replicas": [replica_json(r) for r in replicas],
+        "primary": None
+        if not primaries
+        else {"replicaId": primaries[0].replica_id, "view": primaries[0].view},
+        "converged": bool(alive) and len({(r.applied_index, r.digest) for r in alive}) == 1,
+    }
+
+
+def payment_json(payment: PaymentState | None) -> JSON | None:
+    if payment is None:
+        return None
+    return {
+        "address": payment.address,
+        "pid": payment.pid,
+        "healthy": payment.healthy,
+        "capturedCents": payment.captured_cents,
+        "currency": payment.currency,
+        "prepared": payment.prepared,
+        "committed": payment.committed,
+        "aborted": payment.aborted,
+        "epoch": payment.epoch,
+    }
+
+
+def in_doubt_json(txn: InDoubt) -> JSON:
+    return {
+        "txnId": txn.txn_id,
+        "where": txn.where,
+        "state": txn.state,
+        "epoch": txn.epoch,
+        "reason": txn.reason,
+        "since": txn.since,
+    }
+
+
 def cluster_json(services: list[ServiceRow], state: ClusterState) -> JSON:
     """The GET /api/cluster body."""
     leader = state.leader
@@ -196,4 +309,7 @@ def cluster_json(services: list[ServiceRow], state: ClusterState) -> JSON:
         if leader is None
         else {"replicaId": leader.replica_id, "epoch": leader.epoch},
         "elections": [election_json(s) for s in state.elections],
+        "database": database_json(state.replicas),
+        "payment": payment_json(state.payment),
+        "inDoubt": [in_doubt_json(t) for t in state.in_doubt],
     }

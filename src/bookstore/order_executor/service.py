@@ -27,6 +27,7 @@ import grpc
 from bookstore import grpcutil
 from bookstore.backoff import Backoff
 from bookstore.bounded import BoundedMapping
+from bookstore.commitment.trace import CommitmentTrace
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
@@ -98,6 +99,8 @@ class Executor:
         self.steps: deque[executor_pb2.ElectionStep] = deque(maxlen=RECENT_STEPS)
         self.node = Node(replica_id, peers, self.timings, listener=self._on_step)
         self.executed = 0
+        # each coordinated order's two-phase-commit messages, for the cluster view
+        self.commitments = CommitmentTrace()
         # orders this replica executed
         self._done: BoundedMapping[str, None] = BoundedMapping(REMEMBERED_ORDERS)
         self._peer_channels: dict[int, grpc.aio.Channel] = {}
@@ -374,6 +377,25 @@ class OrderExecutorServicer(executor_pb2_grpc.OrderExecutorServicer):
         self, request: common_pb2.Empty, context: Context
     ) -> executor_pb2.ExecutorStatus:
         return self.executor.status()
+
+    async def Commitment(
+        self, request: common_pb2.OrderId, context: Context
+    ) -> executor_pb2.CommitmentLog:
+        steps = self.executor.commitments.steps(request.value)
+        return executor_pb2.CommitmentLog(
+            replica_id=self.executor.replica_id,
+            steps=[
+                executor_pb2.CommitmentStep(
+                    at=s.at,
+                    kind=s.kind,
+                    sender=s.sender,
+                    receiver=s.receiver,
+                    detail=s.detail,
+                    epoch=s.epoch,
+                )
+                for s in steps
+            ],
+        )
 
 
 def create_server(bind: str, executor: Executor) -> tuple[grpc.aio.Server, Any, int]:

@@ -504,3 +504,83 @@ class ReplicaStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplicaStatus: _TypeAlias = ReplicaStatus  # noqa: Y015
+
+@_typing.final
+class OrderEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.str
+    """the order id"""
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderEventsRequest: _TypeAlias = OrderEventsRequest  # noqa: Y015
+
+@_typing.final
+class ReplicationEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    OP_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    replica_id: _builtins.int
+    """the replica that recorded it"""
+    kind: _builtins.str
+    """"appended" | "stored" | "acked" | "applied" """
+    index: _builtins.int
+    """the log position"""
+    view: _builtins.int
+    """the view of the entry"""
+    op: _builtins.str
+    """"reserve" | "commit" | "release" """
+    peer: _builtins.int
+    """acked: the backup that holds it"""
+    def __init__(
+        self,
+        *,
+        replica_id: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        index: _builtins.int = ...,
+        view: _builtins.int = ...,
+        op: _builtins.str = ...,
+        peer: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "kind", b"kind", "op", b"op", "peer", b"peer", "replica_id", b"replica_id", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicationEvent: _TypeAlias = ReplicationEvent  # noqa: Y015
+
+@_typing.final
+class OrderEventsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicationEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ReplicationEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderEventsReply: _TypeAlias = OrderEventsReply  # noqa: Y015

@@ -70,6 +70,11 @@ class BooksDatabaseStub:
                 request_serializer=bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_books__database__pb2.ReplicaStatus.FromString,
                 _registered_method=True)
+        self.OrderEvents = channel.unary_unary(
+                '/bookstore.books.BooksDatabase/OrderEvents',
+                request_serializer=bookstore_dot_pb_dot_books__database__pb2.OrderEventsRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.OrderEventsReply.FromString,
+                _registered_method=True)
 
 
 class BooksDatabaseServicer:
@@ -120,6 +125,13 @@ class BooksDatabaseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OrderEvents(self, request, context):
+        """What this replica did with one order's operations (bounded, in memory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BooksDatabaseServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +169,11 @@ def add_BooksDatabaseServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=bookstore_dot_pb_dot_common__pb2.Empty.FromString,
                     response_serializer=bookstore_dot_pb_dot_books__database__pb2.ReplicaStatus.SerializeToString,
+            ),
+            'OrderEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.OrderEvents,
+                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.OrderEventsRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.OrderEventsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +365,33 @@ class BooksDatabase:
             '/bookstore.books.BooksDatabase/Status',
             bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
             bookstore_dot_pb_dot_books__database__pb2.ReplicaStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OrderEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.books.BooksDatabase/OrderEvents',
+            bookstore_dot_pb_dot_books__database__pb2.OrderEventsRequest.SerializeToString,
+            bookstore_dot_pb_dot_books__database__pb2.OrderEventsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,8 @@ class BooksDatabaseStub:
     Deliver: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]
+    OrderEvents: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.OrderEventsRequest, _books_database_pb2.OrderEventsReply]
+    """What this replica did with one order's operations (bounded, in memory)."""
 
 @_typing.type_check_only
 class BooksDatabaseAsyncStub(BooksDatabaseStub):
@@ -69,6 +71,8 @@ class BooksDatabaseAsyncStub(BooksDatabaseStub):
     Deliver: _aio.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]  # type: ignore[assignment]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]  # type: ignore[assignment]
+    OrderEvents: _aio.UnaryUnaryMultiCallable[_books_database_pb2.OrderEventsRequest, _books_database_pb2.OrderEventsReply]  # type: ignore[assignment]
+    """What this replica did with one order's operations (bounded, in memory)."""
 
 class BooksDatabaseServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -122,5 +126,13 @@ class BooksDatabaseServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.Empty,
         context: _ServicerContext,
     ) -> _typing.Union[_books_database_pb2.ReplicaStatus, _abc.Awaitable[_books_database_pb2.ReplicaStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def OrderEvents(
+        self,
+        request: _books_database_pb2.OrderEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_books_database_pb2.OrderEventsReply, _abc.Awaitable[_books_database_pb2.OrderEventsReply]]:
+        """What this replica did with one order's operations (bounded, in memory)."""
 
 def add_BooksDatabaseServicer_to_server(servicer: BooksDatabaseServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -157,3 +157,66 @@ class ExecutorStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecutorStatus: _TypeAlias = ExecutorStatus  # noqa: Y015
+
+@_typing.final
+class CommitmentStep(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    RECEIVER_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    at: _builtins.str
+    """RFC 3339, UTC"""
+    kind: _builtins.str
+    """"prepare" | "vote" | "decision" | "logged" | "ack" """
+    sender: _builtins.str
+    """"coordinator" | "decision-log" | "books-database" | "payment" """
+    receiver: _builtins.str
+    detail: _builtins.str
+    """vote: "yes" | "no: <why>"; decision, logged: "commit" | "abort" """
+    epoch: _builtins.int
+    """the coordinator's epoch"""
+    def __init__(
+        self,
+        *,
+        at: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        receiver: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "detail", b"detail", "epoch", b"epoch", "kind", b"kind", "receiver", b"receiver", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitmentStep: _TypeAlias = CommitmentStep  # noqa: Y015
+
+@_typing.final
+class CommitmentLog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    replica_id: _builtins.int
+    """the executor that coordinated"""
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommitmentStep]: ...
+    def __init__(
+        self,
+        *,
+        replica_id: _builtins.int = ...,
+        steps: _abc.Iterable[Global___CommitmentStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replica_id", b"replica_id", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitmentLog: _TypeAlias = CommitmentLog  # noqa: Y015

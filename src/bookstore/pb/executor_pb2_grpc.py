@@ -45,6 +45,11 @@ class OrderExecutorStub:
                 request_serializer=bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_executor__pb2.ExecutorStatus.FromString,
                 _registered_method=True)
+        self.Commitment = channel.unary_unary(
+                '/bookstore.executor.OrderExecutor/Commitment',
+                request_serializer=bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_executor__pb2.CommitmentLog.FromString,
+                _registered_method=True)
 
 
 class OrderExecutorServicer:
@@ -62,6 +67,14 @@ class OrderExecutorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Commitment(self, request, context):
+        """The messages of one order's two-phase commit as this executor coordinated
+        them (bounded, in memory; empty if it never coordinated the order).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderExecutorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +87,11 @@ def add_OrderExecutorServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=bookstore_dot_pb_dot_common__pb2.Empty.FromString,
                     response_serializer=bookstore_dot_pb_dot_executor__pb2.ExecutorStatus.SerializeToString,
+            ),
+            'Commitment': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commitment,
+                    request_deserializer=bookstore_dot_pb_dot_common__pb2.OrderId.FromString,
+                    response_serializer=bookstore_dot_pb_dot_executor__pb2.CommitmentLog.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +148,33 @@ class OrderExecutor:
             '/bookstore.executor.OrderExecutor/Status',
             bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
             bookstore_dot_pb_dot_executor__pb2.ExecutorStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commitment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.executor.OrderExecutor/Commitment',
+            bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
+            bookstore_dot_pb_dot_executor__pb2.CommitmentLog.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,12 +36,20 @@ class OrderExecutorStub:
     def __new__(cls, channel: _aio.Channel) -> OrderExecutorAsyncStub: ...
     Deliver: _grpc.UnaryUnaryMultiCallable[_executor_pb2.BullyMessage, _common_pb2.Empty]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _executor_pb2.ExecutorStatus]
+    Commitment: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _executor_pb2.CommitmentLog]
+    """The messages of one order's two-phase commit as this executor coordinated
+    them (bounded, in memory; empty if it never coordinated the order).
+    """
 
 @_typing.type_check_only
 class OrderExecutorAsyncStub(OrderExecutorStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Deliver: _aio.UnaryUnaryMultiCallable[_executor_pb2.BullyMessage, _common_pb2.Empty]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _executor_pb2.ExecutorStatus]  # type: ignore[assignment]
+    Commitment: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _executor_pb2.CommitmentLog]  # type: ignore[assignment]
+    """The messages of one order's two-phase commit as this executor coordinated
+    them (bounded, in memory; empty if it never coordinated the order).
+    """
 
 class OrderExecutorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -57,5 +65,15 @@ class OrderExecutorServicer(metaclass=_abc_1.ABCMeta):
         request: _common_pb2.Empty,
         context: _ServicerContext,
     ) -> _typing.Union[_executor_pb2.ExecutorStatus, _abc.Awaitable[_executor_pb2.ExecutorStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def Commitment(
+        self,
+        request: _common_pb2.OrderId,
+        context: _ServicerContext,
+    ) -> _typing.Union[_executor_pb2.CommitmentLog, _abc.Awaitable[_executor_pb2.CommitmentLog]]:
+        """The messages of one order's two-phase commit as this executor coordinated
+        them (bounded, in memory; empty if it never coordinated the order).
+        """
 
 def add_OrderExecutorServicer_to_server(servicer: OrderExecutorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from orchestrator_fakes import FakePipeline, FakeTracker
+from orchestrator_fakes import FakeCommitments, FakePipeline, FakeStock, FakeTracker
 
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.store import OrderStore
@@ -31,15 +31,26 @@ def tracker() -> FakeTracker:
 
 
 @pytest.fixture
+def stock() -> FakeStock:
+    return FakeStock()
+
+
+@pytest.fixture
 def store() -> OrderStore:
     return OrderStore(1000)
 
 
 @pytest.fixture
 async def client(
-    settings: Settings, pipeline: FakePipeline, tracker: FakeTracker, store: OrderStore
+    settings: Settings,
+    pipeline: FakePipeline,
+    tracker: FakeTracker,
+    store: OrderStore,
+    stock: FakeStock,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, pipeline, tracker, store=store)
+    app = create_app(
+        settings, pipeline, tracker, store=store, stock=stock, commitments=FakeCommitments()
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://orchestrator") as c:
         yield c

@@ -1,16 +1,23 @@
-"""Fake pipeline and tracker for the HTTP layer's tests (no gRPC)."""
+"""Fake pipeline, tracker and stock source for the HTTP layer's tests (no gRPC)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
+from commitment_steps import COMMITTED
+
+from bookstore.books_database.trail import TrailEvent
+from bookstore.catalogue import load_catalogue
+from bookstore.commitment.trace import CommitmentStep
 from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import ServiceStats
 from bookstore.orchestrator.probe import ClusterState, ExecutorState, Leader, QueueState
+from bookstore.orchestrator.stock import Replication
 
 
 @dataclass
@@ -131,3 +138,54 @@ class FakeTracker:
 
 
 UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")
+
+
+@dataclass
+class FakeStock:
+    """The books database: available copies (`down`: unknown), and the replication steps
+    of the order "o-replicated"."""
+
+    copies: dict[str, int] = field(default_factory=dict)
+    default: int = 7
+    down: bool = False
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def available(self) -> dict[str, int] | None:
+        if self.down:
+            return None
+        return {b.book_id: self.copies.get(b.book_id, self.default) for b in load_catalogue().all()}
+
+    async def replication(self, order_id: str) -> Replication:
+        if self.down:
+            return Replication((), ())
+        steps = [
+            TrailEvent(2, "appended", 7, 3, "reserve", 0),
+            TrailEvent(1, "stored", 7, 3, "reserve", 0),
+            TrailEvent(2, "acked", 7, 3, "reserve", 1),
+            TrailEvent(2, "applied", 7, 3, "reserve", 0),
+        ]
+        return Replication((1, 2, 3), tuple(steps if order_id == "o-replicated" else ()))
+
+
+@dataclass
+class FakeCommitments:
+    """Executor 4 coordinated "o-committed" at epoch 2."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def steps(self, order_id: str) -> tuple[CoordinatedStep, ...]:
+        if order_id != "o-committed":
+            return ()
+        return tuple(
+            CoordinatedStep(4, CommitmentStep(f"2026-01-01T00:00:00.{n:03d}Z", k, f, t, d, 2))
+            for n, (k, f, t, d) in enumerate(COMMITTED)
+        )

@@ -6,8 +6,16 @@ from typing import Any
 import httpx
 import pytest
 from checkout_requests import card_secrets_in
-from orchestrator_fakes import UNAVAILABLE, FakePipeline, FakeTracker
+from commitment_steps import COMMITTED
+from orchestrator_fakes import (
+    UNAVAILABLE,
+    FakeCommitments,
+    FakePipeline,
+    FakeStock,
+    FakeTracker,
+)
 
+from bookstore.catalogue import load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.components import lifespan_of
@@ -380,13 +388,82 @@ async def test_no_card_number_or_cvv_in_responses_or_records(
 async def test_books_search_and_narrowing(client: httpx.AsyncClient) -> None:
     everything = (await client.get("/api/books")).json()
     assert len(everything) >= 50
-    assert set(everything[0]) == {"bookId", "title", "author", "genre", "price", "stock"}
+    assert set(everything[0]) == {
+        "bookId",
+        "title",
+        "author",
+        "genre",
+        "price",
+        "stock",
+        "stockKnown",
+    }
     kleppmann = (await client.get("/api/books", params={"q": "kleppmann"})).json()
     assert kleppmann and all("Kleppmann" in b["author"] for b in kleppmann)
     genre = everything[0]["genre"]
     narrowed = (await client.get("/api/books", params={"genre": genre, "title": "a"})).json()
     assert narrowed and all(b["genre"] == genre and "a" in b["title"].lower() for b in narrowed)
     assert (await client.get("/api/books", params={"q": "zzzz-no-such-book"})).json() == []
+
+
+async def test_books_show_the_databases_available_copies(
+    client: httpx.AsyncClient, stock: FakeStock
+) -> None:
+    first = load_catalogue().all()[0]
+    stock.copies[first.book_id] = 3
+    books = {b["bookId"]: b for b in (await client.get("/api/books")).json()}
+    assert books[first.book_id]["stock"] == 3 and books[first.book_id]["stockKnown"] is True
+    assert all(b["stock"] == 7 for i, b in books.items() if i != first.book_id)
+
+
+async def test_books_answer_with_stock_unknown_when_the_database_does_not(
+    client: httpx.AsyncClient, stock: FakeStock
+) -> None:
+    stock.down = True
+    response = await client.get("/api/books", params={"q": "kleppmann"})
+    assert response.status_code == 200
+    books = response.json()
+    assert books and all(b["stock"] is None and b["stockKnown"] is False for b in books)
+
+
+async def test_an_orders_replication_steps_in_log_order(
+    client: httpx.AsyncClient, stock: FakeStock
+) -> None:
+    body = (await client.get("/orders/o-replicated/replication")).json()
+    assert body["orderId"] == "o-replicated" and body["answered"] == [1, 2, 3]
+    assert [(s["replicaId"], s["kind"], s["peer"]) for s in body["steps"]] == [
+        (2, "appended", None),
+        (1, "stored", None),
+        (2, "acked", 1),
+        (2, "applied", None),
+    ]
+    assert body["steps"][0] == {
+        "replicaId": 2,
+        "kind": "appended",
+        "index": 7,
+        "view": 3,
+        "op": "reserve",
+        "peer": None,
+    }
+    unknown = (await client.get("/orders/o-unseen/replication")).json()
+    assert unknown["steps"] == []
+    too_long = await client.get("/orders/" + "x" * 300 + "/replication")
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "BAD_ORDER_ID"
+
+
+async def test_an_orders_commitment_messages_in_time_order(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/orders/o-committed/commitment")).json()
+    assert body["orderId"] == "o-committed"
+    assert [(s["kind"], s["from"], s["to"], s["detail"]) for s in body["steps"]] == [*COMMITTED]
+    assert body["steps"][0] == {
+        "at": "2026-01-01T00:00:00.000Z",
+        "coordinator": 4,
+        "kind": "prepare",
+        "from": "coordinator",
+        "to": "books-database",
+        "detail": "",
+        "epoch": 2,
+    }
+    assert (await client.get("/orders/o-other/commitment")).json()["steps"] == []
 
 
 async def test_cluster_lists_every_service(client: httpx.AsyncClient) -> None:
@@ -468,7 +545,13 @@ async def test_lifespan_closes_what_started_when_a_later_start_fails() -> None:
 
 async def test_injected_components_are_left_to_the_caller() -> None:
     log: list[str] = []
-    injected = create_app(Settings(), _Lifecycle(log, "pipeline"), FakeTracker())
+    injected = create_app(
+        Settings(),
+        _Lifecycle(log, "pipeline"),
+        FakeTracker(),
+        stock=FakeStock(),
+        commitments=FakeCommitments(),
+    )
     async with injected.router.lifespan_context(injected):
         pass
     assert log == []

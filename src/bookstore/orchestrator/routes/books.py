@@ -1,4 +1,5 @@
-"""GET /api/books: the catalogue (?q= searches; ?title= ?author= ?genre= narrow)."""
+"""GET /api/books: the catalogue (?q= searches; ?title= ?author= ?genre= narrow), with
+each book's live stock from the books database (`stockKnown: false` when it cannot say)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from starlette.responses import Response
 from bookstore.catalogue import Catalogue
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.responses import book_json
+from bookstore.orchestrator.stock import StockSource
 
 
 class BookRoutes:
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, stock: StockSource) -> None:
         self.catalogue = catalogue
-        self._json = {b.book_id: book_json(b) for b in catalogue.all()}
+        self.stock = stock
 
     async def books(
         self, q: str = "", title: str = "", author: str = "", genre: str = ""
@@ -23,7 +25,8 @@ class BookRoutes:
             if value:
                 keep = {b.book_id for b in self.catalogue.search(value, field)}
                 found = [b for b in found if b.book_id in keep]
-        return json_response([self._json[b.book_id] for b in found])
+        available = await self.stock.available() if found else {}
+        return json_response([book_json(b, available) for b in found])
 
 
 def install(app: FastAPI, routes: BookRoutes) -> None:

@@ -1,4 +1,6 @@
-"""GET /api/cluster: every service with its health, the executors, the queue, the elections.
+"""GET /api/cluster: every service with its health, the executors, the queue, the elections,
+the books database's replicas, payment and the in-doubt transactions ("database", "payment",
+"inDoubt"; not in "services" until `bookstore up` starts them).
 
 Answers within about CLUSTER_TIMEOUT_S whatever is down: what does not answer in time
 is shown unhealthy or unknown.

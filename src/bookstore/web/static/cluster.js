@@ -1,7 +1,10 @@
-// The cluster view: services, executors, queue, elections, recent orders and the
-// chosen order's space-time diagram. Polls /api/cluster more than once a second.
+// The cluster view: services, executors, queue, elections, the books database's replicas,
+// payment and the transactions in doubt, recent orders and the chosen order's space-time
+// diagram. Polls /api/cluster more than once a second.
 import { render as renderDiagram, LANES } from "/static/diagram.js";
 import { install as installChaos } from "/static/chaos.js";
+import { render as renderReplication } from "/static/replication.js";
+import { render as renderCommitment } from "/static/commitment.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
 
 const CLUSTER_MS = 750; // a refresh starts this long after the previous one did (or when it answers)
@@ -99,6 +102,60 @@ function renderElections(elections) {
   )) : [h("li", { class: "empty" }, "No election yet.")]));
 }
 
+// A digest's first characters, enough to see at a glance that replicas agree.
+const shortDigest = (d) => (d ? String(d).slice(0, 10) : "—");
+
+function renderDatabase(database) {
+  const db = database || {};
+  const primaryId = db.primary ? db.primary.replicaId : null;
+  const cards = (db.replicas || []).map((r) => {
+    const isPrimary = r.alive && r.replicaId === primaryId;
+    return h(
+      "article",
+      {
+        class: `replica${isPrimary ? " leader" : ""}${r.alive ? "" : " dead"}`,
+        dataset: { replicaId: r.replicaId, alive: Boolean(r.alive), role: r.alive ? r.role || "" : "", digest: r.digest || "" },
+        "aria-label": `Database replica ${r.replicaId}${isPrimary ? ", primary" : ""}${r.alive ? "" : ", down"}`,
+      },
+      h("h3", {}, `Replica ${r.replicaId} `, isPrimary ? h("span", { class: "badge" }, "PRIMARY") : null),
+      h("dl", {},
+        h("dt", {}, "state"), h("dd", {}, yesNo(r.alive)),
+        h("dt", {}, "role"), h("dd", {}, r.alive ? r.role || "—" : "—"),
+        h("dt", {}, "view"), h("dd", {}, r.view ?? "—"),
+        h("dt", {}, "applied"), h("dd", { title: `commit ${r.commitIndex ?? "?"}, log ${r.lastIndex ?? "?"}` }, r.appliedIndex ?? "—"),
+        h("dt", {}, "digest"), h("dd", { class: "mono", title: r.digest || "" }, shortDigest(r.digest)),
+        h("dt", {}, "pid"), h("dd", { class: "mono" }, r.pid ?? "—")),
+    );
+  });
+  $("replicas").replaceChildren(...(cards.length ? cards : [h("p", { class: "empty" }, "No replicas reported.")]));
+  const line = $("database-line");
+  line.dataset.primary = primaryId ?? "";
+  line.dataset.converged = String(Boolean(db.converged));
+  line.textContent = `${db.primary ? `primary: replica ${primaryId}, view ${db.primary.view}` : "no primary"}` +
+    ` · ${db.converged ? "replicas converged (same position and digest)" : "replicas differ or catching up"}`;
+}
+
+function renderPayment(payment, inDoubt) {
+  const p = payment || {};
+  const stat = (value, label, id) => h("div", { class: "stat", id }, h("b", {}, value ?? "—"), h("span", {}, label));
+  const captured = p.capturedCents != null ? `${(p.capturedCents / 100).toFixed(2)} ${p.currency || ""}` : null;
+  $("payment-health").replaceChildren(payment ? yesNo(p.healthy) : "");
+  $("payment-stats").replaceChildren(
+    stat(captured, "captured", "payment-captured"),
+    stat(p.prepared, "prepared"),
+    stat(p.committed, "captures"),
+    stat(p.aborted, "voids"),
+  );
+  const list = inDoubt || [];
+  $("in-doubt").replaceChildren(...(list.length ? list.map((t) => h(
+    "tr", { dataset: { txnId: t.txnId, where: t.where } },
+    h("td", { class: "mono", title: t.txnId }, shortId(t.txnId)),
+    h("td", {}, t.where),
+    h("td", {}, t.state, t.reason ? h("span", { class: "muted" }, ` · ${t.reason}`) : ""),
+    h("td", {}, t.epoch ?? "—"),
+  )) : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "Nothing in doubt."))]));
+}
+
 async function pollCluster() {
   const started = Date.now();
   try {
@@ -108,6 +165,8 @@ async function pollCluster() {
     renderExecutors(body.executors, body.leader);
     renderQueue(body.queue);
     renderElections(body.elections);
+    renderDatabase(body.database);
+    renderPayment(body.payment, body.inDoubt);
     $("live-dot").className = "dot up";
     $("live-text").textContent = `live · updated ${fmtTime(Date.now())}`;
     document.body.dataset.clusterUpdated = String(Date.now());
@@ -188,6 +247,7 @@ async function loadOrder(orderId, scroll) {
   chosenOrder = body;
   if (same && $("chosen-execution")) {
     $("chosen-execution").textContent = executionText(body.execution) || "";
+    loadReplication(orderId);
     return;
   }
   const approved = body.status === "Order Approved";
@@ -209,10 +269,63 @@ async function loadOrder(orderId, scroll) {
     h("div", { class: "diagram-wrap", id: "diagram" }, renderDiagram(body)),
     eventsTable(body),
   );
+  detail.append(
+    h("h3", { class: "sub" }, "In the books database"),
+    h("div", { class: "legend" },
+      h("span", {}, "→ the primary's Append to a backup, the backup's acknowledgement back"),
+      h("span", {}, "applied: committed on a majority's disks")),
+    h("div", { class: "diagram-wrap", id: "replication" }, h("p", { class: "empty" }, "Loading…")),
+    h("h3", { class: "sub" }, "Two-phase commit"),
+    h("div", { class: "legend" },
+      h("span", {}, "the leader executor coordinates: prepare, votes, the decision logged first, then sent, acks")),
+    h("div", { class: "diagram-wrap", id: "commitment" }, h("p", { class: "empty" }, "Loading…")),
+  );
+  replicationDrawn = null;
+  commitmentDrawn = null;
+  loadReplication(orderId);
   if ((body.clockErrors || []).length) {
     detail.append(h("ul", { class: "error-text", id: "clock-errors" }, body.clockErrors.map((e) => h("li", {}, e))));
   }
   if (scroll) $("order-panel").scrollIntoView({ block: "nearest" });
+}
+
+// The chosen order's steps in the books database's replicas, redrawn when they change.
+let replicationDrawn = null;
+
+let commitmentDrawn = null;
+
+async function loadReplication(orderId) {
+  loadCommitment(orderId);
+  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/replication`).catch(() => ({ ok: false }));
+  const box = $("replication");
+  if (orderId !== chosen || !box) return;
+  const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
+  if (key === replicationDrawn) return;
+  replicationDrawn = key;
+  if (!ok || !body) {
+    box.replaceChildren(h("p", { class: "empty" }, "The books database could not be asked."));
+  } else if (!(body.steps || []).length) {
+    box.replaceChildren(h("p", { class: "empty", id: "replication-empty" },
+      `No replica has recorded this order (${(body.answered || []).length} answered): its copies have not been reserved.`));
+  } else {
+    box.replaceChildren(renderReplication(body));
+  }
+}
+
+async function loadCommitment(orderId) {
+  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/commitment`).catch(() => ({ ok: false }));
+  const box = $("commitment");
+  if (orderId !== chosen || !box) return;
+  const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
+  if (key === commitmentDrawn) return;
+  commitmentDrawn = key;
+  if (!ok || !body) {
+    box.replaceChildren(h("p", { class: "empty" }, "The executors could not be asked."));
+  } else if (!(body.steps || []).length) {
+    box.replaceChildren(h("p", { class: "empty", id: "commitment-empty" }, "No executor has recorded a two-phase commit of this order."));
+  } else {
+    box.replaceChildren(renderCommitment(body));
+  }
 }
 
 function eventsTable(order) {

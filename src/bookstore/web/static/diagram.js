@@ -3,7 +3,7 @@
 // vector clocks (sum of the entries, then the time the report arrived), and
 // after each event the clock-carrying messages to the two other services, each
 // drawn to the first event of the receiver whose clock includes it.
-import { fmtClock, s } from "/static/dom.js";
+import { arrowDefs, fmtClock, s } from "/static/dom.js";
 
 export const LANES = [
   { service: "transaction-verification", short: "TV", color: "var(--tv)" },
@@ -79,9 +79,7 @@ export function render(order) {
     "aria-label": `Space-time diagram of order ${order.orderId}: ${L.events.length} events`,
     dataset: { orderId: order.orderId || "", events: L.events.length },
   });
-  svg.append(s("defs", {}, s("marker", {
-    id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
-  }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3ad" }))));
+  svg.append(arrowDefs("arrow", "#9aa3ad"));
 
   LANES.forEach((lane, i) => {
     const y = TOP + i * LANE_GAP;

@@ -90,3 +90,10 @@ export function executionText(execution) {
   }
   return execution.sequence != null ? `queued (#${execution.sequence})` : "queued";
 }
+
+// An SVG <defs> with one arrow head (marker `id`), for a diagram's message lines.
+export function arrowDefs(id, fill) {
+  return s("defs", {}, s("marker", {
+    id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
+  }, s("path", { d: "M0,0 L10,5 L0,10 z", fill })));
+}

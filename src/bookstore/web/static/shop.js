@@ -33,8 +33,14 @@ async function search(q) {
   for (const book of body) list.append(bookCard(book));
 }
 
+// The books database's available copies; "stock unknown" when it did not answer.
+function stockText(book) {
+  if (book.stockKnown === false || book.stock == null) return "stock unknown";
+  return Number(book.stock) <= 0 ? "sold out" : `${book.stock} in stock`;
+}
+
 function bookCard(book) {
-  const soldOut = Number(book.stock) <= 0;
+  const soldOut = book.stockKnown !== false && book.stock != null && Number(book.stock) <= 0;
   return h(
     "li",
     { class: "book", dataset: { bookId: book.bookId } },
@@ -45,7 +51,7 @@ function bookCard(book) {
       "div",
       { class: "meta" },
       h("span", { class: "price" }, money(book.price)),
-      h("span", { class: "muted", style: "font-size:.8rem" }, soldOut ? "sold out" : `${book.stock} in stock`),
+      h("span", { class: "muted stock", style: "font-size:.8rem" }, stockText(book)),
       h(
         "button",
         {
