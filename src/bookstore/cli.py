@@ -1,10 +1,11 @@
 """The `bookstore` command: `bookstore up`, `bookstore serve SERVICE` and
-`bookstore certs --out DIR`."""
+`bookstore certs --out DIR`; `bookstore chaos SCENARIO`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import sys
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bookstore import logs
+from bookstore.chaos import filter as chaos_filter
+from bookstore.chaos.control import rules_path
 from bookstore.identity import plaintext_warning, tls_dir
 from bookstore.settings import SERVICES, Settings, SettingsError, get_settings
 from bookstore.telemetry.metrics import MetricsServer, metrics_bind_address, serve_metrics
@@ -26,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole system on this machine")
     up.add_argument("--no-color", action="store_true", help="plain log prefixes")
+    up.add_argument(
+        "--chaos", action="store_true", help="fault injection on (panel, load, scenarios)"
+    )
+    chaos = sub.add_parser("chaos", help="play a fault scenario under load (bookstore up --chaos)")
+    chaos.add_argument("scenario", help="kill-leader, pause-leader or split-executors")
     serve = sub.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)
     serve.add_argument(
@@ -62,6 +70,8 @@ def serve(service: str, replica_id: int | None) -> int:
         raise SettingsError(f"{service} needs --replica-id N")
     name = service if replica_id is None else f"{service}-{replica_id}"
     logs.setup(name, settings.log_level)
+    if settings.chaos:
+        chaos_filter.configure(name, rules_path(settings.data_dir))
     if warning := plaintext_warning(settings):
         logging.getLogger("bookstore").warning(warning)
     from bookstore.identity.credentials import use_identity
@@ -104,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args.service, args.replica_id)
         if args.command == "certs":
             return _certs(args.out)
+        if args.command == "chaos":
+            from bookstore.chaos import cli as chaos_cli
+
+            return chaos_cli.main(get_settings(), args.scenario)
         from bookstore import launcher, portcheck
 
         settings = get_settings()
@@ -121,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bookstore up: warning: {warning}", file=sys.stderr)
         else:
             make_certs(settings, tls_dir(settings))
+        if args.chaos:
+            settings = dataclasses.replace(settings, chaos=True)
         return launcher.main(settings, color=not args.no_color)
     except SettingsError as exc:  # MissingCertificate too
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from bookstore.chaos import filter as chaos_filter
 from bookstore.telemetry.grpc_metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,15 @@ class Transport:
 
     def channel(self, address: str) -> grpc.aio.Channel:
         if self.channel_credentials is None:
-            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        return grpc.aio.secure_channel(address, self.channel_credentials, options=CHANNEL_OPTIONS)
+            return grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS, interceptors=chaos_filter.client_interceptors()
+            )
+        return grpc.aio.secure_channel(
+            address,
+            self.channel_credentials,
+            options=CHANNEL_OPTIONS,
+            interceptors=chaos_filter.client_interceptors(),
+        )
 
     def blocking_channel(self, address: str) -> grpc.Channel:
         """A channel for code without an event loop (the container health check)."""
@@ -157,9 +165,15 @@ def create_server(
     whether the port is plaintext or mutual TLS with the policy's check.
     """
     transport = _transport
-    # The caller's identity checked first, then every unary call counted and timed.
+    # The caller's identity checked first, then chaos's message faults (only with chaos
+    # on), then every unary call counted and timed.
     server = grpc.aio.server(
-        options=SERVER_OPTIONS, interceptors=[*transport.interceptors, MetricsInterceptor()]
+        options=SERVER_OPTIONS,
+        interceptors=[
+            *transport.interceptors,
+            *chaos_filter.server_interceptors(),
+            MetricsInterceptor(),
+        ],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()

@@ -11,6 +11,10 @@ while. On Ctrl-C or SIGTERM every service gets SIGTERM, then SIGKILL after a
 grace period; each child runs in its own process group (a terminal's Ctrl-C
 reaches only the launcher, which stops them in order) and, on Linux, is
 killed by the kernel if the launcher itself dies (PR_SET_PDEATHSIG).
+
+With chaos on (`bookstore up --chaos`) the launcher also serves the fault control
+socket (`bookstore.chaos.control`): kill, pause and restart its services, and the
+message-fault rules every service reads.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TextIO
 
 from bookstore import health
 from bookstore.backoff import Backoff
+from bookstore.chaos.control import Control
 from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -209,6 +214,11 @@ class Launcher:
         self._width = max(len(r.spec.name) for r in self._services)
         self._stopping = False
         self._readers: set[asyncio.Task[None]] = set()
+        self.control: Control | None = None
+        if settings.chaos:  # fault injection: the services filter their messages
+            self.env["BOOKSTORE_CHAOS"] = "1"
+            names = [r.spec.name for r in self._services]
+            self.control = Control(settings.data_dir, names, self.pids, self.say)
 
     # ---------------------------------------------------------------- output
 
@@ -291,6 +301,8 @@ class Launcher:
 
     async def start(self) -> None:
         """Start every service (without waiting for readiness)."""
+        if self.control is not None:
+            await self.control.start()
         for running in self._services:
             await self._spawn(running)
             running.supervisor = asyncio.create_task(self._supervise(running))
@@ -350,6 +362,8 @@ class Launcher:
     async def stop(self) -> None:
         """SIGTERM to every service, SIGKILL to what is left after the grace period."""
         self._stopping = True
+        if self.control is not None:
+            await self.control.close()
         for running in self._services:
             if running.supervisor is not None:
                 running.supervisor.cancel()

@@ -127,6 +127,10 @@ class Settings:
     books_election_min_s: float = 0.3  # no primary heard for a random time in [min, max]:
     books_election_max_s: float = 0.6  # a backup starts a new view
 
+    # Fault injection (`bookstore up --chaos`; never on in Compose or Kubernetes).
+    chaos: bool = False  # fault panel, load button, scenarios, message faults (1: on)
+    chaos_allow_remote: bool = False  # fault endpoints answer callers other than 127.0.0.1
+
     def checkout_address(self, service: str) -> str:
         return {
             "transaction-verification": self.transaction_verification_address,
@@ -320,6 +324,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         books_heartbeat_s=_float(e, "BOOKS_DATABASE_HEARTBEAT_S", d.books_heartbeat_s),
         books_election_min_s=_float(e, "BOOKS_DATABASE_ELECTION_MIN_S", d.books_election_min_s),
         books_election_max_s=_float(e, "BOOKS_DATABASE_ELECTION_MAX_S", d.books_election_max_s),
+        chaos=_bool(e, "BOOKSTORE_CHAOS", d.chaos),
+        chaos_allow_remote=_bool(e, "BOOKSTORE_CHAOS_ALLOW_REMOTE", d.chaos_allow_remote),
     )
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(

@@ -11,6 +11,7 @@
                           the books database's replicas, payment, in-doubt transactions
     GET  /api/charts      the cluster view's live chart series (charts.py)
     GET  /metrics         this process's Prometheus metrics
+    /api/chaos...         the fault panel, load button and scenarios (chaos on only)
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
+from bookstore.chaos.scenarios import Chaos
 from bookstore.orchestrator import charts
 from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
@@ -35,6 +37,7 @@ from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import (
     books,
+    chaos,
     checkout,
     cluster,
     commitment,
@@ -106,8 +109,33 @@ def create_app(
     books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
     cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
+    if settings.chaos:
+        chaos.install(app, chaos.ChaosRoutes(settings, chaos_of(settings, tracker, owned)))
     replication.install(app, replication.ReplicationRoute(stock))
     commitment.install(app, commitment.CommitmentRoute(commitments))
     charts.install(app, feed)
     web.install(app, get_order=order_routes.get_order)
     return app
+
+
+def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Chaos:
+    """The load generator and scenario runner, reading executions from `tracker`."""
+
+    async def status_of(order_id: str) -> tuple[str, str | None] | None:
+        info = await tracker.status(order_id)
+        return None if info is None else (info.state, info.executed_at)
+
+    async def leader() -> int | None:
+        state = await tracker.cluster()
+        return state.leader.replica_id if state.leader else None
+
+    executions = tracker.executions if isinstance(tracker, ExecutionTracker) else None
+    runner = Chaos(
+        settings.data_dir,
+        settings.orchestrator_address,
+        status_of,
+        executions or (lambda order_id: 0),
+        leader,
+    )
+    owned.append(runner)
+    return runner

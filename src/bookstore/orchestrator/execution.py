@@ -91,6 +91,11 @@ class ExecutionTracker:
         # Orders this tracker enqueued -> the feed connection they were enqueued
         # under: the feed is sure to bring their execution while it stays up.
         self._enqueued: BoundedMapping[str, int] = BoundedMapping(RECENT_EXECUTIONS)
+        # Order -> the distinct executions (executor, epoch, sequence) reported for it:
+        # more than one would be an order executed twice (the chaos audit counts them).
+        self._executions: BoundedMapping[str, set[tuple[int | None, int | None, int | None]]] = (
+            BoundedMapping(RECENT_EXECUTIONS)
+        )
         self._generation = 0
         self._outage_reported = False
         self.watching = False
@@ -210,6 +215,9 @@ class ExecutionTracker:
 
     def _resolve(self, order_id: str, info: ExecutionInfo) -> None:
         self._recent[order_id] = info
+        seen = self._executions.get(order_id) or set()
+        seen.add((info.executor, info.epoch, info.sequence))
+        self._executions[order_id] = seen
         for future in self._waiters.get(order_id, []):
             if not future.done():
                 future.set_result(info)
@@ -270,6 +278,10 @@ class ExecutionTracker:
             log.warning("execution feed %s; reconnecting", problem)
             self._outage_reported = True
         return stable
+
+    def executions(self, order_id: str) -> int:
+        """How many distinct executions of the order this tracker has been told of."""
+        return len(self._executions.get(order_id) or ())
 
     # -- status -------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // chosen order's space-time diagram. Polls /api/cluster more than once a second.
 import { pollCharts } from "/static/charts.js";
 import { render as renderDiagram, LANES } from "/static/diagram.js";
+import { install as installChaos } from "/static/chaos.js";
 import { render as renderReplication } from "/static/replication.js";
 import { render as renderCommitment } from "/static/commitment.js";
 import { errorMessage, executionText, fmtClock, fmtTime, getJSON, h, shortId } from "/static/dom.js";
@@ -347,4 +348,5 @@ function eventsTable(order) {
 pollCluster();
 pollOrders();
 pollCharts();
+installChaos();
 if (chosen) loadOrder(chosen, false);
