@@ -1,10 +1,8 @@
 """The shop's stock and the cluster view's books database, against the real system
 with three real books-database replicas.
 
-Until `bookstore up` starts the replicas itself, this module starts them (on free
-ports, their own data directory) and points the system at them. The stock is set
-through the database's admin SetStock; once executing an order takes its copies, the
-shop's number going down after an order belongs here too.
+`bookstore up` starts the three replicas; the stock is set through the database's
+admin SetStock (as the operator's identity), and an executed order takes its copies.
 """
 
 from __future__ import annotations
@@ -12,15 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from books_database_harness import Replicas
 from harness import System, start_system
 from pages import RecordedPage, approved_order, search
 from playwright.sync_api import expect
-from queue_harness import kill_all
+from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
 
@@ -29,7 +25,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 T = TypeVar("T")
 BOOK = "b001"
 TITLE = "Designing Data-Intensive Applications"
-OTHER_BOOK = "b002"  # the first test sells BOOK out
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -38,25 +33,34 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _start_replicas(root: Path) -> Replicas:
-    replicas = Replicas(root, initial_stock=50)
+def _addresses(system: System) -> dict[int, str]:
+    pairs = (p.split("=", 1) for p in system.env["BOOKS_DATABASE_ADDRESSES"].split(","))
+    return {int(k): v for k, v in pairs}
+
+
+def _admin(system: System) -> BooksDatabaseClient:
+    """The database as its operator (the launcher's identity may set stock)."""
+    return BooksDatabaseClient(
+        _addresses(system),
+        deadline_s=20.0,
+        channel_factory=transport(system.env, "launcher").channel,
+    )
+
+
+async def _set_stock(system: System, stock: Mapping[str, int]) -> None:
+    db = _admin(system)
     try:
-        await replicas.start()
-        await replicas.primary()
+        await db.set_stock(stock)
     finally:
-        await replicas.db.close()  # made on this loop; the tests use clients of their own
-    return replicas
+        await db.close()
 
 
-async def _reserve_and_commit(addresses: Mapping[int, str], order_id: str) -> None:
-    """What the executor does with an order's copies (epoch 1), then until every
-    replica has applied it."""
-    db = BooksDatabaseClient(addresses, deadline_s=20.0)
+async def _converged(system: System) -> None:
+    """Until every replica has applied the same log."""
+    db = _admin(system)
     try:
-        assert (await db.reserve(order_id, {OTHER_BOOK: 1}, epoch=1)).ok
-        await db.commit(order_id, epoch=1)
         while True:
-            states = [await db.status(i) for i in addresses]
+            states = [await db.status(i) for i in _addresses(system)]
             if len({(s.applied_index, s.digest) for s in states}) == 1:
                 return
             await asyncio.sleep(0.05)
@@ -64,46 +68,34 @@ async def _reserve_and_commit(addresses: Mapping[int, str], order_id: str) -> No
         await db.close()
 
 
-async def _set_stock(addresses: Mapping[int, str], stock: Mapping[str, int]) -> None:
-    db = BooksDatabaseClient(addresses, deadline_s=20.0)
-    try:
-        await db.set_stock(stock)
-    finally:
-        await db.close()
-
-
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
-    running = _run(_start_replicas(tmp_path_factory.mktemp("books-database")))
-    try:
-        yield running
-    finally:
-        kill_all(running.procs.values())
-
-
-@pytest.fixture(scope="module")
-def stocked(replicas: Replicas) -> Iterator[System]:
-    addresses = ",".join(f"{i}={a}" for i, a in replicas.addresses.items())
-    with start_system({"BOOKS_DATABASE_ADDRESSES": addresses}) as running:
+def stocked() -> Iterator[System]:
+    with start_system() as running:
         running.wait_healthy()
         yield running
 
 
-def test_the_shop_shows_the_stock_the_database_holds(
-    recorded: RecordedPage, replicas: Replicas, stocked: System
+def test_the_shop_shows_the_stock_the_database_holds_and_an_executed_order_takes_it(
+    recorded: RecordedPage, stocked: System
 ) -> None:
     page = recorded.page
-    _run(_set_stock(replicas.addresses, {BOOK: 3}))
+    _run(_set_stock(stocked, {BOOK: 3}))
     page.goto(stocked.base_url + "/")
     search(page, TITLE)
     card = page.locator(f".book[data-book-id='{BOOK}']")
     expect(card.locator(".stock")).to_have_text("3 in stock")
 
-    _run(_set_stock(replicas.addresses, {BOOK: 0}))
+    approved_order(stocked.base_url)  # one copy of BOOK, answered once executed
     page.reload()  # the page reads the stock again
+    search(page, TITLE)
+    expect(card.locator(".stock")).to_have_text("2 in stock")
+
+    _run(_set_stock(stocked, {BOOK: 0}))
+    page.reload()
     search(page, TITLE)
     expect(card.locator(".stock")).to_have_text("sold out")
     expect(card.get_by_role("button", name=f"Add {TITLE} to cart")).to_be_disabled()
+    _run(_set_stock(stocked, {BOOK: 50}))  # for the tests after this one
     assert recorded.foreign_requests() == []
 
 
@@ -125,10 +117,10 @@ def test_the_cluster_view_shows_three_replicas_with_one_primary(
 
 
 def test_the_cluster_view_draws_an_orders_replication(
-    recorded: RecordedPage, replicas: Replicas, stocked: System
+    recorded: RecordedPage, stocked: System
 ) -> None:
-    order_id = approved_order(stocked.base_url)
-    _run(_reserve_and_commit(replicas.addresses, order_id))
+    order_id = approved_order(stocked.base_url)  # the executor reserved and committed it
+    _run(_converged(stocked))
     page = recorded.page
     page.goto(f"{stocked.base_url}/cluster?order={order_id}")
     svg = page.locator("svg.replication")

@@ -15,6 +15,7 @@ import pytest
 from checkout_requests import card_secrets_in
 from commitment_audit import Shop, audit, data_files, order
 from harness import System, start_system
+from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.catalogue import load_catalogue
@@ -101,7 +102,9 @@ def test_orders_for_the_last_copies_exactly_as_many_succeed_as_there_are_copies(
     }
 
     async def set_stock() -> None:
-        client = BooksDatabaseClient(addresses, deadline_s=30.0)
+        client = BooksDatabaseClient(
+            addresses, deadline_s=30.0, channel_factory=transport(system.env, "launcher").channel
+        )
         try:
             await client.set_stock({LAST_COPIES_BOOK: LAST_COPIES})
         finally:

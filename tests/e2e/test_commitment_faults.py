@@ -21,6 +21,7 @@ import httpx
 import pytest
 from commitment_audit import Shop, audit, order, wait_for
 from harness import System, start_system
+from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
 
@@ -87,7 +88,9 @@ def _books_primary(system: System) -> int:
     }
 
     async def find() -> int:
-        client = BooksDatabaseClient(addresses)
+        client = BooksDatabaseClient(
+            addresses, channel_factory=transport(system.env, "launcher").channel
+        )
         try:
             for i in addresses:
                 status = await client.status(i)

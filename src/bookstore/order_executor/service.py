@@ -144,7 +144,7 @@ class Executor:
         self._queue_ok_at = 0.0
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
         crash = CrashHook(settings.test_crash_at, settings.data_dir)
-        self.commit = TwoPhaseCommit(settings, self.queue, crash)
+        self.commit = TwoPhaseCommit(settings, self.queue, crash, self.commitments)
         self._inflight: set[str] = set()  # orders whose transaction runs here now
         self._recovered_epoch = 0  # the epoch whose in-doubt orders are finished
         self._recovering = asyncio.Lock()

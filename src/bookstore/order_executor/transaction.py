@@ -40,6 +40,7 @@ from bookstore import grpcutil
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
 from bookstore.commitment.participant import Decision
+from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 
@@ -127,7 +128,10 @@ class TwoPhaseCommit:
         settings: Settings,
         queue: queue_pb2_grpc.OrderQueueAsyncStub,
         crash: CrashHook | None = None,
+        trace: CommitmentTrace | None = None,
     ) -> None:
+        # Every message of every transaction, for the cluster view's commitment diagram.
+        self.trace = trace if trace is not None else CommitmentTrace()
         self.rpc_timeout_s = settings.rpc_timeout_s
         self.timings = Timings(vote_timeout=2 * settings.rpc_timeout_s, resend_interval=0.5)
         self.queue = queue
@@ -207,6 +211,7 @@ class TwoPhaseCommit:
         if key in inflight:  # one RPC at a time per action and participant
             return
         inflight[key] = asyncio.create_task(self._perform(action, txn))
+        self.trace.sent(txn.order_id, txn.epoch, action)
 
     def _after_answer(self, key: tuple[Kind, str], txn: Txn, coordinator: Coordinator) -> None:
         if key == (Kind.COMMIT, BOOKS) and BOOKS in coordinator.acks:
@@ -260,11 +265,13 @@ class TwoPhaseCommit:
         reply = await self._rpc("order-queue", self.queue.LogDecision, request)
         decision, reason = Decision(reply.decision), str(reply.reason)
         log.info("txn=%s decision=%s epoch=%d %s", txn.order_id, decision, txn.epoch, reason)
+        self.trace.answered(txn.order_id, txn.epoch, "logged", DECISION_LOG, str(decision))
         return lambda c, now: c.on_logged(decision, reason, now)
 
     async def _reserve(self, action: Action, txn: Txn) -> Feed:
         reservation = await self.books.reserve(txn.order_id, txn.items, txn.epoch)
         reason = "" if reservation.ok else "out of stock: " + ", ".join(reservation.lacking_titles)
+        self._voted(txn, BOOKS, reservation.ok, reason)
         return lambda c, now: c.on_vote(BOOKS, reservation.ok, reason, now)
 
     async def _authorize(self, action: Action, txn: Txn) -> Feed:
@@ -279,9 +286,11 @@ class TwoPhaseCommit:
             reply = await self.payment.Authorize(request, timeout=self.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self._voted(txn, PAYMENT, False, NO_ANSWER)
                 return lambda c, now: c.on_vote(PAYMENT, False, NO_ANSWER, now)
             raise grpcutil.translate(PAYMENT, exc) from None
         yes, reason = bool(reply.approved), str(reply.reason)
+        self._voted(txn, PAYMENT, yes, reason)
         return lambda c, now: c.on_vote(PAYMENT, yes, reason, now)
 
     async def _books_txn(self, action: Action, txn: Txn) -> Feed:
@@ -289,6 +298,7 @@ class TwoPhaseCommit:
             await self.books.commit(txn.order_id, txn.epoch)
         else:
             await self.books.release(txn.order_id, txn.epoch)
+        self.trace.answered(txn.order_id, txn.epoch, "ack", BOOKS, action.kind.value)
         return lambda c, now: c.on_ack(BOOKS, now)
 
     async def _payment_txn(self, action: Action, txn: Txn) -> Feed:
@@ -297,4 +307,9 @@ class TwoPhaseCommit:
         )
         call = self.payment.Capture if action.kind is Kind.COMMIT else self.payment.Void
         await self._rpc(PAYMENT, call, request)
+        self.trace.answered(txn.order_id, txn.epoch, "ack", PAYMENT, action.kind.value)
         return lambda c, now: c.on_ack(PAYMENT, now)
+
+    def _voted(self, txn: Txn, participant: str, yes: bool, reason: str) -> None:
+        detail = "yes" if yes else f"no: {reason}"
+        self.trace.answered(txn.order_id, txn.epoch, "vote", participant, detail)

@@ -142,6 +142,31 @@ async def test_both_yes_logs_commit_before_taking_and_capturing(
     assert w.calls[2] == "log-decision" and sorted(w.calls[3:]) == ["capture", "commit"]
 
 
+async def test_every_message_of_the_transaction_is_in_its_commitment_trace(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    _, commit = world
+    await commit.run(txn())
+    steps = [(s.kind, s.sender, s.receiver, s.detail) for s in commit.trace.steps("o1")]
+    assert sorted(steps[:4]) == [
+        ("prepare", "coordinator", "books-database", ""),
+        ("prepare", "coordinator", "payment", ""),
+        ("vote", "books-database", "coordinator", "yes"),
+        ("vote", "payment", "coordinator", "yes"),
+    ]
+    assert steps[4:6] == [
+        ("decision", "coordinator", "decision-log", "commit"),
+        ("logged", "decision-log", "coordinator", "commit"),
+    ]
+    assert sorted(steps[6:]) == [
+        ("ack", "books-database", "coordinator", "commit"),
+        ("ack", "payment", "coordinator", "commit"),
+        ("decision", "coordinator", "books-database", "commit"),
+        ("decision", "coordinator", "payment", "commit"),
+    ]
+    assert {s.epoch for s in commit.trace.steps("o1")} == {3}
+
+
 async def test_out_of_stock_aborts_everywhere_with_the_titles(
     world: tuple[World, TwoPhaseCommit],
 ) -> None:
