@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def chaos_system() -> Iterator[System]:
-    with start_system({"BOOKSTORE_CHAOS": "1"}) as running:
+    with start_system({"BOOKSTORE_CHAOS": "1", "BOOKS_INITIAL_STOCK": "1000000"}) as running:
         running.wait_healthy()
         yield running
 

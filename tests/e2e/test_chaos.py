@@ -21,7 +21,8 @@ SCENARIO_TIMEOUT_S = 120.0
 
 @pytest.fixture(scope="module")
 def chaos_system() -> Iterator[System]:
-    with start_system({"BOOKSTORE_CHAOS": "1"}) as running:
+    # The scenarios' loads order a few hundred copies each: stock for all of them.
+    with start_system({"BOOKSTORE_CHAOS": "1", "BOOKS_INITIAL_STOCK": "1000000"}) as running:
         yield running
 
 
