@@ -55,7 +55,7 @@ def leader(
     raise TimeoutError(f"no leader (other than {exclude}, or {want})")
 
 
-@pytest.mark.parametrize("scenario", ["pause-leader", "split-executors"])
+@pytest.mark.parametrize("scenario", ["pause-leader", "split-executors", "kill-db-primary"])
 def test_scenario_under_load_loses_and_doubles_nothing(
     chaos_system: System, api: httpx.Client, scenario: str
 ) -> None:

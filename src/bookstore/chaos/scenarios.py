@@ -3,6 +3,7 @@
     kill-leader       SIGKILL the leading executor while orders flow
     pause-leader      SIGSTOP the leader for 3 s (past its failure timeout), then SIGCONT
     split-executors   a 2|2 partition of the executors for 3 s, then heal
+    kill-db-primary   SIGKILL the books database's primary while orders commit
 
 A scenario is a list of steps run by `Chaos` in the orchestrator; the same
 runner serves `bookstore chaos SCENARIO` and the fault panel.
@@ -61,12 +62,14 @@ class Chaos:
         status_of: StatusOf,
         executions_of: Callable[[str], int],
         leader: Callable[[], Awaitable[int | None]],
+        db_primary: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.address = address
         self.status_of = status_of
         self.executions_of = executions_of
         self.leader = leader
+        self.db_primary = db_primary
         self.load: LoadRun | None = None
         self.scenario: ScenarioRun | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -74,6 +77,10 @@ class Chaos:
             "kill-leader": ("kill the leader under load", self._kill_leader),
             "pause-leader": ("pause the leader past its timeout", self._pause_leader),
             "split-executors": ("a 2|2 split of the executors", self._split_executors),
+            "kill-db-primary": (
+                "kill the books database's primary during commits",
+                self._kill_db_primary,
+            ),
         }
 
     async def fault(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -169,3 +176,12 @@ class Chaos:
         await asyncio.sleep(FAULT_LASTS_S)
         await self.fault({"op": "heal_all"})
         run.steps.append("healed the partition")
+
+    async def _kill_db_primary(self, run: ScenarioRun) -> None:
+        primary = await self.db_primary() if self.db_primary is not None else None
+        if primary is None:
+            raise RuntimeError("no books-database primary to break")
+        name = f"books-database-{primary}"
+        run.steps.append(f"the books database's primary is {name}")
+        await self.fault({"op": "kill", "name": name})
+        run.steps.append(f"killed {name}")

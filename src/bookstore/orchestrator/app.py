@@ -129,6 +129,10 @@ def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Ch
         state = await tracker.cluster()
         return state.leader.replica_id if state.leader else None
 
+    async def db_primary() -> int | None:
+        state = await tracker.cluster()
+        return next((r.replica_id for r in state.replicas if r.role == "primary"), None)
+
     executions = tracker.executions if isinstance(tracker, ExecutionTracker) else None
     runner = Chaos(
         settings.data_dir,
@@ -136,6 +140,7 @@ def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Ch
         status_of,
         executions or (lambda order_id: 0),
         leader,
+        db_primary,
     )
     owned.append(runner)
     return runner
