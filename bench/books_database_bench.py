@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "e2e")]
 
 from books_database_harness import Replicas  # noqa: E402
 
