@@ -12,7 +12,10 @@ from __future__ import annotations
 import random
 import socket
 
-_LOW, _HIGH = 20000, 32000  # below net.ipv4.ip_local_port_range (32768-60999)
+# A gRPC service also serves metrics on its port + BOOKSTORE_METRICS_PORT_OFFSET (1000),
+# so a port is handed out only with that one free, and neither may be another's.
+METRICS_OFFSET = 1000
+_LOW, _HIGH = 20000, 31000  # port + offset below net.ipv4.ip_local_port_range (32768-60999)
 _handed_out: set[int] = set()
 
 
@@ -26,11 +29,15 @@ def _bindable(port: int) -> bool:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 and not handed out before."""
+    """`count` distinct ports free on 127.0.0.1 and not handed out before, each with
+    its metrics port (port + METRICS_OFFSET) free too."""
     ports: list[int] = []
     while len(ports) < count:
         port = random.randrange(_LOW, _HIGH)
-        if port not in _handed_out and _bindable(port):
-            _handed_out.add(port)
-            ports.append(port)
+        metrics = port + METRICS_OFFSET
+        if {port, metrics} & _handed_out or not (_bindable(port) and _bindable(metrics)):
+            continue
+        # the port below: its metrics port would be this one
+        _handed_out.update((port - METRICS_OFFSET, port, metrics))
+        ports.append(port)
     return ports
