@@ -81,6 +81,11 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
         "orchestrator/enqueue",
         "order-queue//bookstore.queue.OrderQueue/Enqueue",
         "order-executor/execute",
+        "order-executor/two-phase commit",
+        "books-database//bookstore.books.BooksDatabase/Reserve",
+        "payment//bookstore.payment.Payment/Authorize",
+        "order-queue//bookstore.queue.OrderQueue/LogDecision",
+        "payment//bookstore.payment.Payment/Capture",
         "order-queue//bookstore.queue.OrderQueue/Complete",
     }
     names = {name.partition("/")[2] for name in expected}
@@ -135,6 +140,21 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     (call,) = [s for s in completes if s.service == "order-executor"]
     (served,) = [s for s in completes if s.service == "order-queue"]
     assert call.parent_span_id == execute.span_id and served.parent_span_id == call.span_id
+    # The commitment: under the execution, its prepares, its logged decision and its
+    # commits, each served under the executor's call.
+    (commitment,) = by_name["two-phase commit"]
+    assert commitment.parent_span_id == execute.span_id
+    calls = {s.span_id: s for s in spans if s.service == "order-executor"}
+    for name, service in (
+        ("/bookstore.books.BooksDatabase/Reserve", "books-database"),
+        ("/bookstore.payment.Payment/Authorize", "payment"),
+        ("/bookstore.queue.OrderQueue/LogDecision", "order-queue"),
+        ("/bookstore.payment.Payment/Capture", "payment"),
+    ):
+        served_by = [s for s in by_name[name] if s.service == service]
+        assert served_by, (name, sorted(by_name))
+        caller = calls[served_by[0].parent_span_id]
+        assert caller.parent_span_id == commitment.span_id, name
 
     for received in receiver.spans():
         for text in received.texts():

@@ -35,7 +35,10 @@ SERVICES = (
     ("fd", "fraud-detection", 50051),
     ("sug", "suggestions", 50053),
     ("queue", "order-queue", 50054),
+    ("pay", "payment", 50062),
 )
+DATABASE_IDS = (1, 2, 3)
+DATABASE_PORT = 50059  # every books-database replica on its own host, all on one port
 AGENT = Path(__file__).resolve().parent / "netns_agent.py"
 
 
@@ -123,7 +126,8 @@ class Cluster:
 
     def build(self) -> None:
         """Create the client, service and executor hosts (addresses in that order)."""
-        for name in ["client", *(s[0] for s in SERVICES), *(f"e{i}" for i in EXECUTOR_IDS)]:
+        hosts = ["client", *(s[0] for s in SERVICES), *(f"e{i}" for i in EXECUTOR_IDS)]
+        for name in [*hosts, *(f"db{i}" for i in DATABASE_IDS)]:
             self.hosts[name] = self.lab.add_host(name)
 
     def executor_host(self, replica_id: int) -> Host:
@@ -135,6 +139,9 @@ class Cluster:
 
     def executor_addresses(self) -> dict[int, str]:
         return {i: f"{self.executor_host(i).address}:{EXECUTOR_PORT}" for i in EXECUTOR_IDS}
+
+    def database_addresses(self) -> dict[int, str]:
+        return {i: f"{self.hosts[f'db{i}'].address}:{DATABASE_PORT}" for i in DATABASE_IDS}
 
     def environment(self, data_dir: Path) -> dict[str, str]:
         a = self.addresses()
@@ -149,6 +156,11 @@ class Cluster:
             "SUGGESTIONS_ADDRESS": a["suggestions"],
             "ORDER_QUEUE_ADDRESS": a["order-queue"],
             "ORDER_EXECUTOR_ADDRESSES": executors,
+            "PAYMENT_ADDRESS": a["payment"],
+            "BOOKS_DATABASE_ADDRESSES": ",".join(
+                f"{i}={addr}" for i, addr in self.database_addresses().items()
+            ),
+            "BOOKS_INITIAL_STOCK": "1000000",  # the tests' orders never run out of stock
             "BOOKSTORE_BIND_HOST": "0.0.0.0",
             "BOOKSTORE_DATA_DIR": str(data_dir),
             "BOOKSTORE_TLS_DIR": str(self.data_root / "tls"),  # made by `start`
@@ -183,6 +195,9 @@ class Cluster:
         for h, service, _ in SERVICES:
             if services is None or service in services:
                 self.start_service(self.hosts[h], service)
+        if services is None or "books-database" in services:
+            for i in DATABASE_IDS:
+                self.start_service(self.hosts[f"db{i}"], "books-database", i)
         if services is None or "order-executor" in services:
             for i in EXECUTOR_IDS:
                 self.start_service(self.executor_host(i), "order-executor", i)
@@ -193,9 +208,16 @@ class Cluster:
             "http_health": services is None or "orchestrator" in services,
             "tls_dir": str(tls_dir),
             "grpc": {
-                service: address
-                for service, address in self.addresses().items()
-                if service != "orchestrator" and (services is None or service in services)
+                **{
+                    service: address
+                    for service, address in self.addresses().items()
+                    if service != "orchestrator" and (services is None or service in services)
+                },
+                **{
+                    f"books-database-{i}": address
+                    for i, address in self.database_addresses().items()
+                    if services is None or "books-database" in services
+                },
             },
         }
         self.start_agent(config)

@@ -129,7 +129,7 @@ def kubernetes_units() -> list[Unit]:
                     # line in a pod; here it is told the same service and replica.
                     assert probe["exec"]["command"] == ["bookstore-healthcheck"]
                     target = [workload["metadata"]["name"]]
-                    if target == ["order-executor"]:
+                    if target[0] in ("order-executor", "books-database"):  # id = ordinal + 1
                         target += ["--replica-id", str(int(pod_name.rsplit("-", 1)[1]) + 1)]
                     probes.append(("command", [*HEALTHCHECK, *target]))
                 elif "grpc" in probe:

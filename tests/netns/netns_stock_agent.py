@@ -21,6 +21,8 @@ from typing import Any
 
 from bookstore import grpcutil
 from bookstore.books_database.client import BooksDatabaseClient
+from bookstore.identity.credentials import transport_for
+from bookstore.settings import from_env
 
 EPOCH = 1
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -28,6 +30,10 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 class StockAgent:
     def __init__(self, config: dict[str, Any]) -> None:
+        # The agent does what the leader executor does with stock (reserve, commit),
+        # so it speaks as executor 1.
+        settings = from_env({"BOOKSTORE_TLS_DIR": config["tls_dir"]})
+        grpcutil.use_transport(transport_for(settings, "order-executor-1"))
         self.addresses = {int(i): a for i, a in config["replicas"].items()}
         self.book = str(config["book"])
         self.db = BooksDatabaseClient(self.addresses, deadline_s=3.0, rpc_timeout_s=1.0)

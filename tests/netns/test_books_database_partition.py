@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from netlab import Host, Lab
 from netns_cluster import AgentClient, wait_until
+from tls_support import make_certs
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 
@@ -56,7 +57,10 @@ class Replicas:
             "BOOKSTORE_BIND_HOST": "0.0.0.0",
             "BOOKS_DATABASE_ADDRESSES": ",".join(f"{i}={a}" for i, a in addresses.items()),
             "BOOKS_INITIAL_STOCK": str(INITIAL),
+            # mutual TLS, with one folder of certificates every host reads
+            "BOOKSTORE_TLS_DIR": str(workdir / "tls"),
         }
+        make_certs(base)
         for i, host in self.hosts.items():
             data = workdir / f"books-database-{i}"
             data.mkdir(parents=True)
@@ -65,7 +69,11 @@ class Replicas:
             lab.spawn(host, [*argv, "--replica-id", str(i)], env, f"books-database-{i}")
         home = workdir / "agent"
         home.mkdir()
-        config = {"replicas": {str(i): a for i, a in addresses.items()}, "book": BOOK}
+        config = {
+            "replicas": {str(i): a for i, a in addresses.items()},
+            "book": BOOK,
+            "tls_dir": base["BOOKSTORE_TLS_DIR"],
+        }
         process = lab.spawn(
             client,
             [sys.executable, str(AGENT), json.dumps(config)],

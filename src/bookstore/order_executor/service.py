@@ -393,7 +393,15 @@ class Executor:
         lease = self._lease(epoch, lease_id, txn.order_id)
         renewing = self._spawn(self._keep_lease(lease, lease_s)) if lease_id else None
         try:
-            outcome = await self.commit.run(txn)
+            # The transaction's own span: its prepares, decision and commits (the gRPC
+            # instrumentation's spans) come under it, in the checkout's trace.
+            with propagation.order_step(
+                _TRACER,
+                "two-phase commit",
+                txn.order_id,
+                attributes={"bookstore.epoch": txn.epoch},
+            ):
+                outcome = await self.commit.run(txn)
         finally:
             if renewing is not None:
                 renewing.cancel()

@@ -43,6 +43,7 @@ from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,7 @@ class TwoPhaseCommit:
         reply = await self._rpc("order-queue", self.queue.LogDecision, request)
         decision, reason = Decision(reply.decision), str(reply.reason)
         log.info("txn=%s decision=%s epoch=%d %s", txn.order_id, decision, txn.epoch, reason)
+        metrics.COMMIT_DECISIONS_TOTAL.labels(decision=decision.value).inc()
         self.trace.answered(txn.order_id, txn.epoch, "logged", DECISION_LOG, str(decision))
         return lambda c, now: c.on_logged(decision, reason, now)
 

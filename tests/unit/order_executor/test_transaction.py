@@ -15,6 +15,7 @@ from bookstore.commitment.participant import Decision
 from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn, customer_reason
 from bookstore.pb import payment_pb2, queue_pb2
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 
 @pytest.mark.parametrize(
@@ -146,7 +147,16 @@ async def test_every_message_of_the_transaction_is_in_its_commitment_trace(
     world: tuple[World, TwoPhaseCommit],
 ) -> None:
     _, commit = world
+    commits = metrics.REGISTRY.get_sample_value(
+        "bookstore_commit_decisions_total", {"decision": "commit"}
+    )
     await commit.run(txn())
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "bookstore_commit_decisions_total", {"decision": "commit"}
+        )
+        == (commits or 0) + 1
+    )
     steps = [(s.kind, s.sender, s.receiver, s.detail) for s in commit.trace.steps("o1")]
     assert sorted(steps[:4]) == [
         ("prepare", "coordinator", "books-database", ""),
