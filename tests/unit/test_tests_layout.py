@@ -30,3 +30,11 @@ def test_no_unit_or_integration_test_imports_an_end_to_end_helper() -> None:
         for name in _imported(path) & slow_helpers
     )
     assert not wrong, wrong
+
+
+def test_no_two_test_modules_share_a_name() -> None:
+    """pytest imports test modules by their base name (no packages here): two files
+    with one name in different folders cannot be collected in one run."""
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
