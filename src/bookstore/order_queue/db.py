@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bookstore import durable_sqlite
 from bookstore.order_queue.state import Item, Order
 from bookstore.timestamps import utc_iso
 
@@ -179,16 +180,11 @@ Op = Callable[["Database"], Any]
 class Database:
     def __init__(self, path: Path, wall_clock: Callable[[], datetime] = wall_now) -> None:
         self.wall_clock = wall_clock
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE).
-        self.conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StorageFailure(f"{path}: could not switch to WAL mode (got {mode})")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            self.conn = durable_sqlite.connect(path)
+        except durable_sqlite.NotDurable as exc:
+            raise StorageFailure(str(exc)) from exc
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
         self._add_columns()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bookstore import durable_sqlite
 from bookstore.commitment.participant import (
     Decision,
     Participant,
@@ -143,15 +144,10 @@ class _Rows:
 
 class Ledger:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StorageFailure(f"{path}: could not switch to WAL mode (got {mode})")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            self.conn = durable_sqlite.connect(path)
+        except durable_sqlite.NotDurable as exc:
+            raise StorageFailure(str(exc)) from exc
         self.conn.executescript(SCHEMA)
         self.rows = _Rows(self.conn)
         self.participant: Participant[Authorization] = Participant(self.rows)
