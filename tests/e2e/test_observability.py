@@ -161,6 +161,21 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
             assert CARD not in text and not card_secrets_in(text), (received.name, text)
 
 
+def test_background_calls_start_no_trace(traced: System, receiver: OtlpReceiver) -> None:
+    """Bully pings, the books database's replication, the leader's dequeue polls and the
+    health checks run all the time; none of them is exported as a trace of its own."""
+    body = _checkout(traced)
+    assert body["status"] == "Order Approved", body
+    _spans_of(receiver, str(body["orderId"]), {"order-queue//bookstore.queue.OrderQueue/Complete"})
+    time.sleep(1.0)  # a second of pings, heartbeats and polls, exported within 0.1 s
+    spans = receiver.spans()
+    assert any(s.name.startswith("/bookstore.") for s in spans)  # calls of checkouts are
+    roots = {s.name for s in spans if not s.parent_span_id.strip("0")}
+    grpc_roots = {name for name in roots if name.startswith("/")}
+    assert not grpc_roots, sorted(grpc_roots)
+    assert "POST /checkout" in roots
+
+
 def _metrics_jobs(system: System) -> dict[str, list[str]]:
     jobs = {"orchestrator": [system.env["ORCHESTRATOR_ADDRESS"]]}
     for job, variable in [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -76,8 +76,25 @@ def setup_tracing(service_name: str, replica_id: int | None = None) -> TracerPro
     return provider
 
 
+def _continues_a_trace(details: Any) -> bool:
+    """A server span only for a call that carries a trace context (W3C traceparent)."""
+    return any(item[0] == "traceparent" for item in details.invocation_metadata or ())
+
+
+def _within_a_trace(details: Any) -> bool:
+    """A client span only for a call made inside a recorded span."""
+    return trace.get_current_span().is_recording()
+
+
 def _instrument_grpc() -> None:
-    """gRPC spans for unary calls, server and client (W3C context in the metadata)."""
+    """gRPC spans for unary calls, server and client (W3C context in the metadata).
+
+    A gRPC span only ever continues a trace, never starts one: the background calls
+    (Bully pings, the books database's replication and heartbeats, the leader's
+    dequeue polls, health checks) belong to no checkout, and as roots of their own
+    they were most of what a process exported. A checkout's calls all run inside its
+    spans, so every one of them is still traced.
+    """
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
         GrpcAioInstrumentorServer,
@@ -85,8 +102,10 @@ def _instrument_grpc() -> None:
     )
 
     unary = filters.negate(filters.any_of(*(filters.method_name(m) for m in _STREAMS)))
-    GrpcAioInstrumentorServer(filter_=unary).instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient(filter_=unary).instrument()  # type: ignore[no-untyped-call]
+    server = filters.all_of(unary, _continues_a_trace)
+    client = filters.all_of(unary, _within_a_trace)
+    GrpcAioInstrumentorServer(filter_=server).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=client).instrument()  # type: ignore[no-untyped-call]
 
 
 def instrument_app(app: FastAPI) -> None:
