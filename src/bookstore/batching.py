@@ -12,7 +12,8 @@ them are on the wire at the same time.
 
 `send(requests)` makes the batch call and returns one outcome per request, in
 order: a reply, or an exception for that request alone. An exception raised by
-`send` itself fails every request of the batch.
+`send` itself fails every request of the batch. Each batch's size is observed in
+`bookstore_batched_requests{service}`.
 
 With tracing on, a batch belongs to no single checkout: its call runs in a span of
 its own, `name`, linked to the span of every caller it carries (the OpenTelemetry
@@ -32,7 +33,7 @@ from typing import Generic, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from bookstore.telemetry import tracing
+from bookstore.telemetry import metrics, tracing
 
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
@@ -53,12 +54,22 @@ class Coalescer(Generic[Req, Rep]):
     """Concurrent `call`s become pipelined batches of `send`."""
 
     def __init__(
-        self, send: Send[Req, Rep], name: str, *, max_batch: int = 64, max_in_flight: int = 2
+        self,
+        send: Send[Req, Rep],
+        name: str,
+        *,
+        service: str,
+        max_batch: int = 64,
+        max_in_flight: int = 2,
     ) -> None:
+        """`name`: the batch's span; `service`: one of `metrics.BATCHED_SERVICES`."""
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
+        if service not in metrics.BATCHED_SERVICES:
+            raise ValueError(f"{service!r} is not one of {metrics.BATCHED_SERVICES}")
         self._send = send
         self.name = name
+        self._sizes = metrics.BATCH_SIZE.labels(service)
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._waiting: deque[_Waiting[Req, Rep]] = deque()
@@ -99,6 +110,7 @@ class Coalescer(Generic[Req, Rep]):
     async def _run(self, batch: list[_Waiting[Req, Rep]]) -> None:
         self.batches += 1
         self.requests += len(batch)
+        self._sizes.observe(len(batch))
         requests = [waiting.request for waiting in batch]
         try:
             if tracing.enabled():

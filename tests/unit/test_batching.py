@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bookstore.batching import Coalescer
+from bookstore.telemetry import metrics
 
 
 class Service:
@@ -38,7 +39,7 @@ async def settle() -> None:
 
 async def test_a_lone_call_is_sent_at_once_alone() -> None:
     service = Service()
-    coalescer = Coalescer(service.send, "test")
+    coalescer = Coalescer(service.send, "test", service="payment")
     assert await coalescer.call(21) == 42
     assert service.batches == [[21]]
 
@@ -46,7 +47,7 @@ async def test_a_lone_call_is_sent_at_once_alone() -> None:
 async def test_calls_arriving_while_a_batch_is_on_the_wire_go_together() -> None:
     service = Service()
     service.gate.clear()
-    coalescer = Coalescer(service.send, "test", max_in_flight=1)
+    coalescer = Coalescer(service.send, "test", service="payment", max_in_flight=1)
     first = asyncio.create_task(coalescer.call(1))
     await settle()
     rest = [asyncio.create_task(coalescer.call(n)) for n in range(2, 7)]
@@ -61,7 +62,7 @@ async def test_calls_arriving_while_a_batch_is_on_the_wire_go_together() -> None
 async def test_batches_are_pipelined_up_to_max_in_flight_and_cut_at_max_batch() -> None:
     service = Service()
     service.gate.clear()
-    coalescer = Coalescer(service.send, "test", max_batch=3, max_in_flight=2)
+    coalescer = Coalescer(service.send, "test", service="payment", max_batch=3, max_in_flight=2)
     calls = [asyncio.create_task(coalescer.call(n)) for n in range(8)]
     await settle()
     assert service.batches == [[0], [1]]  # two batches on the wire, the rest waits
@@ -72,7 +73,7 @@ async def test_batches_are_pipelined_up_to_max_in_flight_and_cut_at_max_batch() 
 
 async def test_an_error_for_one_request_reaches_only_its_caller() -> None:
     service = Service()
-    coalescer = Coalescer(service.send, "test", max_in_flight=1)
+    coalescer = Coalescer(service.send, "test", service="payment", max_in_flight=1)
     outcomes = await asyncio.gather(
         *(coalescer.call(n) for n in (1, -1, 2)), return_exceptions=True
     )
@@ -83,7 +84,7 @@ async def test_an_error_for_one_request_reaches_only_its_caller() -> None:
 async def test_a_failed_batch_fails_its_callers_and_the_next_batch_is_sent() -> None:
     service = Service()
     service.fail_next = ConnectionError("unreachable")
-    coalescer = Coalescer(service.send, "test")
+    coalescer = Coalescer(service.send, "test", service="payment")
     with pytest.raises(ConnectionError, match="unreachable"):
         await coalescer.call(1)
     assert await coalescer.call(2) == 4
@@ -93,7 +94,7 @@ async def test_a_send_answering_the_wrong_number_of_outcomes_fails_the_batch() -
     async def none(requests: Sequence[int]) -> list[int | BaseException]:
         return []
 
-    coalescer = Coalescer(none, "none")
+    coalescer = Coalescer(none, "none", service="payment")
     with pytest.raises(RuntimeError, match="0 outcomes for a batch of 1"):
         await coalescer.call(1)
 
@@ -101,7 +102,7 @@ async def test_a_send_answering_the_wrong_number_of_outcomes_fails_the_batch() -
 async def test_a_caller_cancelled_before_its_batch_leaves_is_not_sent() -> None:
     service = Service()
     service.gate.clear()
-    coalescer = Coalescer(service.send, "test", max_in_flight=1)
+    coalescer = Coalescer(service.send, "test", service="payment", max_in_flight=1)
     first = asyncio.create_task(coalescer.call(1))
     await settle()
     gone = asyncio.create_task(coalescer.call(2))
@@ -113,9 +114,24 @@ async def test_a_caller_cancelled_before_its_batch_leaves_is_not_sent() -> None:
     assert service.batches == [[1], [3]]
 
 
-def test_bounds_must_be_positive() -> None:
+def test_bounds_must_be_positive_and_the_service_known() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        Coalescer(Service().send, "test", max_batch=0)
+        Coalescer(Service().send, "test", service="payment", max_batch=0)
+    with pytest.raises(ValueError, match="'fraud' is not one of"):
+        Coalescer(Service().send, "test", service="fraud")
+
+
+async def test_each_batch_size_is_observed_by_service() -> None:
+    def count() -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "bookstore_batched_requests_count", {"service": "order-queue"}
+        )
+        return value or 0.0
+
+    before = count()
+    coalescer = Coalescer(Service().send, "test", service="order-queue")
+    await asyncio.gather(*(coalescer.call(n) for n in range(3)))
+    assert count() - before == coalescer.batches
 
 
 @settings(max_examples=60, deadline=None)
@@ -130,7 +146,11 @@ def test_every_caller_gets_exactly_its_own_outcome(
     async def scenario() -> None:
         service = Service()
         coalescer = Coalescer(
-            service.send, "test", max_batch=max_batch, max_in_flight=max_in_flight
+            service.send,
+            "test",
+            service="payment",
+            max_batch=max_batch,
+            max_in_flight=max_in_flight,
         )
         outcomes = await asyncio.gather(
             *(coalescer.call(v) for v in values), return_exceptions=True

@@ -55,6 +55,8 @@ AI_FALLBACK_REASONS = (
     "error",
 )
 COMMIT_DECISIONS = ("commit", "abort")
+# The services whose calls are batched (`bookstore.batching.Coalescer`).
+BATCHED_SERVICES = ("books-database", "payment", "order-queue")
 GRPC_OK = "OK"
 
 # Latency buckets (seconds): a checkout takes ~5-100 ms here, an AI call up to seconds.
@@ -101,6 +103,13 @@ CHECKOUTS = Counter(
     "bookstore_checkouts_total",
     "Checkouts answered, by outcome (approved, rejected, invalid: 400, unavailable: 503).",
     ["outcome"],
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "bookstore_batched_requests",
+    "Requests carried by one batched call, by the service called.",
+    ["service"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
     registry=REGISTRY,
 )
 CHECKOUT_DURATION = Histogram(
@@ -223,6 +232,7 @@ _create(AI_CALLS, AI_CHECKS, AI_CALL_OUTCOMES)
 _create(AI_FALLBACKS, AI_CHECKS, AI_FALLBACK_REASONS)
 _create(EXECUTIONS, [str(i) for i in EXECUTOR_IDS])
 _create(COMMIT_DECISIONS_TOTAL, COMMIT_DECISIONS)
+_create(BATCH_SIZE, BATCHED_SERVICES)
 
 
 def fallback_reason(kind: str) -> str:

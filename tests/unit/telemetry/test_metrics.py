@@ -46,6 +46,7 @@ EXPECTED = {
     "bookstore_replication_commit_index": ("gauge", set()),
     "bookstore_replication_lag_entries": ("gauge", set()),
     "bookstore_commit_decisions": ("counter", {"decision"}),
+    "bookstore_batched_requests": ("histogram", {"service"}),
     "bookstore_in_doubt_transactions": ("gauge", set()),
     "bookstore_http_requests": ("counter", {"method", "route", "code"}),
     "bookstore_http_request_duration_seconds": ("histogram", {"route"}),
