@@ -1,16 +1,19 @@
-"""The batched write (`Write`) on three real replicas: one outcome per operation, each
-as its unary call answers it; a batch is one append and one group commit."""
+"""The batched write (`Write`) and the client's shared calls, on three real replicas:
+one outcome per operation, each as its unary call answers it; a batch is one append
+and one group commit; concurrent callers share calls and each gets its own answer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
 from loopback_cluster import Cluster
+from ports import free_ports
 
 from bookstore import grpcutil
-from bookstore.books_database.client import BooksDatabaseClient
+from bookstore.books_database.client import BooksDatabaseClient, Reservation
 from bookstore.books_database.storage import Snapshot
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
@@ -158,3 +161,77 @@ async def test_a_batch_is_one_append_and_shares_its_disk_writes(
     trail = leader.driver.replica.trail
     indexes = {trail.events(f"o{n}")[0].index for n in range(20)}
     assert len(indexes) == 20  # each order's operation is its own log entry, in its trail
+
+
+async def test_concurrent_writes_share_calls_and_each_caller_gets_its_own_answer(
+    primary: pb_grpc.BooksDatabaseStub, client: BooksDatabaseClient
+) -> None:
+    assert (await client.reserve("o0", {BOOK: 1}, epoch=5)).ok
+    with pytest.raises(grpc.aio.AioRpcError) as unary:
+        await primary.Commit(commit("commit:o0", "o0", 4).commit, timeout=WAIT_S)
+    batches = client.writes.batches
+    calls = [client.reserve(f"o{n}", {BOOK: 1}, epoch=5) for n in range(1, 11)]
+    stale = client.commit("o0", epoch=4)
+    unknown = client.reserve("o11", {"nope": 1}, epoch=5)
+    too_many = client.reserve("o12", {BOOK: 10**6}, epoch=5)
+    *reserved, refused, missing, lacking = await asyncio.gather(
+        *calls, stale, unknown, too_many, return_exceptions=True
+    )
+    assert client.writes.batches - batches < 13  # calls were shared
+    assert all(isinstance(r, Reservation) and r.ok for r in reserved), reserved
+    expected = grpcutil.translate("books-database", unary.value)
+    assert isinstance(refused, grpcutil.Rejected)
+    assert isinstance(expected, grpcutil.Rejected)
+    assert (refused.code, refused.message) == (expected.code, expected.message)
+    assert isinstance(missing, grpcutil.Rejected)
+    assert (missing.code, missing.message) == ("UNKNOWN_BOOK", "no book with id 'nope'")
+    assert lacking == Reservation(False, (TITLE,), f"out of stock: {TITLE}")
+
+
+async def test_concurrent_reads_share_a_read_and_each_gets_exactly_its_books(
+    client: BooksDatabaseClient,
+) -> None:
+    await client.set_stock({BOOK: 4, "b002": 5, "b003": 6})
+    wanted = [[BOOK], ["b002"], ["b003", BOOK], None, ["nope", BOOK], ["b002"]]
+    reads = await asyncio.gather(*map(client.read_stock, wanted), return_exceptions=True)
+    assert client.reads.batches < client.reads.requests
+    every, unknown = reads[3], reads[4]
+    assert isinstance(every, dict) and {BOOK, "b002", "b003", "b030"} <= set(every)
+    assert isinstance(unknown, grpcutil.Rejected)
+    assert (unknown.code, unknown.message) == ("UNKNOWN_BOOK", "no book with id 'nope'")
+    stocks = {BOOK: 4, "b002": 5, "b003": 6}
+    for books, got in zip(wanted, reads, strict=True):
+        if books is not None and "nope" not in books:
+            assert got == {b: every[b] for b in books}
+            assert {b: s.stock for b, s in got.items()} == {b: stocks[b] for b in books}
+
+
+async def test_a_shared_read_naming_an_unknown_book_fails_only_its_caller(
+    client: BooksDatabaseClient,
+) -> None:
+    await client.read_stock([BOOK])
+    reads = await asyncio.gather(
+        *map(client.read_stock, [[BOOK], ["b002"], ["nope"], ["b003"], ["b004", "b005"]]),
+        return_exceptions=True,
+    )
+    assert isinstance(reads[2], grpcutil.Rejected) and reads[2].code == "UNKNOWN_BOOK"
+    assert [sorted(r) for i, r in enumerate(reads) if i != 2 and isinstance(r, dict)] == [
+        [BOOK],
+        ["b002"],
+        ["b003"],
+        ["b004", "b005"],
+    ]
+
+
+async def test_without_a_database_every_caller_hears_so_within_the_deadline() -> None:
+    (port,) = free_ports(1)
+    db = BooksDatabaseClient({1: f"127.0.0.1:{port}"}, deadline_s=0.5, rpc_timeout_s=0.1)
+    try:
+        answers = await asyncio.gather(
+            *(db.reserve(f"o{n}", {BOOK: 1}, epoch=1) for n in range(5)),
+            db.read_stock([BOOK]),
+            return_exceptions=True,
+        )
+    finally:
+        await db.close()
+    assert all(isinstance(a, grpcutil.ServiceUnavailable) for a in answers), answers
