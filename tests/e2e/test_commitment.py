@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from checkout_requests import card_secrets_in
-from commitment_audit import Shop, audit, data_files, order
+from commitment_audit import Shop, audit, batched, data_files, order
 from harness import System, start_system
 from tls_support import transport
 
@@ -72,6 +72,24 @@ def test_concurrent_orders_for_different_books_are_all_executed(shop: Shop) -> N
     assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
     report = audit(shop, initial_stock)
     assert {a["orderId"] for a in answers} <= set(report.executed)
+
+
+def test_concurrent_orders_share_the_books_database_calls(shop: Shop) -> None:
+    """The leader runs many orders' transactions at once: their reserves and commits go
+    to the books database together, in fewer Write calls than operations."""
+    calls_before, operations_before = batched(shop.system, "books-database")
+    books = [f"b{n:03d}" for n in range(3, 27)]
+    for _ in range(3):  # how the orders overlap is the system's business: a few rounds
+        answers = shop.post_all([order({b: 1}) for b in books], workers=len(books))
+        assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
+        audit(shop, initial_stock)  # every order finished: its commit was sent
+        calls, operations = batched(shop.system, "books-database")
+        calls, operations = calls - calls_before, operations - operations_before
+        if operations > calls:
+            break
+    print(f"{operations:.0f} reserves and commits in {calls:.0f} Write calls")
+    assert operations >= 2 * len(books)  # every reserve and commit went in a batch
+    assert operations > calls  # and calls carried several orders' operations
 
 
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:

@@ -82,7 +82,6 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
         "order-queue//bookstore.queue.OrderQueue/Enqueue",
         "order-executor/execute",
         "order-executor/two-phase commit",
-        "books-database//bookstore.books.BooksDatabase/Reserve",
         "payment//bookstore.payment.Payment/Authorize",
         "order-queue//bookstore.queue.OrderQueue/LogDecision",
         "payment//bookstore.payment.Payment/Capture",
@@ -144,9 +143,23 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     # commits, each served under the executor's call.
     (commitment,) = by_name["two-phase commit"]
     assert commitment.parent_span_id == execute.span_id
+    # The books database's reserve and commit travel in batches shared with other
+    # orders: each batch is a trace of its own, linked to the commitment, and the
+    # database serves its Write call under it.
+    books = _batched_calls(
+        receiver,
+        commitment,
+        "books-database write batch",
+        ("/bookstore.books.BooksDatabase/Write", "books-database"),
+        count=2,
+    )
+    assert len(books) >= 2, books  # the reserve's batch and the commit's
+    for batch, call, served in books:
+        assert not batch.parent_span_id.strip("0")  # the root of its own trace
+        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
+        assert batch.attributes["bookstore.batch_size"] >= 1
     calls = {s.span_id: s for s in spans if s.service == "order-executor"}
     for name, service in (
-        ("/bookstore.books.BooksDatabase/Reserve", "books-database"),
         ("/bookstore.payment.Payment/Authorize", "payment"),
         ("/bookstore.queue.OrderQueue/LogDecision", "order-queue"),
         ("/bookstore.payment.Payment/Capture", "payment"),
@@ -159,6 +172,37 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     for received in receiver.spans():
         for text in received.texts():
             assert CARD not in text and not card_secrets_in(text), (received.name, text)
+
+
+def _batched_calls(
+    receiver: OtlpReceiver,
+    caller: ReceivedSpan,
+    batch_name: str,
+    method: tuple[str, str],
+    count: int,
+) -> list[tuple[ReceivedSpan, ReceivedSpan, ReceivedSpan]]:
+    """The batch spans `batch_name` linked to `caller`, each with its call of `method`
+    (name, serving service) and the server's span of it, once `count` of them have
+    arrived (or the wait ends)."""
+    name, service = method
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        spans = receiver.spans()
+        children: dict[str, list[ReceivedSpan]] = {}
+        for span in spans:
+            children.setdefault(span.parent_span_id, []).append(span)
+        found = []
+        for batch in spans:
+            links = {bytes(link.span_id).hex() for link in batch.span.links}
+            if batch.name != batch_name or caller.span_id not in links:
+                continue
+            for call in children.get(batch.span_id, []):
+                served = [s for s in children.get(call.span_id, []) if s.service == service]
+                if call.name == name and call.service == batch.service and served:
+                    found.append((batch, call, served[0]))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def test_background_calls_start_no_trace(traced: System, receiver: OtlpReceiver) -> None:

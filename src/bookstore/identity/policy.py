@@ -93,6 +93,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_BOOKS}/Reserve": executors,
         f"/{_BOOKS}/Commit": executors,
         f"/{_BOOKS}/Release": executors,
+        f"/{_BOOKS}/Write": executors,  # reserves, commits and releases, batched
         f"/{_BOOKS}/SetStock": frozenset({spiffe_id("launcher")}),
         f"/{_BOOKS}/Deliver": replicas,
         f"/{_BOOKS}/Status": anyone,
