@@ -79,6 +79,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_PAYMENT}/Authorize": executors,
         f"/{_PAYMENT}/Capture": executors,
         f"/{_PAYMENT}/Void": executors,
+        f"/{_PAYMENT}/Apply": executors,  # Authorize, Capture and Void, batched
         f"/{_PAYMENT}/GetTransaction": executors,
         f"/{_PAYMENT}/Status": anyone,
         f"/{_EXECUTOR}/Deliver": executors,

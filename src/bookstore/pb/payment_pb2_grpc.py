@@ -55,6 +55,11 @@ class PaymentStub:
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
                 _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/bookstore.payment.Payment/Apply',
+                request_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
+                _registered_method=True)
         self.GetTransaction = channel.unary_unary(
                 '/bookstore.payment.Payment/GetTransaction',
                 request_serializer=bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
@@ -98,6 +103,17 @@ class PaymentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Apply(self, request, context):
+        """Many Authorize, Capture and Void calls in one (the leader executor sends its
+        concurrent orders' calls together): one outcome per operation, in order, the
+        unary call's reply or its error; their writes share one commit (one fsync).
+        The timeout test card's authorization answers at once, with the error
+        DEADLINE_EXCEEDED, and holds up none of the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTransaction(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -132,6 +148,11 @@ def add_PaymentServicer_to_server(servicer, server):
                     servicer.Void,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.Transaction.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.FromString,
+                    response_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.SerializeToString,
             ),
             'GetTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTransaction,
@@ -252,6 +273,33 @@ class Payment:
             '/bookstore.payment.Payment/Void',
             bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.payment.Payment/Apply',
+            bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
+            bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,9 @@ Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture
   FAILED_PRECONDITION "TXN_MISMATCH: ..."       the same txn id with another token or amount
   DEADLINE_EXCEEDED                            the test card that never answers in time
+Apply carries many of these calls: each operation's error is that status as
+its outcome (OperationError), and only what fails every operation (a
+storage failure, the call's own deadline) fails the call.
 """
 
 from bookstore.pb import common_pb2 as _common_pb2
@@ -55,6 +58,13 @@ class PaymentStub:
     Capture: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]
     """Commit and abort; a repeat answers the first outcome."""
     Void: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]
+    Apply: _grpc.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]
+    """Many Authorize, Capture and Void calls in one (the leader executor sends its
+    concurrent orders' calls together): one outcome per operation, in order, the
+    unary call's reply or its error; their writes share one commit (one fsync).
+    The timeout test card's authorization answers at once, with the error
+    DEADLINE_EXCEEDED, and holds up none of the others.
+    """
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]
 
@@ -70,6 +80,13 @@ class PaymentAsyncStub(PaymentStub):
     Capture: _aio.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]  # type: ignore[assignment]
     """Commit and abort; a repeat answers the first outcome."""
     Void: _aio.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]  # type: ignore[assignment]
+    Apply: _aio.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]  # type: ignore[assignment]
+    """Many Authorize, Capture and Void calls in one (the leader executor sends its
+    concurrent orders' calls together): one outcome per operation, in order, the
+    unary call's reply or its error; their writes share one commit (one fsync).
+    The timeout test card's authorization answers at once, with the error
+    DEADLINE_EXCEEDED, and holds up none of the others.
+    """
     GetTransaction: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]  # type: ignore[assignment]
 
@@ -106,6 +123,19 @@ class PaymentServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.TxnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Transaction, _abc.Awaitable[_payment_pb2.Transaction]]: ...
+
+    @_abc_1.abstractmethod
+    def Apply(
+        self,
+        request: _payment_pb2.PaymentBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.PaymentBatchReply, _abc.Awaitable[_payment_pb2.PaymentBatchReply]]:
+        """Many Authorize, Capture and Void calls in one (the leader executor sends its
+        concurrent orders' calls together): one outcome per operation, in order, the
+        unary call's reply or its error; their writes share one commit (one fsync).
+        The timeout test card's authorization answers at once, with the error
+        DEADLINE_EXCEEDED, and holds up none of the others.
+        """
 
     @_abc_1.abstractmethod
     def GetTransaction(

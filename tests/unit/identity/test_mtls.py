@@ -178,10 +178,10 @@ async def test_a_client_without_a_certificate_fails(address: str, tls: Path) -> 
 
 
 def test_every_rpc_of_every_service_has_a_policy_entry() -> None:
-    from bookstore.pb import executor_pb2
+    from bookstore.pb import executor_pb2, payment_pb2
 
     policy = policy_for(SETTINGS)
-    for module in (checkout_pb2, queue_pb2, executor_pb2):
+    for module in (checkout_pb2, queue_pb2, executor_pb2, payment_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 name = f"/{service.full_name}/{method.name}"
