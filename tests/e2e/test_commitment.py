@@ -11,10 +11,12 @@ import json
 import random
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from checkout_requests import card_secrets_in
 from commitment_audit import Shop, audit, data_files, order
 from harness import System, start_system
+from prometheus_client.parser import text_string_to_metric_families
 from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
@@ -72,6 +74,42 @@ def test_concurrent_orders_for_different_books_are_all_executed(shop: Shop) -> N
     assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
     report = audit(shop, initial_stock)
     assert {a["orderId"] for a in answers} <= set(report.executed)
+
+
+def _payment_batches(system: System) -> tuple[float, float]:
+    """(batch calls, operations in them) the executors sent payment, from their /metrics
+    (`bookstore_batched_requests{service="payment"}`: its count and its sum)."""
+    offset = int(system.env.get("BOOKSTORE_METRICS_PORT_OFFSET", "1000"))
+    calls = operations = 0.0
+    for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(","):
+        host, _, port = entry.partition("=")[2].rpartition(":")
+        text = httpx.get(f"http://{host}:{int(port) + offset}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("service") != "payment":
+                    continue
+                if sample.name == "bookstore_batched_requests_count":
+                    calls += sample.value
+                elif sample.name == "bookstore_batched_requests_sum":
+                    operations += sample.value
+    return calls, operations
+
+
+def test_concurrent_orders_share_payment_calls(shop: Shop, system: System) -> None:
+    calls_before, operations_before = _payment_batches(system)
+    executed: list[str] = []
+    for _ in range(3):  # rounds of concurrent orders, until two of them shared a call
+        answers = shop.post_all([order({"b026": 1}) for _ in range(24)], workers=24)
+        assert [a["status"] for a in answers] == ["Order Approved"] * 24, answers
+        executed += [a["orderId"] for a in answers]
+        calls, operations = _payment_batches(system)
+        calls, operations = calls - calls_before, operations - operations_before
+        if operations > calls:
+            break
+    assert operations >= 2 * len(executed)  # an authorization and a capture each
+    assert operations > calls
+    report = audit(shop, initial_stock)
+    assert set(executed) <= set(report.executed)
 
 
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:
