@@ -47,6 +47,7 @@ from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
 from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
+from bookstore.payment import outcomes
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -337,17 +338,9 @@ class TwoPhaseCommit:
         batch = payment_pb2.PaymentBatch(operations=operations)
         reply = await self.payment.Apply(batch, timeout=self.rpc_timeout_s)
         return [
-            self._operation_error(outcome.error) if outcome.HasField("error") else outcome
+            outcomes.rpc_error(outcome.error) if outcome.HasField("error") else outcome
             for outcome in reply.outcomes
         ]
-
-    @staticmethod
-    def _operation_error(error: payment_pb2.OperationError) -> grpc.aio.AioRpcError:
-        code = next((c for c in grpc.StatusCode if c.value[0] == error.code), None)
-        metadata = grpc.aio.Metadata()
-        return grpc.aio.AioRpcError(
-            code or grpc.StatusCode.UNKNOWN, metadata, metadata, error.message
-        )
 
     def _voted(self, txn: Txn, participant: str, yes: bool, reason: str) -> None:
         detail = "yes" if yes else f"no: {reason}"

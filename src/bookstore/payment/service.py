@@ -43,7 +43,7 @@ from bookstore.commitment.participant import (
     UnknownTxn,
 )
 from bookstore.payment import recovery
-from bookstore.payment.cards import BadCard, Behaviour, card_info
+from bookstore.payment.cards import BadCard, Behaviour, CardInfo, card_info
 from bookstore.payment.ledger import (
     CURRENCY,
     Authorization,
@@ -95,8 +95,26 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
 
 
 def _error(code: grpc.StatusCode, message: str) -> payment_pb2.PaymentOutcome:
-    error = payment_pb2.OperationError(code=code.value[0], message=message)
-    return payment_pb2.PaymentOutcome(error=error)
+    return payment_pb2.PaymentOutcome(error=_operation_error(code, message))
+
+
+def _operation_error(code: grpc.StatusCode, message: str) -> payment_pb2.OperationError:
+    return payment_pb2.OperationError(code=code.value[0], message=message)
+
+
+def _card(request: payment_pb2.TokenizeRequest) -> CardInfo:
+    """What the ledger may keep of the request's card, or BadRequest / BadCard."""
+    fields = (request.number, request.expiration, request.cvv)
+    if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
+        raise BadRequest("card field too long")
+    return card_info(*fields)
+
+
+def _token_reply(token: str, card: CardInfo) -> payment_pb2.TokenizeReply:
+    log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
+    return payment_pb2.TokenizeReply(
+        token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
+    )
 
 
 @dataclass(frozen=True)
@@ -233,15 +251,32 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         self, request: payment_pb2.TokenizeRequest, context: Context
     ) -> payment_pb2.TokenizeReply:
         async def work() -> payment_pb2.TokenizeReply:
-            fields = (request.number, request.expiration, request.cvv)
-            if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
-                raise BadRequest("card field too long")
-            card = card_info(*fields)
-            token = await self.write(self.ledger.tokenize, card)
-            log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
-            return payment_pb2.TokenizeReply(
-                token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
-            )
+            card = _card(request)
+            return _token_reply(await self.write(self.ledger.tokenize, card), card)
+
+        return await self._guarded(context, work)
+
+    async def TokenizeBatch(
+        self, request: payment_pb2.TokenizeBatchRequest, context: Context
+    ) -> payment_pb2.TokenizeBatchReply:
+        async def work() -> payment_pb2.TokenizeBatchReply:
+            if len(request.cards) > MAX_BATCH:
+                raise BadRequest(f"at most {MAX_BATCH} cards in one call")
+            outcomes: dict[int, payment_pb2.TokenizeOutcome] = {}
+            cards: dict[int, CardInfo] = {}
+            for i, c in enumerate(request.cards):
+                try:
+                    cards[i] = _card(c)
+                except (BadRequest, BadCard) as exc:
+                    status = _status(exc)
+                    assert status is not None
+                    outcomes[i] = payment_pb2.TokenizeOutcome(error=_operation_error(*status))
+            writes = {i: self.submit(self.ledger.tokenize, card) for i, card in cards.items()}
+            # Together: one commit. A failure here is the ledger's (StorageFailure): all fail.
+            tokens = await asyncio.gather(*writes.values())
+            for i, token in zip(writes, tokens, strict=True):
+                outcomes[i] = payment_pb2.TokenizeOutcome(token=_token_reply(token, cards[i]))
+            return payment_pb2.TokenizeBatchReply(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
         return await self._guarded(context, work)
 

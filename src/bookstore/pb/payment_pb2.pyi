@@ -4,7 +4,7 @@ isort:skip_file
 The payment service: a simulated card processor with a durable ledger, and
 a two-phase-commit participant (Authorize = prepare, Capture = commit,
 Void = abort; the txn id is the order id). Card numbers and CVVs reach only
-Tokenize; everything after it carries the token.
+Tokenize (and TokenizeBatch); everything after it carries the token.
 Errors use gRPC status codes; the message starts with a named result code:
   INVALID_ARGUMENT    "BAD_REQUEST: ..."        malformed request
   INVALID_ARGUMENT    "BAD_CARD: ..."           card number, expiry or CVV not valid
@@ -15,9 +15,9 @@ Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture
   FAILED_PRECONDITION "TXN_MISMATCH: ..."       the same txn id with another token or amount
   DEADLINE_EXCEEDED                            the test card that never answers in time
-Apply carries many of these calls: each operation's error is that status as
-its outcome (OperationError), and only what fails every operation (a
-storage failure, the call's own deadline) fails the call.
+Apply and TokenizeBatch carry many of these calls: each operation's error is
+that status as its outcome (OperationError), and only what fails every
+operation (a storage failure, the call's own deadline) fails the call.
 """
 
 from bookstore.pb import common_pb2 as _common_pb2
@@ -89,6 +89,78 @@ class TokenizeReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TokenizeReply: _TypeAlias = TokenizeReply  # noqa: Y015
+
+@_typing.final
+class TokenizeBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenizeRequest]:
+        """at most 256"""
+
+    def __init__(
+        self,
+        *,
+        cards: _abc.Iterable[Global___TokenizeRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cards", b"cards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeBatchRequest: _TypeAlias = TokenizeBatchRequest  # noqa: Y015
+
+@_typing.final
+class TokenizeOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___TokenizeReply: ...
+    @_builtins.property
+    def error(self) -> Global___OperationError:
+        """e.g. INVALID_ARGUMENT "BAD_CARD: ..." """
+
+    def __init__(
+        self,
+        *,
+        token: Global___TokenizeReply | None = ...,
+        error: Global___OperationError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["token", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___TokenizeOutcome: _TypeAlias = TokenizeOutcome  # noqa: Y015
+
+@_typing.final
+class TokenizeBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenizeOutcome]:
+        """one per card, in order"""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___TokenizeOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeBatchReply: _TypeAlias = TokenizeBatchReply  # noqa: Y015
 
 @_typing.final
 class AuthorizeRequest(_message.Message):

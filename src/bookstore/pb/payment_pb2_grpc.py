@@ -40,6 +40,11 @@ class PaymentStub:
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
                 _registered_method=True)
+        self.TokenizeBatch = channel.unary_unary(
+                '/bookstore.payment.Payment/TokenizeBatch',
+                request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
+                _registered_method=True)
         self.Authorize = channel.unary_unary(
                 '/bookstore.payment.Payment/Authorize',
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.SerializeToString,
@@ -77,6 +82,14 @@ class PaymentServicer:
 
     def Tokenize(self, request, context):
         """A random, opaque token for a valid card; the CVV is checked and forgotten.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TokenizeBatch(self, request, context):
+        """Many Tokenize calls in one (transaction verification sends its concurrent
+        checkouts' cards together): one outcome per card, in order; one commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +146,11 @@ def add_PaymentServicer_to_server(servicer, server):
                     servicer.Tokenize,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.SerializeToString,
+            ),
+            'TokenizeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.TokenizeBatch,
+                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.SerializeToString,
             ),
             'Authorize': grpc.unary_unary_rpc_method_handler(
                     servicer.Authorize,
@@ -192,6 +210,33 @@ class Payment:
             '/bookstore.payment.Payment/Tokenize',
             bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TokenizeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.payment.Payment/TokenizeBatch',
+            bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@ Authorize, Capture or Void would have, and a batch's writes share one commit."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -175,3 +176,30 @@ async def test_a_whole_call_fails_only_for_what_fails_every_operation(
         r"^STORAGE_FAILED: ",
     )
     assert [type(e).__name__ for e in fatal] == ["StorageFailure"]
+
+
+async def test_a_tokenize_batch_answers_each_card_as_its_own_call_in_one_commit(
+    stub: Stub, commits: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    cards = [
+        payment_pb2.TokenizeRequest(number="4242 4242 4242 4242", expiration="12/39", cvv="975"),
+        payment_pb2.TokenizeRequest(number="4242 4242 4242 4241", expiration="12/39", cvv="975"),
+        payment_pb2.TokenizeRequest(number="5555555555554444", expiration="12/39", cvv="864"),
+        payment_pb2.TokenizeRequest(number="4" * 65, expiration="12/39", cvv="123"),
+    ]
+    reply = await stub.TokenizeBatch(payment_pb2.TokenizeBatchRequest(cards=cards), timeout=10)
+    first, luhn, second, long = reply.outcomes
+    assert commits == [2]  # the two valid cards, one transaction
+    assert (first.token.brand, first.token.last4) == ("visa", "4242")
+    assert (second.token.brand, second.token.last4) == ("mastercard", "4444")
+    assert first.token.token.startswith("tok_") and first.token.token != second.token.token
+    for outcome, card in ((luhn, cards[1]), (long, cards[3])):
+        code, message = await unary_refusal(stub.Tokenize(card))
+        assert (outcome.error.code, outcome.error.message) == (code.value[0], message)
+    assert luhn.error.message.startswith("BAD_CARD: ")
+    assert long.error.message == "BAD_REQUEST: card field too long"
+    assert (await stub.Status(common_pb2.Empty())).tokens == 2
+    for card in cards[:3]:
+        assert card.number.replace(" ", "") not in caplog.text
+        assert card.cvv not in caplog.text
