@@ -7,6 +7,7 @@ commit: concurrent orders share an fsync). `Apply` carries many Authorize,
 Capture and Void calls at once (the leader executor batches its concurrent
 orders): their writes are handed over together, so they share one commit,
 and each operation answers what its own call would have, reply or error.
+`TokenizeBatch` does the same for transaction verification's Tokenize calls.
 Named result codes become gRPC status codes here and only here (`_status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
