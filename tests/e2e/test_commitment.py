@@ -92,6 +92,24 @@ def test_concurrent_orders_share_the_books_database_calls(shop: Shop) -> None:
     assert operations > calls  # and calls carried several orders' operations
 
 
+def test_concurrent_orders_share_payment_calls(shop: Shop) -> None:
+    """Their authorizations and captures go to payment together, in fewer Apply calls."""
+    calls_before, operations_before = batched(shop.system, "payment")
+    executed: list[str] = []
+    for _ in range(3):  # rounds of concurrent orders, until two of them shared a call
+        answers = shop.post_all([order({"b026": 1}) for _ in range(24)], workers=24)
+        assert [a["status"] for a in answers] == ["Order Approved"] * 24, answers
+        executed += [a["orderId"] for a in answers]
+        calls, operations = batched(shop.system, "payment")
+        calls, operations = calls - calls_before, operations - operations_before
+        if operations > calls:
+            break
+    assert operations >= 2 * len(executed)  # an authorization and a capture each
+    assert operations > calls
+    report = audit(shop, initial_stock)
+    assert set(executed) <= set(report.executed)
+
+
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
