@@ -175,11 +175,14 @@ class TwoPhaseCommit:
                     self._dispatch(action, txn, coordinator, inflight)
                 if coordinator.finished:
                     break
-                await asyncio.wait(
-                    inflight.values(),
-                    timeout=self.timings.resend_interval,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                if inflight:
+                    await asyncio.wait(
+                        inflight.values(),
+                        timeout=self.timings.resend_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                else:  # every call failed at once (unreachable): wait for the resend
+                    await asyncio.sleep(self.timings.resend_interval)
                 actions = []
                 for key, task in list(inflight.items()):
                     if task.done():

@@ -247,6 +247,28 @@ async def test_concurrent_transactions_share_payment_calls(
     assert len(w.payment_batches) < 16 and max(map(len, w.payment_batches)) > 1
 
 
+async def test_a_commit_that_cannot_be_delivered_is_sent_again(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    """The capture's call fails as unreachable while nothing else is in flight: the
+    coordinator's resend delivers it (the loop waits for it instead of failing)."""
+    w, commit = world
+    deliver = w.Apply
+    refusals = [grpc.StatusCode.UNAVAILABLE]
+
+    async def flaky(request: Any, timeout: float) -> payment_pb2.PaymentBatchReply:
+        kinds = [op.WhichOneof("op") for op in request.operations]
+        if "capture" in kinds and refusals:
+            await asyncio.sleep(0.05)  # the books database's commit is acknowledged first
+            raise _rpc_error(refusals.pop())
+        return await deliver(request, timeout)
+
+    w.Apply = flaky  # type: ignore[method-assign]
+    outcome = await commit.run(txn())
+    assert outcome.decision is Decision.COMMIT
+    assert w.calls.count("capture") == 1 and not refusals
+
+
 async def test_a_refused_epoch_at_the_log_fences_and_sends_no_decision(
     world: tuple[World, TwoPhaseCommit],
 ) -> None:
