@@ -129,6 +129,11 @@ def order_pb(order: Order) -> queue_pb2.QueuedOrder:
     )
 
 
+def _enqueued(result: Any) -> queue_pb2.EnqueueReply:
+    sequence, duplicate = result
+    return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
+
+
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 
@@ -153,28 +158,24 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def Enqueue(
         self, request: queue_pb2.EnqueueRequest, context: Context
     ) -> queue_pb2.EnqueueReply:
-        o = request.order
-        items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
         try:
-            result = await self.store.enqueue(
-                o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents
-            )
+            planned = self._plan_enqueue(request)
+            result = await self.store.write(planned)
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
-        return self._enqueued(o, result)
+        return _enqueued(result)
 
     def _plan_enqueue(self, request: queue_pb2.EnqueueRequest) -> Planned:
         o = request.order
         items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
-        return self.store.plan_enqueue(
-            o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents
-        )
 
-    def _enqueued(self, order: queue_pb2.QueuedOrder, result: Any) -> queue_pb2.EnqueueReply:
-        sequence, duplicate = result
-        self.waiting.setdefault(order.order_id.value, (time.time(), order.trace_context))
-        return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
+        def on_queued() -> None:  # a new order: its wait starts (and, for Dequeue, its trace)
+            self.waiting.setdefault(o.order_id.value, (time.time(), o.trace_context))
+
+        return self.store.plan_enqueue(
+            o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents, on_queued
+        )
 
     async def EnqueueBatch(
         self, request: queue_pb2.EnqueueBatchRequest, context: Context
@@ -184,11 +185,11 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             context, [functools.partial(self._plan_enqueue, e) for e in enqueues]
         )
         reply = queue_pb2.EnqueueBatchReply()
-        for enqueue, outcome in zip(enqueues, outcomes, strict=True):
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 reply.outcomes.add(error=op_error(outcome))
             else:
-                reply.outcomes.add(reply=self._enqueued(enqueue.order, outcome))
+                reply.outcomes.add(reply=_enqueued(outcome))
         return reply
 
     async def _together(self, context: Context, plans: list[Callable[[], Planned]]) -> list[Any]:

@@ -258,9 +258,11 @@ class QueueStore:
         (future,) = self._submit([Planned(op, on_commit)])
         return await future
 
-    async def together(
-        self, plans: Sequence[Callable[[], Planned]]
-    ) -> list[Any | QueueError | DiskFull | StorageFailure]:
+    async def write(self, planned: Planned) -> Any:
+        """A planned write's result once it is on disk (a refusal is raised)."""
+        return await self._write(planned.op, planned.on_commit)
+
+    async def together(self, plans: Sequence[Callable[[], Planned]]) -> list[Any]:
         """A batch call's writes: each plan checks its request (a QueueError it raises is
         that request's outcome, and nothing of it is written); the planned writes then go
         in one transaction. Each request's result or error, in order."""
@@ -413,10 +415,13 @@ class QueueStore:
         customer_name: str,
         payment_token: str = "",
         amount_cents: int = 0,
+        on_queued: Callable[[], None] | None = None,
     ) -> tuple[int, bool]:
         """(sequence, duplicate) once the order is on disk."""
-        planned = self.plan_enqueue(order_id, items, customer_name, payment_token, amount_cents)
-        result: tuple[int, bool] = await self._write(planned.op, planned.on_commit)
+        planned = self.plan_enqueue(
+            order_id, items, customer_name, payment_token, amount_cents, on_queued
+        )
+        result: tuple[int, bool] = await self.write(planned)
         return result
 
     def plan_enqueue(
@@ -426,8 +431,11 @@ class QueueStore:
         customer_name: str,
         payment_token: str = "",
         amount_cents: int = 0,
+        on_queued: Callable[[], None] | None = None,
     ) -> Planned:
-        """The enqueue's write (its result: (sequence, duplicate)), or BadRequest."""
+        """The enqueue's write (its result: (sequence, duplicate)), or BadRequest.
+
+        `on_queued` runs once a new order is on disk, before any dequeue can take it."""
         order = validate_order(
             order_id, items, customer_name, self.limits, payment_token, amount_cents
         )
@@ -436,6 +444,8 @@ class QueueStore:
             sequence, duplicate = result
             if not duplicate:
                 order.sequence = sequence
+                if on_queued is not None:
+                    on_queued()
                 self.state.add(order)
                 self._notify()
 
@@ -511,7 +521,7 @@ class QueueStore:
         planned = self.plan_complete(
             replica_id, epoch, lease_id, order_id, outcome, reason, amount_cents
         )
-        result: tuple[Execution, bool] = await self._write(planned.op, planned.on_commit)
+        result: tuple[Execution, bool] = await self.write(planned)
         return result
 
     def plan_complete(
@@ -572,7 +582,7 @@ class QueueStore:
     ) -> decisions.LoggedDecision:
         """The first decision logged for the order, once it is on disk."""
         planned = self.plan_log_decision(order_id, decision, epoch, reason)
-        logged: decisions.LoggedDecision = await self._write(planned.op)
+        logged: decisions.LoggedDecision = await self.write(planned)
         return logged
 
     def plan_log_decision(self, order_id: str, decision: str, epoch: int, reason: str) -> Planned:

@@ -14,7 +14,7 @@ from queue_fakes import FakeClock
 
 from bookstore import grpcutil
 from bookstore.order_queue.client import Enqueues, LeaderCalls, rpc_error
-from bookstore.order_queue.service import MAX_BATCH_OPS, create_server
+from bookstore.order_queue.service import MAX_BATCH_OPS, OrderQueueServicer, create_server
 from bookstore.order_queue.state import Item
 from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
@@ -102,6 +102,32 @@ async def test_batched_orders_keep_the_order_more_books_first_then_arrival(
     while (got := await store.dequeue(1, epoch, 0)) is not None:
         taken.append(got[0].order_id)
     assert taken == ["three", "late-3", "two", "early-1", "one"]
+
+
+class Plaintext:
+    """The servicer context of a call without TLS (nobody's identity to check)."""
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+async def test_a_waiting_dequeue_hands_out_a_batched_orders_trace_context(
+    store: QueueStore,
+) -> None:
+    servicer = OrderQueueServicer(store)
+    epoch = await store.register_leader(1)
+    polling = asyncio.create_task(
+        servicer.Dequeue(
+            queue_pb2.DequeueRequest(replica_id=1, epoch=epoch, wait_ms=5000), Plaintext()
+        )
+    )
+    await asyncio.sleep(0)  # the long poll waits for an order
+    traced = enqueue("a", 1)
+    traced.order.trace_context = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await servicer.EnqueueBatch(queue_pb2.EnqueueBatchRequest(enqueues=[traced]), Plaintext())
+    got = await polling
+    assert got.order.order_id.value == "a"
+    assert got.order.trace_context == traced.order.trace_context
 
 
 async def test_a_stale_epoch_refuses_only_its_own_operation(store: QueueStore, stub: Stub) -> None:
