@@ -11,10 +11,12 @@ import json
 import random
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from checkout_requests import card_secrets_in
 from commitment_audit import Shop, audit, data_files, order
 from harness import System, start_system
+from prometheus_client.parser import text_string_to_metric_families
 from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
@@ -72,6 +74,44 @@ def test_concurrent_orders_for_different_books_are_all_executed(shop: Shop) -> N
     assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
     report = audit(shop, initial_stock)
     assert {a["orderId"] for a in answers} <= set(report.executed)
+
+
+def _batched(url: str) -> tuple[float, float]:
+    """(calls, operations) of the batch calls to the queue that the process at `url`
+    (its /metrics) has made."""
+    totals = {"count": 0.0, "sum": 0.0}
+    for family in text_string_to_metric_families(httpx.get(url, timeout=10.0).text):
+        for sample in family.samples:
+            kind = sample.name.removeprefix("bookstore_batched_requests_")
+            if kind in totals and sample.labels.get("service") == "order-queue":
+                totals[kind] += sample.value
+    return totals["count"], totals["sum"]
+
+
+def test_concurrent_orders_share_the_queues_batch_calls(shop: Shop, system: System) -> None:
+    """The enqueues (orchestrator), and the decisions and completions (leader executor),
+    of orders under way together reach the queue in shared calls: more operations than
+    calls. How many share depends on the moment, so a few rounds of orders at most."""
+    executors = [
+        f"http://{host}:{int(port) + 1000}/metrics"
+        for host, _, port in (
+            entry.partition("=")[2].rpartition(":")
+            for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(",")
+        )
+    ]
+    orchestrator = f"{system.base_url}/metrics"
+    for _ in range(5):
+        books = [f"b{n:03d}" for n in range(40, 64)]
+        answers = shop.post_all([order({b: 1}) for b in books], workers=len(books))
+        assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
+        enqueues = _batched(orchestrator)
+        leader = tuple(map(sum, zip(*(_batched(url) for url in executors), strict=True)))
+        print(f"enqueue (calls, operations)={enqueues} leader={leader}")
+        if enqueues[1] > enqueues[0] and leader[1] > leader[0]:
+            break
+    assert enqueues[1] > enqueues[0], enqueues
+    assert leader[1] > leader[0], leader
+    audit(shop, initial_stock)
 
 
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:
