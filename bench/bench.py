@@ -57,6 +57,7 @@ class Phase:
     failures: list[str] = field(default_factory=list)
     busy_s: list[float] = field(default_factory=list)  # 503 BUSY answers: their latency
     elapsed_s: float = 0.0
+    cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
 
     @property
     def done(self) -> int:
@@ -186,12 +187,19 @@ def cluster_pids(base_url: str) -> dict[int, str]:
     """pid -> service name, as the running system reports them."""
     import httpx
 
-    services = httpx.get(base_url + "/api/cluster", timeout=5).json()["services"]
-    return {
+    cluster = httpx.get(base_url + "/api/cluster", timeout=5).json()
+    pids = {
         s["pid"]: s["name"] if s.get("replicaId") is None else f"{s['name']}-{s['replicaId']}"
-        for s in services
+        for s in cluster["services"]
         if isinstance(s.get("pid"), int)
     }
+    for replica in (cluster.get("database") or {}).get("replicas") or []:
+        if isinstance(replica.get("pid"), int):
+            pids[replica["pid"]] = f"books-database-{replica['replicaId']}"
+    payment = cluster.get("payment") or {}
+    if isinstance(payment.get("pid"), int):
+        pids[payment["pid"]] = "payment"
+    return pids
 
 
 def _cpu() -> str:
@@ -246,6 +254,10 @@ def table(
             "one checkout alone (1 client): p50 / p99",
             f"{single.percentile(50):.1f} / {single.percentile(99):.1f} ms",
         ),
+        (
+            f"CPU time per approved checkout, {procs} processes (at {throughput.concurrency})",
+            f"{throughput.cpu_ms_per_order:.1f} ms",
+        ),
         (f"resident memory, {procs} processes (sum of RSS)", f"{rss_mb:.0f} MB"),
         (f"proportional set size, {procs} processes (sum of PSS)", f"{pss_mb:.0f} MB"),
         (
@@ -283,6 +295,7 @@ async def bench(
     for pid, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
         print(f"  {names[pid]:26} {seconds / per_order * 1000:6.2f} ms", file=sys.stderr)
     print(f"  {'(load generator)':26} {used_bench / per_order * 1000:6.2f} ms", file=sys.stderr)
+    throughput.cpu_ms_per_order = sum(used.values()) / per_order * 1000
     print(
         f"throughput phase: {throughput.done} orders in {throughput.elapsed_s:.1f} s",
         file=sys.stderr,

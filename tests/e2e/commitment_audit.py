@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 from checkout_requests import CVV, course_page_request
 from harness import System
+from ports import METRICS_OFFSET
+from prometheus_client.parser import text_string_to_metric_families
 from tls_support import transport
 
 from bookstore import grpcutil
@@ -193,6 +195,34 @@ def audit(shop: Shop, initial_stock: Callable[[str], int]) -> Report:
             assert reserved == 0, (i, book_id, reserved)
             assert s >= 0 and s == initial_stock(book_id) - taken[book_id], (i, book_id, s)
     return Report(executed, rejected, stock)
+
+
+def batched(system: System, service: str) -> tuple[float, float]:
+    """(calls, requests): how many batched calls the executors made to `service` and how
+    many requests those carried, from their bookstore_batched_requests histograms."""
+    urls = []
+    for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(","):
+        host, _, port = entry.partition("=")[2].rpartition(":")
+        urls.append(f"http://{host}:{int(port) + METRICS_OFFSET}/metrics")
+    return batched_at(urls, service)
+
+
+def batched_at(urls: list[str], service: str) -> tuple[float, float]:
+    """(calls, requests) of the batched calls to `service` that the processes whose
+    metrics are at `urls` made."""
+    calls = requests = 0.0
+    for url in urls:
+        for family in text_string_to_metric_families(httpx.get(url, timeout=10.0).text):
+            for sample in family.samples:
+                if family.name != "bookstore_batched_requests" or (
+                    sample.labels.get("service") != service
+                ):
+                    continue
+                if sample.name.endswith("_count"):
+                    calls += sample.value
+                elif sample.name.endswith("_sum"):
+                    requests += sample.value
+    return calls, requests
 
 
 def _acknowledged(answer: dict[str, Any]) -> bool:

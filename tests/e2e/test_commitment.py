@@ -11,12 +11,10 @@ import json
 import random
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from checkout_requests import card_secrets_in
-from commitment_audit import Shop, audit, data_files, order
+from commitment_audit import Shop, audit, batched, batched_at, data_files, order
 from harness import System, start_system
-from prometheus_client.parser import text_string_to_metric_families
 from tls_support import transport
 
 from bookstore.books_database.client import BooksDatabaseClient
@@ -76,42 +74,64 @@ def test_concurrent_orders_for_different_books_are_all_executed(shop: Shop) -> N
     assert {a["orderId"] for a in answers} <= set(report.executed)
 
 
-def _batched(url: str) -> tuple[float, float]:
-    """(calls, operations) of the batch calls to the queue that the process at `url`
-    (its /metrics) has made."""
-    totals = {"count": 0.0, "sum": 0.0}
-    for family in text_string_to_metric_families(httpx.get(url, timeout=10.0).text):
-        for sample in family.samples:
-            kind = sample.name.removeprefix("bookstore_batched_requests_")
-            if kind in totals and sample.labels.get("service") == "order-queue":
-                totals[kind] += sample.value
-    return totals["count"], totals["sum"]
-
-
-def test_concurrent_orders_share_the_queues_batch_calls(shop: Shop, system: System) -> None:
-    """The enqueues (orchestrator), and the decisions and completions (leader executor),
-    of orders under way together reach the queue in shared calls: more operations than
-    calls. How many share depends on the moment, so a few rounds of orders at most."""
-    executors = [
-        f"http://{host}:{int(port) + 1000}/metrics"
-        for host, _, port in (
-            entry.partition("=")[2].rpartition(":")
-            for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(",")
-        )
-    ]
-    orchestrator = f"{system.base_url}/metrics"
-    for _ in range(5):
-        books = [f"b{n:03d}" for n in range(40, 64)]
+def test_concurrent_orders_share_the_books_database_calls(shop: Shop) -> None:
+    """The leader runs many orders' transactions at once: their reserves and commits go
+    to the books database together, in fewer Write calls than operations."""
+    calls_before, operations_before = batched(shop.system, "books-database")
+    books = [f"b{n:03d}" for n in range(3, 27)]
+    for _ in range(3):  # how the orders overlap is the system's business: a few rounds
         answers = shop.post_all([order({b: 1}) for b in books], workers=len(books))
         assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
-        enqueues = _batched(orchestrator)
-        leader = tuple(map(sum, zip(*(_batched(url) for url in executors), strict=True)))
-        print(f"enqueue (calls, operations)={enqueues} leader={leader}")
+        audit(shop, initial_stock)  # every order finished: its commit was sent
+        calls, operations = batched(shop.system, "books-database")
+        calls, operations = calls - calls_before, operations - operations_before
+        if operations > calls:
+            break
+    print(f"{operations:.0f} reserves and commits in {calls:.0f} Write calls")
+    assert operations >= 2 * len(books)  # every reserve and commit went in a batch
+    assert operations > calls  # and calls carried several orders' operations
+
+
+def test_concurrent_orders_share_payment_calls(shop: Shop) -> None:
+    """Their authorizations and captures go to payment together, in fewer Apply calls."""
+    calls_before, operations_before = batched(shop.system, "payment")
+    executed: list[str] = []
+    for _ in range(3):  # rounds of concurrent orders, until two of them shared a call
+        answers = shop.post_all([order({"b026": 1}) for _ in range(24)], workers=24)
+        assert [a["status"] for a in answers] == ["Order Approved"] * 24, answers
+        executed += [a["orderId"] for a in answers]
+        calls, operations = batched(shop.system, "payment")
+        calls, operations = calls - calls_before, operations - operations_before
+        if operations > calls:
+            break
+    assert operations >= 2 * len(executed)  # an authorization and a capture each
+    assert operations > calls
+    report = audit(shop, initial_stock)
+    assert set(executed) <= set(report.executed)
+
+
+def test_concurrent_orders_share_the_queues_batch_calls(shop: Shop) -> None:
+    """Their enqueues (orchestrator), and their decisions and completions (the leader),
+    reach the queue together, in fewer EnqueueBatch and LeaderBatch calls."""
+    orchestrator = [f"{shop.system.base_url}/metrics"]
+    enqueues_before = batched_at(orchestrator, "order-queue")
+    leader_before = batched(shop.system, "order-queue")
+    books = [f"b{n:03d}" for n in range(40, 64)]
+    for _ in range(5):  # how the orders overlap is the system's business: a few rounds
+        answers = shop.post_all([order({b: 1}) for b in books], workers=len(books))
+        assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
+        audit(shop, initial_stock)  # every order finished: its completion was sent
+        enqueues = _minus(batched_at(orchestrator, "order-queue"), enqueues_before)
+        leader = _minus(batched(shop.system, "order-queue"), leader_before)
         if enqueues[1] > enqueues[0] and leader[1] > leader[0]:
             break
-    assert enqueues[1] > enqueues[0], enqueues
-    assert leader[1] > leader[0], leader
-    audit(shop, initial_stock)
+    print(f"(calls, operations): enqueues {enqueues}, decisions and completions {leader}")
+    assert enqueues[1] >= len(books) and leader[1] >= 2 * len(books)  # all went in batches
+    assert enqueues[1] > enqueues[0] and leader[1] > leader[0]  # and calls carried several
+
+
+def _minus(now: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return now[0] - before[0], now[1] - before[1]
 
 
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:

@@ -24,6 +24,9 @@ ORDER_ID = "bookstore.order_id"
 EVENT = "bookstore.event"
 CLOCK = "bookstore.vector_clock"
 WAIT_S = 60.0
+APPLY = "/bookstore.payment.Payment/Apply"
+ENQUEUE_BATCH = "/bookstore.queue.OrderQueue/EnqueueBatch"
+LEADER_BATCH = "/bookstore.queue.OrderQueue/LeaderBatch"
 SERVICE_OF_EVENT = ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"]
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "deploy/observability/grafana/dashboards/bookstore.json"
@@ -81,9 +84,6 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
         "orchestrator/enqueue",
         "order-executor/execute",
         "order-executor/two-phase commit",
-        "books-database//bookstore.books.BooksDatabase/Reserve",
-        "payment//bookstore.payment.Payment/Authorize",
-        "payment//bookstore.payment.Payment/Capture",
     }
     names = {name.partition("/")[2] for name in expected}
     spans = _spans_of(receiver, order_id, expected)
@@ -96,7 +96,8 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     assert len({s.trace_id for s in spans}) == 1
     print(timeline(spans))  # the trace, drawn (pytest -s shows it)
     services = {s.service for s in spans}
-    # (The queue serves the order's calls in batch calls of their own: see below.)
+    # (The queue, the books database and payment serve the order in batch calls, each a
+    # trace of its own linked to the order's span: see below.)
     assert services >= {
         "orchestrator",
         "transaction-verification",
@@ -132,55 +133,88 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     (execute,) = by_name["execute"]
     assert execute.service == "order-executor"
     assert execute.parent_span_id == enqueue.span_id
-    # The order's enqueue and its completion went to the queue in batch calls, shared
-    # with whatever other orders were under way: each batch a span of its own, linked
-    # to the order's step, with the call under it and the queue serving it under that.
-    _batch_served(receiver, enqueue, "/bookstore.queue.OrderQueue/EnqueueBatch", "order-queue")
-    _batch_served(receiver, execute, "/bookstore.queue.OrderQueue/LeaderBatch", "order-queue")
-    # The commitment: under the execution, its prepares and its commits, each served
-    # under the executor's call; its decision logged in a batch call linked to it.
+    # The order's enqueue, and its completion under the execution, went to the queue in
+    # batch calls shared with other orders: each batch a trace of its own, linked to the
+    # order's span, with the call in it and the queue's side of that call.
+    for step, batch_name, method in (
+        (enqueue, "order-queue EnqueueBatch", ENQUEUE_BATCH),
+        (execute, "order-queue LeaderBatch", LEADER_BATCH),
+    ):
+        queued = _batched_calls(receiver, step, batch_name, (method, "order-queue"), count=1)
+        assert queued, (batch_name, step.name)
+        for batch, call, served in queued:
+            assert batch.service == step.service and not batch.parent_span_id.strip("0")
+            assert batch.trace_id == call.trace_id == served.trace_id != step.trace_id
+    # The commitment: under the execution; its prepares, its logged decision and its
+    # commits travel in batches.
     (commitment,) = by_name["two-phase commit"]
     assert commitment.parent_span_id == execute.span_id
-    calls = {s.span_id: s for s in spans if s.service == "order-executor"}
-    for name, service in (
-        ("/bookstore.books.BooksDatabase/Reserve", "books-database"),
-        ("/bookstore.payment.Payment/Authorize", "payment"),
-        ("/bookstore.payment.Payment/Capture", "payment"),
-    ):
-        served_by = [s for s in by_name[name] if s.service == service]
-        assert served_by, (name, sorted(by_name))
-        caller = calls[served_by[0].parent_span_id]
-        assert caller.parent_span_id == commitment.span_id, name
-    _batch_served(receiver, commitment, "/bookstore.queue.OrderQueue/LeaderBatch", "order-queue")
+    # The books database's reserve and commit travel in batches shared with other
+    # orders: each batch is a trace of its own, linked to the commitment, and the
+    # database serves its Write call under it.
+    books = _batched_calls(
+        receiver,
+        commitment,
+        "books-database write batch",
+        ("/bookstore.books.BooksDatabase/Write", "books-database"),
+        count=2,
+    )
+    assert len(books) >= 2, books  # the reserve's batch and the commit's
+    for batch, call, served in books:
+        assert not batch.parent_span_id.strip("0")  # the root of its own trace
+        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
+        assert batch.attributes["bookstore.batch_size"] >= 1
+    # The decision is logged in the queue in a LeaderBatch linked to the commitment.
+    decisions = _batched_calls(
+        receiver, commitment, "order-queue LeaderBatch", (LEADER_BATCH, "order-queue"), count=1
+    )
+    assert decisions, sorted(s.name for s in receiver.spans())
+    for batch, call, served in decisions:
+        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
+    # Payment's authorization and capture travel in batches that concurrent orders
+    # share: a batch is a trace of its own, linked to the commitment of every order it
+    # carries, with the executor's Apply call in it and payment's side of that call.
+    payments = _batched_calls(receiver, commitment, "payment batch", (APPLY, "payment"), count=2)
+    assert len(payments) >= 2, payments  # the authorization's and the capture's
+    for batch, call, served in payments:
+        assert batch.service == "order-executor" and not batch.parent_span_id.strip("0")
+        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
+        assert batch.attributes["bookstore.batch_size"] >= 1
 
     for received in receiver.spans():
         for text in received.texts():
             assert CARD not in text and not card_secrets_in(text), (received.name, text)
 
 
-def _batch_served(receiver: OtlpReceiver, step: ReceivedSpan, method: str, service: str) -> None:
-    """A batch span linked to the order's `step` (waited for), in the step's process,
-    with its call of `method` under it and `service` serving that call under the call."""
+def _batched_calls(
+    receiver: OtlpReceiver,
+    caller: ReceivedSpan,
+    batch_name: str,
+    method: tuple[str, str],
+    count: int,
+) -> list[tuple[ReceivedSpan, ReceivedSpan, ReceivedSpan]]:
+    """The batch spans `batch_name` linked to `caller`, each with its call of `method`
+    (name, serving service) and the server's span of it, once `count` of them have
+    arrived (or the wait ends)."""
+    name, service = method
     deadline = time.monotonic() + WAIT_S
     while True:
         spans = receiver.spans()
-        batches = {
-            s.span_id: s
-            for s in spans
-            for link in s.span.links
-            if bytes(link.span_id).hex() == step.span_id
-            and bytes(link.trace_id).hex() == step.trace_id
-        }
-        calls = {s.span_id: s for s in spans if s.name == method and s.parent_span_id in batches}
-        served = [s for s in spans if s.service == service and s.parent_span_id in calls]
-        if served or time.monotonic() > deadline:
-            break
+        children: dict[str, list[ReceivedSpan]] = {}
+        for span in spans:
+            children.setdefault(span.parent_span_id, []).append(span)
+        found = []
+        for batch in spans:
+            links = {bytes(link.span_id).hex() for link in batch.span.links}
+            if batch.name != batch_name or caller.span_id not in links:
+                continue
+            for call in children.get(batch.span_id, []):
+                served = [s for s in children.get(call.span_id, []) if s.service == service]
+                if call.name == name and call.service == batch.service and served:
+                    found.append((batch, call, served[0]))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
         time.sleep(0.1)
-    assert served, (method, step.name, sorted(b.name for b in batches.values()))
-    call = calls[served[0].parent_span_id]
-    batch = batches[call.parent_span_id]
-    assert call.service == batch.service == step.service
-    assert served[0].name == method and served[0].trace_id == batch.trace_id
 
 
 def test_background_calls_start_no_trace(traced: System, receiver: OtlpReceiver) -> None:

@@ -6,26 +6,39 @@ An error that is the database's answer (a stale epoch, an unknown book)
 raises `grpcutil.Rejected` at once; a database that cannot answer before
 the deadline raises `grpcutil.ServiceUnavailable` — the outcome of a write
 is then unknown, and retrying it with the same request id is safe.
+
+The reserves, commits and releases of concurrent callers (the leader executor
+runs many orders' transactions at once) share `Write` calls, and concurrent
+stock reads share one `ReadStock`, through a `batching.Coalescer` each. A
+caller still gets exactly its own answer: its operation's refusal raises the
+`Rejected` its unary call raises (same code, same message), and a call that
+fails as a whole (no primary before the deadline) fails each caller of the
+batch as it would have failed alone. A caller waits at most the deadline, also
+while its request waits for a batch to leave.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from bookstore import grpcutil
-from bookstore.books_database import wire
+from bookstore.batching import Coalescer
+from bookstore.books_database import stock, wire
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 from bookstore.pb import common_pb2
 
 SERVICE = "books-database"
 RETRY_PAUSE_S = 0.05
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
 
 
 @dataclass(frozen=True)
@@ -56,15 +69,32 @@ class BooksDatabaseClient:
         self._channels = {i: channel_factory(a) for i, a in addresses.items()}
         self._stubs = {i: pb_grpc.BooksDatabaseStub(c) for i, c in self._channels.items()}
         self.primary: int | None = None  # the replica believed to be primary
+        self.writes: Coalescer[pb.WriteOp, pb.WriteReply] = Coalescer(
+            self._write_batch, "books-database write batch", service=SERVICE
+        )
+        self.reads: Coalescer[tuple[str, ...], dict[str, BookStock]] = Coalescer(
+            self._read_batch, "books-database read batch", service=SERVICE
+        )
 
     async def close(self) -> None:
+        await self.writes.close()
+        await self.reads.close()
         for channel in self._channels.values():
             await channel.close()
 
     async def read_stock(self, book_ids: list[str] | None = None) -> dict[str, BookStock]:
-        """Linearizable stock of `book_ids` (None: every book)."""
-        reply = await self._call("ReadStock", pb.ReadStockRequest(book_ids=book_ids or []))
-        return {b.book_id: BookStock(b.stock, b.available) for b in reply.books}
+        """Linearizable stock of `book_ids` (None or empty: every book).
+
+        Concurrent reads share one ReadStock, and so one read-index round, and each
+        caller gets exactly the books it asked for. That is still linearizable: the
+        coalescer puts a request only into a batch that leaves after the request was
+        made (never into one already on the wire), and the primary takes the batch's
+        read index when the ReadStock reaches it, then confirms it still leads. Every
+        write acknowledged before this call began was committed before the batch left,
+        so it is at or below that index and this read sees it, as a ReadStock of its
+        own, sent at that moment, would.
+        """
+        return await self._batched(self.reads, tuple(book_ids or ()))
 
     async def reserve(
         self, txn_id: str, items: Mapping[str, int], epoch: int, request_id: str = ""
@@ -75,14 +105,16 @@ class BooksDatabaseClient:
             epoch=epoch,
             items=wire.lines(tuple(items.items())),
         )
-        reply = await self._call("Reserve", request)
+        reply = await self._batched(self.writes, pb.WriteOp(reserve=request))
         return Reservation(reply.ok, tuple(reply.lacking_titles), reply.message)
 
     async def commit(self, txn_id: str, epoch: int, request_id: str = "") -> None:
-        await self._txn("Commit", txn_id, epoch, request_id or f"commit:{txn_id}")
+        request = _txn(txn_id, epoch, request_id or f"commit:{txn_id}")
+        await self._batched(self.writes, pb.WriteOp(commit=request))
 
     async def release(self, txn_id: str, epoch: int, request_id: str = "") -> None:
-        await self._txn("Release", txn_id, epoch, request_id or f"release:{txn_id}")
+        request = _txn(txn_id, epoch, request_id or f"release:{txn_id}")
+        await self._batched(self.writes, pb.WriteOp(release=request))
 
     async def set_stock(self, stock: Mapping[str, int], request_id: str = "") -> None:
         request = pb.SetStockRequest(
@@ -110,8 +142,49 @@ class BooksDatabaseClient:
         except grpc.RpcError as exc:
             raise grpcutil.translate(SERVICE, exc) from exc
 
-    async def _txn(self, method: str, txn_id: str, epoch: int, request_id: str) -> None:
-        await self._call(method, pb.TxnRequest(request_id=request_id, txn_id=txn_id, epoch=epoch))
+    async def _batched(self, coalescer: Coalescer[Req, Rep], request: Req) -> Rep:
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await coalescer.call(request)
+        except TimeoutError:
+            raise grpcutil.ServiceUnavailable(
+                SERVICE, f"no answer within {self.deadline_s} s"
+            ) from None
+
+    async def _write_batch(
+        self, ops: Sequence[pb.WriteOp]
+    ) -> list[pb.WriteReply | grpcutil.Rejected]:
+        """One Write call (primary discovery, redirects and retries with the same
+        request ids as any call); each operation's refusal becomes its own Rejected."""
+        reply: pb.WriteBatchReply = await self._call("Write", pb.WriteBatch(ops=ops))
+        return [
+            grpcutil.Rejected(o.error.code, o.error.message) if o.HasField("error") else o.reply
+            for o in reply.outcomes
+        ]
+
+    async def _read_batch(
+        self, requests: Sequence[tuple[str, ...]]
+    ) -> list[dict[str, BookStock] | BaseException]:
+        """One ReadStock for the union of the books asked for (every book if anyone
+        asked for all of them); a request naming a book the database does not know is
+        read alone, so that only its caller gets the refusal, word for word."""
+        wanted = () if not all(requests) else tuple(sorted(set().union(*requests)))
+        try:
+            rows = await self._read(wanted)
+        except grpcutil.Rejected as exc:
+            if exc.code != stock.UNKNOWN_BOOK or len(requests) == 1:
+                raise
+            rows = {}
+        unknown = [ids for ids in requests if any(b not in rows for b in ids)]
+        read_alone = await asyncio.gather(*map(self._read, unknown), return_exceptions=True)
+        alone = dict(zip(unknown, read_alone, strict=True))
+        return [
+            alone[ids] if ids in alone else {b: rows[b] for b in ids or rows} for ids in requests
+        ]
+
+    async def _read(self, book_ids: tuple[str, ...]) -> dict[str, BookStock]:
+        reply = await self._call("ReadStock", pb.ReadStockRequest(book_ids=book_ids))
+        return {b.book_id: BookStock(b.stock, b.available) for b in reply.books}
 
     async def _call(self, method: str, request: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -143,3 +216,7 @@ class BooksDatabaseClient:
                 self.primary = int(named)
                 return self.primary
         return self.ids[(self.ids.index(target) + 1) % len(self.ids)]
+
+
+def _txn(txn_id: str, epoch: int, request_id: str) -> pb.TxnRequest:
+    return pb.TxnRequest(request_id=request_id, txn_id=txn_id, epoch=epoch)

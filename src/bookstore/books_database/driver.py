@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 
@@ -123,8 +123,22 @@ class Driver:
         self._inputs.extend(functools.partial(_on_message, m) for m in messages)
         self._wake.set()
 
-    async def submit(self, op: Op) -> Answer:
-        return await self._request(lambda r, now, t: r.submit(t, op, now))
+    async def submit_many(self, ops: Sequence[Op]) -> list[Answer]:
+        """The ops as one input of one turn: one append, one round, one fsync."""
+        if self.failed is not None:
+            raise StorageFailure(str(self.failed))
+        loop = asyncio.get_running_loop()
+        tickets = [next(self._tickets) for _ in ops]
+        futures: list[asyncio.Future[Answer]] = [loop.create_future() for _ in ops]
+        self._futures.update(zip(tickets, futures, strict=True))
+        writes = tuple(zip(tickets, ops, strict=True))
+        self._inputs.append(lambda r, now: r.submit_many(writes, now))
+        self._wake.set()
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            for ticket in tickets:
+                self._futures.pop(ticket, None)
 
     async def read(self, book_ids: tuple[str, ...]) -> Answer:
         return await self._request(lambda r, now, t: r.read(t, book_ids, now))

@@ -29,7 +29,8 @@ Rules, as implemented:
    without waiting for earlier Appends to be acknowledged. A backup accepts an
    Append only if its log holds the entry before them (prev index and view);
    otherwise it answers with a hint and the primary resends from there. A
-   conflicting uncommitted suffix is truncated.
+   conflicting uncommitted suffix is truncated. The writes of one client batch
+   (`submit_many`) enter the log in one append, so they share that round too.
 5. An entry is committed once a majority holds it durably and it (or a later
    entry) is of the primary's own view; committed entries are applied to the
    stock machine in log order on every replica.
@@ -45,7 +46,7 @@ Rules, as implemented:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bookstore.books_database.stock import NOOP_OP, Changes, Op, Result, StockMachine
@@ -258,17 +259,26 @@ class Replica:
 
     def submit(self, ticket: int, op: Op, now: float) -> Output:
         """A client write; its Answer comes once it is committed and applied."""
+        return self.submit_many(((ticket, op),), now)
+
+    def submit_many(self, writes: Sequence[tuple[int, Op]], now: float) -> Output:
+        """Client writes (ticket, op), proposed together: the new entries go into the
+        log in one append, so one Append round and one fsync carry them all. Each gets
+        its own Answer, as `submit` would."""
         self._arm(now)
-        invalid = self.machine.validate(op)
-        if self.role != PRIMARY:
-            self._answer(ticket, self._not_primary())
-        elif not invalid.ok:
-            self._answer(ticket, invalid)
-        elif op.request_id and op.request_id in self.machine.answers:
-            self._answer(ticket, self.machine.answers[op.request_id])
-        else:
-            self._append_local(Entry(self.view, op))
-            self._pending[self.last_index] = ticket
+        entries: list[Entry] = []
+        for ticket, op in writes:
+            invalid = self.machine.validate(op)
+            if self.role != PRIMARY:
+                self._answer(ticket, self._not_primary())
+            elif not invalid.ok:
+                self._answer(ticket, invalid)
+            elif op.request_id and op.request_id in self.machine.answers:
+                self._answer(ticket, self.machine.answers[op.request_id])
+            else:
+                entries.append(Entry(self.view, op))
+                self._pending[self.last_index + len(entries)] = ticket
+        self._append_local(*entries)
         return self.take_output()
 
     def read(self, ticket: int, book_ids: tuple[str, ...], now: float) -> Output:
@@ -513,10 +523,14 @@ class Replica:
 
     # -- helpers --------------------------------------------------------------
 
-    def _append_local(self, entry: Entry) -> None:
-        self.log.append(entry)
-        self._out.log_writes.append(LogWrite(self.last_index, (entry,)))
-        self.trail.appended(self.last_index, entry)
+    def _append_local(self, *entries: Entry) -> None:
+        if not entries:
+            return
+        start = self.last_index + 1
+        self.log.extend(entries)
+        self._out.log_writes.append(LogWrite(start, entries))
+        for offset, entry in enumerate(entries):
+            self.trail.appended(start + offset, entry)
 
     def _reply(self, msg: Append, ok: bool, match: int) -> None:
         self._send(msg.sender, AppendReply(self.view, self.my_id, ok, match, msg.round))

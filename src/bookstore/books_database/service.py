@@ -26,7 +26,7 @@ from bookstore import grpcutil
 from bookstore.books_database import stock, wire
 from bookstore.books_database.driver import Driver
 from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Answer, Replica, Timings
-from bookstore.books_database.stock import Op
+from bookstore.books_database.stock import Op, Result
 from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
 from bookstore.catalogue import load_catalogue
 from bookstore.pb import books_database_pb2 as pb
@@ -49,27 +49,73 @@ _CODES = {
     stock.UNKNOWN_BOOK: grpc.StatusCode.NOT_FOUND,
     stock.UNKNOWN_TXN: grpc.StatusCode.NOT_FOUND,
 }
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+# Refusals that are about the replica, not one operation: they end a Write call as a
+# whole, so the client follows the redirect or retries every operation of it.
+_WHOLE_CALL = (NOT_PRIMARY, OUTCOME_UNKNOWN)
+MAX_WRITE_OPS = 256  # operations in one Write call
 
 
-async def _reply(answer: Answer, context: Context) -> pb.WriteReply:
-    result = answer.result
+@dataclass(frozen=True)
+class Refusal:
+    """A write's error, as the unary call ends with it: status and "CODE: message"."""
+
+    status: grpc.StatusCode
+    code: str
+    message: str
+
+    @property
+    def details(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def pb(self) -> pb.OpError:
+        return pb.OpError(status=self.status.value[0], code=self.code, message=self.message)
+
+
+def _outcome(result: Result) -> pb.WriteReply | Refusal:
     if result.ok:
         return pb.WriteReply(ok=True)
     if result.code == stock.OUT_OF_STOCK:
         return pb.WriteReply(ok=False, message=result.message, lacking_titles=result.lacking)
     if result.code == UNKNOWN:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"OUTCOME_UNKNOWN: {result.message}")
-    code = _CODES.get(result.code, grpc.StatusCode.INTERNAL)
-    await context.abort(code, f"{result.code}: {result.message}")
-    raise AssertionError("abort returned")
+        return Refusal(grpc.StatusCode.UNAVAILABLE, OUTCOME_UNKNOWN, result.message)
+    return Refusal(_CODES.get(result.code, grpc.StatusCode.INTERNAL), result.code, result.message)
 
 
-async def _need_request_id(request_id: str, context: Context) -> None:
-    if not 0 < len(request_id) <= stock.MAX_ID:
-        await context.abort(
+async def _reply(answer: Answer, context: Context) -> pb.WriteReply:
+    outcome = _outcome(answer.result)
+    if isinstance(outcome, Refusal):
+        await context.abort(outcome.status, outcome.details)
+        raise AssertionError("abort returned")
+    return outcome
+
+
+def _bad_request_id(request_id: str) -> Refusal | None:
+    if 0 < len(request_id) <= stock.MAX_ID:
+        return None
+    return Refusal(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        stock.BAD_REQUEST,
+        f"request_id must be 1..{stock.MAX_ID} characters",
+    )
+
+
+def _checked(write: pb.WriteOp) -> Op | Refusal:
+    """One operation of a Write, or why it is refused before it reaches the log."""
+    op = wire.write_op(write)
+    if op is None:
+        return Refusal(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"BAD_REQUEST: request_id must be 1..{stock.MAX_ID} characters",
+            stock.BAD_REQUEST,
+            "an operation must be a reserve, a commit or a release",
         )
+    return _bad_request_id(op.request_id) or op
+
+
+def _outcome_pb(outcome: pb.WriteReply | Refusal) -> pb.WriteOutcome:
+    if isinstance(outcome, Refusal):
+        return pb.WriteOutcome(error=outcome.pb())
+    return pb.WriteOutcome(reply=outcome)
 
 
 class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
@@ -78,26 +124,47 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
         self.address = address
 
     async def _write(self, op: Op, context: Context) -> pb.WriteReply:
-        await _need_request_id(op.request_id, context)
+        bad = _bad_request_id(op.request_id)
+        if bad is not None:
+            await context.abort(bad.status, bad.details)
+        (answer,) = await self._submit([op], context)
+        return await _reply(answer, context)
+
+    async def _submit(self, ops: list[Op], context: Context) -> list[Answer]:
         try:
-            answer = await self.driver.submit(op)
+            return await self.driver.submit_many(ops)
         except StorageFailure:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: replica stopping")
             raise
-        return await _reply(answer, context)
 
     async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.WriteReply:
-        items = wire.items_of(request.items)
-        op = Op(stock.RESERVE, request.request_id, request.txn_id, request.epoch, items)
-        return await self._write(op, context)
+        return await self._write(wire.reserve_op(request), context)
 
     async def Commit(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        op = Op(stock.COMMIT, request.request_id, request.txn_id, request.epoch)
-        return await self._write(op, context)
+        return await self._write(wire.txn_op(stock.COMMIT, request), context)
 
     async def Release(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        op = Op(stock.RELEASE, request.request_id, request.txn_id, request.epoch)
-        return await self._write(op, context)
+        return await self._write(wire.txn_op(stock.RELEASE, request), context)
+
+    async def Write(self, request: pb.WriteBatch, context: Context) -> pb.WriteBatchReply:
+        """Every operation of the batch goes to the driver in one input, so they enter
+        the log together: one append, one Append round, one group commit. Each gets the
+        outcome its unary call would; a refusal about the replica ends the whole call."""
+        if len(request.ops) > MAX_WRITE_OPS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{stock.BAD_REQUEST}: at most {MAX_WRITE_OPS} operations in one Write",
+            )
+        checked = [_checked(write) for write in request.ops]
+        ops = [c for c in checked if isinstance(c, Op)]
+        answers = iter(await self._submit(ops, context) if ops else [])
+        outcomes = [
+            c if isinstance(c, Refusal) else _outcome(next(answers).result) for c in checked
+        ]
+        for outcome in outcomes:
+            if isinstance(outcome, Refusal) and outcome.code in _WHOLE_CALL:
+                await context.abort(outcome.status, outcome.details)
+        return pb.WriteBatchReply(outcomes=[_outcome_pb(o) for o in outcomes])
 
     async def SetStock(self, request: pb.SetStockRequest, context: Context) -> pb.WriteReply:
         op = Op(stock.SET_STOCK, request.request_id, items=wire.items_of(request.items))

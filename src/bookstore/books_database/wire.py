@@ -12,7 +12,7 @@ from bookstore.books_database.replication import (
     RequestVote,
     Vote,
 )
-from bookstore.books_database.stock import Op
+from bookstore.books_database.stock import COMMIT, RELEASE, RESERVE, Op
 from bookstore.pb import books_database_pb2 as pb
 
 
@@ -22,6 +22,27 @@ def lines(items: tuple[tuple[str, int], ...]) -> list[pb.StockLine]:
 
 def items_of(stock_lines: Iterable[pb.StockLine]) -> tuple[tuple[str, int], ...]:
     return tuple((line.book_id, int(line.quantity)) for line in stock_lines)
+
+
+def reserve_op(request: pb.ReserveRequest) -> Op:
+    return Op(RESERVE, request.request_id, request.txn_id, request.epoch, items_of(request.items))
+
+
+def txn_op(kind: str, request: pb.TxnRequest) -> Op:
+    """A commit or a release."""
+    return Op(kind, request.request_id, request.txn_id, request.epoch)
+
+
+def write_op(write: pb.WriteOp) -> Op | None:
+    """One operation of a Write batch; None for an empty one (or of a kind unknown here)."""
+    kind = write.WhichOneof("op")
+    if kind == "reserve":
+        return reserve_op(write.reserve)
+    if kind == "commit":
+        return txn_op(COMMIT, write.commit)
+    if kind == "release":
+        return txn_op(RELEASE, write.release)
+    return None
 
 
 def op_pb(op: Op) -> pb.Op:

@@ -21,6 +21,11 @@ Answers, as the coordinator's events:
 - a participant that cannot be reached -> nothing (the resend and the vote
   timeout handle it); except payment's DEADLINE_EXCEEDED on Authorize, which
   is its "no" (the processor did not answer: the order is not paid).
+
+Payment's Authorize, Capture and Void calls of concurrent transactions travel
+together in its batch call (Apply) through a `Coalescer`; each operation's
+outcome comes back as its own call's reply or gRPC error, so the answers above
+do not change.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -37,11 +42,13 @@ from typing import Any, cast
 import grpc
 
 from bookstore import grpcutil
+from bookstore.batching import Coalescer
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
 from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
 from bookstore.order_queue.client import LeaderCalls
+from bookstore.payment import outcomes
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -150,10 +157,14 @@ class TwoPhaseCommit:
         self.payment = cast(
             "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._payment_channel)
         )
+        self._payments: Coalescer[payment_pb2.PaymentOperation, payment_pb2.PaymentOutcome] = (
+            Coalescer(self._apply_payments, "payment batch", service=PAYMENT)
+        )
         self.crash = crash or CrashHook("", Path("."))
 
     async def close(self) -> None:
         await self.books.close()
+        await self._payments.close()
         await self._payment_channel.close()
 
     async def run(self, txn: Txn) -> TxnOutcome:
@@ -293,13 +304,13 @@ class TwoPhaseCommit:
             epoch=txn.epoch,
         )
         try:
-            reply = await self.payment.Authorize(request, timeout=self.rpc_timeout_s)
+            outcome = await self._payments.call(payment_pb2.PaymentOperation(authorize=request))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 self._voted(txn, PAYMENT, False, NO_ANSWER)
                 return lambda c, now: c.on_vote(PAYMENT, False, NO_ANSWER, now)
             raise grpcutil.translate(PAYMENT, exc) from None
-        yes, reason = bool(reply.approved), str(reply.reason)
+        yes, reason = bool(outcome.authorized.approved), str(outcome.authorized.reason)
         self._voted(txn, PAYMENT, yes, reason)
         return lambda c, now: c.on_vote(PAYMENT, yes, reason, now)
 
@@ -315,10 +326,29 @@ class TwoPhaseCommit:
         request = payment_pb2.TxnRequest(
             txn_id=common_pb2.OrderId(value=txn.order_id), epoch=txn.epoch, reason=action.reason
         )
-        call = self.payment.Capture if action.kind is Kind.COMMIT else self.payment.Void
-        await self._rpc(PAYMENT, call, request)
+        if action.kind is Kind.COMMIT:
+            operation = payment_pb2.PaymentOperation(capture=request)
+        else:
+            operation = payment_pb2.PaymentOperation(void=request)
+        try:
+            await self._payments.call(operation)
+        except grpc.aio.AioRpcError as exc:
+            raise grpcutil.translate(PAYMENT, exc) from None
         self.trace.answered(txn.order_id, txn.epoch, "ack", PAYMENT, action.kind.value)
         return lambda c, now: c.on_ack(PAYMENT, now)
+
+    async def _apply_payments(
+        self, operations: Sequence[payment_pb2.PaymentOperation]
+    ) -> list[payment_pb2.PaymentOutcome | BaseException]:
+        """One Apply call for concurrent transactions' payment calls. An operation's
+        error becomes the AioRpcError its own call would have raised (same code,
+        same details); a failure of the whole call reaches every caller."""
+        batch = payment_pb2.PaymentBatch(operations=operations)
+        reply = await self.payment.Apply(batch, timeout=self.rpc_timeout_s)
+        return [
+            outcomes.rpc_error(outcome.error) if outcome.HasField("error") else outcome
+            for outcome in reply.outcomes
+        ]
 
     def _voted(self, txn: Txn, participant: str, yes: bool, reason: str) -> None:
         detail = "yes" if yes else f"no: {reason}"

@@ -3,8 +3,12 @@
 Every ledger call runs on one database thread, so writes are serialized and
 each is durable before its RPC answers. Writes that arrive while a batch is
 on disk wait together and go as the next batch, in one transaction (group
-commit: concurrent orders share an fsync).
-Named result codes become gRPC status codes here and only here (`_CODES`).
+commit: concurrent orders share an fsync). `Apply` carries many Authorize,
+Capture and Void calls at once (the leader executor batches its concurrent
+orders): their writes are handed over together, so they share one commit,
+and each operation answers what its own call would have, reply or error.
+`TokenizeBatch` does the same for transaction verification's Tokenize calls.
+Named result codes become gRPC status codes here and only here (`_status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
 from the queue's decision log.
@@ -21,8 +25,9 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar, cast
 
@@ -39,7 +44,7 @@ from bookstore.commitment.participant import (
     UnknownTxn,
 )
 from bookstore.payment import recovery
-from bookstore.payment.cards import BadCard, Behaviour, card_info
+from bookstore.payment.cards import BadCard, Behaviour, CardInfo, card_info
 from bookstore.payment.ledger import (
     CURRENCY,
     Authorization,
@@ -61,8 +66,9 @@ MAX_ID_CHARS = 128
 MAX_AMOUNT_CENTS = 10**9
 MAX_CARD_FIELD_CHARS = 64
 MAX_REASON_CHARS = 512  # a void's reason is kept up to this
-MAX_BATCH = 256  # most writes committed together
+MAX_BATCH = 256  # most writes committed together, and most operations in one Apply
 MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
+NO_ANSWER = "the processor did not answer"  # the timeout test card's DEADLINE_EXCEEDED
 
 
 class BadRequest(TxnError):
@@ -78,6 +84,63 @@ _CODES: dict[type[TxnError], grpc.StatusCode] = {
     AlreadyCommitted: grpc.StatusCode.FAILED_PRECONDITION,
     TxnMismatch: grpc.StatusCode.FAILED_PRECONDITION,
 }
+
+
+def _status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The gRPC status a refused request ends with; None for any other error."""
+    if isinstance(exc, TxnError):
+        return _CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc)
+    if isinstance(exc, BadCard):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}"
+    return None
+
+
+def _error(code: grpc.StatusCode, message: str) -> payment_pb2.PaymentOutcome:
+    return payment_pb2.PaymentOutcome(error=_operation_error(code, message))
+
+
+def _operation_error(code: grpc.StatusCode, message: str) -> payment_pb2.OperationError:
+    return payment_pb2.OperationError(code=code.value[0], message=message)
+
+
+def _card(request: payment_pb2.TokenizeRequest) -> CardInfo:
+    """What the ledger may keep of the request's card, or BadRequest / BadCard."""
+    fields = (request.number, request.expiration, request.cvv)
+    if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
+        raise BadRequest("card field too long")
+    return card_info(*fields)
+
+
+def _token_reply(token: str, card: CardInfo) -> payment_pb2.TokenizeReply:
+    log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
+    return payment_pb2.TokenizeReply(
+        token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
+    )
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """One operation of an Apply, checked: what its unary call would do."""
+
+    kind: str  # "authorize" | "capture" | "void"
+    txn_id: str
+    epoch: int
+    auth: Authorization | None = None  # of an authorize
+    reason: str = ""  # of a void
+
+
+def _operation(op: payment_pb2.PaymentOperation) -> _Operation:
+    """The operation, or BadRequest (as its unary call would refuse it)."""
+    kind = op.WhichOneof("op")
+    if kind == "authorize":
+        a = op.authorize
+        return _Operation(kind, _txn_id(a), _epoch(a), auth=authorization(a))
+    if kind == "capture":
+        return _Operation(kind, _txn_id(op.capture), _epoch(op.capture))
+    if kind == "void":
+        reason = op.void.reason[:MAX_REASON_CHARS]
+        return _Operation(kind, _txn_id(op.void), _epoch(op.void), reason=reason)
+    raise BadRequest("an operation is required: authorize, capture or void")
 
 
 def _die(exc: BaseException) -> None:
@@ -138,11 +201,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """A ledger write, committed together with the writes waiting beside it."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Hand a ledger write to the writer: writes submitted before the event loop
+        next runs the writer share one commit. The future holds its result."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((functools.partial(fn, *args), future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches(), name="ledger-writer")
-        return await future
+        return future
 
     async def _write_batches(self) -> None:
         while self._pending:
@@ -170,11 +238,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         """Run `work`; our errors become their gRPC status (the one place)."""
         try:
             return await work()
-        except TxnError as exc:
-            await context.abort(_CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc))
-            raise
-        except BadCard as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}")
+        except (TxnError, BadCard) as exc:
+            status = _status(exc)
+            assert status is not None
+            await context.abort(*status)
             raise
         except StorageFailure as exc:
             self.on_fatal(exc)
@@ -185,15 +252,32 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         self, request: payment_pb2.TokenizeRequest, context: Context
     ) -> payment_pb2.TokenizeReply:
         async def work() -> payment_pb2.TokenizeReply:
-            fields = (request.number, request.expiration, request.cvv)
-            if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
-                raise BadRequest("card field too long")
-            card = card_info(*fields)
-            token = await self.write(self.ledger.tokenize, card)
-            log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
-            return payment_pb2.TokenizeReply(
-                token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
-            )
+            card = _card(request)
+            return _token_reply(await self.write(self.ledger.tokenize, card), card)
+
+        return await self._guarded(context, work)
+
+    async def TokenizeBatch(
+        self, request: payment_pb2.TokenizeBatchRequest, context: Context
+    ) -> payment_pb2.TokenizeBatchReply:
+        async def work() -> payment_pb2.TokenizeBatchReply:
+            if len(request.cards) > MAX_BATCH:
+                raise BadRequest(f"at most {MAX_BATCH} cards in one call")
+            outcomes: dict[int, payment_pb2.TokenizeOutcome] = {}
+            cards: dict[int, CardInfo] = {}
+            for i, c in enumerate(request.cards):
+                try:
+                    cards[i] = _card(c)
+                except (BadRequest, BadCard) as exc:
+                    status = _status(exc)
+                    assert status is not None
+                    outcomes[i] = payment_pb2.TokenizeOutcome(error=_operation_error(*status))
+            writes = {i: self.submit(self.ledger.tokenize, card) for i, card in cards.items()}
+            # Together: one commit. A failure here is the ledger's (StorageFailure): all fail.
+            tokens = await asyncio.gather(*writes.values())
+            for i, token in zip(writes, tokens, strict=True):
+                outcomes[i] = payment_pb2.TokenizeOutcome(token=_token_reply(token, cards[i]))
+            return payment_pb2.TokenizeBatchReply(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
         return await self._guarded(context, work)
 
@@ -225,7 +309,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         """The timeout test card: answer nothing until the caller's deadline has passed."""
         remaining = context.time_remaining()
         await asyncio.sleep(MAX_HANG_S if remaining is None else remaining + 0.1)
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the processor did not answer")
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
 
     async def Capture(
         self, request: payment_pb2.TxnRequest, context: Context
@@ -248,6 +332,90 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             return await self._view(txn_id)
 
         return await self._guarded(context, work)
+
+    async def Apply(
+        self, request: payment_pb2.PaymentBatch, context: Context
+    ) -> payment_pb2.PaymentBatchReply:
+        async def work() -> payment_pb2.PaymentBatchReply:
+            if len(request.operations) > MAX_BATCH:
+                raise BadRequest(f"at most {MAX_BATCH} operations in one call")
+            outcomes = await self._apply(request.operations)
+            return payment_pb2.PaymentBatchReply(outcomes=outcomes)
+
+        return await self._guarded(context, work)
+
+    async def _apply(
+        self, operations: Sequence[payment_pb2.PaymentOperation]
+    ) -> list[payment_pb2.PaymentOutcome]:
+        """Each operation's outcome; a StorageFailure fails them all (raised)."""
+        outcomes: dict[int, payment_pb2.PaymentOutcome] = {}
+        checked: dict[int, _Operation] = {}
+        for i, op in enumerate(operations):
+            try:
+                checked[i] = _operation(op)
+            except BadRequest as exc:
+                outcomes[i] = _error(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        tokens = {o.auth.token for o in checked.values() if o.auth is not None}
+        hanging = await self.call(self._timeout_cards, tokens) if tokens else set()
+        writes: dict[int, asyncio.Future[Any]] = {}
+        for i, o in checked.items():
+            if o.auth is not None and o.auth.token in hanging:
+                # The unary call hangs until its deadline; a batch answers at once.
+                outcomes[i] = _error(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
+            elif o.auth is not None:
+                writes[i] = self.submit(self.ledger.authorize, o.txn_id, o.auth, o.epoch)
+            elif o.kind == "capture":
+                writes[i] = self.submit(self.ledger.capture, o.txn_id, o.epoch)
+            else:
+                writes[i] = self.submit(self.ledger.void, o.txn_id, o.epoch, o.reason)
+        results = await asyncio.gather(*writes.values(), return_exceptions=True)
+        written: dict[int, Any] = {}
+        for i, result in zip(writes, results, strict=True):
+            if not isinstance(result, BaseException):
+                written[i] = result
+            elif (status := _status(result)) is not None:
+                outcomes[i] = _error(*status)
+            else:
+                raise result  # StorageFailure: the whole call fails
+        ids = {checked[i].txn_id for i in written if checked[i].auth is None}
+        views = await self.call(self._views, ids) if ids else {}
+        for i, result in written.items():
+            outcomes[i] = self._answer(checked[i], result, views.get(checked[i].txn_id))
+        return [outcomes[i] for i in range(len(operations))]
+
+    def _views(self, txn_ids: set[str]) -> dict[str, TxnView | None]:
+        return {t: self.ledger.transaction(t) for t in txn_ids}
+
+    def _timeout_cards(self, tokens: set[str]) -> set[str]:
+        """Those of `tokens` that are the timeout test card (on the database thread)."""
+        hanging = set()
+        for token in tokens:
+            with contextlib.suppress(UnknownToken):  # the authorize itself refuses it
+                if self.ledger.card(token).behaviour is Behaviour.TIMEOUT:
+                    hanging.add(token)
+        return hanging
+
+    @staticmethod
+    def _answer(o: _Operation, result: Any, view: TxnView | None) -> payment_pb2.PaymentOutcome:
+        """A written operation's outcome, logged as its unary call logs it."""
+        if o.auth is not None:
+            log.info(
+                "authorize txn=%s epoch=%d amount=%d approved=%s %s",
+                o.txn_id,
+                o.epoch,
+                o.auth.amount_cents,
+                result.yes,
+                result.reason,
+            )
+            reply = payment_pb2.AuthorizeReply(
+                approved=result.yes, reason=result.reason, state=result.state.value
+            )
+            return payment_pb2.PaymentOutcome(authorized=reply)
+        log.info("%s txn=%s epoch=%d", o.kind, o.txn_id, o.epoch)
+        if view is None:
+            exc = UnknownTxn(f"no txn {o.txn_id}")
+            return _error(grpc.StatusCode.NOT_FOUND, str(exc))
+        return payment_pb2.PaymentOutcome(transaction=transaction_pb(view))
 
     async def _view(self, txn_id: str) -> payment_pb2.Transaction:
         view = await self.call(self.ledger.transaction, txn_id)

@@ -14,6 +14,11 @@ Errors use gRPC status codes; the message starts with a named result code:
   UNAVAILABLE         "OUTCOME_UNKNOWN: ..."        the primary lost its view meanwhile:
                                                     retry with the same request id
 A refused reservation (not enough copies) is a normal answer: ok = false.
+Write carries many reserves, commits and releases: a refusal of one operation
+(STALE_EPOCH, TXN_FINISHED, BAD_REQUEST, UNKNOWN_BOOK, UNKNOWN_TXN) is that
+operation's outcome, an OpError with the code and message its unary call gets;
+NOT_PRIMARY, OUTCOME_UNKNOWN and transport errors end the whole call (retry it,
+with the same request ids).
 """
 
 from collections import abc as _abc
@@ -229,6 +234,134 @@ class WriteReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WriteReply: _TypeAlias = WriteReply  # noqa: Y015
+
+@_typing.final
+class WriteOp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVE_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reserve(self) -> Global___ReserveRequest: ...
+    @_builtins.property
+    def commit(self) -> Global___TxnRequest: ...
+    @_builtins.property
+    def release(self) -> Global___TxnRequest: ...
+    def __init__(
+        self,
+        *,
+        reserve: Global___ReserveRequest | None = ...,
+        commit: Global___TxnRequest | None = ...,
+        release: Global___TxnRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "op", b"op", "release", b"release", "reserve", b"reserve"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit", b"commit", "op", b"op", "release", b"release", "reserve", b"reserve"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["reserve", "commit", "release"]  # noqa: Y015
+    _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
+
+Global___WriteOp: _TypeAlias = WriteOp  # noqa: Y015
+
+@_typing.final
+class WriteBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ops(self) -> _containers.RepeatedCompositeFieldContainer[Global___WriteOp]:
+        """at most 256"""
+
+    def __init__(
+        self,
+        *,
+        ops: _abc.Iterable[Global___WriteOp] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ops", b"ops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteBatch: _TypeAlias = WriteBatch  # noqa: Y015
+
+@_typing.final
+class OpError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    status: _builtins.int
+    """the gRPC status code the unary call ends with"""
+    code: _builtins.str
+    """the named result code: STALE_EPOCH, BAD_REQUEST, ..."""
+    message: _builtins.str
+    """the rest of the unary call's details"""
+    def __init__(
+        self,
+        *,
+        status: _builtins.int = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpError: _TypeAlias = OpError  # noqa: Y015
+
+@_typing.final
+class WriteOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reply(self) -> Global___WriteReply: ...
+    @_builtins.property
+    def error(self) -> Global___OpError: ...
+    def __init__(
+        self,
+        *,
+        reply: Global___WriteReply | None = ...,
+        error: Global___OpError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "reply", b"reply"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "reply", b"reply"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["reply", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___WriteOutcome: _TypeAlias = WriteOutcome  # noqa: Y015
+
+@_typing.final
+class WriteBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___WriteOutcome]:
+        """one per operation, in order"""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___WriteOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteBatchReply: _TypeAlias = WriteBatchReply  # noqa: Y015
 
 @_typing.final
 class Op(_message.Message):

@@ -60,6 +60,11 @@ class BooksDatabaseStub:
                 request_serializer=bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
                 _registered_method=True)
+        self.Write = channel.unary_unary(
+                '/bookstore.books.BooksDatabase/Write',
+                request_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
+                _registered_method=True)
         self.Deliver = channel.unary_unary(
                 '/bookstore.books.BooksDatabase/Deliver',
                 request_serializer=bookstore_dot_pb_dot_books__database__pb2.PeerBatch.SerializeToString,
@@ -112,6 +117,14 @@ class BooksDatabaseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Write(self, request, context):
+        """Many of the writes above in one call, as the log's next entries in one
+        append and one round: one outcome per operation, in order, once all are applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Deliver(self, request, context):
         """Replica to replica: one-way protocol messages, many per call.
         """
@@ -159,6 +172,11 @@ def add_BooksDatabaseServicer_to_server(servicer, server):
                     servicer.SetStock,
                     request_deserializer=bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.SerializeToString,
+            ),
+            'Write': grpc.unary_unary_rpc_method_handler(
+                    servicer.Write,
+                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.FromString,
+                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.SerializeToString,
             ),
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
@@ -311,6 +329,33 @@ class BooksDatabase:
             '/bookstore.books.BooksDatabase/SetStock',
             bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.SerializeToString,
             bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Write(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.books.BooksDatabase/Write',
+            bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
+            bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,11 @@ Errors use gRPC status codes; the message starts with a named result code:
   UNAVAILABLE         "OUTCOME_UNKNOWN: ..."        the primary lost its view meanwhile:
                                                     retry with the same request id
 A refused reservation (not enough copies) is a normal answer: ok = false.
+Write carries many reserves, commits and releases: a refusal of one operation
+(STALE_EPOCH, TXN_FINISHED, BAD_REQUEST, UNKNOWN_BOOK, UNKNOWN_TXN) is that
+operation's outcome, an OpError with the code and message its unary call gets;
+NOT_PRIMARY, OUTCOME_UNKNOWN and transport errors end the whole call (retry it,
+with the same request ids).
 """
 
 from bookstore.pb import books_database_pb2 as _books_database_pb2
@@ -52,6 +57,10 @@ class BooksDatabaseStub:
     Commit: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]
     Release: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]
     SetStock: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]
+    Write: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]
+    """Many of the writes above in one call, as the log's next entries in one
+    append and one round: one outcome per operation, in order, once all are applied.
+    """
     Deliver: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]
@@ -68,6 +77,10 @@ class BooksDatabaseAsyncStub(BooksDatabaseStub):
     Commit: _aio.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
     Release: _aio.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
     SetStock: _aio.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
+    Write: _aio.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]  # type: ignore[assignment]
+    """Many of the writes above in one call, as the log's next entries in one
+    append and one round: one outcome per operation, in order, once all are applied.
+    """
     Deliver: _aio.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]  # type: ignore[assignment]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]  # type: ignore[assignment]
@@ -111,6 +124,16 @@ class BooksDatabaseServicer(metaclass=_abc_1.ABCMeta):
         request: _books_database_pb2.SetStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Write(
+        self,
+        request: _books_database_pb2.WriteBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_books_database_pb2.WriteBatchReply, _abc.Awaitable[_books_database_pb2.WriteBatchReply]]:
+        """Many of the writes above in one call, as the log's next entries in one
+        append and one round: one outcome per operation, in order, once all are applied.
+        """
 
     @_abc_1.abstractmethod
     def Deliver(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bookstore.pb import common_pb2 as bookstore_dot_pb_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ookstore/pb/payment.proto\x12\x11\x62ookstore.payment\x1a\x19\x62ookstore/pb/common.proto\"B\n\x0fTokenizeRequest\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x12\n\nexpiration\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"P\n\rTokenizeReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x62rand\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x12\n\nexpiration\x18\x04 \x01(\t\"\x83\x01\n\x10\x41uthorizeRequest\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05token\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\"A\n\x0e\x41uthorizeReply\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"V\n\nTxnRequest\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xc0\x01\n\x0bTransaction\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05state\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05last4\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\t\"\xcd\x01\n\rPaymentStatus\x12\x16\n\x0e\x63\x61ptured_cents\x18\x01 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x10\n\x08prepared\x18\x03 \x01(\r\x12\x11\n\tcommitted\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x62orted\x18\x05 \x01(\r\x12\x30\n\x08in_doubt\x18\x06 \x03(\x0b\x32\x1e.bookstore.payment.Transaction\x12\r\n\x05\x65poch\x18\x07 \x01(\x04\x12\x0e\n\x06tokens\x18\x08 \x01(\r\x12\x0b\n\x03pid\x18\t \x01(\r2\xd3\x03\n\x07Payment\x12P\n\x08Tokenize\x12\".bookstore.payment.TokenizeRequest\x1a .bookstore.payment.TokenizeReply\x12S\n\tAuthorize\x12#.bookstore.payment.AuthorizeRequest\x1a!.bookstore.payment.AuthorizeReply\x12H\n\x07\x43\x61pture\x12\x1d.bookstore.payment.TxnRequest\x1a\x1e.bookstore.payment.Transaction\x12\x45\n\x04Void\x12\x1d.bookstore.payment.TxnRequest\x1a\x1e.bookstore.payment.Transaction\x12K\n\x0eGetTransaction\x12\x19.bookstore.common.OrderId\x1a\x1e.bookstore.payment.Transaction\x12\x43\n\x06Status\x12\x17.bookstore.common.Empty\x1a .bookstore.payment.PaymentStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62ookstore/pb/payment.proto\x12\x11\x62ookstore.payment\x1a\x19\x62ookstore/pb/common.proto\"B\n\x0fTokenizeRequest\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x12\n\nexpiration\x18\x02 \x01(\t\x12\x0b\n\x03\x63vv\x18\x03 \x01(\t\"P\n\rTokenizeReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x62rand\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x12\n\nexpiration\x18\x04 \x01(\t\"I\n\x14TokenizeBatchRequest\x12\x31\n\x05\x63\x61rds\x18\x01 \x03(\x0b\x32\".bookstore.payment.TokenizeRequest\"\x83\x01\n\x0fTokenizeOutcome\x12\x31\n\x05token\x18\x01 \x01(\x0b\x32 .bookstore.payment.TokenizeReplyH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.bookstore.payment.OperationErrorH\x00\x42\t\n\x07outcome\"J\n\x12TokenizeBatchReply\x12\x34\n\x08outcomes\x18\x01 \x03(\x0b\x32\".bookstore.payment.TokenizeOutcome\"\x83\x01\n\x10\x41uthorizeRequest\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05token\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\"A\n\x0e\x41uthorizeReply\x12\x10\n\x08\x61pproved\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\"V\n\nTxnRequest\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xc0\x01\n\x0bTransaction\x12)\n\x06txn_id\x18\x01 \x01(\x0b\x32\x19.bookstore.common.OrderId\x12\r\n\x05state\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x62rand\x18\x07 \x01(\t\x12\r\n\x05last4\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\t\"\xb3\x01\n\x10PaymentOperation\x12\x38\n\tauthorize\x18\x01 \x01(\x0b\x32#.bookstore.payment.AuthorizeRequestH\x00\x12\x30\n\x07\x63\x61pture\x18\x02 \x01(\x0b\x32\x1d.bookstore.payment.TxnRequestH\x00\x12-\n\x04void\x18\x03 \x01(\x0b\x32\x1d.bookstore.payment.TxnRequestH\x00\x42\x04\n\x02op\"G\n\x0cPaymentBatch\x12\x37\n\noperations\x18\x01 \x03(\x0b\x32#.bookstore.payment.PaymentOperation\"/\n\x0eOperationError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xbf\x01\n\x0ePaymentOutcome\x12\x37\n\nauthorized\x18\x01 \x01(\x0b\x32!.bookstore.payment.AuthorizeReplyH\x00\x12\x35\n\x0btransaction\x18\x02 \x01(\x0b\x32\x1e.bookstore.payment.TransactionH\x00\x12\x32\n\x05\x65rror\x18\x03 \x01(\x0b\x32!.bookstore.payment.OperationErrorH\x00\x42\t\n\x07outcome\"H\n\x11PaymentBatchReply\x12\x33\n\x08outcomes\x18\x01 \x03(\x0b\x32!.bookstore.payment.PaymentOutcome\"\xcd\x01\n\rPaymentStatus\x12\x16\n\x0e\x63\x61ptured_cents\x18\x01 \x01(\x04\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x10\n\x08prepared\x18\x03 \x01(\r\x12\x11\n\tcommitted\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x62orted\x18\x05 \x01(\r\x12\x30\n\x08in_doubt\x18\x06 \x03(\x0b\x32\x1e.bookstore.payment.Transaction\x12\r\n\x05\x65poch\x18\x07 \x01(\x04\x12\x0e\n\x06tokens\x18\x08 \x01(\r\x12\x0b\n\x03pid\x18\t \x01(\r2\x84\x05\n\x07Payment\x12P\n\x08Tokenize\x12\".bookstore.payment.TokenizeRequest\x1a .bookstore.payment.TokenizeReply\x12_\n\rTokenizeBatch\x12\'.bookstore.payment.TokenizeBatchRequest\x1a%.bookstore.payment.TokenizeBatchReply\x12S\n\tAuthorize\x12#.bookstore.payment.AuthorizeRequest\x1a!.bookstore.payment.AuthorizeReply\x12H\n\x07\x43\x61pture\x12\x1d.bookstore.payment.TxnRequest\x1a\x1e.bookstore.payment.Transaction\x12\x45\n\x04Void\x12\x1d.bookstore.payment.TxnRequest\x1a\x1e.bookstore.payment.Transaction\x12N\n\x05\x41pply\x12\x1f.bookstore.payment.PaymentBatch\x1a$.bookstore.payment.PaymentBatchReply\x12K\n\x0eGetTransaction\x12\x19.bookstore.common.OrderId\x1a\x1e.bookstore.payment.Transaction\x12\x43\n\x06Status\x12\x17.bookstore.common.Empty\x1a .bookstore.payment.PaymentStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,16 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENIZEREQUEST']._serialized_end=142
   _globals['_TOKENIZEREPLY']._serialized_start=144
   _globals['_TOKENIZEREPLY']._serialized_end=224
-  _globals['_AUTHORIZEREQUEST']._serialized_start=227
-  _globals['_AUTHORIZEREQUEST']._serialized_end=358
-  _globals['_AUTHORIZEREPLY']._serialized_start=360
-  _globals['_AUTHORIZEREPLY']._serialized_end=425
-  _globals['_TXNREQUEST']._serialized_start=427
-  _globals['_TXNREQUEST']._serialized_end=513
-  _globals['_TRANSACTION']._serialized_start=516
-  _globals['_TRANSACTION']._serialized_end=708
-  _globals['_PAYMENTSTATUS']._serialized_start=711
-  _globals['_PAYMENTSTATUS']._serialized_end=916
-  _globals['_PAYMENT']._serialized_start=919
-  _globals['_PAYMENT']._serialized_end=1386
+  _globals['_TOKENIZEBATCHREQUEST']._serialized_start=226
+  _globals['_TOKENIZEBATCHREQUEST']._serialized_end=299
+  _globals['_TOKENIZEOUTCOME']._serialized_start=302
+  _globals['_TOKENIZEOUTCOME']._serialized_end=433
+  _globals['_TOKENIZEBATCHREPLY']._serialized_start=435
+  _globals['_TOKENIZEBATCHREPLY']._serialized_end=509
+  _globals['_AUTHORIZEREQUEST']._serialized_start=512
+  _globals['_AUTHORIZEREQUEST']._serialized_end=643
+  _globals['_AUTHORIZEREPLY']._serialized_start=645
+  _globals['_AUTHORIZEREPLY']._serialized_end=710
+  _globals['_TXNREQUEST']._serialized_start=712
+  _globals['_TXNREQUEST']._serialized_end=798
+  _globals['_TRANSACTION']._serialized_start=801
+  _globals['_TRANSACTION']._serialized_end=993
+  _globals['_PAYMENTOPERATION']._serialized_start=996
+  _globals['_PAYMENTOPERATION']._serialized_end=1175
+  _globals['_PAYMENTBATCH']._serialized_start=1177
+  _globals['_PAYMENTBATCH']._serialized_end=1248
+  _globals['_OPERATIONERROR']._serialized_start=1250
+  _globals['_OPERATIONERROR']._serialized_end=1297
+  _globals['_PAYMENTOUTCOME']._serialized_start=1300
+  _globals['_PAYMENTOUTCOME']._serialized_end=1491
+  _globals['_PAYMENTBATCHREPLY']._serialized_start=1493
+  _globals['_PAYMENTBATCHREPLY']._serialized_end=1565
+  _globals['_PAYMENTSTATUS']._serialized_start=1568
+  _globals['_PAYMENTSTATUS']._serialized_end=1773
+  _globals['_PAYMENT']._serialized_start=1776
+  _globals['_PAYMENT']._serialized_end=2420
 # @@protoc_insertion_point(module_scope)

@@ -4,7 +4,7 @@ isort:skip_file
 The payment service: a simulated card processor with a durable ledger, and
 a two-phase-commit participant (Authorize = prepare, Capture = commit,
 Void = abort; the txn id is the order id). Card numbers and CVVs reach only
-Tokenize; everything after it carries the token.
+Tokenize (and TokenizeBatch); everything after it carries the token.
 Errors use gRPC status codes; the message starts with a named result code:
   INVALID_ARGUMENT    "BAD_REQUEST: ..."        malformed request
   INVALID_ARGUMENT    "BAD_CARD: ..."           card number, expiry or CVV not valid
@@ -15,6 +15,9 @@ Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture
   FAILED_PRECONDITION "TXN_MISMATCH: ..."       the same txn id with another token or amount
   DEADLINE_EXCEEDED                            the test card that never answers in time
+Apply and TokenizeBatch carry many of these calls: each operation's error is
+that status as its outcome (OperationError), and only what fails every
+operation (a storage failure, the call's own deadline) fails the call.
 """
 
 from bookstore.pb import common_pb2 as _common_pb2
@@ -86,6 +89,78 @@ class TokenizeReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TokenizeReply: _TypeAlias = TokenizeReply  # noqa: Y015
+
+@_typing.final
+class TokenizeBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cards(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenizeRequest]:
+        """at most 256"""
+
+    def __init__(
+        self,
+        *,
+        cards: _abc.Iterable[Global___TokenizeRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cards", b"cards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeBatchRequest: _TypeAlias = TokenizeBatchRequest  # noqa: Y015
+
+@_typing.final
+class TokenizeOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___TokenizeReply: ...
+    @_builtins.property
+    def error(self) -> Global___OperationError:
+        """e.g. INVALID_ARGUMENT "BAD_CARD: ..." """
+
+    def __init__(
+        self,
+        *,
+        token: Global___TokenizeReply | None = ...,
+        error: Global___OperationError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["token", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___TokenizeOutcome: _TypeAlias = TokenizeOutcome  # noqa: Y015
+
+@_typing.final
+class TokenizeBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenizeOutcome]:
+        """one per card, in order"""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___TokenizeOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenizeBatchReply: _TypeAlias = TokenizeBatchReply  # noqa: Y015
 
 @_typing.final
 class AuthorizeRequest(_message.Message):
@@ -221,6 +296,140 @@ class Transaction(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Transaction: _TypeAlias = Transaction  # noqa: Y015
+
+@_typing.final
+class PaymentOperation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZE_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
+    VOID_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def authorize(self) -> Global___AuthorizeRequest: ...
+    @_builtins.property
+    def capture(self) -> Global___TxnRequest: ...
+    @_builtins.property
+    def void(self) -> Global___TxnRequest: ...
+    def __init__(
+        self,
+        *,
+        authorize: Global___AuthorizeRequest | None = ...,
+        capture: Global___TxnRequest | None = ...,
+        void: Global___TxnRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "op", b"op", "void", b"void"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize", b"authorize", "capture", b"capture", "op", b"op", "void", b"void"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["authorize", "capture", "void"]  # noqa: Y015
+    _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
+
+Global___PaymentOperation: _TypeAlias = PaymentOperation  # noqa: Y015
+
+@_typing.final
+class PaymentBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentOperation]:
+        """at most 256"""
+
+    def __init__(
+        self,
+        *,
+        operations: _abc.Iterable[Global___PaymentOperation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentBatch: _TypeAlias = PaymentBatch  # noqa: Y015
+
+@_typing.final
+class OperationError(_message.Message):
+    """The status the operation's unary call would have ended with (as google.rpc.Status)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """the gRPC status code, e.g. 9 (FAILED_PRECONDITION)"""
+    message: _builtins.str
+    """its details, e.g. "STALE_EPOCH: ..." """
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationError: _TypeAlias = OperationError  # noqa: Y015
+
+@_typing.final
+class PaymentOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZED_FIELD_NUMBER: _builtins.int
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def authorized(self) -> Global___AuthorizeReply:
+        """of an authorize"""
+
+    @_builtins.property
+    def transaction(self) -> Global___Transaction:
+        """of a capture or a void"""
+
+    @_builtins.property
+    def error(self) -> Global___OperationError: ...
+    def __init__(
+        self,
+        *,
+        authorized: Global___AuthorizeReply | None = ...,
+        transaction: Global___Transaction | None = ...,
+        error: Global___OperationError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["authorized", b"authorized", "error", b"error", "outcome", b"outcome", "transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorized", b"authorized", "error", b"error", "outcome", b"outcome", "transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["authorized", "transaction", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___PaymentOutcome: _TypeAlias = PaymentOutcome  # noqa: Y015
+
+@_typing.final
+class PaymentBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentOutcome]:
+        """one per operation, in order"""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___PaymentOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentBatchReply: _TypeAlias = PaymentBatchReply  # noqa: Y015
 
 @_typing.final
 class PaymentStatus(_message.Message):

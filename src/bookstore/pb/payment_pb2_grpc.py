@@ -40,6 +40,11 @@ class PaymentStub:
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
                 _registered_method=True)
+        self.TokenizeBatch = channel.unary_unary(
+                '/bookstore.payment.Payment/TokenizeBatch',
+                request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
+                _registered_method=True)
         self.Authorize = channel.unary_unary(
                 '/bookstore.payment.Payment/Authorize',
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.SerializeToString,
@@ -54,6 +59,11 @@ class PaymentStub:
                 '/bookstore.payment.Payment/Void',
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
+                _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/bookstore.payment.Payment/Apply',
+                request_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
                 _registered_method=True)
         self.GetTransaction = channel.unary_unary(
                 '/bookstore.payment.Payment/GetTransaction',
@@ -72,6 +82,14 @@ class PaymentServicer:
 
     def Tokenize(self, request, context):
         """A random, opaque token for a valid card; the CVV is checked and forgotten.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TokenizeBatch(self, request, context):
+        """Many Tokenize calls in one (transaction verification sends its concurrent
+        checkouts' cards together): one outcome per card, in order; one commit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +116,17 @@ class PaymentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Apply(self, request, context):
+        """Many Authorize, Capture and Void calls in one (the leader executor sends its
+        concurrent orders' calls together): one outcome per operation, in order, the
+        unary call's reply or its error; their writes share one commit (one fsync).
+        The timeout test card's authorization answers at once, with the error
+        DEADLINE_EXCEEDED, and holds up none of the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTransaction(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -118,6 +147,11 @@ def add_PaymentServicer_to_server(servicer, server):
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.SerializeToString,
             ),
+            'TokenizeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.TokenizeBatch,
+                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.SerializeToString,
+            ),
             'Authorize': grpc.unary_unary_rpc_method_handler(
                     servicer.Authorize,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.FromString,
@@ -132,6 +166,11 @@ def add_PaymentServicer_to_server(servicer, server):
                     servicer.Void,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.Transaction.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.FromString,
+                    response_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.SerializeToString,
             ),
             'GetTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTransaction,
@@ -171,6 +210,33 @@ class Payment:
             '/bookstore.payment.Payment/Tokenize',
             bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TokenizeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.payment.Payment/TokenizeBatch',
+            bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -252,6 +318,33 @@ class Payment:
             '/bookstore.payment.Payment/Void',
             bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.payment.Payment/Apply',
+            bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
+            bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

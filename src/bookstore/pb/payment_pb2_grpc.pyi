@@ -4,7 +4,7 @@ isort:skip_file
 The payment service: a simulated card processor with a durable ledger, and
 a two-phase-commit participant (Authorize = prepare, Capture = commit,
 Void = abort; the txn id is the order id). Card numbers and CVVs reach only
-Tokenize; everything after it carries the token.
+Tokenize (and TokenizeBatch); everything after it carries the token.
 Errors use gRPC status codes; the message starts with a named result code:
   INVALID_ARGUMENT    "BAD_REQUEST: ..."        malformed request
   INVALID_ARGUMENT    "BAD_CARD: ..."           card number, expiry or CVV not valid
@@ -15,6 +15,9 @@ Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture
   FAILED_PRECONDITION "TXN_MISMATCH: ..."       the same txn id with another token or amount
   DEADLINE_EXCEEDED                            the test card that never answers in time
+Apply and TokenizeBatch carry many of these calls: each operation's error is
+that status as its outcome (OperationError), and only what fails every
+operation (a storage failure, the call's own deadline) fails the call.
 """
 
 from bookstore.pb import common_pb2 as _common_pb2
@@ -48,6 +51,10 @@ class PaymentStub:
     def __new__(cls, channel: _aio.Channel) -> PaymentAsyncStub: ...
     Tokenize: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TokenizeRequest, _payment_pb2.TokenizeReply]
     """A random, opaque token for a valid card; the CVV is checked and forgotten."""
+    TokenizeBatch: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TokenizeBatchRequest, _payment_pb2.TokenizeBatchReply]
+    """Many Tokenize calls in one (transaction verification sends its concurrent
+    checkouts' cards together): one outcome per card, in order; one commit.
+    """
     Authorize: _grpc.UnaryUnaryMultiCallable[_payment_pb2.AuthorizeRequest, _payment_pb2.AuthorizeReply]
     """Prepare: the authorization is on disk before an approval is answered. A
     decline is an answer (approved = false), not an error. Idempotent by txn id.
@@ -55,6 +62,13 @@ class PaymentStub:
     Capture: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]
     """Commit and abort; a repeat answers the first outcome."""
     Void: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]
+    Apply: _grpc.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]
+    """Many Authorize, Capture and Void calls in one (the leader executor sends its
+    concurrent orders' calls together): one outcome per operation, in order, the
+    unary call's reply or its error; their writes share one commit (one fsync).
+    The timeout test card's authorization answers at once, with the error
+    DEADLINE_EXCEEDED, and holds up none of the others.
+    """
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]
 
@@ -63,6 +77,10 @@ class PaymentAsyncStub(PaymentStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Tokenize: _aio.UnaryUnaryMultiCallable[_payment_pb2.TokenizeRequest, _payment_pb2.TokenizeReply]  # type: ignore[assignment]
     """A random, opaque token for a valid card; the CVV is checked and forgotten."""
+    TokenizeBatch: _aio.UnaryUnaryMultiCallable[_payment_pb2.TokenizeBatchRequest, _payment_pb2.TokenizeBatchReply]  # type: ignore[assignment]
+    """Many Tokenize calls in one (transaction verification sends its concurrent
+    checkouts' cards together): one outcome per card, in order; one commit.
+    """
     Authorize: _aio.UnaryUnaryMultiCallable[_payment_pb2.AuthorizeRequest, _payment_pb2.AuthorizeReply]  # type: ignore[assignment]
     """Prepare: the authorization is on disk before an approval is answered. A
     decline is an answer (approved = false), not an error. Idempotent by txn id.
@@ -70,6 +88,13 @@ class PaymentAsyncStub(PaymentStub):
     Capture: _aio.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]  # type: ignore[assignment]
     """Commit and abort; a repeat answers the first outcome."""
     Void: _aio.UnaryUnaryMultiCallable[_payment_pb2.TxnRequest, _payment_pb2.Transaction]  # type: ignore[assignment]
+    Apply: _aio.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]  # type: ignore[assignment]
+    """Many Authorize, Capture and Void calls in one (the leader executor sends its
+    concurrent orders' calls together): one outcome per operation, in order, the
+    unary call's reply or its error; their writes share one commit (one fsync).
+    The timeout test card's authorization answers at once, with the error
+    DEADLINE_EXCEEDED, and holds up none of the others.
+    """
     GetTransaction: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]  # type: ignore[assignment]
 
@@ -81,6 +106,16 @@ class PaymentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.TokenizeReply, _abc.Awaitable[_payment_pb2.TokenizeReply]]:
         """A random, opaque token for a valid card; the CVV is checked and forgotten."""
+
+    @_abc_1.abstractmethod
+    def TokenizeBatch(
+        self,
+        request: _payment_pb2.TokenizeBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.TokenizeBatchReply, _abc.Awaitable[_payment_pb2.TokenizeBatchReply]]:
+        """Many Tokenize calls in one (transaction verification sends its concurrent
+        checkouts' cards together): one outcome per card, in order; one commit.
+        """
 
     @_abc_1.abstractmethod
     def Authorize(
@@ -106,6 +141,19 @@ class PaymentServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.TxnRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.Transaction, _abc.Awaitable[_payment_pb2.Transaction]]: ...
+
+    @_abc_1.abstractmethod
+    def Apply(
+        self,
+        request: _payment_pb2.PaymentBatch,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.PaymentBatchReply, _abc.Awaitable[_payment_pb2.PaymentBatchReply]]:
+        """Many Authorize, Capture and Void calls in one (the leader executor sends its
+        concurrent orders' calls together): one outcome per operation, in order, the
+        unary call's reply or its error; their writes share one commit (one fsync).
+        The timeout test card's authorization answers at once, with the error
+        DEADLINE_EXCEEDED, and holds up none of the others.
+        """
 
     @_abc_1.abstractmethod
     def GetTransaction(

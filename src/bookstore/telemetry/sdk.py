@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Status
 
-from bookstore.logs import redact
+from bookstore.logs import has_card_number, redact
 from bookstore.telemetry.propagation import ORDER_ID
 
 
@@ -68,6 +68,36 @@ def _clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: _clean(value) for key, value in (attributes or {}).items()}
 
 
+def _dirty(value: Any) -> bool:
+    """Whether `_clean` would change `value`."""
+    if isinstance(value, str):
+        return has_card_number(value)
+    if isinstance(value, bool | float | bytes) or value is None:
+        return False
+    if isinstance(value, int):
+        return has_card_number(str(value))
+    if isinstance(value, Mapping):
+        return any(_dirty(item) for item in value.values())
+    if isinstance(value, Sequence):
+        return any(_dirty(item) for item in value)
+    return False
+
+
+def _dirty_attributes(attributes: Mapping[str, Any] | None) -> bool:
+    return any(_dirty(value) for value in (attributes or {}).values())
+
+
+def needs_redaction(span: ReadableSpan) -> bool:
+    """Whether any text of `span` holds a card-shaped digit run (most spans: none)."""
+    return (
+        has_card_number(span.name)
+        or has_card_number(span.status.description or "")
+        or _dirty_attributes(span.attributes)
+        or any(has_card_number(e.name) or _dirty_attributes(e.attributes) for e in span.events)
+        or any(_dirty_attributes(link.attributes) for link in span.links)
+    )
+
+
 def redacted_span(span: ReadableSpan) -> ReadableSpan:
     """A copy of `span` with card-shaped digit runs masked everywhere text can hide."""
     description = span.status.description
@@ -78,7 +108,7 @@ def redacted_span(span: ReadableSpan) -> ReadableSpan:
         resource=span.resource,
         attributes=_clean_attributes(span.attributes),
         events=[
-            Event(event.name, _clean_attributes(event.attributes), event.timestamp)
+            Event(redact(event.name), _clean_attributes(event.attributes), event.timestamp)
             for event in span.events
         ],
         links=[Link(link.context, _clean_attributes(link.attributes)) for link in span.links],
@@ -106,7 +136,8 @@ class OrderIdSpanProcessor(SpanProcessor):
 
 
 class RedactingSpanProcessor(SpanProcessor):
-    """Hands `inner` a card-number-free copy of every ended span."""
+    """Hands `inner` every ended span card-number-free: as it is when nothing in it is
+    card-shaped (a search, no copy), else a masked copy."""
 
     def __init__(self, inner: SpanProcessor) -> None:
         self._inner = inner
@@ -115,7 +146,7 @@ class RedactingSpanProcessor(SpanProcessor):
         self._inner.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._inner.on_end(redacted_span(span))
+        self._inner.on_end(redacted_span(span) if needs_redaction(span) else span)
 
     def shutdown(self) -> None:
         self._inner.shutdown()

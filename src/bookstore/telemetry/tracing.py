@@ -76,14 +76,25 @@ def setup_tracing(service_name: str, replica_id: int | None = None) -> TracerPro
     return provider
 
 
+def _method_of(details: Any) -> str:
+    """The method's name ("Reserve") of a call's details (its `method` may be bytes)."""
+    method = details.method
+    if isinstance(method, bytes):
+        method = method.decode()
+    return str(method).rpartition("/")[2]
+
+
 def _continues_a_trace(details: Any) -> bool:
-    """A server span only for a call that carries a trace context (W3C traceparent)."""
-    return any(item[0] == "traceparent" for item in details.invocation_metadata or ())
+    """A server span only for a unary call that carries a trace context (traceparent)."""
+    metadata = details.invocation_metadata or ()
+    return any(item[0] == "traceparent" for item in metadata) and (
+        _method_of(details) not in _STREAMS
+    )
 
 
 def _within_a_trace(details: Any) -> bool:
-    """A client span only for a call made inside a recorded span."""
-    return trace.get_current_span().is_recording()
+    """A client span only for a unary call made inside a recorded span."""
+    return trace.get_current_span().is_recording() and _method_of(details) not in _STREAMS
 
 
 def _instrument_grpc() -> None:
@@ -93,19 +104,16 @@ def _instrument_grpc() -> None:
     (Bully pings, the books database's replication and heartbeats, the leader's
     dequeue polls, health checks) belong to no checkout, and as roots of their own
     they were most of what a process exported. A checkout's calls all run inside its
-    spans, so every one of them is still traced.
+    spans, so every one of them is still traced. The filters are plain functions:
+    the instrumentation's own filter helpers cost a tenth of a busy process's CPU.
     """
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
         GrpcAioInstrumentorServer,
-        filters,
     )
 
-    unary = filters.negate(filters.any_of(*(filters.method_name(m) for m in _STREAMS)))
-    server = filters.all_of(unary, _continues_a_trace)
-    client = filters.all_of(unary, _within_a_trace)
-    GrpcAioInstrumentorServer(filter_=server).instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient(filter_=client).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorServer(filter_=_continues_a_trace).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=_within_a_trace).instrument()  # type: ignore[no-untyped-call]
 
 
 def instrument_app(app: FastAPI) -> None:

@@ -10,22 +10,27 @@
   payment service (Tokenize). Only the token travels on, in the event report;
   the card number and CVV stay here, in memory. Payment unreachable rejects
   the order (it could not be paid), with a reason saying to try again.
+  Concurrent checkouts' cards travel together in payment's TokenizeBatch
+  (a `Coalescer`), each answered as its own Tokenize would have been.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import cast
 
 import grpc
 
 from bookstore import grpcutil
 from bookstore.ai.budget import AiBudget
+from bookstore.batching import Coalescer
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.choreography import server as choreography_server
 from bookstore.choreography.engine import Participant
 from bookstore.choreography.events import TV, EventResult, Handler
+from bookstore.payment import outcomes
 from bookstore.pb import checkout_pb2, payment_pb2, payment_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.transaction_verification import checks
@@ -54,9 +59,13 @@ class Backends:
         self.payment = cast(
             "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._channel)
         )
+        self._tokenizing: Coalescer[payment_pb2.TokenizeRequest, payment_pb2.TokenizeReply] = (
+            Coalescer(self._tokenize_batch, "payment tokenize batch", service="payment")
+        )
 
     async def close(self) -> None:
         await self.books.close()
+        await self._tokenizing.close()
         await self._channel.close()
 
     async def stock_reason(self, order: checkout_pb2.OrderData, catalogue: Catalogue) -> str:
@@ -77,7 +86,7 @@ class Backends:
             number=card.number, expiration=card.expiration, cvv=card.cvv
         )
         try:
-            reply = await self.payment.Tokenize(request, timeout=self.rpc_timeout_s)
+            reply = await self._tokenizing.call(request)
         except grpc.aio.AioRpcError as exc:
             error = grpcutil.translate("payment", exc)
             if isinstance(error, grpcutil.ServiceUnavailable):
@@ -85,6 +94,16 @@ class Backends:
                 return EventResult(ok=False, reason=PAYMENT_DOWN, answered_by="fallback: payment")
             return _result(f"The card was refused: {error.message}")
         return EventResult(ok=True, answered_by="rules", payment_token=reply.token)
+
+    async def _tokenize_batch(
+        self, cards: Sequence[payment_pb2.TokenizeRequest]
+    ) -> list[payment_pb2.TokenizeReply | BaseException]:
+        batch = payment_pb2.TokenizeBatchRequest(cards=cards)
+        reply = await self.payment.TokenizeBatch(batch, timeout=self.rpc_timeout_s)
+        return [
+            outcomes.rpc_error(outcome.error) if outcome.HasField("error") else outcome.token
+            for outcome in reply.outcomes
+        ]
 
 
 def handlers(catalogue: Catalogue, backends: Backends | None = None) -> dict[str, Handler]:

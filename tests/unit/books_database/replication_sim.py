@@ -97,6 +97,8 @@ class Cluster:
         self.cut: set[frozenset[int]] = set()
         self.paused: set[int] = set()  # SIGSTOPped: no ticks, messages wait for them
         self._held: dict[int, list[Callable[[Replica], Output]]] = {i: [] for i in self.ids}
+        # writes that reach a replica in the same step arrive as one batch (submit_many)
+        self._held_writes: dict[int, list[tuple[int, Op]]] = {i: [] for i in self.ids}
         self._wire: list[tuple[float, int, int, Message]] = []
         self._seq = itertools.count()
         self._clock = itertools.count(1)  # logical time of invocations and returns
@@ -117,6 +119,7 @@ class Cluster:
             return
         self.nodes[node_id] = None
         self._held[node_id].clear()
+        self._held_writes[node_id].clear()
         for key in [k for k in self.pending if k[0] == node_id]:
             self._finish(key, None)
 
@@ -151,6 +154,9 @@ class Cluster:
                     for request in self._held[i]:
                         self._handle(i, request(node))
                     self._held[i].clear()
+                    if self._held_writes[i]:
+                        self._handle(i, node.submit_many(self._held_writes[i], self.now))
+                    self._held_writes[i] = []
             self._deliver()
             for i, node in self.nodes.items():
                 if node is not None and i not in self.paused:
@@ -236,8 +242,7 @@ class Cluster:
         if kind == "read":
             self._held[target].append(lambda n: n.read(ticket, (book,), self.now))
         else:
-            op = _op(book, args, ticket)
-            self._held[target].append(lambda n: n.submit(ticket, op, self.now))
+            self._held_writes[target].append((ticket, _op(book, args, ticket)))
 
     def _reserved_txns(self, book: str) -> list[str]:
         done = {o.input[1] for o in self.history[book] if o.input[0] in ("commit", "release")}

@@ -212,3 +212,40 @@ def test_a_replica_behind_in_views_but_ahead_in_log_still_gets_elected() -> None
                 replicas[o.to].on_message(o.message, now) for o in out.messages if o.to in replicas
             ]
     assert two.role == PRIMARY and two.view > 5
+
+
+def test_a_batch_of_writes_is_one_append_and_one_round_with_an_answer_each() -> None:
+    cluster = Cluster(seed=8, stock=STOCK)
+    leader = settle(cluster)
+    node = cluster.nodes[leader]
+    assert node is not None
+    known = Op("set_stock", "known", items=(("b1", 4),))
+    cluster._handle(leader, node.submit(500, known, cluster.now))
+    cluster.run(0.5)
+    writes = [
+        (501, Op("reserve", "r1", "o1", 1, (("b1", 1),))),
+        (502, Op("reserve", "r2", "o2", 1, (("nope", 1),))),  # refused before the log
+        (503, known),  # a replay: its first answer, not appended again
+        (504, Op("reserve", "r3", "o3", 1, (("b2", 9),))),  # not enough copies
+        (505, Op("release", "x4", "o4", 1)),
+    ]
+    first = node.last_index + 1
+    out = node.submit_many(writes, cluster.now)
+    appended = [writes[0][1], writes[3][1], writes[4][1]]
+    assert [(w.start, [e.op for e in w.entries]) for w in out.log_writes] == [(first, appended)]
+    assert {a.ticket: a.result.code for a in out.answers} == {502: "UNKNOWN_BOOK", 503: "OK"}
+    cluster._handle(leader, out)
+    round_ = node.on_tick(cluster.now)
+    sent = {o.to: o.message for o in round_.messages}
+    assert set(sent) == set(node.peers)
+    for message in sent.values():
+        assert isinstance(message, Append) and [e.op for e in message.entries] == appended
+    cluster._handle(leader, round_)
+    cluster.run(0.5)
+    answers = {a.ticket: a.result.code for i, a in cluster.answers_seen if i == leader}
+    assert {t: answers[t] for t in (501, 504, 505)} == {
+        501: "OK",
+        504: "OUT_OF_STOCK",
+        505: "OK",
+    }
+    assert cluster.converged()

@@ -60,3 +60,23 @@ def test_a_jump_of_a_backups_match_index_records_only_the_newest_acks() -> None:
     assert [(e.kind, e.index, e.peer) for e in trail.events("o3000")] == [("acked", 3000, 2)]
     assert len(trail.events(f"o{3000 - ACK_WINDOW + 1}")) == 1
     assert trail.events(f"o{3000 - ACK_WINDOW}") == ()
+
+
+def test_the_orders_of_one_batch_each_keep_their_own_trail() -> None:
+    cluster = Cluster(seed=9, stock={"b1": 50})
+    cluster.run(2.0)
+    (primary,) = [i for i, n in cluster.nodes.items() if n is not None and n.role == PRIMARY]
+    node = cluster.nodes[primary]
+    assert node is not None
+    orders = ("o1", "o2", "o3")
+    ops = [(900 + n, Op(RESERVE, f"r-{o}", o, 1, (("b1", 1),))) for n, o in enumerate(orders)]
+    first = node.last_index + 1
+    cluster._handle(primary, node.submit_many(ops, cluster.now))
+    cluster.run(1.0)
+    for offset, order in enumerate(orders):
+        for replica, n in cluster.nodes.items():
+            assert n is not None
+            events = {(e.kind, e.index, e.op) for e in n.trail.events(order)}
+            mine = {"appended", "acked", "applied"} if replica == primary else {"stored", "applied"}
+            assert {kind for kind, _, _ in events} == mine
+            assert {index for _, index, _ in events} == {first + offset}

@@ -196,16 +196,20 @@ async def test_a_client_without_a_certificate_fails(address: str, tls: Path) -> 
 
 
 def test_every_rpc_of_every_service_has_a_policy_entry() -> None:
-    from bookstore.pb import executor_pb2
+    from bookstore.pb import books_database_pb2, executor_pb2, payment_pb2
 
     policy = policy_for(SETTINGS)
-    for module in (checkout_pb2, queue_pb2, executor_pb2):
+    for module in (checkout_pb2, queue_pb2, executor_pb2, books_database_pb2, payment_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 name = f"/{service.full_name}/{method.name}"
                 assert name in policy, f"{name} has no entry: it would be refused to everyone"
     executors = policy["/bookstore.queue.OrderQueue/Dequeue"]
     assert executors == {f"spiffe://bookstore/order-executor/{i}" for i in (1, 2, 3, 4)}
+    # A batch method is open to exactly the callers of the unary methods it batches.
+    books = "/bookstore.books.BooksDatabase"
+    for unary in ("Reserve", "Commit", "Release"):
+        assert policy[f"{books}/Write"] == policy[f"{books}/{unary}"] == executors
 
 
 def test_tls_off_installs_no_check() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -10,10 +11,20 @@ from typing import Any, cast
 import grpc
 import pytest
 
+from bookstore import grpcutil
 from bookstore.books_database.client import Reservation
 from bookstore.commitment.participant import Decision
-from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn, customer_reason
-from bookstore.pb import payment_pb2, queue_pb2
+from bookstore.order_executor.transaction import (
+    NO_ANSWER,
+    CrashHook,
+    TwoPhaseCommit,
+    Txn,
+    customer_reason,
+)
+from bookstore.payment.ledger import Ledger
+from bookstore.payment.service import PaymentServicer
+from bookstore.payment.service import create_server as create_payment_server
+from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
 
@@ -69,7 +80,9 @@ class World:
     """The books database, payment and the queue's decision log, recording every call."""
 
     lacking: tuple[str, ...] = ()
-    payment_error: grpc.StatusCode | None = None
+    payment_error: tuple[grpc.StatusCode, str] | None = None  # every authorize's outcome
+    payment_call_error: grpc.StatusCode | None = None  # of the next batch call, as a whole
+    payment_batches: list[list[str]] = field(default_factory=list)
     log_refusal: str = ""
     logged: dict[str, queue_pb2.DecisionRecord] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
@@ -88,20 +101,27 @@ class World:
     async def close(self) -> None:
         pass
 
-    # payment
-    async def Authorize(self, request: Any, timeout: float) -> payment_pb2.AuthorizeReply:
-        self.calls.append("authorize")
+    # payment: its batch call
+    async def Apply(self, request: Any, timeout: float) -> payment_pb2.PaymentBatchReply:
+        kinds = [str(op.WhichOneof("op")) for op in request.operations]
+        self.calls += kinds
+        self.payment_batches.append(kinds)
+        await asyncio.sleep(0)  # on the wire: calls arriving meanwhile wait together
+        if self.payment_call_error is not None:
+            code, self.payment_call_error = self.payment_call_error, None
+            raise _rpc_error(code)
+        return payment_pb2.PaymentBatchReply(outcomes=[self._payment(kind) for kind in kinds])
+
+    def _payment(self, kind: str) -> payment_pb2.PaymentOutcome:
+        if kind != "authorize":
+            state = "committed" if kind == "capture" else "aborted"
+            return payment_pb2.PaymentOutcome(transaction=payment_pb2.Transaction(state=state))
         if self.payment_error is not None:
-            raise _rpc_error(self.payment_error)
-        return payment_pb2.AuthorizeReply(approved=True, state="prepared")
-
-    async def Capture(self, request: Any, timeout: float) -> payment_pb2.Transaction:
-        self.calls.append("capture")
-        return payment_pb2.Transaction(state="committed")
-
-    async def Void(self, request: Any, timeout: float) -> payment_pb2.Transaction:
-        self.calls.append("void")
-        return payment_pb2.Transaction(state="aborted")
+            code, message = self.payment_error
+            error = payment_pb2.OperationError(code=code.value[0], message=message)
+            return payment_pb2.PaymentOutcome(error=error)
+        reply = payment_pb2.AuthorizeReply(approved=True, state="prepared")
+        return payment_pb2.PaymentOutcome(authorized=reply)
 
     # the decision log
     async def GetDecision(self, request: Any, timeout: float) -> queue_pb2.DecisionRecord:
@@ -195,13 +215,42 @@ async def test_out_of_stock_aborts_everywhere_with_the_titles(
     assert {"release", "void"} <= set(w.calls) and not {"commit", "capture"} & set(w.calls)
 
 
+@pytest.mark.parametrize("whole_call", [False, True])
 async def test_a_processor_that_does_not_answer_declines_the_payment(
+    world: tuple[World, TwoPhaseCommit], whole_call: bool
+) -> None:
+    """The timeout card's own outcome in a batch, or the batch call's deadline: as the
+    deadline of the order's own Authorize call was."""
+    w, commit = world
+    if whole_call:
+        w.payment_call_error = grpc.StatusCode.DEADLINE_EXCEEDED
+    else:
+        w.payment_error = (grpc.StatusCode.DEADLINE_EXCEEDED, "the processor did not answer")
+    outcome = await commit.run(txn())
+    assert outcome.customer_reason == "payment declined: the card processor did not answer in time"
+    assert w.logged["o1"].decision == "abort" and "capture" not in w.calls
+
+
+async def test_a_stale_epoch_in_a_payment_operation_fences_the_transaction(
     world: tuple[World, TwoPhaseCommit],
 ) -> None:
     w, commit = world
-    w.payment_error = grpc.StatusCode.DEADLINE_EXCEEDED
+    w.payment_error = (grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH: epoch 3 is older than 4")
     outcome = await commit.run(txn())
-    assert outcome.customer_reason == "payment declined: the card processor did not answer in time"
+    assert (outcome.decision, outcome.fenced) == (None, True)
+    assert "log-decision" not in w.calls
+
+
+async def test_concurrent_transactions_share_payment_calls(
+    world: tuple[World, TwoPhaseCommit],
+) -> None:
+    w, commit = world
+    orders = [Txn(f"o{i}", 3, {"b001": 1}, "tok_x", 100) for i in range(8)]
+    outcomes = await asyncio.gather(*(commit.run(t) for t in orders))
+    assert all(o.decision is Decision.COMMIT for o in outcomes)
+    operations = [kind for batch in w.payment_batches for kind in batch]
+    assert sorted(operations) == ["authorize"] * 8 + ["capture"] * 8
+    assert len(w.payment_batches) < 16 and max(map(len, w.payment_batches)) > 1
 
 
 async def test_a_refused_epoch_at_the_log_fences_and_sends_no_decision(
@@ -222,3 +271,43 @@ async def test_a_redelivered_order_with_a_logged_decision_only_resends_it(
     outcome = await commit.run(txn(read_log=True))
     assert outcome.decision is Decision.COMMIT
     assert w.calls[0] == "get-decision" and sorted(w.calls[1:]) == ["capture", "commit"]
+
+
+async def test_concurrent_transactions_share_calls_and_commits_at_a_real_payment_service(
+    world: tuple[World, TwoPhaseCommit], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, commit = world
+    servicer = PaymentServicer(Ledger(tmp_path / "ledger.db"))
+    commits: list[int] = []
+    run_batch = servicer.ledger.run_batch
+
+    def counting(writes: list[Callable[[], Any]]) -> list[Any]:
+        commits.append(len(writes))
+        return run_batch(writes)
+
+    monkeypatch.setattr(servicer.ledger, "run_batch", counting)
+    server, _, port = create_payment_server("127.0.0.1:0", servicer)
+    await server.start()
+    channel = grpcutil.channel(f"127.0.0.1:{port}")
+    try:
+        commit.payment = payment_pb2_grpc.PaymentStub(channel)  # type: ignore[assignment]
+        card = payment_pb2.TokenizeRequest(number="4242424242424242", expiration="12/39", cvv="123")
+        good = (await commit.payment.Tokenize(card)).token
+        card.number = "4000000000000119"  # the processor never answers
+        hanging = (await commit.payment.Tokenize(card)).token
+        del commits[:]
+        orders = [Txn(f"o{i}", 3, {"b001": 1}, good, 100 + i) for i in range(8)]
+        orders.append(Txn("o-timeout", 3, {"b001": 1}, hanging, 100))
+        outcomes = await asyncio.gather(*(commit.run(t) for t in orders))
+        status = await commit.payment.Status(common_pb2.Empty())
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await servicer.close()
+    assert [o.decision for o in outcomes] == [Decision.COMMIT] * 8 + [Decision.ABORT]
+    assert outcomes[-1].customer_reason == f"payment declined: {NO_ANSWER}"
+    assert (status.committed, status.aborted, status.captured_cents) == (8, 1, 828)
+    # 18 operations (8 authorizations and captures, the timeout card's and its void),
+    # in fewer calls and fewer ledger commits than operations.
+    assert commit._payments.requests == 18 > commit._payments.batches
+    assert sum(commits) == 17 > len(commits)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from payment_harness import Queue
@@ -31,6 +31,20 @@ async def servicer(ledger_path: Path, fatal: list[BaseException]) -> AsyncIterat
     s = PaymentServicer(Ledger(ledger_path), on_fatal=fatal.append)
     yield s
     await s.close()
+
+
+@pytest.fixture
+def commits(servicer: PaymentServicer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every ledger transaction (one fsync each) from now on."""
+    sizes: list[int] = []
+    run_batch = servicer.ledger.run_batch
+
+    def counting(writes: list[Callable[[], Any]]) -> list[Any]:
+        sizes.append(len(writes))
+        return run_batch(writes)
+
+    monkeypatch.setattr(servicer.ledger, "run_batch", counting)
+    return sizes
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from telemetry_support import run_python
 
 from bookstore.settings import SettingsError
+from bookstore.telemetry import sdk
 from bookstore.telemetry.propagation import inject, order_span
 from bookstore.telemetry.sdk import make_tracer_provider
 from bookstore.telemetry.tracing import setup_tracing, tracing_endpoint
@@ -110,4 +111,57 @@ def test_numbers_that_are_not_card_shaped_are_kept() -> None:
     assert list(exported.attributes["bookstore.vector_clock"]) == [3, 2, 1]  # type: ignore[arg-type]
     assert exported.attributes["sequence"] == 12345
     assert exported.resource.attributes["service.instance.id"] == "order-executor-3"
+    provider.shutdown()
+
+
+PLACES = ("name", "attribute", "nested", "event name", "event attribute", "status", "link")
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_a_card_number_in_any_one_place_is_found_and_masked(place: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider("payment", exporter, replica_id=None)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("other") as other:
+        linked = other.get_span_context()
+    name = f"check {CARD}" if place == "name" else "check"
+    links = [trace.Link(linked, {"note": CARD if place == "link" else "none"})]
+    with tracer.start_as_current_span(name, links=links) as span:
+        span.set_attribute("plain", CARD if place == "attribute" else "1234")
+        span.set_attribute("list", ["x", CARD if place == "nested" else "y"])
+        span.add_event(f"seen {CARD}" if place == "event name" else "seen")
+        span.add_event("typed", {"note": CARD if place == "event attribute" else "z"})
+        span.set_status(trace.Status(trace.StatusCode.ERROR, CARD if place == "status" else "no"))
+    provider.force_flush()
+    exported = next(s for s in exporter.get_finished_spans() if s.name.startswith("check"))
+    text = repr(
+        (
+            exported.name,
+            dict(exported.attributes or {}),
+            [(e.name, dict(e.attributes or {})) for e in exported.events],
+            [dict(link.attributes or {}) for link in exported.links],
+            exported.status.description,
+        )
+    )
+    assert CARD not in text and "****1111" in text
+    provider.shutdown()
+
+
+def test_a_span_without_a_card_number_is_passed_on_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    copies: list[str] = []
+    copy = sdk.redacted_span
+    monkeypatch.setattr(sdk, "redacted_span", lambda span: copies.append(span.name) or copy(span))
+    exporter = InMemorySpanExporter()
+    provider = make_tracer_provider("payment", exporter, replica_id=None)
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("plain") as span:
+        span.set_attribute("order", "b1e0c7d2-5a3c-4f19-9a51-2f0d6c1e8a77")
+        span.set_attribute("clock", [3, 2, 1])
+    with tracer.start_as_current_span(f"card {CARD}"):
+        pass
+    provider.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["plain", "card ****1111"]
+    assert copies == [f"card {CARD}"]  # only the span holding a card number was copied
     provider.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,16 +40,28 @@ class FakeBooks:
 
 @dataclass
 class FakePayment:
-    error: grpc.StatusCode | None = None
-    details: str = ""
-    cards: list[payment_pb2.TokenizeRequest] = field(default_factory=list)
+    """Payment's TokenizeBatch: the call fails as a whole with `error`, or refuses each
+    card with INVALID_ARGUMENT `refusal`, or tokenizes it."""
 
-    async def Tokenize(self, request: payment_pb2.TokenizeRequest, **_: Any) -> Any:
-        self.cards.append(request)
+    error: grpc.StatusCode | None = None
+    refusal: str = ""
+    cards: list[payment_pb2.TokenizeRequest] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)  # cards per call
+
+    async def TokenizeBatch(self, request: payment_pb2.TokenizeBatchRequest, **_: Any) -> Any:
+        self.cards += request.cards
+        self.batches.append(len(request.cards))
         if self.error is not None:
             metadata = grpc.aio.Metadata()
-            raise grpc.aio.AioRpcError(self.error, metadata, metadata, self.details)
-        return payment_pb2.TokenizeReply(token="tok_fake", brand="visa", last4="4242")
+            raise grpc.aio.AioRpcError(self.error, metadata, metadata, "")
+        if self.refusal:
+            code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            error = payment_pb2.OperationError(code=code, message=self.refusal)
+            outcome = payment_pb2.TokenizeOutcome(error=error)
+        else:
+            reply = payment_pb2.TokenizeReply(token="tok_fake", brand="visa", last4="4242")
+            outcome = payment_pb2.TokenizeOutcome(token=reply)
+        return payment_pb2.TokenizeBatchReply(outcomes=[outcome] * len(request.cards))
 
 
 @pytest.fixture
@@ -100,7 +113,15 @@ async def test_payment_unreachable_rejects_and_a_refused_card_says_why(
     backends.payment.error = grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     result = await card(order_of(("b001", 1)), AiBudget(1.0))
     assert (result.ok, result.reason, result.payment_token) == (False, PAYMENT_DOWN, "")
-    backends.payment.error = grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    backends.payment.details = "BAD_CARD: the card has expired"  # type: ignore[attr-defined]
+    backends.payment.error = None  # type: ignore[attr-defined]
+    backends.payment.refusal = "BAD_CARD: the card has expired"  # type: ignore[attr-defined]
     result = await card(order_of(("b001", 1)), AiBudget(1.0))
     assert (result.ok, result.reason) == (False, "The card was refused: the card has expired")
+
+
+async def test_concurrent_card_events_share_tokenize_calls(backends: Backends) -> None:
+    card = handlers(CATALOGUE, backends)["c"]
+    results = await asyncio.gather(*(card(order_of(("b001", 1)), AiBudget(1.0)) for _ in range(6)))
+    assert [r.payment_token for r in results] == ["tok_fake"] * 6
+    batches = backends.payment.batches  # type: ignore[attr-defined]
+    assert sum(batches) == 6 and len(batches) < 6
