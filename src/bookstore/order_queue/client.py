@@ -17,20 +17,17 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from bookstore import grpcutil
 from bookstore.batching import Coalescer
 from bookstore.pb import queue_pb2, queue_pb2_grpc
 
 SERVICE = "order-queue"
 Stub = Callable[[], "queue_pb2_grpc.OrderQueueAsyncStub"]
 
-_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
 
 def rpc_error(error: queue_pb2.OpError) -> grpc.aio.AioRpcError:
     """An operation's refusal as the error its unary call would have raised."""
-    code = _BY_NUMBER.get(error.code, grpc.StatusCode.UNKNOWN)
-    metadata = grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(code, metadata, metadata, error.details)
+    return grpcutil.call_error(error.code, error.details)
 
 
 class Enqueues:
