@@ -87,6 +87,18 @@ def translate(service: str, error: grpc.RpcError) -> ServiceUnavailable | Reject
     return Rejected(code.name, details)
 
 
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def call_error(code: int, details: str) -> grpc.aio.AioRpcError:
+    """The error a call that ended with status `code` (its number) and `details` raises:
+    how a batch call's client hands one operation's refusal to that operation's caller,
+    exactly as the operation's own call would have raised it."""
+    status = _STATUS_BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    metadata = grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(status, metadata, metadata, details)
+
+
 def describe(exc: BaseException) -> str:
     """A one-line description of a gRPC error."""
     if isinstance(exc, grpc.aio.AioRpcError):

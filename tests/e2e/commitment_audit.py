@@ -200,10 +200,18 @@ def audit(shop: Shop, initial_stock: Callable[[str], int]) -> Report:
 def batched(system: System, service: str) -> tuple[float, float]:
     """(calls, requests): how many batched calls the executors made to `service` and how
     many requests those carried, from their bookstore_batched_requests histograms."""
-    calls = requests = 0.0
+    urls = []
     for entry in system.env["ORDER_EXECUTOR_ADDRESSES"].split(","):
         host, _, port = entry.partition("=")[2].rpartition(":")
-        url = f"http://{host}:{int(port) + METRICS_OFFSET}/metrics"
+        urls.append(f"http://{host}:{int(port) + METRICS_OFFSET}/metrics")
+    return batched_at(urls, service)
+
+
+def batched_at(urls: list[str], service: str) -> tuple[float, float]:
+    """(calls, requests) of the batched calls to `service` that the processes whose
+    metrics are at `urls` made."""
+    calls = requests = 0.0
+    for url in urls:
         for family in text_string_to_metric_families(httpx.get(url, timeout=10.0).text):
             for sample in family.samples:
                 if family.name != "bookstore_batched_requests" or (

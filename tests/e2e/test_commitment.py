@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from checkout_requests import card_secrets_in
-from commitment_audit import Shop, audit, batched, data_files, order
+from commitment_audit import Shop, audit, batched, batched_at, data_files, order
 from harness import System, start_system
 from tls_support import transport
 
@@ -108,6 +108,30 @@ def test_concurrent_orders_share_payment_calls(shop: Shop) -> None:
     assert operations > calls
     report = audit(shop, initial_stock)
     assert set(executed) <= set(report.executed)
+
+
+def test_concurrent_orders_share_the_queues_batch_calls(shop: Shop) -> None:
+    """Their enqueues (orchestrator), and their decisions and completions (the leader),
+    reach the queue together, in fewer EnqueueBatch and LeaderBatch calls."""
+    orchestrator = [f"{shop.system.base_url}/metrics"]
+    enqueues_before = batched_at(orchestrator, "order-queue")
+    leader_before = batched(shop.system, "order-queue")
+    books = [f"b{n:03d}" for n in range(40, 64)]
+    for _ in range(5):  # how the orders overlap is the system's business: a few rounds
+        answers = shop.post_all([order({b: 1}) for b in books], workers=len(books))
+        assert [a["status"] for a in answers] == ["Order Approved"] * len(books), answers
+        audit(shop, initial_stock)  # every order finished: its completion was sent
+        enqueues = _minus(batched_at(orchestrator, "order-queue"), enqueues_before)
+        leader = _minus(batched(shop.system, "order-queue"), leader_before)
+        if enqueues[1] > enqueues[0] and leader[1] > leader[0]:
+            break
+    print(f"(calls, operations): enqueues {enqueues}, decisions and completions {leader}")
+    assert enqueues[1] >= len(books) and leader[1] >= 2 * len(books)  # all went in batches
+    assert enqueues[1] > enqueues[0] and leader[1] > leader[0]  # and calls carried several
+
+
+def _minus(now: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return now[0] - before[0], now[1] - before[1]
 
 
 def test_fraudulent_and_clean_orders_mixed(shop: Shop) -> None:

@@ -25,6 +25,8 @@ EVENT = "bookstore.event"
 CLOCK = "bookstore.vector_clock"
 WAIT_S = 60.0
 APPLY = "/bookstore.payment.Payment/Apply"
+ENQUEUE_BATCH = "/bookstore.queue.OrderQueue/EnqueueBatch"
+LEADER_BATCH = "/bookstore.queue.OrderQueue/LeaderBatch"
 SERVICE_OF_EVENT = ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"]
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "deploy/observability/grafana/dashboards/bookstore.json"
@@ -80,11 +82,8 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
         "orchestrator/POST /checkout",
         "orchestrator/final clock broadcast",
         "orchestrator/enqueue",
-        "order-queue//bookstore.queue.OrderQueue/Enqueue",
         "order-executor/execute",
         "order-executor/two-phase commit",
-        "order-queue//bookstore.queue.OrderQueue/LogDecision",
-        "order-queue//bookstore.queue.OrderQueue/Complete",
     }
     names = {name.partition("/")[2] for name in expected}
     spans = _spans_of(receiver, order_id, expected)
@@ -97,12 +96,13 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     assert len({s.trace_id for s in spans}) == 1
     print(timeline(spans))  # the trace, drawn (pytest -s shows it)
     services = {s.service for s in spans}
+    # (The queue, the books database and payment serve the order in batch calls, each a
+    # trace of its own linked to the order's span: see below.)
     assert services >= {
         "orchestrator",
         "transaction-verification",
         "fraud-detection",
         "suggestions",
-        "order-queue",
         "order-executor",
     }
 
@@ -133,13 +133,20 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     (execute,) = by_name["execute"]
     assert execute.service == "order-executor"
     assert execute.parent_span_id == enqueue.span_id
-    # The queue's side of the leader's Complete: the order id came as baggage.
-    completes = by_name["/bookstore.queue.OrderQueue/Complete"]
-    (call,) = [s for s in completes if s.service == "order-executor"]
-    (served,) = [s for s in completes if s.service == "order-queue"]
-    assert call.parent_span_id == execute.span_id and served.parent_span_id == call.span_id
-    # The commitment: under the execution, its prepares, its logged decision and its
-    # commits, each served under the executor's call.
+    # The order's enqueue, and its completion under the execution, went to the queue in
+    # batch calls shared with other orders: each batch a trace of its own, linked to the
+    # order's span, with the call in it and the queue's side of that call.
+    for step, batch_name, method in (
+        (enqueue, "order-queue EnqueueBatch", ENQUEUE_BATCH),
+        (execute, "order-queue LeaderBatch", LEADER_BATCH),
+    ):
+        queued = _batched_calls(receiver, step, batch_name, (method, "order-queue"), count=1)
+        assert queued, (batch_name, step.name)
+        for batch, call, served in queued:
+            assert batch.service == step.service and not batch.parent_span_id.strip("0")
+            assert batch.trace_id == call.trace_id == served.trace_id != step.trace_id
+    # The commitment: under the execution; its prepares, its logged decision and its
+    # commits travel in batches.
     (commitment,) = by_name["two-phase commit"]
     assert commitment.parent_span_id == execute.span_id
     # The books database's reserve and commit travel in batches shared with other
@@ -157,12 +164,13 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
         assert not batch.parent_span_id.strip("0")  # the root of its own trace
         assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
         assert batch.attributes["bookstore.batch_size"] >= 1
-    calls = {s.span_id: s for s in spans if s.service == "order-executor"}
-    for name, service in (("/bookstore.queue.OrderQueue/LogDecision", "order-queue"),):
-        served_by = [s for s in by_name[name] if s.service == service]
-        assert served_by, (name, sorted(by_name))
-        caller = calls[served_by[0].parent_span_id]
-        assert caller.parent_span_id == commitment.span_id, name
+    # The decision is logged in the queue in a LeaderBatch linked to the commitment.
+    decisions = _batched_calls(
+        receiver, commitment, "order-queue LeaderBatch", (LEADER_BATCH, "order-queue"), count=1
+    )
+    assert decisions, sorted(s.name for s in receiver.spans())
+    for batch, call, served in decisions:
+        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
     # Payment's authorization and capture travel in batches that concurrent orders
     # share: a batch is a trace of its own, linked to the commitment of every order it
     # carries, with the executor's Apply call in it and payment's side of that call.
@@ -214,7 +222,7 @@ def test_background_calls_start_no_trace(traced: System, receiver: OtlpReceiver)
     health checks run all the time; none of them is exported as a trace of its own."""
     body = _checkout(traced)
     assert body["status"] == "Order Approved", body
-    _spans_of(receiver, str(body["orderId"]), {"order-queue//bookstore.queue.OrderQueue/Complete"})
+    _spans_of(receiver, str(body["orderId"]), {"order-executor/two-phase commit"})
     time.sleep(1.0)  # a second of pings, heartbeats and polls, exported within 0.1 s
     spans = receiver.spans()
     assert any(s.name.startswith("/bookstore.") for s in spans)  # calls of checkouts are

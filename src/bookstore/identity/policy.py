@@ -61,6 +61,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_CHECKOUT}/Exchange": checkout,
         f"/{_CHECKOUT}/Stats": anyone,
         f"/{_QUEUE}/Enqueue": orchestrator,
+        f"/{_QUEUE}/EnqueueBatch": orchestrator,
         f"/{_QUEUE}/WatchExecutions": orchestrator,
         f"/{_QUEUE}/GetOrder": orchestrator,
         f"/{_QUEUE}/RegisterLeader": executors,
@@ -71,6 +72,8 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         # The two-phase-commit decision log: written by the leader executor, read by
         # the participants that recover (payment) and by the cluster view.
         f"/{_QUEUE}/LogDecision": executors,
+        # LogDecision and Complete operations, batched (each Complete names its replica).
+        f"/{_QUEUE}/LeaderBatch": executors,
         f"/{_QUEUE}/GetDecision": executors | payment,
         f"/{_QUEUE}/ListDecisions": anyone,
         # Cards become tokens in transaction verification (event c); only the
@@ -134,21 +137,25 @@ def caller_replica(context: Any, service: str) -> int | None:
     return int(rid) if caller.startswith(prefix) and rid.isdigit() else None
 
 
-async def require_replica(context: Any, service: str, claimed: int) -> None:
-    """Abort with PERMISSION_DENIED unless the caller's certificate is that of
-    replica `claimed` of `service`. Without TLS nobody has an identity and
-    there is nothing to check (the switch's documented risk)."""
+def replica_refusal(context: Any, service: str, claimed: int) -> str | None:
+    """Why the caller may not speak for replica `claimed` of `service` (None: it may):
+    its certificate is another's. Without TLS nobody has an identity and there is
+    nothing to check (the switch's documented risk)."""
     if context.auth_context().get("transport_security_type") != [b"ssl"]:
-        return
-    actual = caller_replica(context, service)
-    if actual == claimed:
-        return
+        return None
+    if caller_replica(context, service) == claimed:
+        return None
     who = caller_identity(context) or "a caller without a bookstore identity"
     log.warning("refused replica id claimed=%d caller=%s", claimed, who)
-    await context.abort(
-        grpc.StatusCode.PERMISSION_DENIED,
-        f"NOT_ALLOWED: {who} may not speak for {service} replica {claimed}",
-    )
+    return f"{who} may not speak for {service} replica {claimed}"
+
+
+async def require_replica(context: Any, service: str, claimed: int) -> None:
+    """Abort with PERMISSION_DENIED "NOT_ALLOWED: ..." unless the caller's certificate
+    is that of replica `claimed` of `service` (see `replica_refusal`)."""
+    refusal = replica_refusal(context, service, claimed)
+    if refusal is not None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"NOT_ALLOWED: {refusal}")
 
 
 Check = Callable[[Any], Awaitable[None]]

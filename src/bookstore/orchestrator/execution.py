@@ -1,7 +1,8 @@
 """The orchestrator's link to the order queue and the executors.
 
 One channel to the queue. `enqueue` returns once the queue has the order on
-disk (idempotent by order id, so one retry on an unreachable queue is safe).
+disk (idempotent by order id, so one retry on an unreachable queue is safe);
+concurrent checkouts' enqueues share EnqueueBatch calls (`order_queue.client`).
 A `WatchExecutions` stream stays open (reconnecting with back-off); every
 record it brings resolves the futures of `wait_executed` callers, so nobody
 polls. After each (re)connect the orders still waited on are re-checked with
@@ -23,6 +24,7 @@ from bookstore import grpcutil
 from bookstore.backoff import Backoff, reconnect
 from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.probe import ClusterProbe, ClusterState
+from bookstore.order_queue.client import Enqueues
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import propagation, tracing
@@ -84,6 +86,7 @@ class ExecutionTracker:
         self._channel: grpc.aio.Channel | None = None
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
         self._probe = ClusterProbe(settings, lambda: self.queue)
+        self._enqueues = Enqueues(lambda: self.queue, settings.rpc_timeout_s)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
         self._recent: BoundedMapping[str, ExecutionInfo] = BoundedMapping(RECENT_EXECUTIONS)
         self._watch: asyncio.Task[None] | None = None
@@ -119,6 +122,7 @@ class ExecutionTracker:
             for f in futures:
                 f.cancel()
         self._waiters.clear()
+        await self._enqueues.close()
         await self._probe.close()
         if self._channel is not None:
             await self._channel.close()
@@ -161,14 +165,13 @@ class ExecutionTracker:
                 trace_context=propagation.inject() if tracing.enabled() else "",
             )
         )
-        timeout = self.settings.rpc_timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.enqueue_retry_s
         backoff = Backoff(ENQUEUE_BACKOFF_MIN_S, ENQUEUE_BACKOFF_MAX_S)
         while True:
             generation = self._generation if self.watching else -1
             try:
-                await self.queue.Enqueue(request, timeout=timeout)
+                await self._enqueues.enqueue(request)
                 self._enqueued[order_id] = generation
                 return
             except grpc.aio.AioRpcError as exc:

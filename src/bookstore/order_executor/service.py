@@ -10,8 +10,10 @@
   that is not yet completed is finished (its decision resent to the
   participants) and completed; then Dequeue (long poll) -> the order's
   two-phase commit (`transaction.py`; txn id = order id, epoch = mine) ->
-  Complete with the outcome (executed, or rejected with the reason) and the
-  epoch. STALE_EPOCH or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
+  Complete with the outcome (executed, or rejected with the reason), the lease
+  and the epoch. Concurrent orders' Completes and logged decisions share
+  LeaderBatch calls (`order_queue.client.LeaderCalls`), each fenced on its own.
+  STALE_EPOCH or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
   queue_unreachable_s -> `on_queue_unreachable`.
 
 An order enqueued without a payment token and amount (the queue's own tests
@@ -42,6 +44,7 @@ from bookstore.commitment.trace import CommitmentTrace
 from bookstore.identity.policy import require_replica
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
 from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn
+from bookstore.order_queue.client import LeaderCalls
 from bookstore.order_queue.db import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -143,8 +146,12 @@ class Executor:
         self._loops: list[asyncio.Task[None]] = []
         self._queue_ok_at = 0.0
         self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        # Decisions and completions of concurrent orders share LeaderBatch calls.
+        self.leader_calls = LeaderCalls(lambda: self.queue, settings.rpc_timeout_s)
         crash = CrashHook(settings.test_crash_at, settings.data_dir)
-        self.commit = TwoPhaseCommit(settings, self.queue, crash, self.commitments)
+        self.commit = TwoPhaseCommit(
+            settings, self.queue, crash, self.commitments, leader_calls=self.leader_calls
+        )
         self._inflight: set[str] = set()  # orders whose transaction runs here now
         self._recovered_epoch = 0  # the epoch whose in-doubt orders are finished
         self._recovering = asyncio.Lock()
@@ -430,7 +437,7 @@ class Executor:
         order_id = lease.order_id.value
         while True:
             try:
-                done = await self.queue.Complete(lease, timeout=1.0)
+                done = await self.leader_calls.complete(lease)
             except grpc.aio.AioRpcError as exc:
                 if self._queue_failed(exc, epoch):
                     log.warning("complete order=%s refused: %s", order_id, exc.details())
@@ -490,6 +497,7 @@ class Executor:
         for task in [*self._loops, *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.leader_calls.close()
         await self.commit.close()
         for channel in [*self._peer_channels.values(), self._queue_channel]:
             await channel.close()

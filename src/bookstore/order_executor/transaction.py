@@ -47,6 +47,7 @@ from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
 from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
+from bookstore.order_queue.client import LeaderCalls
 from bookstore.payment import outcomes
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -137,12 +138,16 @@ class TwoPhaseCommit:
         queue: queue_pb2_grpc.OrderQueueAsyncStub,
         crash: CrashHook | None = None,
         trace: CommitmentTrace | None = None,
+        leader_calls: LeaderCalls | None = None,
     ) -> None:
+        """`leader_calls`: the LeaderBatch calls the decisions share with the executor's
+        completions (default: calls of their own on `queue`)."""
         # Every message of every transaction, for the cluster view's commitment diagram.
         self.trace = trace if trace is not None else CommitmentTrace()
         self.rpc_timeout_s = settings.rpc_timeout_s
         self.timings = Timings(vote_timeout=2 * settings.rpc_timeout_s, resend_interval=0.5)
         self.queue = queue
+        self.leader_calls = leader_calls or LeaderCalls(lambda: queue, settings.rpc_timeout_s)
         self.books = BooksDatabaseClient(
             settings.books_database_addresses,
             deadline_s=settings.rpc_timeout_s,
@@ -277,7 +282,10 @@ class TwoPhaseCommit:
             epoch=txn.epoch,
             reason=action.reason[:512],
         )
-        reply = await self._rpc("order-queue", self.queue.LogDecision, request)
+        try:  # in a LeaderBatch call with the other orders' decisions and completions
+            reply = await self.leader_calls.log_decision(request)
+        except grpc.aio.AioRpcError as exc:
+            raise grpcutil.translate("order-queue", exc) from None
         decision, reason = Decision(reply.decision), str(reply.reason)
         log.info("txn=%s decision=%s epoch=%d %s", txn.order_id, decision, txn.epoch, reason)
         metrics.COMMIT_DECISIONS_TOTAL.labels(decision=decision.value).inc()

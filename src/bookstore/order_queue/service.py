@@ -1,5 +1,10 @@
 """The order-queue gRPC service: a thin servicer over `QueueStore`.
 
+The batch calls (EnqueueBatch, LeaderBatch) plan each operation exactly as its
+unary call does, write the planned ones together (`QueueStore.together`: one
+transaction) and answer each with its unary call's reply, or its refusal as an
+`OpError` carrying the status code and details the unary call would abort with.
+
 It also keeps, in memory, when each order it took was enqueued and the order's trace
 context, until the order is executed: the dequeued order carries the context on to the
 executor, and the metrics read the oldest wait from it. An order enqueued before a
@@ -9,15 +14,16 @@ restart of the queue is executed all the same, outside its checkout's trace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
 
 from bookstore import grpcutil
-from bookstore.identity.policy import require_replica
+from bookstore.identity.policy import replica_refusal, require_replica
 from bookstore.order_queue.db import (
     BadRequest,
     DiskFull,
@@ -29,7 +35,7 @@ from bookstore.order_queue.db import (
 )
 from bookstore.order_queue.decisions import LoggedDecision
 from bookstore.order_queue.state import Item, Order
-from bookstore.order_queue.store import Limits, QueueStore
+from bookstore.order_queue.store import Limits, Planned, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -38,24 +44,49 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "bookstore.queue.OrderQueue"
 MAX_WAIT_MS = 10_000
+MAX_BATCH_OPS = 1024  # operations in one batch call (the clients send at most 64)
 CURRENCY = "EUR"  # amounts are integer cents in EUR (as payment's ledger)
+
+
+class NotAllowed(QueueError):
+    """A batched operation names a replica other than the caller's certificate."""
+
+    code = "NOT_ALLOWED"
+
 
 _CODES: dict[type[QueueError], grpc.StatusCode] = {
     BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownOrder: grpc.StatusCode.NOT_FOUND,
     UnknownReplica: grpc.StatusCode.PERMISSION_DENIED,
+    NotAllowed: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
-async def _abort(context: Any, exc: Exception) -> None:
+def _status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status a refused call ends with (None: not a refusal, a bug)."""
     if isinstance(exc, QueueError):
-        code = _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION)
-        await context.abort(code, str(exc))
+        return _CODES.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION), str(exc)
     if isinstance(exc, DiskFull):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"DISK_FULL: {exc}")
+        return grpc.StatusCode.UNAVAILABLE, f"DISK_FULL: {exc}"
     if isinstance(exc, StorageFailure):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: the queue is stopping")
+        return grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: the queue is stopping"
+    return None
+
+
+async def _abort(context: Any, exc: Exception) -> None:
+    status = _status(exc)
+    if status is not None:
+        await context.abort(*status)
     raise exc
+
+
+def op_error(exc: BaseException) -> queue_pb2.OpError:
+    """A batched operation's refusal: what its unary call would abort with."""
+    status = _status(exc)
+    if status is None:
+        raise exc
+    code, details = status
+    return queue_pb2.OpError(code=code.value[0], details=details)
 
 
 def execution_pb(record: Execution) -> queue_pb2.ExecutionRecord:
@@ -98,6 +129,11 @@ def order_pb(order: Order) -> queue_pb2.QueuedOrder:
     )
 
 
+def _enqueued(result: Any) -> queue_pb2.EnqueueReply:
+    sequence, duplicate = result
+    return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
+
+
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 
@@ -122,17 +158,53 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def Enqueue(
         self, request: queue_pb2.EnqueueRequest, context: Context
     ) -> queue_pb2.EnqueueReply:
-        o = request.order
-        items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
         try:
-            sequence, duplicate = await self.store.enqueue(
-                o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents
-            )
+            planned = self._plan_enqueue(request)
+            result = await self.store.write(planned)
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
-        self.waiting.setdefault(o.order_id.value, (time.time(), o.trace_context))
-        return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
+        return _enqueued(result)
+
+    def _plan_enqueue(self, request: queue_pb2.EnqueueRequest) -> Planned:
+        o = request.order
+        items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
+
+        def on_queued() -> None:  # a new order: its wait starts (and, for Dequeue, its trace)
+            self.waiting.setdefault(o.order_id.value, (time.time(), o.trace_context))
+
+        return self.store.plan_enqueue(
+            o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents, on_queued
+        )
+
+    async def EnqueueBatch(
+        self, request: queue_pb2.EnqueueBatchRequest, context: Context
+    ) -> queue_pb2.EnqueueBatchReply:
+        enqueues = list(request.enqueues)
+        outcomes = await self._together(
+            context, [functools.partial(self._plan_enqueue, e) for e in enqueues]
+        )
+        reply = queue_pb2.EnqueueBatchReply()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                reply.outcomes.add(error=op_error(outcome))
+            else:
+                reply.outcomes.add(reply=_enqueued(outcome))
+        return reply
+
+    async def _together(self, context: Context, plans: list[Callable[[], Planned]]) -> list[Any]:
+        """The batch's outcomes (`QueueStore.together`); the call fails as a whole only
+        when it is too large or the queue is stopping."""
+        if len(plans) > MAX_BATCH_OPS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"BAD_REQUEST: at most {MAX_BATCH_OPS} operations per batch",
+            )
+        try:
+            return await self.store.together(plans)
+        except StorageFailure as exc:
+            await _abort(context, exc)
+            raise
 
     async def RegisterLeader(
         self, request: queue_pb2.RegisterLeaderRequest, context: Context
@@ -185,7 +257,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     ) -> queue_pb2.CompleteReply:
         await require_replica(context, EXECUTOR, request.replica_id)
         try:
-            record, duplicate = await self.store.complete(
+            result = await self.store.complete(
                 request.replica_id,
                 request.epoch,
                 request.lease_id,
@@ -197,6 +269,10 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
+        return self._completed(result)
+
+    def _completed(self, result: Any) -> queue_pb2.CompleteReply:
+        record, duplicate = result
         self.waiting.pop(record.order_id, None)
         if not duplicate:
             metrics.EXECUTIONS.labels(str(record.executor)).inc()
@@ -246,7 +322,7 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             logged = await self.store.log_decision(
                 request.order_id.value, request.decision, request.epoch, request.reason
             )
-        except (QueueError, StorageFailure) as exc:
+        except (QueueError, StorageFailure, DiskFull) as exc:
             await _abort(context, exc)
             raise
         return decision_pb(logged)
@@ -266,6 +342,44 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         return queue_pb2.DecisionList(
             pending=[decision_pb(d) for d in pending], recent=[decision_pb(d) for d in recent]
         )
+
+    async def LeaderBatch(
+        self, request: queue_pb2.LeaderBatchRequest, context: Context
+    ) -> queue_pb2.LeaderBatchReply:
+        ops = list(request.ops)
+        outcomes = await self._together(
+            context, [functools.partial(self._plan_leader_op, op, context) for op in ops]
+        )
+        reply = queue_pb2.LeaderBatchReply()
+        for op, outcome in zip(ops, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                reply.outcomes.add(error=op_error(outcome))
+            elif op.HasField("complete"):
+                reply.outcomes.add(complete=self._completed(outcome))
+            else:
+                reply.outcomes.add(decision=decision_pb(outcome))
+        return reply
+
+    def _plan_leader_op(self, op: queue_pb2.LeaderOp, context: Context) -> Planned:
+        """A LogDecision or a Complete, checked as its unary call checks it."""
+        if op.HasField("log_decision"):
+            d = op.log_decision
+            return self.store.plan_log_decision(d.order_id.value, d.decision, d.epoch, d.reason)
+        if op.HasField("complete"):
+            c = op.complete
+            refusal = replica_refusal(context, EXECUTOR, c.replica_id)
+            if refusal is not None:
+                raise NotAllowed(refusal)
+            return self.store.plan_complete(
+                c.replica_id,
+                c.epoch,
+                c.lease_id,
+                c.order_id.value,
+                c.outcome or "executed",
+                c.reason,
+                c.amount_cents,
+            )
+        raise BadRequest("an operation is a log_decision or a complete")
 
 
 def create_server(bind: str, store: QueueStore) -> tuple[grpc.aio.Server, Any, int]:

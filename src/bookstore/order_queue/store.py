@@ -1,14 +1,16 @@
 """The order queue: durable enqueue, leased dequeue, epoch fencing, group commit.
 
-Every write (enqueue, completion, epoch bump) goes to ONE writer task, which
-takes whatever has accumulated (up to `group_commit_max`), runs it in one
-SQLite transaction on the database thread (one fsync), applies the effects to
-the in-memory state in order, and only then acknowledges each caller. Under
-load many acknowledgements share one fsync; none is given before its write
-is on disk. A commit that fails is fatal: the process stops rather than
-acknowledge anything it could not make durable. A full disk is the one
-exception (see `db._is_disk_full`): the batch is refused with DiskFull, the
-queue keeps serving reads, and writes succeed again once there is space.
+Every write (enqueue, completion, decision, epoch bump) goes to ONE writer
+task, which takes whatever has accumulated (up to `group_commit_max` writes),
+runs it in one SQLite transaction on the database thread (one fsync), applies
+the effects to the in-memory state in order, and only then acknowledges each
+caller. Under load many acknowledgements share one fsync; none is given before
+its write is on disk. The writes of one batch call (`together`) are one unit
+of it: they always share a transaction, whatever else is waiting. A commit
+that fails is fatal: the process stops rather than acknowledge anything it
+could not make durable. A full disk is the one exception (see
+`db._is_disk_full`): the batch is refused with DiskFull, the queue keeps
+serving reads, and writes succeed again once there is space.
 
 Retention: every `sweep_interval_s` the writer deletes orders executed more
 than `retention_s` ago, in small transactions between the other writes.
@@ -47,6 +49,7 @@ from bookstore.order_queue.db import (
     LeaderAlive,
     LeaseLost,
     Op,
+    QueueError,
     StaleEpoch,
     StorageFailure,
     UnknownOrder,
@@ -130,11 +133,23 @@ def _die(exc: BaseException) -> None:
     os._exit(70)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A write checked and ready: `op` runs in the transaction; `on_commit`, given its
+    result, applies it to the in-memory state once the transaction is on disk."""
+
+    op: Op
+    on_commit: Callable[[Any], None] | None = None
+
+
 @dataclass
 class _Write:
     op: Op
     on_commit: Callable[[Any], None] | None
     future: asyncio.Future[Any]
+
+
+_Unit = list[_Write]  # written in one transaction, never split
 
 
 class QueueStore:
@@ -175,7 +190,7 @@ class QueueStore:
         self._leader_active_at = float("-inf")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-db")
         self._db: Database | None = None
-        self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._writes: asyncio.Queue[_Unit | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._registering = asyncio.Lock()
         self._changed = asyncio.Event()
@@ -230,12 +245,41 @@ class QueueStore:
 
     # -- the writer (group commit) ----------------------------------------------
 
-    async def _write(self, op: Op, on_commit: Callable[[Any], None] | None = None) -> Any:
+    def _submit(self, planned: Sequence[Planned]) -> list[asyncio.Future[Any]]:
+        """Hand `planned` to the writer as one unit; a future per write."""
         if self.failed is not None:
             raise StorageFailure(str(self.failed))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writes.put_nowait(_Write(op, on_commit, future))
+        loop = asyncio.get_running_loop()
+        unit = [_Write(p.op, p.on_commit, loop.create_future()) for p in planned]
+        self._writes.put_nowait(unit)
+        return [w.future for w in unit]
+
+    async def _write(self, op: Op, on_commit: Callable[[Any], None] | None = None) -> Any:
+        (future,) = self._submit([Planned(op, on_commit)])
         return await future
+
+    async def write(self, planned: Planned) -> Any:
+        """A planned write's result once it is on disk (a refusal is raised)."""
+        return await self._write(planned.op, planned.on_commit)
+
+    async def together(self, plans: Sequence[Callable[[], Planned]]) -> list[Any]:
+        """A batch call's writes: each plan checks its request (a QueueError it raises is
+        that request's outcome, and nothing of it is written); the planned writes then go
+        in one transaction. Each request's result or error, in order."""
+        outcomes: list[Any] = []
+        planned: dict[int, Planned] = {}  # index of the request -> its write
+        for index, plan in enumerate(plans):
+            try:
+                planned[index] = plan()
+                outcomes.append(None)
+            except QueueError as exc:
+                outcomes.append(exc)
+        if planned:
+            futures = self._submit(list(planned.values()))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for index, result in zip(planned, results, strict=True):
+                outcomes[index] = result
+        return outcomes
 
     def _writer_ended(self, task: asyncio.Task[None]) -> None:
         """A writer that dies of an unexpected error would leave every later write
@@ -253,13 +297,13 @@ class QueueStore:
             first = await self._writes.get()
             if first is None:
                 return
-            batch = [first]
+            batch = list(first)
             while len(batch) < self.group_commit_max and not self._writes.empty():
                 nxt = self._writes.get_nowait()
                 if nxt is None:
                     self._writes.put_nowait(None)  # stop after this batch
                     break
-                batch.append(nxt)
+                batch += nxt  # a whole unit, even past group_commit_max
             assert self._db is not None
             try:
                 results = await self._in_thread(self._db.run_batch, [w.op for w in batch])
@@ -371,8 +415,27 @@ class QueueStore:
         customer_name: str,
         payment_token: str = "",
         amount_cents: int = 0,
+        on_queued: Callable[[], None] | None = None,
     ) -> tuple[int, bool]:
         """(sequence, duplicate) once the order is on disk."""
+        planned = self.plan_enqueue(
+            order_id, items, customer_name, payment_token, amount_cents, on_queued
+        )
+        result: tuple[int, bool] = await self.write(planned)
+        return result
+
+    def plan_enqueue(
+        self,
+        order_id: str,
+        items: Sequence[Item],
+        customer_name: str,
+        payment_token: str = "",
+        amount_cents: int = 0,
+        on_queued: Callable[[], None] | None = None,
+    ) -> Planned:
+        """The enqueue's write (its result: (sequence, duplicate)), or BadRequest.
+
+        `on_queued` runs once a new order is on disk, before any dequeue can take it."""
         order = validate_order(
             order_id, items, customer_name, self.limits, payment_token, amount_cents
         )
@@ -381,11 +444,12 @@ class QueueStore:
             sequence, duplicate = result
             if not duplicate:
                 order.sequence = sequence
+                if on_queued is not None:
+                    on_queued()
                 self.state.add(order)
                 self._notify()
 
-        result: tuple[int, bool] = await self._write(lambda db: db.enqueue(order), on_commit)
-        return result
+        return Planned(lambda db: db.enqueue(order), on_commit)
 
     async def register_leader(self, replica_id: int) -> int:
         self._check_replica(replica_id)
@@ -454,6 +518,24 @@ class QueueStore:
     ) -> tuple[Execution, bool]:
         """Record the execution (or return the existing one, duplicate=True):
         executed, or rejected with the reason (its transaction aborted)."""
+        planned = self.plan_complete(
+            replica_id, epoch, lease_id, order_id, outcome, reason, amount_cents
+        )
+        result: tuple[Execution, bool] = await self.write(planned)
+        return result
+
+    def plan_complete(
+        self,
+        replica_id: int,
+        epoch: int,
+        lease_id: str,
+        order_id: str,
+        outcome: str = "executed",
+        reason: str = "",
+        amount_cents: int = 0,
+    ) -> Planned:
+        """The completion's write (its result: (execution, duplicate)), or the refusal
+        (BAD_REQUEST, UNKNOWN_REPLICA, STALE_EPOCH, LEASE_LOST)."""
         if outcome not in OUTCOMES:
             raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         if len(reason) > MAX_TEXT_CHARS * 2:
@@ -471,11 +553,10 @@ class QueueStore:
                 self.executed += 1
                 self._publish(record)
 
-        result: tuple[Execution, bool] = await self._write(
+        return Planned(
             lambda db: db.complete(order_id, replica_id, epoch, outcome, reason, amount_cents),
             on_commit,
         )
-        return result
 
     async def get_order(self, order_id: str) -> OrderView:
         order = self.state.orders.get(order_id)
@@ -500,13 +581,16 @@ class QueueStore:
         self, order_id: str, decision: str, epoch: int, reason: str
     ) -> decisions.LoggedDecision:
         """The first decision logged for the order, once it is on disk."""
+        planned = self.plan_log_decision(order_id, decision, epoch, reason)
+        logged: decisions.LoggedDecision = await self.write(planned)
+        return logged
+
+    def plan_log_decision(self, order_id: str, decision: str, epoch: int, reason: str) -> Planned:
+        """The decision's write (its result: the logged decision), or the refusal."""
         decisions.validate(decision, epoch, reason)
         if epoch < self.epoch:
             raise StaleEpoch(f"current epoch is {self.epoch}")
-        logged: decisions.LoggedDecision = await self._write(
-            lambda db: decisions.log(db, order_id, decision, epoch, reason)
-        )
-        return logged
+        return Planned(lambda db: decisions.log(db, order_id, decision, epoch, reason))
 
     async def get_decision(self, order_id: str) -> decisions.LoggedDecision | None:
         assert self._db is not None

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import grpc
 
+from bookstore import grpcutil
 from bookstore.pb import payment_pb2
-
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def rpc_error(error: payment_pb2.OperationError) -> grpc.aio.AioRpcError:
-    code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
-    metadata = grpc.aio.Metadata()
-    return grpc.aio.AioRpcError(code, metadata, metadata, error.message)
+    return grpcutil.call_error(error.code, error.message)

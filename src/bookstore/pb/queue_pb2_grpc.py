@@ -90,6 +90,16 @@ class OrderQueueStub:
                 request_serializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
                 _registered_method=True)
+        self.EnqueueBatch = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/EnqueueBatch',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
+                _registered_method=True)
+        self.LeaderBatch = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/LeaderBatch',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
+                _registered_method=True)
 
 
 class OrderQueueServicer:
@@ -172,6 +182,26 @@ class OrderQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnqueueBatch(self, request, context):
+        """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
+        bookstore.batching). The operations are written in ONE transaction (one fsync),
+        in order, and each gets, in order, exactly the outcome its unary call would
+        have had: its reply, or its refusal as an OpError (a stale epoch or a lost
+        lease refuses that operation only). A full disk refuses every operation of the
+        batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
+        The orchestrator's Enqueues.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaderBatch(self, request, context):
+        """The leader executor's LogDecisions and Completes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +259,16 @@ def add_OrderQueueServicer_to_server(servicer, server):
                     servicer.ListDecisions,
                     request_deserializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.SerializeToString,
+            ),
+            'EnqueueBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueBatch,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.SerializeToString,
+            ),
+            'LeaderBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaderBatch,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +568,60 @@ class OrderQueue:
             '/bookstore.queue.OrderQueue/ListDecisions',
             bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
             bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.queue.OrderQueue/EnqueueBatch',
+            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaderBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bookstore.queue.OrderQueue/LeaderBatch',
+            bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,17 @@ class OrderQueueStub:
     """Decided orders not yet executed (the participants may still be in doubt)
     and the most recent decisions.
     """
+    EnqueueBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]
+    """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
+    bookstore.batching). The operations are written in ONE transaction (one fsync),
+    in order, and each gets, in order, exactly the outcome its unary call would
+    have had: its reply, or its refusal as an OpError (a stale epoch or a lost
+    lease refuses that operation only). A full disk refuses every operation of the
+    batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
+    The orchestrator's Enqueues.
+    """
+    LeaderBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]
+    """The leader executor's LogDecisions and Completes."""
 
 @_typing.type_check_only
 class OrderQueueAsyncStub(OrderQueueStub):
@@ -92,6 +103,17 @@ class OrderQueueAsyncStub(OrderQueueStub):
     """Decided orders not yet executed (the participants may still be in doubt)
     and the most recent decisions.
     """
+    EnqueueBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]  # type: ignore[assignment]
+    """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
+    bookstore.batching). The operations are written in ONE transaction (one fsync),
+    in order, and each gets, in order, exactly the outcome its unary call would
+    have had: its reply, or its refusal as an OpError (a stale epoch or a lost
+    lease refuses that operation only). A full disk refuses every operation of the
+    batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
+    The orchestrator's Enqueues.
+    """
+    LeaderBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]  # type: ignore[assignment]
+    """The leader executor's LogDecisions and Completes."""
 
 class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -183,5 +205,28 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
         """Decided orders not yet executed (the participants may still be in doubt)
         and the most recent decisions.
         """
+
+    @_abc_1.abstractmethod
+    def EnqueueBatch(
+        self,
+        request: _queue_pb2.EnqueueBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.EnqueueBatchReply, _abc.Awaitable[_queue_pb2.EnqueueBatchReply]]:
+        """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
+        bookstore.batching). The operations are written in ONE transaction (one fsync),
+        in order, and each gets, in order, exactly the outcome its unary call would
+        have had: its reply, or its refusal as an OpError (a stale epoch or a lost
+        lease refuses that operation only). A full disk refuses every operation of the
+        batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
+        The orchestrator's Enqueues.
+        """
+
+    @_abc_1.abstractmethod
+    def LeaderBatch(
+        self,
+        request: _queue_pb2.LeaderBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_pb2.LeaderBatchReply, _abc.Awaitable[_queue_pb2.LeaderBatchReply]]:
+        """The leader executor's LogDecisions and Completes."""
 
 def add_OrderQueueServicer_to_server(servicer: OrderQueueServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

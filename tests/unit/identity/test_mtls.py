@@ -155,6 +155,24 @@ async def test_a_wrong_identity_is_refused_naming_caller_and_method(
         assert "WatchExecutions" in await _denied(watch.read())
 
 
+async def test_each_batch_call_is_open_to_the_callers_of_the_calls_it_batches(
+    address: str, tls: Path
+) -> None:
+    enqueues = queue_pb2.EnqueueBatchRequest(enqueues=[order("o5")])
+    leader_ops = queue_pb2.LeaderBatchRequest()
+    async with secure(address, tls, "order-executor-1") as channel:
+        assert "may not call /bookstore.queue.OrderQueue/EnqueueBatch" in await _denied(
+            queue(channel).EnqueueBatch(enqueues, timeout=5)
+        )
+        assert not (await queue(channel).LeaderBatch(leader_ops, timeout=5)).outcomes
+    async with secure(address, tls, "orchestrator") as channel:
+        (outcome,) = (await queue(channel).EnqueueBatch(enqueues, timeout=5)).outcomes
+        assert outcome.reply.sequence == 1
+        assert "may not call /bookstore.queue.OrderQueue/LeaderBatch" in await _denied(
+            queue(channel).LeaderBatch(leader_ops, timeout=5)
+        )
+
+
 async def test_a_plaintext_client_fails(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as failed:
@@ -214,6 +232,14 @@ async def test_an_executor_may_register_and_lease_only_as_itself(address: str, t
             queue(channel).Complete(lease, timeout=5),
         ):
             assert "may not speak for order-executor replica 4" in await _denied(call)
+        # Batched, the Complete is refused alone, with the unary call's status.
+        batch = queue_pb2.LeaderBatchRequest(ops=[queue_pb2.LeaderOp(complete=lease)])
+        (refused,) = (await queue(channel).LeaderBatch(batch, timeout=5)).outcomes
+        assert refused.error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        assert refused.error.details == (
+            "NOT_ALLOWED: spiffe://bookstore/order-executor/2"
+            " may not speak for order-executor replica 4"
+        )
         epoch = await queue(channel).RegisterLeader(
             queue_pb2.RegisterLeaderRequest(replica_id=2), timeout=5
         )

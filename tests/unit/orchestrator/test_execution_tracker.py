@@ -8,6 +8,7 @@ import pytest
 
 from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionInfo, ExecutionTracker
+from bookstore.pb import queue_pb2
 from bookstore.settings import Settings
 
 
@@ -51,18 +52,28 @@ async def test_no_recheck_outlives_its_waiter() -> None:
 
 
 class RestartingQueue:
-    """An Enqueue that fails UNAVAILABLE with each of `details` first, then answers."""
+    """An EnqueueBatch call that fails UNAVAILABLE with each of `details` first, then
+    answers; a detail starting "DISK_FULL" refuses each enqueue instead, as the queue
+    does (the call itself succeeds)."""
 
     def __init__(self, *details: str) -> None:
         self.failures = list(details)
         self.calls = 0
 
-    async def Enqueue(self, request: Any, timeout: float) -> None:
+    async def EnqueueBatch(self, request: Any, timeout: float) -> queue_pb2.EnqueueBatchReply:
         self.calls += 1
-        if self.failures:
-            details = self.failures.pop(0)
+        reply = queue_pb2.EnqueueBatchReply()
+        details = self.failures.pop(0) if self.failures else None
+        if details is not None and not details.startswith("DISK_FULL"):
             meta = grpc.aio.Metadata()
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, meta, meta, details=details)
+        for _ in request.enqueues:
+            if details is None:
+                reply.outcomes.add(reply=queue_pb2.EnqueueReply(sequence=1))
+            else:
+                code = grpc.StatusCode.UNAVAILABLE.value[0]
+                reply.outcomes.add(error=queue_pb2.OpError(code=code, details=details))
+        return reply
 
 
 async def test_an_enqueue_is_retried_while_the_queue_restarts() -> None:

@@ -128,14 +128,20 @@ class World:
         self.calls.append("get-decision")
         return self.logged.get(request.value, queue_pb2.DecisionRecord())
 
-    async def LogDecision(self, request: Any, timeout: float) -> queue_pb2.DecisionRecord:
-        self.calls.append("log-decision")
-        if self.log_refusal:
-            raise _rpc_error(grpc.StatusCode.FAILED_PRECONDITION, self.log_refusal)
-        record = queue_pb2.DecisionRecord(
-            order_id=request.order_id, decision=request.decision, reason=request.reason
-        )
-        return self.logged.setdefault(request.order_id.value, record)
+    async def LeaderBatch(self, request: Any, timeout: float) -> queue_pb2.LeaderBatchReply:
+        reply = queue_pb2.LeaderBatchReply()
+        for op in request.ops:
+            self.calls.append("log-decision")
+            if self.log_refusal:
+                code = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+                reply.outcomes.add(error=queue_pb2.OpError(code=code, details=self.log_refusal))
+                continue
+            d = op.log_decision
+            record = queue_pb2.DecisionRecord(
+                order_id=d.order_id, decision=d.decision, reason=d.reason
+            )
+            reply.outcomes.add(decision=self.logged.setdefault(d.order_id.value, record))
+        return reply
 
 
 @pytest.fixture
