@@ -8,7 +8,7 @@ event-loop time from the admitted checkouts, so the answer is built once, carrie
 edge's CORS headers itself, and is counted here (an unavailable checkout, a 503 on
 /checkout) with series looked up once. An admitted checkout goes on through the app;
 its time, request to answer, is a sample of the limit when the route marks it
-approved (`mark_approved`).
+approved, and a 503 is a drop (`mark_answer`).
 """
 
 from __future__ import annotations
@@ -28,17 +28,19 @@ _SCOPE_KEY = "bookstore.admission"
 
 
 class _Admitted:
-    __slots__ = ("approved",)
+    __slots__ = ("approved", "failed")
 
     def __init__(self) -> None:
         self.approved = False
+        self.failed = False
 
 
-def mark_approved(scope: Scope) -> None:
-    """The admitted checkout of `scope` was approved now (not replayed): a sample."""
+def mark_answer(scope: Scope, *, approved: bool, failed: bool) -> None:
+    """What the admitted checkout of `scope` was answered: approved here and now (not
+    replayed: a latency sample), or a 503 (a drop), or neither."""
     admitted = scope.get(_SCOPE_KEY)
     if isinstance(admitted, _Admitted):
-        admitted.approved = True
+        admitted.approved, admitted.failed = approved, failed
 
 
 def limit_of(settings: Settings) -> AdaptiveLimit:
@@ -93,4 +95,5 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
         finally:
             now = time.perf_counter()
-            self.limit.done(ticket, now, now - started if admitted.approved else None)
+            latency_s = now - started if admitted.approved else None
+            self.limit.done(ticket, now, latency_s, dropped=admitted.failed)

@@ -23,6 +23,31 @@ def saturated_round(limit: AdaptiveLimit, now: float, latency_s: float) -> int:
     return ran_under
 
 
+def grown(to: int) -> AdaptiveLimit:
+    """A limit (floor 4, tolerance 2) grown to `to` by saturated rounds at no load."""
+    limit = AdaptiveLimit(ceiling=200, floor=4, tolerance=2.0)
+    while limit.limit < to:
+        saturated_round(limit, 0.0, NO_LOAD_S)
+    return limit
+
+
+def admit(limit: AdaptiveLimit, count: int) -> list[Ticket]:
+    tickets = [limit.admit() for _ in range(count)]
+    assert all(tickets), "refused"
+    return [t for t in tickets if t is not None]
+
+
+def answer(
+    limit: AdaptiveLimit,
+    tickets: list[Ticket],
+    now: float,
+    latency_s: float | None,
+    dropped: bool = False,
+) -> None:
+    for ticket in tickets:
+        limit.done(ticket, now, latency_s, dropped)
+
+
 def test_the_limit_starts_at_the_floor_and_refuses_beyond_it() -> None:
     limit = AdaptiveLimit(ceiling=100, floor=4)
     tickets = [limit.admit() for _ in range(4)]
@@ -72,9 +97,7 @@ def test_under_sustained_latency_growth_it_falls_to_the_floor() -> None:
 
 
 def test_a_fall_is_proportional_to_the_excess_and_at_most_half() -> None:
-    limit = AdaptiveLimit(ceiling=200, floor=4, tolerance=2.0)
-    while limit.limit < 64:
-        saturated_round(limit, 0.0, NO_LOAD_S)
+    limit = grown(64)
     saturated_round(limit, 1.0, 2.5 * NO_LOAD_S)  # target / mean = 0.8
     assert limit.limit == int(64 * 0.8)
     saturated_round(limit, 2.0, 100 * NO_LOAD_S)
@@ -82,9 +105,7 @@ def test_a_fall_is_proportional_to_the_excess_and_at_most_half() -> None:
 
 
 def test_after_the_first_fall_it_grows_by_one_a_round() -> None:
-    limit = AdaptiveLimit(ceiling=200, floor=4, tolerance=2.0)
-    while limit.limit < 32:
-        saturated_round(limit, 0.0, NO_LOAD_S)
+    limit = grown(32)
     saturated_round(limit, 1.0, 10 * NO_LOAD_S)
     fallen = limit.limit
     for step in range(1, 6):
@@ -92,22 +113,37 @@ def test_after_the_first_fall_it_grows_by_one_a_round() -> None:
         assert limit.limit == fallen + step
 
 
+def test_a_fall_comes_once_the_floor_of_answers_calls_for_it() -> None:
+    limit = grown(64)
+    tickets = admit(limit, 64)
+    answer(limit, tickets[:3], 1.0, 10 * NO_LOAD_S)
+    assert limit.limit == 64  # three answers are not enough to decide
+    answer(limit, tickets[3:4], 1.0, 10 * NO_LOAD_S)
+    assert limit.limit == 32  # the fourth is: no need to wait for all 64
+
+
+def test_checkouts_answered_503_are_drops_and_lower_the_limit() -> None:
+    limit = grown(64)
+    tickets = admit(limit, 64)
+    answer(limit, tickets[:3], 1.0, NO_LOAD_S)
+    answer(limit, tickets[3:4], 1.0, None, dropped=True)  # one answer in four a drop
+    assert limit.limit == 48
+    answer(limit, tickets[4:], 1.0, NO_LOAD_S)  # admitted before that fall: no more count
+    assert limit.limit == 48
+    no_load = limit.no_load_s
+    while limit.limit > 4:  # every checkout timing out: no latency, and yet it falls
+        answer(limit, admit(limit, limit.limit), 2.0, None, dropped=True)
+    assert limit.no_load_s == no_load
+
+
 def test_checkouts_admitted_before_a_decision_do_not_count_in_the_next_round() -> None:
-    limit = AdaptiveLimit(ceiling=200, floor=4, tolerance=2.0)
-    while limit.limit < 32:
-        saturated_round(limit, 0.0, NO_LOAD_S)
-    first = [limit.admit() for _ in range(32)]
-    for ticket in first[:16]:
-        assert ticket is not None
-        limit.done(ticket, 1.0, NO_LOAD_S)
-    old = [limit.admit() for _ in range(16)]  # the same round, still in flight...
-    for ticket in first[16:]:
-        assert ticket is not None
-        limit.done(ticket, 1.0, NO_LOAD_S)
+    limit = grown(32)
+    first = admit(limit, 32)
+    answer(limit, first[:16], 1.0, NO_LOAD_S)
+    old = admit(limit, 16)  # the same round, still in flight...
+    answer(limit, first[16:], 1.0, NO_LOAD_S)
     assert limit.limit == 64  # ...when the round's 32 samples grew the limit
-    for ticket in old:  # slow, but admitted under the old limit: not in this round
-        assert ticket is not None
-        limit.done(ticket, 2.0, 100 * NO_LOAD_S)
+    answer(limit, old, 2.0, 100 * NO_LOAD_S)  # slow, but admitted under the old limit
     assert limit.limit == 64
     assert saturated_round(limit, 3.0, 100 * NO_LOAD_S) == 64
     assert limit.limit == 32  # the new round's own samples do count
@@ -116,10 +152,7 @@ def test_checkouts_admitted_before_a_decision_do_not_count_in_the_next_round() -
 def test_answers_that_are_not_samples_change_nothing_but_the_count() -> None:
     limit = AdaptiveLimit(ceiling=200, floor=4, tolerance=2.0)
     for t in range(100):
-        tickets = [limit.admit() for _ in range(limit.limit)]
-        for ticket in tickets:
-            assert ticket is not None
-            limit.done(ticket, float(t), None)
+        answer(limit, admit(limit, limit.limit), float(t), None)
     assert limit.limit == 4 and limit.in_flight == 0 and limit.no_load_s is None
 
 
@@ -202,6 +235,7 @@ def test_the_limit_stays_within_floor_and_ceiling_and_admits_no_more(
                     outstanding.append(ticket)
         elif outstanding:
             now += advance
-            limit.done(outstanding.pop(number % len(outstanding)), now, latency_s)
+            ticket = outstanding.pop(number % len(outstanding))
+            limit.done(ticket, now, latency_s, dropped=latency_s is None and number % 2 == 0)
         assert low <= limit.limit <= high
         assert limit.in_flight == len(outstanding)

@@ -13,6 +13,7 @@ from orchestrator_fakes import FakePipeline, FakeTracker
 from starlette.types import Message
 from test_orchestrator_app import assert_error, course_request
 
+from bookstore.grpcutil import ServiceUnavailable
 from bookstore.orchestrator.admission import AdaptiveLimit, Ticket
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.store import OrderStore
@@ -152,15 +153,21 @@ async def test_a_refusal_counts_as_an_unavailable_checkout_and_a_503_on_checkout
     await asyncio.gather(*admitted)
 
 
-async def test_only_checkouts_approved_here_and_now_are_samples_of_the_limit(
+async def test_approved_checkouts_are_samples_503s_drops_and_other_answers_neither(
     client: httpx.AsyncClient, pipeline: FakePipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    samples: list[float | None] = []
+    answers: list[tuple[float | None, bool]] = []
     done = AdaptiveLimit.done
 
-    def recording(self: AdaptiveLimit, ticket: Ticket, now: float, latency_s: float | None) -> None:
-        samples.append(latency_s)
-        done(self, ticket, now, latency_s)
+    def recording(
+        self: AdaptiveLimit,
+        ticket: Ticket,
+        now: float,
+        latency_s: float | None,
+        dropped: bool = False,
+    ) -> None:
+        answers.append((latency_s, dropped))
+        done(self, ticket, now, latency_s, dropped)
 
     monkeypatch.setattr(AdaptiveLimit, "done", recording)
     key = {"Idempotency-Key": "sampled-once"}
@@ -172,8 +179,11 @@ async def test_only_checkouts_approved_here_and_now_are_samples_of_the_limit(
     pipeline.reject_reason = "out of stock"
     rejected = await client.post("/checkout", json=course_request())
     assert rejected.json()["status"] == "Order Rejected"
+    pipeline.error = ServiceUnavailable("fraud-detection", "timed out")
+    assert_error(await client.post("/checkout", json=course_request()), 503, "SERVICE_UNAVAILABLE")
     assert (await client.get("/api/books")).status_code == 200  # not a checkout at all
-    approved, keyed, replay, invalid, rejection = samples
-    assert isinstance(approved, float) and approved > 0
-    assert isinstance(keyed, float) and keyed > 0
-    assert replay is None and invalid is None and rejection is None
+    approved, keyed, replay, invalid, rejection, unavailable = answers
+    for latency_s, dropped in (approved, keyed):
+        assert latency_s is not None and latency_s > 0 and not dropped
+    assert replay == invalid == rejection == (None, False)
+    assert unavailable == (None, True)

@@ -2,7 +2,7 @@
 
 0. Admission (`admission_edge`, before this route): beyond the admission limit,
    503 BUSY with Retry-After at once, so admitted checkouts keep their latency; a
-   checkout approved here is a sample of that limit.
+   checkout approved here is a sample of that limit, a 503 a drop.
 1. Read and validate the body (abort: 4xx); with an Idempotency-Key, a request seen
    before is answered as it was (`idempotency`), and the steps below run once per key.
 2. Run the checkout services' pipeline (abort: 503 when a service is down or too slow).
@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.admission_edge import mark_approved
+from bookstore.orchestrator.admission_edge import mark_answer
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import (
     ApiError,
@@ -90,8 +90,9 @@ class CheckoutRoute:
         started = time.perf_counter()
         response = await self._checkout(request)
         outcome = _outcome(response)
-        if outcome == "approved" and REPLAYED not in response.headers:
-            mark_approved(request.scope)
+        fresh = REPLAYED not in response.headers
+        approved, failed = outcome == "approved" and fresh, outcome == "unavailable"
+        mark_answer(request.scope, approved=approved, failed=failed)
         metrics.CHECKOUTS.labels(outcome).inc()
         metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
         return response
