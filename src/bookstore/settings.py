@@ -69,7 +69,7 @@ class Settings:
     # the floor and ORCHESTRATOR_MAX_IN_FLIGHT.
     admission_adaptive: bool = True  # off: the limit is ORCHESTRATOR_MAX_IN_FLIGHT, fixed
     admission_floor: int = 4  # the adaptive limit never falls below this (at least 1)
-    admission_tolerance: float = 10.0  # latency over this x the no-load latency lowers it (>= 1)
+    admission_tolerance: float = 20.0  # latency over this x the no-load latency lowers it (>= 1)
     admission_window_s: float = 60.0  # the no-load latency: the least seen this long (> 0)
     idempotency_keys_kept: int = 100_000  # Idempotency-Key answers kept (24 h at most)
     idempotency_keys_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes

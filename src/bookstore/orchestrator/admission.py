@@ -50,7 +50,7 @@ class AdaptiveLimit:
         self,
         ceiling: int,
         floor: int = 4,
-        tolerance: float = 10.0,
+        tolerance: float = 20.0,
         window_s: float = 60.0,
         adaptive: bool = True,
     ) -> None:
