@@ -6,8 +6,10 @@
 
 The overload phase (--overload-concurrency N, 0 skips it) sends N clients at once,
 more than the orchestrator admits (ORCHESTRATOR_MAX_IN_FLIGHT): it reports the
-admitted checkouts' rate and latency, and how many were refused with 503 BUSY and
-how fast (a refused client pauses 0.1 s, then tries again).
+admitted checkouts' rate and latency, how many were refused with 503 BUSY and
+how fast (a refused client pauses 0.1 s, then tries again), and the admission limit
+(`bookstore_admission_limit`, read from /metrics each second) while it ran. A
+system the script starts runs with adaptive admission on, as shipped.
 
 Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
 (--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import sys
@@ -56,6 +59,7 @@ class Phase:
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     busy_s: list[float] = field(default_factory=list)  # 503 BUSY answers: their latency
+    limits: list[float] = field(default_factory=list)  # the admission limit, each second
     elapsed_s: float = 0.0
     cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
 
@@ -157,6 +161,31 @@ async def run_phase(
     return phase
 
 
+async def metric(host: str, port: int, name: str) -> float | None:
+    """One unlabelled sample of the orchestrator's /metrics, or None without it."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        text = (await reader.read()).decode(errors="replace")
+    finally:
+        writer.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+async def watch_limit(host: str, port: int, into: list[float], stop: asyncio.Event) -> None:
+    """The admission limit each second into `into`, until `stop`."""
+    while not stop.is_set():
+        with contextlib.suppress(OSError):
+            value = await metric(host, port, "bookstore_admission_limit")
+            if value is not None:
+                into.append(value)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
 def _kib(pid: int, path: str, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
@@ -227,7 +256,15 @@ def overload_rows(phase: Phase) -> list[tuple[str, str]]:
             f"{len(phase.busy_s)}, {phase.percentile(50, phase.busy_s):.1f} / "
             f"{phase.percentile(99, phase.busy_s):.1f} ms",
         ),
+        (f"admission limit at {n} clients: min / median / max", _limits(phase.limits)),
     ]
+
+
+def _limits(limits: list[float]) -> str:
+    if not limits:
+        return "not reported (no bookstore_admission_limit)"
+    ordered = sorted(limits)
+    return f"{ordered[0]:.0f} / {ordered[len(ordered) // 2]:.0f} / {ordered[-1]:.0f}"
 
 
 def table(
@@ -307,9 +344,14 @@ async def bench(
     single = await run_phase(host, port, 1, args.single_orders, args.duration_cap, body)
     overload = None
     if args.overload_concurrency > 0:
+        stop, limits = asyncio.Event(), []
+        watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
         overload = await run_phase(
             host, port, args.overload_concurrency, args.overload_orders, args.duration_cap, body
         )
+        stop.set()
+        await watcher
+        overload.limits = limits
         print(
             f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s",
             file=sys.stderr,
@@ -355,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
             # Enough copies of every book that no order of the run is out of stock.
             extra.setdefault("BOOKS_INITIAL_STOCK", "1000000")
+            # The harness fixes the admission limit for the tests; measure it as shipped.
+            extra.setdefault("ORCHESTRATOR_ADMISSION_ADAPTIVE", "on")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
             names = {pid: name for name, pid in system.pids().items()}

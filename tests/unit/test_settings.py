@@ -49,6 +49,10 @@ def test_environment_overrides_addresses_and_data_dir(tmp_path: Path) -> None:
             {"ORDER_EXECUTOR_PING_INTERVAL_S": "1", "ORDER_EXECUTOR_FAILURE_TIMEOUT_S": "0.5"},
             "ORDER_EXECUTOR_PING_INTERVAL_S",
         ),
+        ({"ORCHESTRATOR_ADMISSION_ADAPTIVE": "maybe"}, "ORCHESTRATOR_ADMISSION_ADAPTIVE"),
+        ({"ORCHESTRATOR_ADMISSION_FLOOR": "0"}, "ORCHESTRATOR_ADMISSION_FLOOR"),
+        ({"ORCHESTRATOR_ADMISSION_TOLERANCE": "0.5"}, "ORCHESTRATOR_ADMISSION_TOLERANCE"),
+        ({"ORCHESTRATOR_ADMISSION_WINDOW_S": "0"}, "ORCHESTRATOR_ADMISSION_WINDOW_S"),
     ],
 )
 def test_a_malformed_value_names_its_variable(env: dict[str, str], named: str) -> None:
@@ -85,3 +89,19 @@ def test_execution_settings_are_read_from_the_environment() -> None:
     assert from_env({"ORDER_EXECUTOR_CONCURRENCY": "0"}).execution_concurrency == 1
     with pytest.raises(SettingsError, match="ORDER_EXECUTOR_CONCURRENCY"):
         from_env({"ORDER_EXECUTOR_CONCURRENCY": "many"})
+
+
+def test_admission_settings_are_read_from_the_environment() -> None:
+    d = from_env({})
+    assert (d.max_in_flight, d.admission_adaptive, d.admission_floor) == (256, True, 4)
+    s = from_env(
+        {
+            "ORCHESTRATOR_MAX_IN_FLIGHT": "64",
+            "ORCHESTRATOR_ADMISSION_ADAPTIVE": "off",
+            "ORCHESTRATOR_ADMISSION_FLOOR": "8",
+            "ORCHESTRATOR_ADMISSION_TOLERANCE": "3.5",
+            "ORCHESTRATOR_ADMISSION_WINDOW_S": "30",
+        }
+    )
+    assert (s.max_in_flight, s.admission_adaptive, s.admission_floor) == (64, False, 8)
+    assert (s.admission_tolerance, s.admission_window_s) == (3.5, 30.0)

@@ -8,7 +8,8 @@
     GET  /orders/{id}/commitment    its two-phase commit's messages
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
-                          the books database's replicas, payment, in-doubt transactions
+                          the books database's replicas, payment, in-doubt transactions;
+                          the orchestrator's admission limit
     GET  /api/charts      the cluster view's live chart series (charts.py)
     GET  /metrics         this process's Prometheus metrics
     /api/chaos...         the fault panel, load button and scenarios (chaos on only)
@@ -16,7 +17,9 @@
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
 `errors`), and carries CORS headers (`edge.EdgeMiddleware`); bodies are read and validated
-in `parsing`. The shop and the cluster view (`bookstore.web.routes`) are served too.
+in `parsing`. Admission control answers a POST /checkout beyond its limit before any of
+that, and before the HTTP metrics (`admission_edge`). The shop and the cluster view
+(`bookstore.web.routes`) are served too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from starlette.responses import Response
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.chaos.scenarios import Chaos
 from bookstore.orchestrator import charts
+from bookstore.orchestrator.admission_edge import AdmissionMiddleware, limit_of
 from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
@@ -98,8 +102,10 @@ def create_app(
         "the shop's read API.",
         lifespan=lifespan_of(owned),
     )
+    admission = limit_of(settings)
     app.add_middleware(EdgeMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(AdmissionMiddleware, limit=admission)  # the last added runs first
     tracing.instrument_app(app)
     install_error_handlers(app)
     install_openapi(app)
@@ -108,7 +114,7 @@ def create_app(
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
     books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
-    cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker))
+    cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker, admission))
     if settings.chaos:
         chaos.install(app, chaos.ChaosRoutes(settings, chaos_of(settings, tracker, owned)))
     replication.install(app, replication.ReplicationRoute(stock))

@@ -16,7 +16,7 @@ from bookstore.orchestrator.errors import error_body
 
 log = logging.getLogger(__name__)
 
-_CORS = [
+CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"*"),
 ]
@@ -44,7 +44,7 @@ class EdgeMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), *_CORS]
+                message["headers"] = [*message.get("headers", ()), *CORS_HEADERS]
             await send(message)
 
         try:
@@ -65,7 +65,7 @@ async def _preflight(headers: dict[bytes, bytes], send: Send) -> None:
             "type": "http.response.start",
             "status": 204,
             "headers": [
-                *_CORS,
+                *CORS_HEADERS,
                 (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
                 (b"access-control-allow-headers", requested),
                 (b"access-control-max-age", b"600"),
@@ -85,7 +85,7 @@ async def _send_json(send: Send, status: int, body: Any) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                *_CORS,
+                *CORS_HEADERS,
             ],
         }
     )

@@ -48,13 +48,17 @@ def from_api_error(error: ApiError) -> Response:
 RETRY_AFTER_S = 1
 
 
-def busy_response() -> Response:
-    """503 with Retry-After: the shop has as many checkouts in flight as it takes."""
-    response = error_response(
-        503, "BUSY", "The shop is busy with other orders right now. Please try again shortly."
+def busy_answer() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """503 with Retry-After: the shop has as many checkouts in flight as it takes.
+
+    Status, headers and body, for the admission middleware to send as they are."""
+    body = orjson.dumps(
+        error_body(
+            "BUSY", "The shop is busy with other orders right now. Please try again shortly."
+        )
     )
-    response.headers["retry-after"] = str(RETRY_AFTER_S)
-    return response
+    headers = [(b"content-type", JSON.encode()), (b"retry-after", str(RETRY_AFTER_S).encode())]
+    return 503, headers, body
 
 
 def unavailable_response(exc: ServiceUnavailable) -> Response:

@@ -28,6 +28,7 @@ from bookstore.bounded import BoundedMapping
 from bookstore.orchestrator.errors import JSON, ApiError
 
 HEADER = "idempotency-key"
+REPLAYED = "idempotent-replayed"  # the header on a replayed answer
 MAX_KEY_CHARS = 255
 KEPT_S = 24 * 3600.0
 
@@ -98,7 +99,7 @@ class IdempotencyKeys:
                     body,
                     status_code=status,
                     media_type=JSON,
-                    headers={"idempotent-replayed": "true"},
+                    headers={REPLAYED: "true"},
                 )
             await entry.done.wait()  # the first request is running: wait for its answer
         mine = _Entry(digest, self._clock())

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bookstore.catalogue import Book
+from bookstore.orchestrator.admission import AdaptiveLimit
 from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.probe import (
@@ -315,6 +316,19 @@ def in_doubt_json(txn: InDoubt) -> JSON:
         "epoch": txn.epoch,
         "reason": txn.reason,
         "since": txn.since,
+    }
+
+
+def admission_json(limit: AdaptiveLimit) -> JSON:
+    """GET /api/cluster's "admission": the orchestrator's limit on checkouts in flight."""
+    no_load = limit.no_load_s
+    return {
+        "limit": limit.limit,
+        "inFlight": limit.in_flight,
+        "ceiling": limit.ceiling,
+        "floor": limit.floor,
+        "adaptive": limit.adaptive,
+        "noLoadMs": None if no_load is None else round(no_load * 1000, 1),
     }
 
 

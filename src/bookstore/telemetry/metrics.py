@@ -118,6 +118,17 @@ CHECKOUT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+# Set from the admission limit at each scrape (`admission_edge`), at no cost per request.
+ADMISSION_LIMIT = Gauge(
+    "bookstore_admission_limit",
+    "Checkouts the orchestrator admits in flight now (adaptive, at most its ceiling).",
+    registry=REGISTRY,
+)
+CHECKOUTS_IN_FLIGHT = Gauge(
+    "bookstore_checkouts_in_flight",
+    "Checkouts admitted and not yet answered.",
+    registry=REGISTRY,
+)
 CANCELS = Counter(
     "bookstore_cancels_total",
     "Orders cancelled across the checkout services after a failed event.",

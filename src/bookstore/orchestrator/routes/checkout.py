@@ -1,7 +1,8 @@
 """POST /checkout: the course's checkout operation, as a list of named steps.
 
-0. Admission: beyond `max_in_flight` checkouts in flight, 503 with Retry-After at
-   once (before the body is read), so admitted checkouts keep their latency.
+0. Admission (`admission_edge`, before this route): beyond the admission limit,
+   503 BUSY with Retry-After at once, so admitted checkouts keep their latency; a
+   checkout approved here is a sample of that limit, a 503 a drop.
 1. Read and validate the body (abort: 4xx); with an Idempotency-Key, a request seen
    before is answered as it was (`idempotency`), and the steps below run once per key.
 2. Run the checkout services' pipeline (abort: 503 when a service is down or too slow).
@@ -31,17 +32,23 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
 from bookstore.grpcutil import ServiceUnavailable
+from bookstore.orchestrator.admission_edge import mark_answer
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import (
     ApiError,
-    busy_response,
     from_api_error,
     json_response,
     unavailable_response,
 )
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import Outcome
-from bookstore.orchestrator.idempotency import HEADER, IdempotencyKeys, checked_key, fingerprint
+from bookstore.orchestrator.idempotency import (
+    HEADER,
+    REPLAYED,
+    IdempotencyKeys,
+    checked_key,
+    fingerprint,
+)
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.openapi import CHECKOUT_OPENAPI
 from bookstore.orchestrator.parsing import parse_checkout, read_body
@@ -78,19 +85,19 @@ class CheckoutRoute:
         self.catalogue = catalogue
         self.store = store
         self.keys = IdempotencyKeys(settings.idempotency_keys_kept, settings.idempotency_keys_bytes)
-        self.in_flight = 0
 
     async def checkout(self, request: Request) -> Response:
         started = time.perf_counter()
         response = await self._checkout(request)
-        metrics.CHECKOUTS.labels(_outcome(response)).inc()
+        outcome = _outcome(response)
+        fresh = REPLAYED not in response.headers
+        approved, failed = outcome == "approved" and fresh, outcome == "unavailable"
+        mark_answer(request.scope, approved=approved, failed=failed)
+        metrics.CHECKOUTS.labels(outcome).inc()
         metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
         return response
 
     async def _checkout(self, request: Request) -> Response:
-        if self.in_flight >= self.settings.max_in_flight:
-            return busy_response()
-        self.in_flight += 1
         try:
             body = await read_body(request, self.settings.max_body_bytes)
             checkout = parse_checkout(body, self.settings)
@@ -101,8 +108,6 @@ class CheckoutRoute:
             return await self.keys.answer(key, digest, lambda: self._place(checkout))
         except ApiError as exc:
             return from_api_error(exc)
-        finally:
-            self.in_flight -= 1
 
     async def _place(self, checkout: CheckoutRequest) -> Response:
         """Steps 2 to 5: one order."""

@@ -1,6 +1,8 @@
 """GET /api/cluster: every service with its health, the executors, the queue, the elections,
 the books database's replicas, payment and the in-doubt transactions ("database", "payment",
-"inDoubt"; not in "services" until `bookstore up` starts them).
+"inDoubt"; not in "services" until `bookstore up` starts them), and the orchestrator's
+admission control ("admission": its limit now, checkouts in flight, ceiling, floor,
+whether it adapts, and its no-load latency estimate).
 
 Each service's row names where its metrics are served (`metrics`: a URL, or null when
 the metrics ports are off; the orchestrator's own `/metrics` always).
@@ -19,11 +21,12 @@ import os
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from bookstore.orchestrator.admission import AdaptiveLimit
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.pipeline import ServiceStats
 from bookstore.orchestrator.probe import ClusterState, cluster_unknown
-from bookstore.orchestrator.responses import ServiceRow, cluster_json
+from bookstore.orchestrator.responses import ServiceRow, admission_json, cluster_json
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 from bookstore.telemetry.metrics import metrics_target
 
@@ -33,10 +36,17 @@ CLUSTER_TIMEOUT_S = 1.5
 
 
 class ClusterRoute:
-    def __init__(self, settings: Settings, pipeline: CheckoutPipeline, tracker: Tracker) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: CheckoutPipeline,
+        tracker: Tracker,
+        admission: AdaptiveLimit,
+    ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.tracker = tracker
+        self.admission = admission
 
     async def cluster(self) -> Response:
         stats, state = await asyncio.gather(
@@ -51,7 +61,9 @@ class ClusterRoute:
             state = cluster_unknown(self.settings)
         me = ServiceRow("orchestrator", self.settings.orchestrator_address, os.getpid(), True)
         services = [me, *(self._checkout_row(s) for s in stats), *self._queue_rows(state)]
-        return json_response(cluster_json([self._with_metrics(s) for s in services], state))
+        body = cluster_json([self._with_metrics(s) for s in services], state)
+        body["admission"] = admission_json(self.admission)
+        return json_response(body)
 
     def _with_metrics(self, row: ServiceRow) -> ServiceRow:
         if row.name == "orchestrator":
