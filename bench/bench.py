@@ -62,6 +62,7 @@ class Phase:
     limits: list[float] = field(default_factory=list)  # the admission limit, each second
     elapsed_s: float = 0.0
     cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
+    probe_busy_s: list[float] = field(default_factory=list)  # 503s seen by the probe process
 
     @property
     def done(self) -> int:
@@ -256,8 +257,48 @@ def overload_rows(phase: Phase) -> list[tuple[str, str]]:
             f"{len(phase.busy_s)}, {phase.percentile(50, phase.busy_s):.1f} / "
             f"{phase.percentile(99, phase.busy_s):.1f} ms",
         ),
+        (
+            "503 BUSY answers to a separate one-connection probe process meanwhile: "
+            "count, p50 / p99",
+            f"{len(phase.probe_busy_s)}, {phase.percentile(50, phase.probe_busy_s):.1f} / "
+            f"{phase.percentile(99, phase.probe_busy_s):.1f} ms",
+        ),
         (f"admission limit at {n} clients: min / median / max", _limits(phase.limits)),
     ]
+
+
+async def probe(host: str, port: int, seconds: float, body: bytes) -> dict[str, list[float]]:
+    """One client on one connection, a checkout every 20 ms for `seconds`: what a
+    customer arriving at a busy shop sees, measured outside the overload's own event
+    loop (500 clients in one process also measure that process's queueing)."""
+    connection = Connection(host, port, body)
+    seen: dict[str, list[float]] = {"busy": [], "approved": []}
+    deadline = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            status, _ = await connection.post()
+            took = time.perf_counter() - t0
+            if status == 503:
+                seen["busy"].append(took)
+            elif status == 200:
+                seen["approved"].append(took)
+            await asyncio.sleep(0.02)
+    finally:
+        connection.close()
+    return seen
+
+
+async def probe_process(host: str, port: int, seconds: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--probe",
+        f"http://{host}:{port}",
+        "--probe-seconds",
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
 
 
 def _limits(limits: list[float]) -> str:
@@ -346,12 +387,15 @@ async def bench(
     if args.overload_concurrency > 0:
         stop, limits = asyncio.Event(), []
         watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
+        prober = await probe_process(host, port, min(20.0, args.duration_cap))
         overload = await run_phase(
             host, port, args.overload_concurrency, args.overload_orders, args.duration_cap, body
         )
         stop.set()
         await watcher
         overload.limits = limits
+        probed, _ = await prober.communicate()
+        overload.probe_busy_s = orjson.loads(probed or b"{}").get("busy", [])
         print(
             f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s",
             file=sys.stderr,
@@ -384,7 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE for a started system"
     )
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # the overload's probe process
+    parser.add_argument("--probe-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe:
+        parts = urlsplit(args.probe)
+        body = orjson.dumps(course_page_request())
+        seen = asyncio.run(
+            probe(parts.hostname or "127.0.0.1", parts.port or 80, args.probe_seconds, body)
+        )
+        sys.stdout.buffer.write(orjson.dumps(seen))
+        return 0
     extra = dict(item.split("=", 1) for item in args.env)
     tls = extra.get("BOOKSTORE_TLS", os.environ.get("BOOKSTORE_TLS", "")) or "on (default)"
     with ExitStack() as stack:
