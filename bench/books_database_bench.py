@@ -57,7 +57,7 @@ async def failovers(replicas: Replicas, kills: int) -> None:
         primary = await replicas.primary()
         started = time.monotonic()
         replicas.kill(primary)
-        await replicas.db.set_stock({"b003": k}, request_id=f"bench-failover-{k}")
+        await replicas.admin.set_stock({"b003": k}, request_id=f"bench-failover-{k}")
         times.append(time.monotonic() - started)
         replicas.spawn(primary)
         await replicas.wait_serving(primary)
