@@ -48,7 +48,6 @@ from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, T
 from bookstore.commitment.participant import Decision
 from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
 from bookstore.order_queue.client import LeaderCalls
-from bookstore.payment import outcomes
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -349,7 +348,9 @@ class TwoPhaseCommit:
         batch = payment_pb2.PaymentBatch(operations=operations)
         reply = await self.payment.Apply(batch, timeout=self.rpc_timeout_s)
         return [
-            outcomes.rpc_error(outcome.error) if outcome.HasField("error") else outcome
+            grpcutil.call_error(outcome.error.code, outcome.error.message)
+            if outcome.HasField("error")
+            else outcome
             for outcome in reply.outcomes
         ]
 

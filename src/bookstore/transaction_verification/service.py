@@ -30,7 +30,6 @@ from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.choreography import server as choreography_server
 from bookstore.choreography.engine import Participant
 from bookstore.choreography.events import TV, EventResult, Handler
-from bookstore.payment import outcomes
 from bookstore.pb import checkout_pb2, payment_pb2, payment_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.transaction_verification import checks
@@ -101,7 +100,9 @@ class Backends:
         batch = payment_pb2.TokenizeBatchRequest(cards=cards)
         reply = await self.payment.TokenizeBatch(batch, timeout=self.rpc_timeout_s)
         return [
-            outcomes.rpc_error(outcome.error) if outcome.HasField("error") else outcome.token
+            grpcutil.call_error(outcome.error.code, outcome.error.message)
+            if outcome.HasField("error")
+            else outcome.token
             for outcome in reply.outcomes
         ]
 
