@@ -15,10 +15,11 @@ order: a reply, or an exception for that request alone. An exception raised by
 `send` itself fails every request of the batch. Each batch's size is observed in
 `bookstore_batched_requests{service}`.
 
-With tracing on, a batch belongs to no single checkout: its call runs in a span of
-its own, `name`, linked to the span of every caller it carries (the OpenTelemetry
-pattern for batches), so each order's trace still leads to the call that did its
-work.
+With tracing on, a batch belongs to no single checkout: its call carries the span
+context of every caller (`tracing.call_metadata`), and the server's span for it is the
+root of a trace of its own, linked to each of them (the OpenTelemetry pattern for
+batches), so each order's trace still leads to the call that did its work. The batch
+itself starts no span: one span per batch, on the side that does the work.
 """
 
 from __future__ import annotations
@@ -27,11 +28,8 @@ import asyncio
 import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
 
 from bookstore.telemetry import metrics, tracing
 
@@ -40,14 +38,12 @@ Rep = TypeVar("Rep")
 
 Send = Callable[[Sequence[Req]], Awaitable[Sequence[Rep | BaseException]]]
 
-_TRACER = trace.get_tracer(__name__)
-
 
 @dataclass
 class _Waiting(Generic[Req, Rep]):
     request: Req
     reply: asyncio.Future[Rep]
-    link: Link | None = field(default=None)
+    caller: str = ""  # the caller's span context (W3C traceparent), "" without one
 
 
 class Coalescer(Generic[Req, Rep]):
@@ -62,7 +58,7 @@ class Coalescer(Generic[Req, Rep]):
         max_batch: int = 64,
         max_in_flight: int = 2,
     ) -> None:
-        """`name`: the batch's span; `service`: one of `metrics.BATCHED_SERVICES`."""
+        """`name`: the batch call's, in errors; `service`: one of `metrics.BATCHED_SERVICES`."""
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
         if service not in metrics.BATCHED_SERVICES:
@@ -79,11 +75,7 @@ class Coalescer(Generic[Req, Rep]):
 
     async def call(self, request: Req) -> Rep:
         reply: asyncio.Future[Rep] = asyncio.get_running_loop().create_future()
-        link = None
-        if tracing.enabled():
-            span_context = trace.get_current_span().get_span_context()
-            link = Link(span_context) if span_context.is_valid else None
-        self._waiting.append(_Waiting(request, reply, link))
+        self._waiting.append(_Waiting(request, reply, tracing.caller_context()))
         self._start_batches()
         return await reply
 
@@ -113,17 +105,9 @@ class Coalescer(Generic[Req, Rep]):
         self._sizes.observe(len(batch))
         requests = [waiting.request for waiting in batch]
         try:
-            if tracing.enabled():
-                links = [waiting.link for waiting in batch if waiting.link is not None]
-                with _TRACER.start_as_current_span(
-                    self.name,
-                    kind=SpanKind.CLIENT,
-                    links=links,
-                    attributes={"bookstore.batch_size": len(batch)},
-                ):
-                    outcomes = await self._send(requests)
-            else:
-                outcomes = await self._send(requests)
+            if tracing.enabled():  # this task's own context: its call's metadata
+                tracing.carry_batch([waiting.caller for waiting in batch], len(batch))
+            outcomes = await self._send(requests)
             if len(outcomes) != len(batch):
                 raise RuntimeError(
                     f"{self.name}: {len(outcomes)} outcomes for a batch of {len(batch)}"

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bookstore.chaos import filter as chaos_filter
+from bookstore.telemetry import tracing
 from bookstore.telemetry.grpc_metrics import MetricsInterceptor
 
 log = logging.getLogger(__name__)
@@ -178,12 +179,15 @@ def create_server(
     """
     transport = _transport
     # The caller's identity checked first, then chaos's message faults (only with chaos
-    # on), then every unary call counted and timed.
+    # on), then (tracing on) a batch call's span linked to its callers, then every unary
+    # call counted and timed. The tracing instrumentation, when on, puts its own
+    # interceptor before all of them.
     server = grpc.aio.server(
         options=SERVER_OPTIONS,
         interceptors=[
             *transport.interceptors,
             *chaos_filter.server_interceptors(),
+            *tracing.server_interceptors(),
             MetricsInterceptor(),
         ],
     )

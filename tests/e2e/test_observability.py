@@ -27,6 +27,7 @@ WAIT_S = 60.0
 APPLY = "/bookstore.payment.Payment/Apply"
 ENQUEUE_BATCH = "/bookstore.queue.OrderQueue/EnqueueBatch"
 LEADER_BATCH = "/bookstore.queue.OrderQueue/LeaderBatch"
+TOKENIZE_BATCH = "/bookstore.payment.Payment/TokenizeBatch"
 SERVICE_OF_EVENT = ["transaction-verification"] * 3 + ["fraud-detection"] * 2 + ["suggestions"]
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "deploy/observability/grafana/dashboards/bookstore.json"
@@ -134,85 +135,52 @@ def test_one_checkout_is_one_trace_following_the_clock_messages(
     assert execute.service == "order-executor"
     assert execute.parent_span_id == enqueue.span_id
     # The order's enqueue, and its completion under the execution, went to the queue in
-    # batch calls shared with other orders: each batch a trace of its own, linked to the
-    # order's span, with the call in it and the queue's side of that call.
-    for step, batch_name, method in (
-        (enqueue, "order-queue EnqueueBatch", ENQUEUE_BATCH),
-        (execute, "order-queue LeaderBatch", LEADER_BATCH),
-    ):
-        queued = _batched_calls(receiver, step, batch_name, (method, "order-queue"), count=1)
-        assert queued, (batch_name, step.name)
-        for batch, call, served in queued:
-            assert batch.service == step.service and not batch.parent_span_id.strip("0")
-            assert batch.trace_id == call.trace_id == served.trace_id != step.trace_id
+    # batch calls shared with other orders: the queue's span for each batch call is the
+    # root of a trace of its own, linked to the span of every order the batch carries.
+    for step, method in ((enqueue, ENQUEUE_BATCH), (execute, LEADER_BATCH)):
+        assert _batches(receiver, step, method, "order-queue", count=1), (method, step.name)
     # The commitment: under the execution; its prepares, its logged decision and its
-    # commits travel in batches.
+    # commits travel in batches, each linked to it.
     (commitment,) = by_name["two-phase commit"]
     assert commitment.parent_span_id == execute.span_id
-    # The books database's reserve and commit travel in batches shared with other
-    # orders: each batch is a trace of its own, linked to the commitment, and the
-    # database serves its Write call under it.
-    books = _batched_calls(
-        receiver,
-        commitment,
-        "books-database write batch",
-        ("/bookstore.books.BooksDatabase/Write", "books-database"),
-        count=2,
+    for method, service, count in (
+        ("/bookstore.books.BooksDatabase/Write", "books-database", 2),  # reserve, commit
+        (LEADER_BATCH, "order-queue", 1),  # the decision
+        (APPLY, "payment", 2),  # authorization, capture
+    ):
+        batches = _batches(receiver, commitment, method, service, count)
+        assert len(batches) >= count, (method, sorted(s.name for s in receiver.spans()))
+    # Event a read the stock and event c tokenized the card in batches too.
+    assert _batches(
+        receiver, span["a"], "/bookstore.books.BooksDatabase/ReadStock", "books-database", count=1
     )
-    assert len(books) >= 2, books  # the reserve's batch and the commit's
-    for batch, call, served in books:
-        assert not batch.parent_span_id.strip("0")  # the root of its own trace
-        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
-        assert batch.attributes["bookstore.batch_size"] >= 1
-    # The decision is logged in the queue in a LeaderBatch linked to the commitment.
-    decisions = _batched_calls(
-        receiver, commitment, "order-queue LeaderBatch", (LEADER_BATCH, "order-queue"), count=1
-    )
-    assert decisions, sorted(s.name for s in receiver.spans())
-    for batch, call, served in decisions:
-        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
-    # Payment's authorization and capture travel in batches that concurrent orders
-    # share: a batch is a trace of its own, linked to the commitment of every order it
-    # carries, with the executor's Apply call in it and payment's side of that call.
-    payments = _batched_calls(receiver, commitment, "payment batch", (APPLY, "payment"), count=2)
-    assert len(payments) >= 2, payments  # the authorization's and the capture's
-    for batch, call, served in payments:
-        assert batch.service == "order-executor" and not batch.parent_span_id.strip("0")
-        assert batch.trace_id == call.trace_id == served.trace_id != commitment.trace_id
-        assert batch.attributes["bookstore.batch_size"] >= 1
+    assert _batches(receiver, span["c"], TOKENIZE_BATCH, "payment", count=1)
 
     for received in receiver.spans():
         for text in received.texts():
             assert CARD not in text and not card_secrets_in(text), (received.name, text)
 
 
-def _batched_calls(
-    receiver: OtlpReceiver,
-    caller: ReceivedSpan,
-    batch_name: str,
-    method: tuple[str, str],
-    count: int,
-) -> list[tuple[ReceivedSpan, ReceivedSpan, ReceivedSpan]]:
-    """The batch spans `batch_name` linked to `caller`, each with its call of `method`
-    (name, serving service) and the server's span of it, once `count` of them have
-    arrived (or the wait ends)."""
-    name, service = method
+def _batches(
+    receiver: OtlpReceiver, caller: ReceivedSpan, method: str, service: str, count: int
+) -> list[ReceivedSpan]:
+    """`service`'s spans of batch calls of `method` linked to `caller`, once `count` of
+    them have arrived (or the wait ends): each the root of its own trace, a server span
+    carrying the batch's size."""
     deadline = time.monotonic() + WAIT_S
     while True:
-        spans = receiver.spans()
-        children: dict[str, list[ReceivedSpan]] = {}
-        for span in spans:
-            children.setdefault(span.parent_span_id, []).append(span)
-        found = []
-        for batch in spans:
-            links = {bytes(link.span_id).hex() for link in batch.span.links}
-            if batch.name != batch_name or caller.span_id not in links:
-                continue
-            for call in children.get(batch.span_id, []):
-                served = [s for s in children.get(call.span_id, []) if s.service == service]
-                if call.name == name and call.service == batch.service and served:
-                    found.append((batch, call, served[0]))
+        found = [
+            span
+            for span in receiver.spans()
+            if span.name == method
+            and span.service == service
+            and caller.span_id in {bytes(link.span_id).hex() for link in span.span.links}
+        ]
         if len(found) >= count or time.monotonic() > deadline:
+            for batch in found:
+                assert not batch.parent_span_id.strip("0")  # the root of its own trace
+                assert batch.trace_id != caller.trace_id
+                assert batch.attributes["bookstore.batch_size"] >= 1
             return found
         time.sleep(0.1)
 
@@ -226,10 +194,11 @@ def test_background_calls_start_no_trace(traced: System, receiver: OtlpReceiver)
     time.sleep(1.0)  # a second of pings, heartbeats and polls, exported within 0.1 s
     spans = receiver.spans()
     assert any(s.name.startswith("/bookstore.") for s in spans)  # calls of checkouts are
-    roots = {s.name for s in spans if not s.parent_span_id.strip("0")}
-    grpc_roots = {name for name in roots if name.startswith("/")}
-    assert not grpc_roots, sorted(grpc_roots)
-    assert "POST /checkout" in roots
+    roots = [s for s in spans if not s.parent_span_id.strip("0")]
+    # The only gRPC roots are the checkouts' batch calls, each linked to its orders.
+    unlinked = {s.name for s in roots if s.name.startswith("/") and not s.span.links}
+    assert not unlinked, sorted(unlinked)
+    assert "POST /checkout" in {s.name for s in roots}
 
 
 def _metrics_jobs(system: System) -> dict[str, list[str]]:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
 
 from bookstore.batching import Coalescer
-from bookstore.telemetry import metrics
+from bookstore.telemetry import metrics, tracing
 
 
 class Service:
@@ -165,3 +166,42 @@ def test_every_caller_gets_exactly_its_own_outcome(
         assert all(1 <= len(batch) <= max_batch for batch in service.batches)
 
     asyncio.run(scenario())
+
+
+async def test_with_tracing_a_batch_call_carries_its_callers_contexts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch's call names every traced caller (W3C traceparent) and the batch's
+    size, for the server's span to link; a call outside a batch carries its own span's
+    context instead, so the server's span continues that trace."""
+    monkeypatch.setattr(tracing, "_enabled", True)
+    tracer = TracerProvider().get_tracer("test")
+    seen: list[dict[str, str]] = []
+
+    async def send(requests: Sequence[int]) -> list[int]:
+        seen.append(dict(tracing.call_metadata() or ()))
+        await asyncio.sleep(0)
+        return list(requests)
+
+    coalescer = Coalescer(send, "test batch", service="payment")
+
+    async def traced_call(n: int) -> tuple[int, str]:
+        with tracer.start_as_current_span(f"order {n}"):
+            return await coalescer.call(n), tracing.caller_context()
+
+    held = asyncio.ensure_future(coalescer.call(0))  # an untraced caller, alone
+    await settle()
+    answers = await asyncio.gather(*(traced_call(n) for n in (1, 2, 3)))
+    await held
+    assert [n for n, _ in answers] == [1, 2, 3]
+    carried = {
+        caller for metadata in seen[1:] for caller in metadata[tracing.BATCH_CALLERS].split()
+    }
+    assert carried == {context for _, context in answers}
+    assert all(context.startswith("00-") and len(context) == 55 for context in carried)
+    assert seen[0] == {}  # the untraced caller's batch: its server starts no trace
+    assert sum(int(metadata[tracing.BATCH_SIZE]) for metadata in seen[1:]) == 3
+
+    with tracer.start_as_current_span("outside a batch"):
+        alone = dict(tracing.call_metadata() or ())
+        assert alone["traceparent"] == tracing.caller_context()

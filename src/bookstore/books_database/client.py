@@ -33,6 +33,7 @@ from bookstore.books_database import stock, wire
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 from bookstore.pb import common_pb2
+from bookstore.telemetry import tracing
 
 SERVICE = "books-database"
 RETRY_PAUSE_S = 0.05
@@ -194,7 +195,11 @@ class BooksDatabaseClient:
         while (remaining := deadline - loop.time()) > 0:
             call = getattr(self._stubs[target], method)
             try:
-                reply = await call(request, timeout=min(self.rpc_timeout_s, remaining))
+                reply = await call(
+                    request,
+                    timeout=min(self.rpc_timeout_s, remaining),
+                    metadata=tracing.call_metadata(),
+                )
             except grpc.RpcError as exc:
                 error = grpcutil.translate(SERVICE, exc)
                 if isinstance(error, grpcutil.Rejected) and error.code != "NOT_PRIMARY":

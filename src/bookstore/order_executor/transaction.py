@@ -50,7 +50,7 @@ from bookstore.commitment.trace import DECISION_LOG, CommitmentTrace
 from bookstore.order_queue.client import LeaderCalls
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
-from bookstore.telemetry import metrics
+from bookstore.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,9 @@ class TwoPhaseCommit:
         error becomes the AioRpcError its own call would have raised (same code,
         same details); a failure of the whole call reaches every caller."""
         batch = payment_pb2.PaymentBatch(operations=operations)
-        reply = await self.payment.Apply(batch, timeout=self.rpc_timeout_s)
+        reply = await self.payment.Apply(
+            batch, timeout=self.rpc_timeout_s, metadata=tracing.call_metadata()
+        )
         return [
             grpcutil.call_error(outcome.error.code, outcome.error.message)
             if outcome.HasField("error")

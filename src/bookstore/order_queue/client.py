@@ -20,6 +20,7 @@ import grpc
 from bookstore import grpcutil
 from bookstore.batching import Coalescer
 from bookstore.pb import queue_pb2, queue_pb2_grpc
+from bookstore.telemetry import tracing
 
 SERVICE = "order-queue"
 Stub = Callable[[], "queue_pb2_grpc.OrderQueueAsyncStub"]
@@ -47,7 +48,9 @@ class Enqueues:
         self, requests: Sequence[queue_pb2.EnqueueRequest]
     ) -> list[queue_pb2.EnqueueReply | BaseException]:
         reply = await self._stub().EnqueueBatch(
-            queue_pb2.EnqueueBatchRequest(enqueues=requests), timeout=self.timeout_s
+            queue_pb2.EnqueueBatchRequest(enqueues=requests),
+            timeout=self.timeout_s,
+            metadata=tracing.call_metadata(),
         )
         return [rpc_error(o.error) if o.HasField("error") else o.reply for o in reply.outcomes]
 
@@ -77,7 +80,9 @@ class LeaderCalls:
         self, ops: Sequence[queue_pb2.LeaderOp]
     ) -> list[queue_pb2.LeaderOutcome | BaseException]:
         reply = await self._stub().LeaderBatch(
-            queue_pb2.LeaderBatchRequest(ops=ops), timeout=self.timeout_s
+            queue_pb2.LeaderBatchRequest(ops=ops),
+            timeout=self.timeout_s,
+            metadata=tracing.call_metadata(),
         )
         return [rpc_error(o.error) if o.HasField("error") else o for o in reply.outcomes]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from opentelemetry import baggage, context, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -53,29 +53,11 @@ def extract(field: str) -> Context | None:
 def order_step(
     tracer: Tracer, name: str, order_id: str, **options: Any
 ) -> AbstractContextManager[Span]:
-    """`order_span`, with the order id as baggage for the calls it makes, when this
-    process traces; otherwise nothing is started at all (the API's invalid span stands
-    in), so a step costs nothing with tracing off."""
+    """`order_span` when this process traces; otherwise nothing is started at all (the
+    API's invalid span stands in), so a step costs nothing with tracing off."""
     if not tracing.enabled():
         return nullcontext(trace.INVALID_SPAN)
-    return _traced_step(tracer, name, order_id, **options)
-
-
-@contextmanager
-def _traced_step(tracer: Tracer, name: str, order_id: str, **options: Any) -> Iterator[Span]:
-    with order_baggage(order_id), order_span(tracer, name, order_id, **options) as span:
-        yield span
-
-
-@contextmanager
-def order_baggage(order_id: str) -> Iterator[None]:
-    """The order id as W3C baggage for the block: the calls it makes carry it, so the
-    spans of the services they reach get the order id too (`sdk.OrderIdSpanProcessor`)."""
-    token = context.attach(baggage.set_baggage(ORDER_ID, order_id))
-    try:
-        yield
-    finally:
-        context.detach(token)
+    return order_span(tracer, name, order_id, **options)
 
 
 def tracer(name: str) -> Tracer:

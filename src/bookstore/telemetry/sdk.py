@@ -1,10 +1,9 @@
 """The OpenTelemetry SDK part of tracing, imported only when tracing is on.
 
 `make_tracer_provider` builds a provider whose every span gets its order's id from its
-parent (`OrderIdSpanProcessor`: a span in the same process, or the W3C baggage a gRPC
-or HTTP call carried), and whose every exported span passes `RedactingSpanProcessor`,
-which masks card-number-shaped digit runs in the span's name, attributes, events,
-links and status with the same rule as the logs
+parent in the same process (`OrderIdSpanProcessor`), and whose every exported span
+passes `RedactingSpanProcessor`, which masks card-number-shaped digit runs in the
+span's name, attributes, events, links and status with the same rule as the logs
 (`bookstore.logs.redact`): whatever code sets, no card number leaves.
 """
 
@@ -13,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry import baggage, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
@@ -41,10 +40,27 @@ def make_tracer_provider(
     if replica_id is not None:
         attributes["service.instance.id"] = f"{service_name}-{replica_id}"
         attributes["bookstore.replica_id"] = replica_id
-    provider = TracerProvider(resource=Resource.create(attributes))
+    resource = Resource.create(attributes)
+    provider = TracerProvider(resource=_HashedOnce(resource.attributes, resource.schema_url))
     provider.add_span_processor(OrderIdSpanProcessor())
     provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
     return provider
+
+
+class _HashedOnce(Resource):
+    """A Resource that computes its hash once. The OTLP exporter groups spans by
+    resource, hashing each span's, and `Resource.__hash__` dumps the attributes as
+    JSON every time: a quarter of the exporter's CPU. A resource never changes."""
+
+    def __init__(self, attributes: Mapping[str, Any], schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
 
 
 def _clean(value: Any) -> Any:
@@ -68,14 +84,27 @@ def _clean_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: _clean(value) for key, value in (attributes or {}).items()}
 
 
+# A card-shaped run has at least this many digits (`bookstore.logs`): shorter text
+# and smaller numbers cannot hold one, and most attributes are those.
+_PAN_MIN_DIGITS = 12
+_PAN_MIN_INT = 10 ** (_PAN_MIN_DIGITS - 1)
+
+
+def _dirty_text(text: str) -> bool:
+    return len(text) >= _PAN_MIN_DIGITS and has_card_number(text)
+
+
 def _dirty(value: Any) -> bool:
-    """Whether `_clean` would change `value`."""
+    """Whether `_clean` would change `value` (the common cases first, no regex for
+    what is too short to hold a card number)."""
     if isinstance(value, str):
-        return has_card_number(value)
+        return _dirty_text(value)
     if isinstance(value, bool | float | bytes) or value is None:
         return False
     if isinstance(value, int):
-        return has_card_number(str(value))
+        return abs(value) >= _PAN_MIN_INT and has_card_number(str(value))
+    if isinstance(value, tuple | list):
+        return any(_dirty(item) for item in value)
     if isinstance(value, Mapping):
         return any(_dirty(item) for item in value.values())
     if isinstance(value, Sequence):
@@ -84,16 +113,32 @@ def _dirty(value: Any) -> bool:
 
 
 def _dirty_attributes(attributes: Mapping[str, Any] | None) -> bool:
-    return any(_dirty(value) for value in (attributes or {}).values())
+    """`_dirty` of any value, with the usual types (text, numbers) checked inline:
+    every ended span passes here."""
+    if not attributes:
+        return False
+    for value in attributes.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) >= _PAN_MIN_DIGITS and has_card_number(value):
+                return True
+        elif kind is int:
+            if abs(value) >= _PAN_MIN_INT and has_card_number(str(value)):
+                return True
+        elif kind is bool or kind is float or value is None:
+            continue
+        elif _dirty(value):
+            return True
+    return False
 
 
 def needs_redaction(span: ReadableSpan) -> bool:
     """Whether any text of `span` holds a card-shaped digit run (most spans: none)."""
     return (
-        has_card_number(span.name)
-        or has_card_number(span.status.description or "")
+        _dirty_text(span.name)
+        or _dirty_text(span.status.description or "")
         or _dirty_attributes(span.attributes)
-        or any(has_card_number(e.name) or _dirty_attributes(e.attributes) for e in span.events)
+        or any(_dirty_text(e.name) or _dirty_attributes(e.attributes) for e in span.events)
         or any(_dirty_attributes(link.attributes) for link in span.links)
     )
 
@@ -121,7 +166,7 @@ def redacted_span(span: ReadableSpan) -> ReadableSpan:
 
 
 class OrderIdSpanProcessor(SpanProcessor):
-    """A span started without the order id takes its parent's, or the baggage's."""
+    """A span started without the order id takes its parent's (in the same process)."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if span.attributes and ORDER_ID in span.attributes:
@@ -129,8 +174,6 @@ class OrderIdSpanProcessor(SpanProcessor):
         parent = trace.get_current_span(parent_context)
         attributes: Mapping[str, Any] = getattr(parent, "attributes", None) or {}
         order_id = attributes.get(ORDER_ID)
-        if not order_id:
-            order_id = baggage.get_baggage(ORDER_ID, parent_context)
         if isinstance(order_id, str) and order_id:
             span.set_attribute(ORDER_ID, order_id)
 

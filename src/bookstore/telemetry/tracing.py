@@ -12,11 +12,14 @@ read every other standard variable themselves: `OTEL_TRACES_SAMPLER` / `_ARG`,
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bookstore.settings import SettingsError
 
@@ -30,6 +33,19 @@ if TYPE_CHECKING:
 _STREAMS = ("Session", "Exchange", "WatchExecutions", "Watch")
 
 _enabled = False
+_W3C = TraceContextTextMapPropagator()
+
+# A batch call's metadata: the span contexts (W3C traceparent values, space-separated)
+# of the callers whose requests it carries, and how many requests it carries.
+BATCH_CALLERS = "bookstore-batch-callers"
+BATCH_SIZE = "bookstore-batch-size"
+# At most this many callers are linked (the SDK keeps 128 links; metadata stays small).
+MAX_LINKED_CALLERS = 64
+_batch: contextvars.ContextVar[tuple[tuple[str, str], ...] | None] = contextvars.ContextVar(
+    "bookstore_batch", default=None
+)
+
+_TRACED_BY = ("traceparent", BATCH_CALLERS)
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -85,35 +101,112 @@ def _method_of(details: Any) -> str:
 
 
 def _continues_a_trace(details: Any) -> bool:
-    """A server span only for a unary call that carries a trace context (traceparent)."""
+    """A server span only for a unary call that carries a trace context (traceparent)
+    or is a batch of traced callers (its span then starts the batch's own trace)."""
     metadata = details.invocation_metadata or ()
-    return any(item[0] == "traceparent" for item in metadata) and (
-        _method_of(details) not in _STREAMS
-    )
+    return any(item[0] in _TRACED_BY for item in metadata) and (_method_of(details) not in _STREAMS)
 
 
-def _within_a_trace(details: Any) -> bool:
-    """A client span only for a unary call made inside a recorded span."""
-    return trace.get_current_span().is_recording() and _method_of(details) not in _STREAMS
+def caller_context() -> str:
+    """The current span's context as a W3C traceparent value; "" when there is none
+    (or this process does not trace)."""
+    if not _enabled:
+        return ""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return ""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def carry_batch(callers: Sequence[str], size: int) -> None:
+    """Make the calls of the current task (a batch's own, `batching.Coalescer`) carry
+    `callers`' contexts (from `caller_context`; "" skipped) and the batch's size."""
+    linked = " ".join([caller for caller in callers if caller][:MAX_LINKED_CALLERS])
+    # A batch of untraced callers carries nothing: its server starts no trace.
+    _batch.set(((BATCH_CALLERS, linked), (BATCH_SIZE, str(size))) if linked else None)
+
+
+def call_metadata() -> tuple[tuple[str, str], ...] | None:
+    """The metadata that puts a gRPC call in a trace; None when this process does not
+    trace. A batch's call (`carry_batch`) carries its callers' contexts: the server's
+    span is the root of the batch's own trace, linked to each. Any other call carries
+    the current span's context (W3C `traceparent`): the server's span continues it.
+    """
+    if not _enabled:
+        return None
+    batch = _batch.get()
+    if batch is not None:
+        return batch
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return tuple(carrier.items()) or None
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """With tracing on, the interceptor that links a batch call's server span to the
+    spans of the callers it carries; none with tracing off."""
+    return [_BatchLinks()] if _enabled else []
+
+
+class _BatchLinks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Links the span the instrumentation started for a batch call (the outer
+    interceptor: its span is current in the handler) to every caller the call names."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        callers = metadata.get(BATCH_CALLERS)
+        if handler is None or handler.unary_unary is None or callers is None:
+            return handler
+        contexts = [_span_context(caller) for caller in callers.split()[:MAX_LINKED_CALLERS]]
+        links = [context for context in contexts if context is not None]
+        size = metadata.get(BATCH_SIZE, "")
+        behavior = handler.unary_unary
+
+        async def linked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            span = trace.get_current_span()
+            for caller in links:
+                span.add_link(caller)
+            if size.isdigit():
+                span.set_attribute("bookstore.batch_size", int(size))
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            linked,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _span_context(traceparent: str) -> trace.SpanContext | None:
+    context = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
+    span_context = context.get_span_context()
+    return span_context if span_context.is_valid else None
 
 
 def _instrument_grpc() -> None:
-    """gRPC spans for unary calls, server and client (W3C context in the metadata).
+    """gRPC server spans for unary calls that continue a trace (W3C context in the
+    metadata, which `call_metadata` puts there).
 
     A gRPC span only ever continues a trace, never starts one: the background calls
     (Bully pings, the books database's replication and heartbeats, the leader's
     dequeue polls, health checks) belong to no checkout, and as roots of their own
-    they were most of what a process exported. A checkout's calls all run inside its
-    spans, so every one of them is still traced. The filters are plain functions:
-    the instrumentation's own filter helpers cost a tenth of a busy process's CPU.
+    they were most of what a process exported. The filter is a plain function: the
+    instrumentation's own filter helpers cost a tenth of a busy process's CPU.
+
+    There is no client instrumentation: its interceptor puts every call and stream of
+    every channel on grpc.aio's slower intercepted path, traced or not (Bully pings,
+    replication, the choreography's streams), which cost a busy process more than its
+    spans did; and the calls it would trace are the batches, which belong to no single
+    trace: one span per batch, the server's, links them all (`call_metadata`).
     """
-    from opentelemetry.instrumentation.grpc import (
-        GrpcAioInstrumentorClient,
-        GrpcAioInstrumentorServer,
-    )
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 
     GrpcAioInstrumentorServer(filter_=_continues_a_trace).instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient(filter_=_within_a_trace).instrument()  # type: ignore[no-untyped-call]
 
 
 def instrument_app(app: FastAPI) -> None:

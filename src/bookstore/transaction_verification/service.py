@@ -32,6 +32,7 @@ from bookstore.choreography.engine import Participant
 from bookstore.choreography.events import TV, EventResult, Handler
 from bookstore.pb import checkout_pb2, payment_pb2, payment_pb2_grpc
 from bookstore.settings import Settings
+from bookstore.telemetry import tracing
 from bookstore.transaction_verification import checks
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class Backends:
         self, cards: Sequence[payment_pb2.TokenizeRequest]
     ) -> list[payment_pb2.TokenizeReply | BaseException]:
         batch = payment_pb2.TokenizeBatchRequest(cards=cards)
-        reply = await self.payment.TokenizeBatch(batch, timeout=self.rpc_timeout_s)
+        reply = await self.payment.TokenizeBatch(
+            batch, timeout=self.rpc_timeout_s, metadata=tracing.call_metadata()
+        )
         return [
             grpcutil.call_error(outcome.error.code, outcome.error.message)
             if outcome.HasField("error")

@@ -60,7 +60,9 @@ class RestartingQueue:
         self.failures = list(details)
         self.calls = 0
 
-    async def EnqueueBatch(self, request: Any, timeout: float) -> queue_pb2.EnqueueBatchReply:
+    async def EnqueueBatch(
+        self, request: Any, timeout: float, **_: Any
+    ) -> queue_pb2.EnqueueBatchReply:
         self.calls += 1
         reply = queue_pb2.EnqueueBatchReply()
         details = self.failures.pop(0) if self.failures else None

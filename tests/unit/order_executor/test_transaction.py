@@ -102,7 +102,7 @@ class World:
         pass
 
     # payment: its batch call
-    async def Apply(self, request: Any, timeout: float) -> payment_pb2.PaymentBatchReply:
+    async def Apply(self, request: Any, timeout: float, **_: Any) -> payment_pb2.PaymentBatchReply:
         kinds = [str(op.WhichOneof("op")) for op in request.operations]
         self.calls += kinds
         self.payment_batches.append(kinds)
@@ -128,7 +128,9 @@ class World:
         self.calls.append("get-decision")
         return self.logged.get(request.value, queue_pb2.DecisionRecord())
 
-    async def LeaderBatch(self, request: Any, timeout: float) -> queue_pb2.LeaderBatchReply:
+    async def LeaderBatch(
+        self, request: Any, timeout: float, **_: Any
+    ) -> queue_pb2.LeaderBatchReply:
         reply = queue_pb2.LeaderBatchReply()
         for op in request.ops:
             self.calls.append("log-decision")
@@ -262,7 +264,7 @@ async def test_a_commit_that_cannot_be_delivered_is_sent_again(
     deliver = w.Apply
     refusals = [grpc.StatusCode.UNAVAILABLE]
 
-    async def flaky(request: Any, timeout: float) -> payment_pb2.PaymentBatchReply:
+    async def flaky(request: Any, timeout: float, **_: Any) -> payment_pb2.PaymentBatchReply:
         kinds = [op.WhichOneof("op") for op in request.operations]
         if "capture" in kinds and refusals:
             await asyncio.sleep(0.05)  # the books database's commit is acknowledged first

@@ -15,7 +15,7 @@
 
 Every answer is counted by outcome and timed (`bookstore_checkouts_total`,
 `bookstore_checkout_duration_seconds`); with tracing on, the request's span carries
-the order id, and so (as baggage) does every call the checkout makes.
+the order id, and so does every span of the checkout.
 """
 
 from __future__ import annotations
@@ -115,8 +115,7 @@ class CheckoutRoute:
         if not tracing.enabled():
             return await self._run(order_id, checkout)
         get_current_span().set_attribute(propagation.ORDER_ID, order_id)
-        with propagation.order_baggage(order_id):
-            return await self._run(order_id, checkout)
+        return await self._run(order_id, checkout)
 
     async def _run(self, order_id: str, checkout: CheckoutRequest) -> Response:
         created = time.time()
