@@ -7,9 +7,12 @@
 The overload phase (--overload-concurrency N, 0 skips it) sends N clients at once,
 more than the orchestrator admits (ORCHESTRATOR_MAX_IN_FLIGHT): it reports the
 admitted checkouts' rate and latency, how many were refused with 503 BUSY and
-how fast (a refused client pauses 0.1 s, then tries again), and the admission limit
-(`bookstore_admission_limit`, read from /metrics each second) while it ran. A
-system the script starts runs with adaptive admission on, as shipped.
+how fast, and the admission limit (`bookstore_admission_limit`, read from /metrics
+each second) while it ran. A refused client does what the answer asks: it waits the
+`Retry-After` seconds (times 1 to 1.5, so that refused clients do not come back in
+step), then tries again. `--ignore-retry-after` makes it try again after 0.1 s
+instead: clients that hammer the shop. A system the script starts runs with adaptive
+admission on, as shipped.
 
 Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
 (--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import random
 import sys
 import time
 from contextlib import ExitStack
@@ -63,6 +67,7 @@ class Phase:
     elapsed_s: float = 0.0
     cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
     probe_busy_s: list[float] = field(default_factory=list)  # 503s seen by the probe process
+    honours_retry_after: bool = True  # refused overload clients wait Retry-After
 
     @property
     def done(self) -> int:
@@ -91,6 +96,7 @@ class Connection:
         ).encode() + body
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.retry_after_s = 0.0  # the last answer's Retry-After (0 without one)
 
     async def post(self) -> tuple[int, bytes]:
         if self.writer is None or self.writer.is_closing():
@@ -102,6 +108,7 @@ class Connection:
             self.writer = None
             raise ConnectionError("connection closed")
         length, close = 0, False
+        self.retry_after_s = 0.0
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
@@ -112,6 +119,8 @@ class Connection:
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
+            elif name == b"retry-after" and value.strip().isdigit():
+                self.retry_after_s = float(value)
         payload = await self.reader.readexactly(length)
         if close:
             self.writer.close()
@@ -124,7 +133,13 @@ class Connection:
 
 
 async def run_phase(
-    host: str, port: int, concurrency: int, orders: int, cap_s: float, body: bytes
+    host: str,
+    port: int,
+    concurrency: int,
+    orders: int,
+    cap_s: float,
+    body: bytes,
+    honour_retry_after: bool = True,
 ) -> Phase:
     phase = Phase(concurrency)
     remaining = orders
@@ -151,7 +166,8 @@ async def run_phase(
                 elif status == 503 and answer.get("error", {}).get("code") == "BUSY":
                     phase.busy_s.append(took)
                     remaining += 1  # refused, not done: the client tries again
-                    await asyncio.sleep(0.1)
+                    wait = connection.retry_after_s if honour_retry_after else 0.0
+                    await asyncio.sleep(wait * random.uniform(1.0, 1.5) if wait else 0.1)
                 else:
                     phase.failures.append(f"{status} {answer.get('status') or answer}")
         finally:
@@ -264,6 +280,10 @@ def overload_rows(phase: Phase) -> list[tuple[str, str]]:
             f"{phase.percentile(99, phase.probe_busy_s):.1f} ms",
         ),
         (f"admission limit at {n} clients: min / median / max", _limits(phase.limits)),
+        (
+            "refused clients try again",
+            "after Retry-After (x 1-1.5)" if phase.honours_retry_after else "after 0.1 s",
+        ),
     ]
 
 
@@ -389,8 +409,15 @@ async def bench(
         watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
         prober = await probe_process(host, port, min(20.0, args.duration_cap))
         overload = await run_phase(
-            host, port, args.overload_concurrency, args.overload_orders, args.duration_cap, body
+            host,
+            port,
+            args.overload_concurrency,
+            args.overload_orders,
+            args.duration_cap,
+            body,
+            honour_retry_after=not args.ignore_retry_after,
         )
+        overload.honours_retry_after = not args.ignore_retry_after
         stop.set()
         await watcher
         overload.limits = limits
@@ -422,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         "--overload-concurrency", type=int, default=0, help="clients of the overload phase"
     )
     parser.add_argument("--overload-orders", type=int, default=5000)
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="refused overload clients try again after 0.1 s, not after Retry-After",
+    )
     parser.add_argument(
         "--duration-cap", type=float, default=60.0, help="seconds per phase, at most"
     )
