@@ -1,8 +1,7 @@
 """The OpenTelemetry SDK part of tracing, imported only when tracing is on.
 
-`make_tracer_provider` builds a provider whose every span gets its order's id from its
-parent in the same process (`OrderIdSpanProcessor`), and whose every exported span
-passes `RedactingSpanProcessor`, which masks card-number-shaped digit runs in the
+`make_tracer_provider` builds a provider whose every exported span passes
+`RedactingSpanProcessor`, which masks card-number-shaped digit runs in the
 span's name, attributes, events, links and status with the same rule as the logs
 (`bookstore.logs.redact`): whatever code sets, no card number leaves.
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
@@ -26,7 +24,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Status
 
 from bookstore.logs import has_card_number, redact
-from bookstore.telemetry.propagation import ORDER_ID
 
 
 def make_tracer_provider(
@@ -42,7 +39,6 @@ def make_tracer_provider(
         attributes["bookstore.replica_id"] = replica_id
     resource = Resource.create(attributes)
     provider = TracerProvider(resource=_HashedOnce(resource.attributes, resource.schema_url))
-    provider.add_span_processor(OrderIdSpanProcessor())
     provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
     return provider
 
@@ -163,19 +159,6 @@ def redacted_span(span: ReadableSpan) -> ReadableSpan:
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
-
-
-class OrderIdSpanProcessor(SpanProcessor):
-    """A span started without the order id takes its parent's (in the same process)."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.attributes and ORDER_ID in span.attributes:
-            return
-        parent = trace.get_current_span(parent_context)
-        attributes: Mapping[str, Any] = getattr(parent, "attributes", None) or {}
-        order_id = attributes.get(ORDER_ID)
-        if isinstance(order_id, str) and order_id:
-            span.set_attribute(ORDER_ID, order_id)
 
 
 class RedactingSpanProcessor(SpanProcessor):
