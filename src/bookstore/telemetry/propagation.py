@@ -10,13 +10,22 @@ when tracing is off, and what `extract` treats as no parent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
@@ -28,22 +37,39 @@ ORDER_ID = "bookstore.order_id"
 VECTOR_CLOCK = "bookstore.vector_clock"
 
 _W3C = TraceContextTextMapPropagator()
+_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def inject(context: Context | None = None) -> str:
     """The trace context of `context` (default: the current one) as one string field."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=context)
-    parent = carrier.get("traceparent", "")
-    state = carrier.get("tracestate", "")
-    return f"{parent}\n{state}" if parent and state else parent
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        return ""
+    parent = (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{int(span_context.trace_flags):02x}"
+    )
+    state = span_context.trace_state.to_header() if span_context.trace_state else ""
+    return f"{parent}\n{state}" if state else parent
 
 
 def extract(field: str) -> Context | None:
-    """The context carried by a string field from `inject`; None for an empty one."""
+    """The context carried by a string field from `inject`; None for an empty one.
+
+    Our own fields are checked against the W3C version-00 form and read directly (every
+    event's span does this); anything else goes through the W3C propagator, which
+    knows the other versions and what makes a value invalid.
+    """
     if not field:
         return None
     parent, _, state = field.partition("\n")
+    if not state and (match := _VERSION_00.fullmatch(parent)):
+        trace_id, span_id = int(match[1], 16), int(match[2], 16)
+        if trace_id and span_id:
+            span_context = SpanContext(
+                trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(match[3], 16))
+            )
+            return trace.set_span_in_context(NonRecordingSpan(span_context))
     carrier = {"traceparent": parent}
     if state:
         carrier["tracestate"] = state

@@ -162,17 +162,17 @@ class _BatchLinks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         callers = metadata.get(BATCH_CALLERS)
         if handler is None or handler.unary_unary is None or callers is None:
             return handler
-        contexts = [_span_context(caller) for caller in callers.split()[:MAX_LINKED_CALLERS]]
-        links = [context for context in contexts if context is not None]
         size = metadata.get(BATCH_SIZE, "")
         behavior = handler.unary_unary
 
         async def linked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             span = trace.get_current_span()
-            for caller in links:
-                span.add_link(caller)
-            if size.isdigit():
-                span.set_attribute("bookstore.batch_size", int(size))
+            if span.is_recording():  # (a sampler may have said no: then nothing to link)
+                for caller in callers.split()[:MAX_LINKED_CALLERS]:
+                    if (caller_context := _span_context(caller)) is not None:
+                        span.add_link(caller_context)
+                if size.isdigit():
+                    span.set_attribute("bookstore.batch_size", int(size))
             return await behavior(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -183,8 +183,9 @@ class _BatchLinks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _span_context(traceparent: str) -> trace.SpanContext | None:
-    context = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
-    span_context = context.get_span_context()
+    from bookstore.telemetry.propagation import extract  # (it imports this module)
+
+    span_context = trace.get_current_span(extract(traceparent)).get_span_context()
     return span_context if span_context.is_valid else None
 
 

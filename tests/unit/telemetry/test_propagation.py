@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bookstore.telemetry.propagation import ORDER_ID, extract, inject, order_span
+
+_W3C = TraceContextTextMapPropagator()
 
 
 def _context(state: TraceState) -> Context:
@@ -74,3 +79,28 @@ def test_without_a_field_the_current_span_is_the_parent(
     inner, outer = exporter.get_finished_spans()
     assert inner.parent is not None and outer.context is not None
     assert inner.parent.span_id == outer.context.span_id
+
+
+@given(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["00", "01", "ff", "0"]),
+            st.text("0123456789abcdefABCDEF", min_size=31, max_size=33),
+            st.text("0123456789abcdef", min_size=15, max_size=17),
+            st.sampled_from(["00", "01", "ff", "0g"]),
+        ).map("-".join),
+        st.text(max_size=60),
+    )
+)
+def test_a_field_reads_as_the_w3c_propagator_reads_it(field: str) -> None:
+    """Our fast reading of a version-00 value agrees with the W3C propagator on every
+    value, valid or not."""
+    ours = trace.get_current_span(extract(field) or Context()).get_span_context()
+    carrier = {"traceparent": field.partition("\n")[0]}
+    theirs = trace.get_current_span(_W3C.extract(carrier)).get_span_context()
+    assert (ours.is_valid, ours.trace_id, ours.span_id, ours.trace_flags) == (
+        theirs.is_valid,
+        theirs.trace_id,
+        theirs.span_id,
+        theirs.trace_flags,
+    )
