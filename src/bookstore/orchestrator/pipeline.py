@@ -89,6 +89,7 @@ class Pipeline:
         self._new_link = links
         self._links: dict[str, Link] = {}
         self._flights: dict[str, _Flight] = {}
+        self._forgot = asyncio.Event()  # set each time an order is forgotten
         self._timeouts = Timeouts(checkout=settings.checkout_timeout_s, ack=settings.rpc_timeout_s)
 
     async def start(self) -> None:
@@ -108,6 +109,17 @@ class Pipeline:
             task.cancel()
 
     async def close(self) -> None:
+        """Close the streams once the orders already answered are finalized.
+
+        A caller has its answer as soon as `Finalize` is queued on the links; closing
+        the streams at once would drop the queued FinalizeOrders, and the services
+        would keep those orders until their TTL. So the orders still finalizing get
+        their FinalizeAcks first (each bounded by the ack timeout)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._timeouts.ack):
+                while any(flight.machine.finalized for flight in self._flights.values()):
+                    self._forgot.clear()
+                    await self._forgot.wait()
         await asyncio.gather(*(link.close() for link in self._links.values()))
         self._links.clear()
 
@@ -226,6 +238,7 @@ class Pipeline:
             flight.timer = None
         if machine.done:
             self._flights.pop(machine.order_id, None)
+            self._forgot.set()
         elif machine.deadline is not None:
             loop = asyncio.get_running_loop()
             flight.timer = loop.call_at(machine.deadline, self._tick, flight)

@@ -180,3 +180,32 @@ async def test_stats_say_which_service_answers(pipeline: Pipeline, cluster: Clus
     cluster.links[SUG].up = False
     stats = {s.service: (s.healthy, s.pid) for s in await pipeline.stats()}
     assert stats == {TV: (True, 7), FD: (True, 7), SUG: (False, None)}
+
+
+async def test_closing_waits_for_the_final_clocks_already_sent(
+    pipeline: Pipeline, cluster: Cluster
+) -> None:
+    """The caller has its answer once Finalize is queued; closing the streams at that
+    moment would drop it and leave the order in the services until their TTL."""
+    run = asyncio.create_task(pipeline.run("o1", REQUEST))
+    order_id = await _order_id(cluster)
+    for event in "abcdef":
+        cluster.report(order_id, event)
+    assert (await run).approved
+    closing = asyncio.create_task(pipeline.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # still waiting for the FinalizeAcks
+    cluster.ack(order_id, "finalized")
+    await asyncio.wait_for(closing, 1.0)
+    assert pipeline.in_flight == 0
+
+
+async def test_closing_gives_up_on_final_clocks_after_the_ack_timeout(
+    pipeline: Pipeline, cluster: Cluster
+) -> None:
+    run = asyncio.create_task(pipeline.run("o1", REQUEST))
+    order_id = await _order_id(cluster)
+    for event in "abcdef":
+        cluster.report(order_id, event)
+    assert (await run).approved
+    await asyncio.wait_for(pipeline.close(), 1.0)  # no ack: bounded by rpc_timeout_s (0.2)
