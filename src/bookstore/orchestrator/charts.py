@@ -5,6 +5,9 @@ by outcome, checkout latency) and of the queue's, scraped from its metrics port
 (depth, executions by replica, the leader's epoch and replica), and keeps the points in
 `telemetry.sampler.Sampler`'s ring buffer. A scrape that fails or takes longer than
 SCRAPE_TIMEOUT_S leaves the queue's figures out of that snapshot; nothing waits on it.
+Only the series a snapshot reads are collected and scraped (`name[]`): parsing the
+queue's whole exposition took the event loop 20 ms a second, more under load, and
+every request waiting behind it (a 503 BUSY too) waited that long.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from starlette.responses import Response
 from bookstore.orchestrator.errors import json_response
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
-from bookstore.telemetry.sampler import Sampler, snapshot_from_metrics
+from bookstore.telemetry.sampler import SERIES, Sampler, snapshot_from_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,9 @@ SCRAPE_TIMEOUT_S = 0.5
 class ChartFeed:
     def __init__(self, settings: Settings, interval_s: float = INTERVAL_S) -> None:
         target = metrics.metrics_target(settings, "order-queue")
-        self._queue_url = None if target is None else f"http://{target}/metrics"
+        wanted = "&".join(f"name[]={series}" for series in SERIES)
+        self._queue_url = None if target is None else f"http://{target}/metrics?{wanted}"
+        self._registry = metrics.REGISTRY.restricted_registry(SERIES)
         self._interval_s = interval_s
         self.sampler = Sampler()
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +61,7 @@ class ChartFeed:
 
     async def _run(self) -> None:
         while True:
-            families = [*metrics.REGISTRY.collect(), *await self._scrape_queue()]
+            families = [*self._registry.collect(), *await self._scrape_queue()]
             self.sampler.record(snapshot_from_metrics(time.time(), families))
             await asyncio.sleep(self._interval_s)
 

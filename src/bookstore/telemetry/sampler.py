@@ -29,6 +29,15 @@ _EXECUTIONS = "bookstore_executions"
 _QUEUE_DEPTH = "bookstore_queue_depth"
 _EPOCH = "bookstore_leader_epoch"
 _LEADER = "bookstore_leader_replica"
+# The samples a snapshot reads: collecting or scraping only these keeps a snapshot cheap.
+SERIES = (
+    f"{_CHECKOUTS}_total",
+    f"{_LATENCY}_bucket",
+    f"{_EXECUTIONS}_total",
+    _QUEUE_DEPTH,
+    _EPOCH,
+    _LEADER,
+)
 
 
 @dataclass(frozen=True)
