@@ -45,10 +45,7 @@ def inject(context: Context | None = None) -> str:
     span_context = trace.get_current_span(context).get_span_context()
     if not span_context.is_valid:
         return ""
-    parent = (
-        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
-        f"-{int(span_context.trace_flags):02x}"
-    )
+    parent = tracing.traceparent(span_context)
     state = span_context.trace_state.to_header() if span_context.trace_state else ""
     return f"{parent}\n{state}" if state else parent
 

@@ -55,9 +55,6 @@ class _HashedOnce(Resource):
     def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
 
 def _clean(value: Any) -> Any:
     """An attribute value with card-shaped digit runs masked (strings, ints, nested)."""

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bookstore.settings import SettingsError
 
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 _STREAMS = ("Session", "Exchange", "WatchExecutions", "Watch")
 
 _enabled = False
-_W3C = TraceContextTextMapPropagator()
 
 # A batch call's metadata: the span contexts (W3C traceparent values, space-separated)
 # of the callers whose requests it carries, and how many requests it carries.
@@ -107,15 +105,18 @@ def _continues_a_trace(details: Any) -> bool:
     return any(item[0] in _TRACED_BY for item in metadata) and (_method_of(details) not in _STREAMS)
 
 
+def traceparent(context: trace.SpanContext) -> str:
+    """`context` as a W3C traceparent value (version 00)."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
 def caller_context() -> str:
     """The current span's context as a W3C traceparent value; "" when there is none
     (or this process does not trace)."""
     if not _enabled:
         return ""
     context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return ""
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    return traceparent(context) if context.is_valid else ""
 
 
 def carry_batch(callers: Sequence[str], size: int) -> None:
@@ -137,9 +138,11 @@ def call_metadata() -> tuple[tuple[str, str], ...] | None:
     batch = _batch.get()
     if batch is not None:
         return batch
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier)
-    return tuple(carrier.items()) or None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    state = context.trace_state.to_header() if context.trace_state else ""
+    return (("traceparent", traceparent(context)),) + ((("tracestate", state),) if state else ())
 
 
 def server_interceptors() -> list[grpc.aio.ServerInterceptor]:

@@ -101,6 +101,16 @@ async def pipeline(cluster: Cluster) -> Pipeline:
     return started
 
 
+async def _approved(pipeline: Pipeline, cluster: Cluster) -> str:
+    """Run one order to approval (its Finalize sent, not yet acknowledged); its id."""
+    run = asyncio.create_task(pipeline.run("o1", REQUEST))
+    order_id = await _order_id(cluster)
+    for event in "abcdef":
+        cluster.report(order_id, event)
+    assert (await run).approved
+    return order_id
+
+
 async def _order_id(cluster: Cluster) -> str:
     await cluster.links[TV].until_sent("init")
     return cluster.links[TV].sent[0].init.order.order_id.value
@@ -187,11 +197,7 @@ async def test_closing_waits_for_the_final_clocks_already_sent(
 ) -> None:
     """The caller has its answer once Finalize is queued; closing the streams at that
     moment would drop it and leave the order in the services until their TTL."""
-    run = asyncio.create_task(pipeline.run("o1", REQUEST))
-    order_id = await _order_id(cluster)
-    for event in "abcdef":
-        cluster.report(order_id, event)
-    assert (await run).approved
+    order_id = await _approved(pipeline, cluster)
     closing = asyncio.create_task(pipeline.close())
     await asyncio.sleep(0.05)
     assert not closing.done()  # still waiting for the FinalizeAcks
@@ -203,9 +209,5 @@ async def test_closing_waits_for_the_final_clocks_already_sent(
 async def test_closing_gives_up_on_final_clocks_after_the_ack_timeout(
     pipeline: Pipeline, cluster: Cluster
 ) -> None:
-    run = asyncio.create_task(pipeline.run("o1", REQUEST))
-    order_id = await _order_id(cluster)
-    for event in "abcdef":
-        cluster.report(order_id, event)
-    assert (await run).approved
+    await _approved(pipeline, cluster)
     await asyncio.wait_for(pipeline.close(), 1.0)  # no ack: bounded by rpc_timeout_s (0.2)
