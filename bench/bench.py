@@ -229,6 +229,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def with_children(names: dict[int, str]) -> dict[int, str]:
+    """`names` and the processes they started (the orchestrator's gate)."""
+    found = dict(names)
+    for pid, name in names.items():
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            comm = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            role = "gate" if b"bookstore.orchestrator.gate" in comm else "child"
+            found.setdefault(int(child), f"{name}-{role}")
+    return found
+
+
 def cluster_pids(base_url: str) -> dict[int, str]:
     """pid -> service name, as the running system reports them."""
     import httpx
@@ -340,6 +355,11 @@ def table(
     rows = [
         (f"checkouts/s at {throughput.concurrency} concurrent clients", f"{throughput.rate:.0f}"),
         (
+            f"latency p50 / p95 / p99 at {throughput.concurrency} concurrent clients",
+            f"{throughput.percentile(50):.1f} / {throughput.percentile(95):.1f} / "
+            f"{throughput.percentile(99):.1f} ms",
+        ),
+        (
             f"latency p50 / p95 / p99 at {latency.concurrency} concurrent clients",
             f"{latency.percentile(50):.1f} / {latency.percentile(95):.1f} / "
             f"{latency.percentile(99):.1f} ms",
@@ -365,7 +385,7 @@ def table(
         ("mutual TLS between the services (BOOKSTORE_TLS)", tls),
     ]
     if overload is not None:
-        rows[4:4] = overload_rows(overload)
+        rows[5:5] = overload_rows(overload)
     lines = ["| measure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
     lines.append("")
     lines.append(
@@ -381,6 +401,7 @@ async def bench(
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body = orjson.dumps(course_page_request())
+    names.update(with_children(names))
     warm = await run_phase(host, port, 10, args.warmup, args.duration_cap, body)
     print(f"warm-up: {warm.done} orders, {len(warm.failures)} failed", file=sys.stderr)
     before = {pid: cpu_seconds(pid) for pid in names}

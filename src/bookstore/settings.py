@@ -71,6 +71,7 @@ class Settings:
     admission_floor: int = 4  # the adaptive limit never falls below this (at least 1)
     admission_tolerance: float = 20.0  # latency over this x the no-load latency lowers it (>= 1)
     admission_window_s: float = 60.0  # the no-load latency: the least seen this long (> 0)
+    gate: bool = True  # a process of its own on the public port refuses beyond the limit
     idempotency_keys_kept: int = 100_000  # Idempotency-Key answers kept (24 h at most)
     idempotency_keys_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes
 
@@ -281,6 +282,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         admission_floor=_int(e, "ORCHESTRATOR_ADMISSION_FLOOR", d.admission_floor),
         admission_tolerance=_float(e, "ORCHESTRATOR_ADMISSION_TOLERANCE", d.admission_tolerance),
         admission_window_s=_float(e, "ORCHESTRATOR_ADMISSION_WINDOW_S", d.admission_window_s),
+        gate=_bool(e, "ORCHESTRATOR_GATE", d.gate),
         idempotency_keys_kept=_int(
             e, "ORCHESTRATOR_IDEMPOTENCY_KEYS_KEPT", d.idempotency_keys_kept
         ),

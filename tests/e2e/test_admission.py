@@ -3,7 +3,8 @@
 Every executor is paused, so the admitted checkouts stay in flight (checked, queued,
 waiting for their execution) while more arrive: those are answered 503 BUSY with
 Retry-After and CORS, and counted; once the executors go on, every admitted
-checkout is approved and executed.
+checkout is approved and executed. The orchestrator's app process is paused too
+while the refusals are asked for: the gate answers them without it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ async def _sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
 
 
 async def _fill_then_knock(
-    client: httpx.AsyncClient, limit: int
+    client: httpx.AsyncClient, limit: int, app: int
 ) -> tuple[list[asyncio.Task[httpx.Response]], list[httpx.Response]]:
-    """`limit` checkouts left in flight, then REFUSED more, one after another."""
+    """`limit` checkouts left in flight, then REFUSED more, one after another, on a
+    connection of their own, with the orchestrator's app process (`app`) stopped: the
+    gate answers them by itself."""
     body = course_page_request()
     admitted = [asyncio.create_task(client.post("/checkout", json=body)) for _ in range(limit)]
     for _ in range(2400):  # the suite's timeout is the backstop; this, a bound on polls
@@ -52,13 +55,18 @@ async def _fill_then_knock(
         await asyncio.sleep(0.05)
     else:
         raise AssertionError(f"{limit} checkouts were never in flight at once")
-    return admitted, [await client.post("/checkout", json=body) for _ in range(REFUSED)]
+    os.kill(app, signal.SIGSTOP)
+    async with httpx.AsyncClient(base_url=str(client.base_url), timeout=10.0) as knocking:
+        refused = [await knocking.post("/checkout", json=body) for _ in range(REFUSED)]
+    os.kill(app, signal.SIGCONT)
+    return admitted, refused
 
 
 def test_beyond_the_limit_the_answer_is_busy_and_the_admitted_are_approved(
     system: System,
 ) -> None:
     executors = [system.pid(f"order-executor-{i}") for i in EXECUTOR_IDS]
+    app = system.pid("orchestrator")
 
     async def run() -> None:
         limits = httpx.Limits(max_connections=64)
@@ -73,10 +81,10 @@ def test_beyond_the_limit_the_answer_is_busy_and_the_admitted_are_approved(
             for pid in executors:
                 os.kill(pid, signal.SIGSTOP)
             try:
-                admitted, refused = await _fill_then_knock(client, limit)
+                admitted, refused = await _fill_then_knock(client, limit, app)
                 assert await _sample(client, "bookstore_admission_limit") == limit
             finally:
-                for pid in executors:
+                for pid in [*executors, app]:
                     os.kill(pid, signal.SIGCONT)
             for response in refused:
                 assert response.status_code == 503, response.text

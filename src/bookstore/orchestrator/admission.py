@@ -95,6 +95,10 @@ class AdaptiveLimit:
             self._reached = True
         return ticket
 
+    def note_refused(self) -> None:
+        """A checkout was refused elsewhere (the gate) by this limit: it was reached."""
+        self._reached = True
+
     def done(
         self, ticket: Ticket, now: float, latency_s: float | None, dropped: bool = False
     ) -> None:

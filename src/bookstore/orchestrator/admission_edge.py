@@ -14,6 +14,7 @@ approved, and a 503 is a drop (`mark_answer`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -55,9 +56,12 @@ def limit_of(settings: Settings) -> AdaptiveLimit:
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, limit: AdaptiveLimit) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: AdaptiveLimit, changed: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        self._changed = changed or (lambda: None)  # the gate's copy of the limit
         status, headers, body = busy_answer()
         self._status = status
         self._headers = [(b"content-length", str(len(body)).encode()), *headers, *CORS_HEADERS]
@@ -89,6 +93,7 @@ class AdmissionMiddleware:
             self._http_refused.inc()
             self._http_duration.observe(took)
             return
+        self._changed()
         admitted = _Admitted()
         scope[_SCOPE_KEY] = admitted
         try:
@@ -97,3 +102,4 @@ class AdmissionMiddleware:
             now = time.perf_counter()
             latency_s = now - started if admitted.approved else None
             self.limit.done(ticket, now, latency_s, dropped=admitted.failed)
+            self._changed()

@@ -37,6 +37,8 @@ from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
+from bookstore.orchestrator.gate_link import GateLink, PeerMiddleware
+from bookstore.orchestrator.gate_state import GateState
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import (
@@ -69,12 +71,14 @@ def create_app(
     store: OrderStore | None = None,
     stock: StockSource | None = None,
     commitments: CommitmentSource | None = None,
+    gate: GateState | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
     A pipeline, tracker, stock or commitment source not given is created here, and owned:
     the app's lifespan starts and closes it. Components given are the caller's to start
-    and close.
+    and close. With `gate`, the state shared with the orchestrator's gate process
+    (`orchestrator/gate.py`), the app keeps it up to date and trusts its peer header.
     """
     owned: list[Component] = []
     if pipeline is None:
@@ -103,9 +107,15 @@ def create_app(
         lifespan=lifespan_of(owned),
     )
     admission = limit_of(settings)
+    link = None if gate is None else GateLink(gate, admission)
     app.add_middleware(EdgeMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(AdmissionMiddleware, limit=admission)  # the last added runs first
+    app.add_middleware(
+        AdmissionMiddleware, limit=admission, changed=None if link is None else link.publish
+    )
+    if link is not None:
+        owned.append(link)
+        app.add_middleware(PeerMiddleware, token=link.state.token)  # the last added runs first
     tracing.instrument_app(app)
     install_error_handlers(app)
     install_openapi(app)

@@ -14,7 +14,7 @@ serves `/metrics` on its HTTP port with `metrics_endpoint`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -267,8 +267,15 @@ def count_ai(check: str, error_kind: str | None) -> None:
     AI_FALLBACKS.labels(check, reason).inc()
 
 
+# Called before each exposition: counts kept elsewhere are brought in first (the
+# orchestrator's gate: `orchestrator/gate_link.py`).
+BEFORE_EXPOSITION: list[Callable[[], object]] = []
+
+
 def exposition() -> bytes:
     """Every metric of this process in Prometheus' text format."""
+    for bring_in in BEFORE_EXPOSITION:
+        bring_in()
     return generate_latest(REGISTRY)
 
 
