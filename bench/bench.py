@@ -37,7 +37,9 @@ import contextlib
 import os
 import platform
 import random
+import socket
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -54,6 +56,10 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from checkout_requests import course_page_request  # noqa: E402
 from harness import start_system  # noqa: E402
 
+from bookstore.orchestrator.gate import start as start_gate  # noqa: E402
+from bookstore.orchestrator.gate_state import GateState  # noqa: E402
+from bookstore.orchestrator.service import refusal_bytes  # noqa: E402
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -67,6 +73,7 @@ class Phase:
     elapsed_s: float = 0.0
     cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
     probe_busy_s: list[float] = field(default_factory=list)  # 503s seen by the probe process
+    floor_busy_s: list[float] = field(default_factory=list)  # 503s of an idle gate, probed
     honours_retry_after: bool = True  # refused overload clients wait Retry-After
 
     @property
@@ -273,6 +280,11 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _count_and_percentiles(phase: Phase, values: list[float]) -> str:
+    p50, p90, p99 = (phase.percentile(p, values) for p in (50, 90, 99))
+    return f"{len(values)}, {p50:.1f} / {p90:.1f} / {p99:.1f} ms"
+
+
 def overload_rows(phase: Phase) -> list[tuple[str, str]]:
     """The overload phase's rows: admitted checkouts and the 503 BUSY refusals."""
     n = phase.concurrency
@@ -284,15 +296,18 @@ def overload_rows(phase: Phase) -> list[tuple[str, str]]:
             f"{phase.percentile(99):.1f} ms",
         ),
         (
-            f"503 BUSY answers at {n} clients: count, p50 / p99",
-            f"{len(phase.busy_s)}, {phase.percentile(50, phase.busy_s):.1f} / "
-            f"{phase.percentile(99, phase.busy_s):.1f} ms",
+            f"503 BUSY answers at {n} clients: count, p50 / p90 / p99",
+            _count_and_percentiles(phase, phase.busy_s),
         ),
         (
             "503 BUSY answers to a separate one-connection probe process meanwhile: "
-            "count, p50 / p99",
-            f"{len(phase.probe_busy_s)}, {phase.percentile(50, phase.probe_busy_s):.1f} / "
-            f"{phase.percentile(99, phase.probe_busy_s):.1f} ms",
+            "count, p50 / p90 / p99",
+            _count_and_percentiles(phase, phase.probe_busy_s),
+        ),
+        (
+            "503 BUSY answers meanwhile from a gate process of its own with nothing else to "
+            "do (limit 0: the machine's floor), the same probe: count, p50 / p90 / p99",
+            _count_and_percentiles(phase, phase.floor_busy_s),
         ),
         (f"admission limit at {n} clients: min / median / max", _limits(phase.limits)),
         (
@@ -322,6 +337,25 @@ async def probe(host: str, port: int, seconds: float, body: bytes) -> dict[str, 
     finally:
         connection.close()
     return seen
+
+
+async def idle_gate(stack: contextlib.AsyncExitStack) -> int:
+    """A port served by the orchestrator's gate (`orchestrator/gate.py`) alone, with a
+    limit of 0: it refuses every checkout, with nothing else to do. Probed beside the
+    overload, it shows what this machine allows any process: the floor of a refusal's
+    latency here."""
+    private = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    state = GateState.create(private / "gate.state", refusal_bytes(), 0)
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        gate = await start_gate(listening, str(private / "none.sock"), state)
+        port = int(listening.getsockname()[1])
+    stack.push_async_callback(_stop, gate)
+    return port
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    process.terminate()
+    await process.wait()
 
 
 async def probe_process(host: str, port: int, seconds: float) -> asyncio.subprocess.Process:
@@ -395,6 +429,35 @@ def table(
     return "\n".join(lines)
 
 
+async def overload_phase(
+    host: str, port: int, args: argparse.Namespace, body: bytes, stack: contextlib.AsyncExitStack
+) -> Phase:
+    stop, limits = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
+    probe_s = min(20.0, args.duration_cap)
+    prober = await probe_process(host, port, probe_s)
+    floor_prober = await probe_process("127.0.0.1", await idle_gate(stack), probe_s)
+    overload = await run_phase(
+        host,
+        port,
+        args.overload_concurrency,
+        args.overload_orders,
+        args.duration_cap,
+        body,
+        honour_retry_after=not args.ignore_retry_after,
+    )
+    overload.honours_retry_after = not args.ignore_retry_after
+    stop.set()
+    await watcher
+    overload.limits = limits
+    probed, _ = await prober.communicate()
+    overload.probe_busy_s = orjson.loads(probed or b"{}").get("busy", [])
+    probed, _ = await floor_prober.communicate()
+    overload.floor_busy_s = orjson.loads(probed or b"{}").get("busy", [])
+    print(f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s", file=sys.stderr)
+    return overload
+
+
 async def bench(
     base_url: str, args: argparse.Namespace, names: dict[int, str]
 ) -> tuple[tuple[Phase, Phase, Phase], Phase | None]:
@@ -426,28 +489,8 @@ async def bench(
     single = await run_phase(host, port, 1, args.single_orders, args.duration_cap, body)
     overload = None
     if args.overload_concurrency > 0:
-        stop, limits = asyncio.Event(), []
-        watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
-        prober = await probe_process(host, port, min(20.0, args.duration_cap))
-        overload = await run_phase(
-            host,
-            port,
-            args.overload_concurrency,
-            args.overload_orders,
-            args.duration_cap,
-            body,
-            honour_retry_after=not args.ignore_retry_after,
-        )
-        overload.honours_retry_after = not args.ignore_retry_after
-        stop.set()
-        await watcher
-        overload.limits = limits
-        probed, _ = await prober.communicate()
-        overload.probe_busy_s = orjson.loads(probed or b"{}").get("busy", [])
-        print(
-            f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s",
-            file=sys.stderr,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            overload = await overload_phase(host, port, args, body, stack)
     for phase in (throughput, latency, single, *([overload] if overload else [])):
         if phase.failures:
             print(

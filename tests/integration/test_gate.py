@@ -30,7 +30,7 @@ class Upstream:
 
     requests: list[tuple[list[tuple[bytes, bytes]], bytes]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
-    hold: bool = False  # answer /slow only once released
+    hold: bool = False  # checkouts too wait for `release`, as /slow always does
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -42,7 +42,7 @@ class Upstream:
             if not message.get("more_body"):
                 break
         self.requests.append((list(scope["headers"]), body))
-        if scope["path"] == "/slow":
+        if scope["path"] == "/slow" or (self.hold and scope["path"] == "/checkout"):
             await self.release.wait()
         answer = orjson.dumps(
             {"path": scope["path"], "method": scope["method"], "bytes": len(body)}
@@ -111,9 +111,9 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, by
     return int(lines[0].split()[1]), headers, body
 
 
-async def until_received(upstream: Upstream) -> None:
+async def until_received(upstream: Upstream, count: int = 1) -> None:
     for _ in range(500):
-        if upstream.requests:
+        if len(upstream.requests) >= count:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the app received nothing")
@@ -190,6 +190,29 @@ async def test_beyond_the_limit_the_gate_answers_busy_and_the_app_sees_nothing(
         assert (await read_answer(reader))[0] == 200
         assert [body for _, body in gate.upstream.requests] == [b"", CHECKOUT_BODY]
         writer.close()
+
+
+async def test_the_checkouts_on_their_way_to_the_app_count_against_the_limit(
+    tmp_path: Path,
+) -> None:
+    # The app has counted none of them yet (it publishes 0 in flight throughout).
+    async with gated(tmp_path, limit=2) as gate:
+        gate.upstream.hold = True
+        held = [await gate.connect() for _ in range(2)]
+        for _, writer in held:
+            writer.write(post("/checkout", CHECKOUT_BODY))
+            await writer.drain()
+        await until_received(gate.upstream, 2)
+        reader, writer = await gate.connect()
+        writer.write(post("/checkout", CHECKOUT_BODY))
+        assert (await read_answer(reader))[0] == 503
+        gate.upstream.release.set()
+        for held_reader, _ in held:
+            assert (await read_answer(held_reader))[0] == 200
+        writer.write(post("/checkout", CHECKOUT_BODY))
+        assert (await read_answer(reader))[0] == 200
+        for _, held_writer in [*held, (reader, writer)]:
+            held_writer.close()
 
 
 async def test_a_refused_body_in_pieces_is_dropped_and_the_next_request_stands(

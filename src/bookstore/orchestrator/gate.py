@@ -8,10 +8,14 @@ median, where a process with nothing else to do answered in under 1 ms. So
 and starts this process with the listening socket. Per client connection the gate:
 
 - reads each request's head. A `POST /checkout` arriving while the connection has no
-  answer outstanding, when the shared state (`gate_state.GateState`, written by the
-  app) shows as many checkouts in flight as the limit admits, is answered here with
-  the app's own 503 BUSY (Retry-After, CORS) and its body is read and dropped. The
-  refusal is counted in the shared state, and the app folds it into its metrics.
+  answer outstanding, when as many checkouts are in flight as the limit admits, is
+  answered here with the app's own 503 BUSY (Retry-After, CORS), and its body is read
+  and dropped. The refusal is counted in the shared state, and the app folds it into
+  its metrics. Checkouts in flight: those the gate forwarded and has not seen
+  answered, or the app's own count if higher (`gate_state.GateState`, written by the
+  app with its limit). The app's count alone lags: the checkouts on their way to it
+  are not in it, and while it lags every checkout arriving would be let through, to
+  be refused by the app, slowly.
 - forwards everything else, byte for byte, on a connection of its own to the app,
   opened at the first request forwarded; only a header line is added after the
   request line: `x-bookstore-peer: TOKEN HOST PORT`, the client's address, which the
@@ -43,6 +47,7 @@ import socket
 import sys
 import time
 from asyncio.subprocess import Process
+from collections import deque
 from pathlib import Path
 
 import httptools
@@ -111,6 +116,9 @@ class Gate:
         self.answer = state.answer
         self.token = state.token
         self.clients: set[_Client] = set()
+        # checkouts forwarded and not answered yet: those the app has admitted, and
+        # those on their way to it, which it has not counted yet
+        self.checkouts = 0
 
 
 class _Client(asyncio.Protocol):
@@ -125,7 +133,8 @@ class _Client(asyncio.Protocol):
         self.dropping = False  # the current body belongs to a refused checkout
         self.follow = True  # False: forward untouched from here on
         self.skip = 0  # untouched, but the rest of a refused body comes first: dropped
-        self.outstanding = 0  # requests forwarded and not answered in full
+        # requests forwarded and not answered in full, oldest first: checkouts or not
+        self.outstanding: deque[bool] = deque()
         self.app: _App | None = None
         self.to_app: list[bytes] = []  # while the app's connection opens
         self.closing = False
@@ -142,6 +151,8 @@ class _Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gate.clients.discard(self)
+        self.gate.checkouts -= sum(self.outstanding)  # never to be answered
+        self.outstanding.clear()
         if self.app is not None and self.app.transport is not None:
             self.app.transport.close()
 
@@ -187,12 +198,13 @@ class _Client(asyncio.Protocol):
             del self.inbox[: head.size]
             self.body_left = head.length
             # answers go back in order: none can go ahead of one outstanding
-            ours = (head.method, head.path) == _CHECKOUT and not self.outstanding
-            self.dropping = ours and self.gate.state.full()
+            checkout = (head.method, head.path) == _CHECKOUT
+            ours = checkout and not self.outstanding
+            self.dropping = ours and self.gate.state.full(self.gate.checkouts)
             if self.dropping:
                 self._refuse(head)
             else:
-                self._forward(raw)
+                self._forward(raw, checkout)
 
     def _refuse(self, head: _Head) -> None:
         started = time.perf_counter()
@@ -203,9 +215,10 @@ class _Client(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
-    def _forward(self, raw: bytes) -> None:
+    def _forward(self, raw: bytes, checkout: bool) -> None:
         line_end = raw.index(b"\r\n") + 2
-        self.outstanding += 1
+        self.outstanding.append(checkout)
+        self.gate.checkouts += checkout
         self._send_app(
             raw[:line_end]
             + PEER_HEADER
@@ -218,8 +231,11 @@ class _Client(asyncio.Protocol):
         )
 
     def _untouched(self) -> None:
-        """Forward what is left, and all that comes, as it is."""
+        """Forward what is left, and all that comes, as it is (the app's own count of
+        checkouts in flight covers those outstanding: the gate no longer sees answers)."""
         self.follow = False
+        self.gate.checkouts -= sum(self.outstanding)
+        self.outstanding.clear()
         if self.app is not None:
             self.app.follow = False
         rest, self.inbox = bytes(self.inbox), bytearray()
@@ -252,7 +268,8 @@ class _Client(asyncio.Protocol):
             client.close()
 
     def answered(self) -> None:
-        self.outstanding -= 1
+        if self.outstanding:
+            self.gate.checkouts -= self.outstanding.popleft()
         self.active = time.monotonic()
         if self.app is not None:
             self.app.active = self.active

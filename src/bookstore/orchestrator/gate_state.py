@@ -67,10 +67,11 @@ class GateState:
         return count, nanos / 1e9
 
     # the gate's side
-    def full(self) -> bool:
-        """As many checkouts in flight as the limit admits."""
+    def full(self, forwarded: int = 0) -> bool:
+        """As many checkouts in flight as the limit admits: the app's count, or the
+        gate's (`forwarded`: sent to the app and not answered yet), the higher."""
         limit, in_flight = _LIMITS.unpack_from(self._map, 0)
-        return bool(in_flight >= limit)
+        return bool(max(in_flight, forwarded) >= limit)
 
     def refused(self, seconds: float) -> None:
         count, nanos = _REFUSALS.unpack_from(self._map, _LIMITS.size)
