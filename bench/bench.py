@@ -12,7 +12,10 @@ each second) while it ran. A refused client does what the answer asks: it waits 
 `Retry-After` seconds (times 1 to 1.5, so that refused clients do not come back in
 step), then tries again. `--ignore-retry-after` makes it try again after 0.1 s
 instead: clients that hammer the shop. A system the script starts runs with adaptive
-admission on, as shipped.
+admission on, as shipped. Meanwhile two probe processes, one connection each, send a
+checkout every 20 ms: one to the shop, one to a gate process of its own with a limit
+of 0 (`orchestrator/gate.py`), which refuses every checkout with nothing else to do:
+the machine's floor for a refusal's latency.
 
 Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
 (--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
