@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import socket
 import tempfile
+from asyncio.subprocess import Process
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,7 +107,7 @@ async def serve(settings: Settings, replica_id: int | None = None) -> None:
 
 @contextlib.contextmanager
 def _stopped_by_signals(
-    server: uvicorn.Server, also: list[asyncio.subprocess.Process] | None = None
+    server: uvicorn.Server, also: list[Process] | None = None
 ) -> Iterator[None]:
     loop = asyncio.get_running_loop()
 
@@ -126,6 +128,24 @@ def _stopped_by_signals(
             loop.remove_signal_handler(sig)
 
 
+_PRIVATE_PREFIX = "bookstore-orchestrator-"
+
+
+def _remove_stale_private_dirs() -> None:
+    """The private directories of orchestrators gone without cleaning up (SIGKILL):
+    named after their pid, removed once that process is gone."""
+    for stale in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*-*"):
+        pid = stale.name[len(_PRIVATE_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or stale.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 async def _serve_with_gate(settings: Settings) -> None:
     address = settings.bind_address("orchestrator")
     host, port = split_address(address, "ORCHESTRATOR_ADDRESS")
@@ -134,33 +154,38 @@ async def _serve_with_gate(settings: Settings) -> None:
     except OSError as exc:
         log.error("orchestrator cannot listen on %s: %s", address, exc)
         raise SystemExit(1) from None
-    private = Path(tempfile.mkdtemp(prefix="bookstore-orchestrator-"))
+    _remove_stale_private_dirs()
+    private = Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
     try:
         uds = str(private / "app.sock")
         state = GateState.create(private / "gate.state", refusal_bytes(), settings.max_in_flight)
         server = _Server(config(settings, gate=state, uds=uds))
-        app = asyncio.create_task(server.serve(), name="uvicorn")
-        while not server.started and not app.done():  # noqa: ASYNC110 (uvicorn has no event)
-            await asyncio.sleep(0.01)
-        if app.done():
-            listening.close()
-            await app
-            raise SystemExit(1)
-        gate = await start_gate(listening, uds, state)
-        listening.close()  # the gate's now
-        log.info("orchestrator listening on http://%s (gate pid %d)", address, gate.pid)
-        gate_ended = False
+        gates: list[Process] = []  # the signal handlers stop the gate too, once it runs
+        with _stopped_by_signals(server, also=gates):
+            app = asyncio.create_task(server.serve(), name="uvicorn")
+            while not server.started and not app.done():  # noqa: ASYNC110 (uvicorn has no event)
+                await asyncio.sleep(0.01)
+            if app.done() or server.should_exit:
+                listening.close()
+                await app
+                if not server.started:
+                    raise SystemExit(1)
+                return
+            gate = await start_gate(listening, uds, state)
+            gates.append(gate)
+            listening.close()  # the gate's now
+            log.info("orchestrator listening on http://%s (gate pid %d)", address, gate.pid)
+            gate_ended = False
 
-        async def watch() -> None:
-            nonlocal gate_ended
-            await gate.wait()
-            if not server.should_exit:
-                gate_ended = True
-                log.error("the gate ended (exit code %s): stopping", gate.returncode)
-                server.should_exit = True
+            async def watch() -> None:
+                nonlocal gate_ended
+                await gate.wait()
+                if not server.should_exit:
+                    gate_ended = True
+                    log.error("the gate ended (exit code %s): stopping", gate.returncode)
+                    server.should_exit = True
 
-        watcher = asyncio.create_task(watch(), name="gate-watch")
-        with _stopped_by_signals(server, also=[gate]):
+            watcher = asyncio.create_task(watch(), name="gate-watch")
             await app
         with contextlib.suppress(ProcessLookupError):
             gate.send_signal(signal.SIGTERM)

@@ -5,6 +5,10 @@ else's)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from orchestrator_fakes import FakePipeline, FakeTracker
 from starlette.types import Message, Receive, Scope, Send
 from test_admission_edge import _fill, _sample, _settings
 
+from bookstore.orchestrator import service
 from bookstore.orchestrator.admission import AdaptiveLimit
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.gate_link import GateLink, PeerMiddleware
@@ -139,3 +144,19 @@ def test_the_shared_state_holds_the_apps_answer_and_a_fresh_token(tmp_path: Path
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o600
     one.publish(8, 8)
     assert GateState(one.path).full()
+
+
+def test_the_private_directories_of_orchestrators_gone_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    stale = tmp_path / f"bookstore-orchestrator-{gone.pid}-abc"
+    mine = tmp_path / f"bookstore-orchestrator-{os.getpid()}-def"
+    other = tmp_path / "bookstore-orchestrator-unnamed"
+    for directory in (stale, mine, other):
+        directory.mkdir()
+        (directory / "app.sock").touch()
+    service._remove_stale_private_dirs()
+    assert not stale.exists() and mine.exists() and other.exists()

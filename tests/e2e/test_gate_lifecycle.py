@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_a_killed_app_takes_its_gate_with_it_and_both_start_again(system: System
     approved_again(system)
     app = system.pid("orchestrator")
     gate = gate_of(app)
+    [private] = Path(tempfile.gettempdir()).glob(f"bookstore-orchestrator-{app}-*")
     os.kill(app, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while alive(gate) and time.monotonic() < deadline:
@@ -65,6 +67,7 @@ def test_a_killed_app_takes_its_gate_with_it_and_both_start_again(system: System
     new_app = system.wait_restarted("orchestrator", app)
     approved_again(system)
     assert gate_of(new_app) != gate
+    assert not private.exists(), "the killed app's private directory was left behind"
 
 
 def test_a_killed_gate_stops_its_app_and_both_start_again(system: System) -> None:
