@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from checkout_requests import course_page_request  # noqa: E402
-from harness import start_system  # noqa: E402
+from harness import children, start_system  # noqa: E402
 
 from bookstore.orchestrator.gate import start as start_gate  # noqa: E402
 from bookstore.orchestrator.gate_state import GateState  # noqa: E402
@@ -243,14 +243,10 @@ def with_children(names: dict[int, str]) -> dict[int, str]:
     """`names` and the processes they started (the orchestrator's gate)."""
     found = dict(names)
     for pid, name in names.items():
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
+        for child in children(pid):
             comm = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             role = "gate" if b"bookstore.orchestrator.gate" in comm else "child"
-            found.setdefault(int(child), f"{name}-{role}")
+            found.setdefault(child, f"{name}-{role}")
     return found
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
@@ -34,6 +33,7 @@ from typing import TextIO
 from bookstore import health
 from bookstore.backoff import Backoff
 from bookstore.chaos.control import Control
+from bookstore.parent_death import die_with_parent
 from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -43,7 +43,6 @@ BACKOFF_CAP_S = 10.0
 BACKOFF_RESET_AFTER_S = 30.0  # a service up this long starts its back-off afresh
 
 _COLORS = ("36", "35", "33", "32", "34", "96", "95", "93", "92", "94")
-_PR_SET_PDEATHSIG = 1
 
 
 class LaunchError(RuntimeError):
@@ -88,17 +87,6 @@ def services_of(settings: Settings) -> list[ServiceSpec]:
     ]
     specs.append(ServiceSpec("orchestrator", None, settings.orchestrator_address, http=True))
     return specs
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it when the launcher dies."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the launcher died before prctl took effect
-        os._exit(1)
 
 
 async def healthy(spec: ServiceSpec) -> bool:
@@ -260,7 +248,7 @@ class Launcher:
             stderr=asyncio.subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             limit=1024 * 1024,
         )
         running.process = process
@@ -327,7 +315,7 @@ class Launcher:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             env=self.env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert checker.stdout is not None
         pending = set(specs)

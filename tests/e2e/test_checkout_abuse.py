@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from checkout_requests import course_page_request
-from harness import System
+from harness import System, children
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,7 @@ def rss_bytes(pid: int) -> int:
 
 def family_rss_bytes(pid: int) -> int:
     """The resident memory of the process and of its children (the orchestrator's gate)."""
-    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
-        return rss_bytes(pid) + sum(rss_bytes(int(child)) for child in children.read().split())
+    return rss_bytes(pid) + sum(rss_bytes(child) for child in children(pid))
 
 
 async def _post_all(base_url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from checkout_requests import course_page_request
-from harness import System, alive, start_system
+from harness import System, alive, children, start_system
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,13 @@ def system() -> Iterator[System]:
 
 def gate_of(app: int) -> int:
     """The pid of the gate process the orchestrator's app `app` started."""
-    children = Path(f"/proc/{app}/task/{app}/children").read_text().split()
+    started = children(app)
     gates = [
-        int(child)
-        for child in children
+        child
+        for child in started
         if b"bookstore.orchestrator.gate" in Path(f"/proc/{child}/cmdline").read_bytes()
     ]
-    assert len(gates) == 1, children
+    assert len(gates) == 1, started
     return gates[0]
 
 

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -48,11 +46,13 @@ import sys
 import time
 from asyncio.subprocess import Process
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import httptools
 
 from bookstore.orchestrator.gate_state import PEER_HEADER, GateState
+from bookstore.parent_death import die_with
 
 log = logging.getLogger("bookstore.gate")
 
@@ -64,22 +64,17 @@ KEEP_ALIVE_S = 5.0  # an idle client connection is closed after this (uvicorn's 
 APP_IDLE_S = 4.0
 APP_KEEP_ALIVE_S = 60
 _CHECKOUT = (b"POST", b"/checkout")
-_PR_SET_PDEATHSIG = 1
 
 
+@dataclass(frozen=True, slots=True)
 class _Head:
     """A request head the gate can follow: its method, path, body length, keep-alive."""
 
-    __slots__ = ("close", "length", "method", "path", "size")
-
-    def __init__(self, method: bytes, path: bytes, length: int, close: bool, size: int) -> None:
-        self.method, self.path, self.length, self.close, self.size = (
-            method,
-            path,
-            length,
-            close,
-            size,
-        )
+    method: bytes
+    path: bytes
+    length: int
+    close: bool
+    size: int
 
 
 def parse_head(buffer: bytes | bytearray) -> _Head | bool | None:
@@ -349,15 +344,6 @@ class _App(asyncio.Protocol):
             self.client.transport.resume_reading()
 
 
-def _die_with_parent(parent: int) -> None:
-    """The kernel kills this process when the app's ends (Linux); if the app is gone
-    already, exit now."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        raise SystemExit(0)
-
-
 async def serve(listening: socket.socket, state: GateState, upstream: str) -> None:
     gate = Gate(state, upstream)
     loop = asyncio.get_running_loop()
@@ -408,14 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="the listening socket")
     parser.add_argument("--upstream", required=True, help="the app's Unix socket")
     parser.add_argument("--state", type=Path, required=True)
-    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True, help="the app's pid")
     args = parser.parse_args(argv)
+    die_with(args.parent)  # after exec: the app has threads, no code may run before it
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.WARNING,
         format="%(asctime)s %(levelname)-5s orchestrator %(name)s: %(message)s",
     )
-    _die_with_parent(args.parent)
     state = GateState(args.state)
     listening = socket.socket(fileno=args.fd)
     asyncio.run(serve(listening, state, args.upstream))

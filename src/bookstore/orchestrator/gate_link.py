@@ -70,7 +70,6 @@ class GateLink:
         while True:
             await asyncio.sleep(FOLD_S)
             self.fold()
-            self.publish()
 
 
 class PeerMiddleware:
