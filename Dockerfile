@@ -10,10 +10,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# The runtime package only (no dev extras); the sources are not kept.
-COPY pyproject.toml README.md /tmp/build/
+# The runtime package only (no dev extras), from the lock, installed the way
+# `scripts/run` installs it (scripts/install); the sources are not kept.
+COPY pyproject.toml uv.lock README.md /tmp/build/
+COPY scripts/install /tmp/build/scripts/
 COPY src /tmp/build/src
-RUN pip install /tmp/build && rm -rf /tmp/build
+RUN BOOKSTORE_VENV=/opt/bookstore /tmp/build/scripts/install \
+    && rm -rf /tmp/build /root/.cache
+ENV PATH=/opt/bookstore/bin:$PATH
 
 # A numeric non-root user, so Kubernetes' runAsNonRoot can verify it. The data
 # directory and /certs (where Compose's `certs` service writes the certificates)

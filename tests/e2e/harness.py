@@ -184,14 +184,21 @@ def _wait_ready(system: System, timeout: float) -> None:
     raise TimeoutError(f"the system was not ready in {timeout} s:\n{system.log()[-4000:]}")
 
 
-def launch(extra_env: Mapping[str, str] | None = None, data_dir: Path | None = None) -> System:
-    """Start the system and wait until it is ready; the caller must `stop()` it."""
+def launch(
+    extra_env: Mapping[str, str] | None = None,
+    data_dir: Path | None = None,
+    python: str = sys.executable,
+) -> System:
+    """Start the system and wait until it is ready; the caller must `stop()` it.
+
+    `python` is the interpreter whose installed bookstore runs (the suite's own, or
+    a fresh runtime-only environment's)."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bookstore-e2e-"))
     env = system_env(data_dir, extra_env)
     log_path = data_dir / "launcher.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bookstore", "up", "--no-color"],
+            [python, "-m", "bookstore", "up", "--no-color"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -49,14 +49,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
-
-
 def config(
     settings: Settings, gate: GateState | None = None, uds: str | None = None
 ) -> uvicorn.Config:
@@ -66,7 +58,7 @@ def config(
         host=host,
         port=port,
         uds=uds,
-        http=_http_impl(),
+        http="httptools",  # a declared dependency
         loop="none",  # the process's running loop
         lifespan="on",
         access_log=False,
