@@ -5,17 +5,13 @@
     .venv/bin/python bench/bench.py --overload-concurrency 500     # and 500 clients at once
 
 The overload phase (--overload-concurrency N, 0 skips it) sends N clients at once,
-more than the orchestrator admits (ORCHESTRATOR_MAX_IN_FLIGHT): it reports the
-admitted checkouts' rate and latency, how many were refused with 503 BUSY and
-how fast, and the admission limit (`bookstore_admission_limit`, read from /metrics
-each second) while it ran. A refused client does what the answer asks: it waits the
+more than the orchestrator has slots for (ORCHESTRATOR_MAX_IN_FLIGHT): it reports the
+admitted checkouts' rate and latency, and how many were refused with 503 BUSY and
+how fast. A refused client does what the answer asks: it waits the
 `Retry-After` seconds (times 1 to 1.5, so that refused clients do not come back in
 step), then tries again. `--ignore-retry-after` makes it try again after 0.1 s
-instead: clients that hammer the shop. A system the script starts runs with adaptive
-admission on, as shipped. Meanwhile two probe processes, one connection each, send a
-checkout every 20 ms: one to the shop, one to a gate process of its own with a limit
-of 0 (`orchestrator/gate.py`), which refuses every checkout with nothing else to do:
-the machine's floor for a refusal's latency.
+instead: clients that hammer the shop. Meanwhile a probe process, on one connection,
+sends a checkout every 20 ms: what a customer arriving at the busy shop sees.
 
 Load goes to 127.0.0.1 only and is bounded in count (--orders) and time
 (--duration-cap per phase). Each client is one keep-alive HTTP/1.1 connection
@@ -40,9 +36,7 @@ import contextlib
 import os
 import platform
 import random
-import socket
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -59,10 +53,6 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from checkout_requests import course_page_request  # noqa: E402
 from harness import children, start_system  # noqa: E402
 
-from bookstore.orchestrator.gate import start as start_gate  # noqa: E402
-from bookstore.orchestrator.gate_state import GateState  # noqa: E402
-from bookstore.orchestrator.service import refusal_bytes  # noqa: E402
-
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -72,11 +62,9 @@ class Phase:
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     busy_s: list[float] = field(default_factory=list)  # 503 BUSY answers: their latency
-    limits: list[float] = field(default_factory=list)  # the admission limit, each second
     elapsed_s: float = 0.0
     cpu_ms_per_order: float = 0.0  # CPU of every service per approved order (throughput)
     probe_busy_s: list[float] = field(default_factory=list)  # 503s seen by the probe process
-    floor_busy_s: list[float] = field(default_factory=list)  # 503s of an idle gate, probed
     honours_retry_after: bool = True  # refused overload clients wait Retry-After
 
     @property
@@ -202,17 +190,6 @@ async def metric(host: str, port: int, name: str) -> float | None:
     return None
 
 
-async def watch_limit(host: str, port: int, into: list[float], stop: asyncio.Event) -> None:
-    """The admission limit each second into `into`, until `stop`."""
-    while not stop.is_set():
-        with contextlib.suppress(OSError):
-            value = await metric(host, port, "bookstore_admission_limit")
-            if value is not None:
-                into.append(value)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-
-
 def _kib(pid: int, path: str, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
@@ -240,13 +217,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def with_children(names: dict[int, str]) -> dict[int, str]:
-    """`names` and the processes they started (the orchestrator's gate)."""
+    """`names` and the processes they started."""
     found = dict(names)
     for pid, name in names.items():
         for child in children(pid):
             comm = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            role = "gate" if b"bookstore.orchestrator.gate" in comm else "child"
-            found.setdefault(child, f"{name}-{role}")
+            found.setdefault(child, f"{name}-child-{comm[0].decode(errors='replace')}")
     return found
 
 
@@ -304,12 +280,6 @@ def overload_rows(phase: Phase) -> list[tuple[str, str]]:
             _count_and_percentiles(phase, phase.probe_busy_s),
         ),
         (
-            "503 BUSY answers meanwhile from a gate process of its own with nothing else to "
-            "do (limit 0: the machine's floor), the same probe: count, p50 / p90 / p99",
-            _count_and_percentiles(phase, phase.floor_busy_s),
-        ),
-        (f"admission limit at {n} clients: min / median / max", _limits(phase.limits)),
-        (
             "refused clients try again",
             "after Retry-After (x 1-1.5)" if phase.honours_retry_after else "after 0.1 s",
         ),
@@ -338,25 +308,6 @@ async def probe(host: str, port: int, seconds: float, body: bytes) -> dict[str, 
     return seen
 
 
-async def idle_gate(stack: contextlib.AsyncExitStack) -> int:
-    """A port served by the orchestrator's gate (`orchestrator/gate.py`) alone, with a
-    limit of 0: it refuses every checkout, with nothing else to do. Probed beside the
-    overload, it shows what this machine allows any process: the floor of a refusal's
-    latency here."""
-    private = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    state = GateState.create(private / "gate.state", refusal_bytes(), 0)
-    with socket.create_server(("127.0.0.1", 0)) as listening:
-        gate = await start_gate(listening, str(private / "none.sock"), state)
-        port = int(listening.getsockname()[1])
-    stack.push_async_callback(_stop, gate)
-    return port
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    process.terminate()
-    await process.wait()
-
-
 async def probe_process(host: str, port: int, seconds: float) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -367,13 +318,6 @@ async def probe_process(host: str, port: int, seconds: float) -> asyncio.subproc
         str(seconds),
         stdout=asyncio.subprocess.PIPE,
     )
-
-
-def _limits(limits: list[float]) -> str:
-    if not limits:
-        return "not reported (no bookstore_admission_limit)"
-    ordered = sorted(limits)
-    return f"{ordered[0]:.0f} / {ordered[len(ordered) // 2]:.0f} / {ordered[-1]:.0f}"
 
 
 def table(
@@ -431,11 +375,8 @@ def table(
 async def overload_phase(
     host: str, port: int, args: argparse.Namespace, body: bytes, stack: contextlib.AsyncExitStack
 ) -> Phase:
-    stop, limits = asyncio.Event(), []
-    watcher = asyncio.create_task(watch_limit(host, port, limits, stop))
     probe_s = min(20.0, args.duration_cap)
     prober = await probe_process(host, port, probe_s)
-    floor_prober = await probe_process("127.0.0.1", await idle_gate(stack), probe_s)
     overload = await run_phase(
         host,
         port,
@@ -446,13 +387,8 @@ async def overload_phase(
         honour_retry_after=not args.ignore_retry_after,
     )
     overload.honours_retry_after = not args.ignore_retry_after
-    stop.set()
-    await watcher
-    overload.limits = limits
     probed, _ = await prober.communicate()
     overload.probe_busy_s = orjson.loads(probed or b"{}").get("busy", [])
-    probed, _ = await floor_prober.communicate()
-    overload.floor_busy_s = orjson.loads(probed or b"{}").get("busy", [])
     print(f"overload phase: {overload.done} answers in {overload.elapsed_s:.1f} s", file=sys.stderr)
     return overload
 
@@ -546,8 +482,6 @@ def main(argv: list[str] | None = None) -> int:
             extra.setdefault("BOOKSTORE_LOG_LEVEL", "WARNING")
             # Enough copies of every book that no order of the run is out of stock.
             extra.setdefault("BOOKS_INITIAL_STOCK", "1000000")
-            # The harness fixes the admission limit for the tests; measure it as shipped.
-            extra.setdefault("ORCHESTRATOR_ADMISSION_ADAPTIVE", "on")
             system = stack.enter_context(start_system(extra))
             base_url = system.base_url
             names = {pid: name for name, pid in system.pids().items()}

@@ -63,15 +63,13 @@ class Settings:
     orders_kept: int = 10_000  # finished orders kept in memory for GET /orders/{id}
     orders_kept_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes of them
     enqueue_retry_s: float = 8.0  # an enqueue the queue refuses is retried this long
-    max_in_flight: int = 256  # checkouts in flight at most (the admission limit's ceiling)
-    # Admission control (orchestrator/admission.py): beyond the limit on checkouts in
-    # flight, 503 with Retry-After. The limit follows the checkouts' latency, between
-    # the floor and ORCHESTRATOR_MAX_IN_FLIGHT.
-    admission_adaptive: bool = True  # off: the limit is ORCHESTRATOR_MAX_IN_FLIGHT, fixed
-    admission_floor: int = 4  # the adaptive limit never falls below this (at least 1)
-    admission_tolerance: float = 20.0  # latency over this x the no-load latency lowers it (>= 1)
-    admission_window_s: float = 60.0  # the no-load latency: the least seen this long (> 0)
-    gate: bool = True  # a process of its own on the public port refuses beyond the limit
+    # Admission control (orchestrator/admission.py): checkouts beyond the bound in
+    # flight wait for a slot, first come first served (newest first under an overload);
+    # one still waiting at its deadline, or arriving at a full queue, answers 503.
+    max_in_flight: int = 64  # checkouts in flight at most (at least 1)
+    admission_wait_s: float = 3.0  # a checkout waits this long for a slot at most
+    admission_interval_s: float = 1.0  # a queue not empty this long is an overload (> 0)
+    admission_queue: int = 1024  # checkouts waiting for a slot at most
     idempotency_keys_kept: int = 100_000  # Idempotency-Key answers kept (24 h at most)
     idempotency_keys_bytes: int = 64 * 1024 * 1024  # and at most about this many bytes
 
@@ -278,11 +276,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         orders_kept_bytes=_int(e, "ORCHESTRATOR_ORDERS_KEPT_BYTES", d.orders_kept_bytes),
         enqueue_retry_s=_float(e, "ORCHESTRATOR_ENQUEUE_RETRY_S", d.enqueue_retry_s),
         max_in_flight=_int(e, "ORCHESTRATOR_MAX_IN_FLIGHT", d.max_in_flight),
-        admission_adaptive=_bool(e, "ORCHESTRATOR_ADMISSION_ADAPTIVE", d.admission_adaptive),
-        admission_floor=_int(e, "ORCHESTRATOR_ADMISSION_FLOOR", d.admission_floor),
-        admission_tolerance=_float(e, "ORCHESTRATOR_ADMISSION_TOLERANCE", d.admission_tolerance),
-        admission_window_s=_float(e, "ORCHESTRATOR_ADMISSION_WINDOW_S", d.admission_window_s),
-        gate=_bool(e, "ORCHESTRATOR_GATE", d.gate),
+        admission_wait_s=_float(e, "ORCHESTRATOR_ADMISSION_WAIT_S", d.admission_wait_s),
+        admission_interval_s=_float(e, "ORCHESTRATOR_ADMISSION_INTERVAL_S", d.admission_interval_s),
+        admission_queue=_int(e, "ORCHESTRATOR_ADMISSION_QUEUE", d.admission_queue),
         idempotency_keys_kept=_int(
             e, "ORCHESTRATOR_IDEMPOTENCY_KEYS_KEPT", d.idempotency_keys_kept
         ),
@@ -340,12 +336,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         chaos=_bool(e, "BOOKSTORE_CHAOS", d.chaos),
         chaos_allow_remote=_bool(e, "BOOKSTORE_CHAOS_ALLOW_REMOTE", d.chaos_allow_remote),
     )
-    if settings.admission_floor < 1:
-        raise SettingsError("ORCHESTRATOR_ADMISSION_FLOOR must be at least 1")
-    if settings.admission_tolerance < 1:
-        raise SettingsError("ORCHESTRATOR_ADMISSION_TOLERANCE must be at least 1")
-    if settings.admission_window_s <= 0:
-        raise SettingsError("ORCHESTRATOR_ADMISSION_WINDOW_S must be more than 0")
+    if settings.max_in_flight < 1:
+        raise SettingsError("ORCHESTRATOR_MAX_IN_FLIGHT must be at least 1")
+    if settings.admission_wait_s < 0 or settings.admission_queue < 0:
+        raise SettingsError(
+            "ORCHESTRATOR_ADMISSION_WAIT_S and ORCHESTRATOR_ADMISSION_QUEUE must not be negative"
+        )
+    if settings.admission_interval_s <= 0:
+        raise SettingsError("ORCHESTRATOR_ADMISSION_INTERVAL_S must be more than 0")
     if settings.ping_interval_s >= settings.failure_timeout_s:
         raise SettingsError(
             "ORDER_EXECUTOR_PING_INTERVAL_S must be shorter than ORDER_EXECUTOR_FAILURE_TIMEOUT_S"

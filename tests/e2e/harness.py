@@ -64,9 +64,6 @@ def system_env(data_dir: Path, extra_env: Mapping[str, str] | None = None) -> di
             "BOOKSTORE_DATA_DIR": str(data_dir),
             "BOOKSTORE_BIND_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
-            # A fixed admission limit (ORCHESTRATOR_MAX_IN_FLIGHT): tests send bursts and
-            # check every answer; test_admission.py and the benchmarks turn adaptation on.
-            "ORCHESTRATOR_ADMISSION_ADAPTIVE": "off",
         }
     )
     env.update(extra_env or {})
@@ -80,7 +77,7 @@ def _die_with_parent() -> None:
 
 
 def children(pid: int) -> list[int]:
-    """The pids of the processes `pid` started (the orchestrator's gate)."""
+    """The pids of the processes `pid` started."""
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except FileNotFoundError:

@@ -32,7 +32,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def family_rss_bytes(pid: int) -> int:
-    """The resident memory of the process and of its children (the orchestrator's gate)."""
+    """The resident memory of the process and of its children."""
     return rss_bytes(pid) + sum(rss_bytes(child) for child in children(pid))
 
 
@@ -77,8 +77,7 @@ def test_hundreds_of_huge_unknown_titles_do_not_grow_the_orchestrators_memory(
             assert answer.status_code == 400, answer.text
             assert len(answer.content) < 1000
     grown = family_rss_bytes(pid) - before
-    # 300 titles of 900 KB are 270 MB; kept or echoed (by the app or its gate, which
-    # forwards them), they would show here.
+    # 300 titles of 900 KB are 270 MB; kept or echoed, they would show here.
     assert grown < 64 * 1024 * 1024, f"the orchestrator grew by {grown / 1e6:.0f} MB"
 
 

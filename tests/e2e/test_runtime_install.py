@@ -68,8 +68,7 @@ def test_the_runtime_install_has_no_dev_extra(runtime_python: str) -> None:
 
 @pytest.fixture(scope="module")
 def installed_system(runtime_python: str) -> Iterator[System]:
-    # The shipped defaults: no fixed admission limit, as a user runs it.
-    system = launch({"ORCHESTRATOR_ADMISSION_ADAPTIVE": "on"}, python=runtime_python)
+    system = launch(python=runtime_python)
     try:
         yield system
     finally:

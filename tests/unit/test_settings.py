@@ -49,10 +49,10 @@ def test_environment_overrides_addresses_and_data_dir(tmp_path: Path) -> None:
             {"ORDER_EXECUTOR_PING_INTERVAL_S": "1", "ORDER_EXECUTOR_FAILURE_TIMEOUT_S": "0.5"},
             "ORDER_EXECUTOR_PING_INTERVAL_S",
         ),
-        ({"ORCHESTRATOR_ADMISSION_ADAPTIVE": "maybe"}, "ORCHESTRATOR_ADMISSION_ADAPTIVE"),
-        ({"ORCHESTRATOR_ADMISSION_FLOOR": "0"}, "ORCHESTRATOR_ADMISSION_FLOOR"),
-        ({"ORCHESTRATOR_ADMISSION_TOLERANCE": "0.5"}, "ORCHESTRATOR_ADMISSION_TOLERANCE"),
-        ({"ORCHESTRATOR_ADMISSION_WINDOW_S": "0"}, "ORCHESTRATOR_ADMISSION_WINDOW_S"),
+        ({"ORCHESTRATOR_MAX_IN_FLIGHT": "0"}, "ORCHESTRATOR_MAX_IN_FLIGHT"),
+        ({"ORCHESTRATOR_ADMISSION_WAIT_S": "-1"}, "ORCHESTRATOR_ADMISSION_WAIT_S"),
+        ({"ORCHESTRATOR_ADMISSION_QUEUE": "-1"}, "ORCHESTRATOR_ADMISSION_QUEUE"),
+        ({"ORCHESTRATOR_ADMISSION_INTERVAL_S": "0"}, "ORCHESTRATOR_ADMISSION_INTERVAL_S"),
     ],
 )
 def test_a_malformed_value_names_its_variable(env: dict[str, str], named: str) -> None:
@@ -93,15 +93,15 @@ def test_execution_settings_are_read_from_the_environment() -> None:
 
 def test_admission_settings_are_read_from_the_environment() -> None:
     d = from_env({})
-    assert (d.max_in_flight, d.admission_adaptive, d.admission_floor) == (256, True, 4)
+    assert (d.max_in_flight, d.admission_wait_s) == (64, 3.0)
+    assert (d.admission_interval_s, d.admission_queue) == (1.0, 1024)
     s = from_env(
         {
-            "ORCHESTRATOR_MAX_IN_FLIGHT": "64",
-            "ORCHESTRATOR_ADMISSION_ADAPTIVE": "off",
-            "ORCHESTRATOR_ADMISSION_FLOOR": "8",
-            "ORCHESTRATOR_ADMISSION_TOLERANCE": "3.5",
-            "ORCHESTRATOR_ADMISSION_WINDOW_S": "30",
+            "ORCHESTRATOR_MAX_IN_FLIGHT": "16",
+            "ORCHESTRATOR_ADMISSION_WAIT_S": "0.5",
+            "ORCHESTRATOR_ADMISSION_INTERVAL_S": "2",
+            "ORCHESTRATOR_ADMISSION_QUEUE": "0",
         }
     )
-    assert (s.max_in_flight, s.admission_adaptive, s.admission_floor) == (64, False, 8)
-    assert (s.admission_tolerance, s.admission_window_s) == (3.5, 30.0)
+    assert (s.max_in_flight, s.admission_wait_s) == (16, 0.5)
+    assert (s.admission_interval_s, s.admission_queue) == (2.0, 0)

@@ -1,149 +1,121 @@
-"""Admission control: how many checkouts may be in flight, following their latency.
+"""Admission control: a bound on checkouts in flight, and a controlled-delay queue.
 
-A state machine with no clock and no I/O (the caller passes `now`), in the spirit of
-TCP's congestion control and Netflix's concurrency-limits (Vegas, gradient). The
-latency that counts is a whole checkout's, request to answer, waiting for the
-execution included: what the customer waits, and what must stay bounded.
+A state machine with no clock and no I/O (the caller passes `now`), after Facebook's
+"Fail at Scale" (a CoDel queue with adaptive LIFO) and the SRE book's "Handling
+Overload": serve every customer the machine can, and refuse only those it cannot
+answer in time.
 
-- Admit a checkout while fewer than `limit` are in flight; refuse it otherwise.
-- Only approved checkouts are latency samples. An invalid request or a rejected
-  order takes another path and time, and a replayed answer took none. An admitted
-  checkout answered 503 (a service down or too slow: the checkout timed out) is a
-  *drop*, as a lost packet is to TCP: no latency, but a reason to fall. Without it
-  an overload that times every checkout out would leave the limit blind.
-- The no-load latency is the least latency of the checkouts admitted with at most
-  `floor` in flight, over the last `window_s` (kept as two halves, so it can rise
-  once the older half's least leaves it). Checkouts admitted under more load do
-  not feed it: their least latency creeps up with the load itself, and a no-load
-  estimate that followed it would let the limit grow without end.
-- A round is the answers (samples and drops) of the checkouts admitted since the
-  last decision: a checkout admitted earlier ran under another limit.
-- With `target` = tolerance x the no-load latency, a round calls for a fall when
-  its mean latency is above the target (by target / mean) or it has drops (by the
-  share of answers that were not drops); the smaller, but at most halving.
-- A fall is decided as soon as the round has `floor` answers and calls for one (as
-  TCP does not wait for the window's end to react to a loss). Otherwise the round
-  ends with `limit` answers, and the limit grows by one if a checkout of the round
-  found it reached (doubles in slow start, which lasts until the first fall).
-- The limit stays within [floor, ceiling]; it starts at the floor.
-- Not adaptive: the limit is the ceiling, always.
+- At most `capacity` checkouts are in flight. One arriving with a slot free is
+  admitted at once: a fault that makes checkouts slow (a paused leader, a failover)
+  never refuses anybody while slots are free, because latency is not read at all.
+- Otherwise it waits for a slot, at most `max_wait_s`: that is its deadline. A
+  checkout still waiting then is refused (503 BUSY with Retry-After): it could not
+  have been answered in time.
+- A queue that empties is a burst: served first come, first served, so a class of
+  students pressing "buy" together is served in full. A queue that has not been empty
+  for `interval_s` is standing: an overload. It is then served newest first
+  (adaptive LIFO), so the checkouts admitted wait little, and those waiting longest,
+  whose customers have likely given up, are the ones the deadline refuses. A client
+  that honours Retry-After comes back as the newest, and is served first.
+- The queue holds at most `queue_limit` checkouts. A newcomer to a full queue is
+  refused at once while it is served in order; under an overload the oldest waiter
+  is refused instead, to make room for the newcomer.
+
+Each waiter is a token (an int the caller keeps with what it waits on); `arrive`,
+`release` and `cancel` say which tokens are admitted or refused.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-MAX_FALL = 0.5  # a round lowers the limit to no less than half
+from collections import deque
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class Ticket:
-    """An admitted checkout: the round it was admitted in, and whether at low load."""
+class Arrival:
+    """What `arrive` decided: admitted now, or waiting as `token`; and the tokens of
+    waiters refused to make room (under an overload, the oldest)."""
 
-    round: int
-    low_load: bool
+    admitted: bool
+    token: int | None = None  # waiting as this token; None and not admitted: refused
+    refused: tuple[int, ...] = field(default=())
+
+    @property
+    def waiting(self) -> bool:
+        return self.token is not None
 
 
-class AdaptiveLimit:
+class Admission:
     def __init__(
         self,
-        ceiling: int,
-        floor: int = 4,
-        tolerance: float = 20.0,
-        window_s: float = 60.0,
-        adaptive: bool = True,
+        capacity: int,
+        max_wait_s: float = 3.0,
+        interval_s: float = 1.0,
+        queue_limit: int = 1024,
     ) -> None:
-        if tolerance < 1 or window_s <= 0:
-            raise ValueError("tolerance must be at least 1 and window_s positive")
-        self.ceiling = max(0, ceiling)
-        self.floor = min(max(1, floor), self.ceiling)
-        self.tolerance = tolerance
-        self.window_s = window_s
-        self.adaptive = adaptive
+        if capacity < 1 or queue_limit < 0 or max_wait_s < 0 or interval_s <= 0:
+            raise ValueError("capacity >= 1, queue_limit >= 0, max_wait_s >= 0, interval_s > 0")
+        self.capacity = capacity
+        self.max_wait_s = max_wait_s
+        self.interval_s = interval_s
+        self.queue_limit = queue_limit
         self.in_flight = 0
-        self._limit = float(self.floor if adaptive else self.ceiling)
-        self._slow_start = True
-        self._round = 0
-        self._samples = 0
-        self._sum_s = 0.0
-        self._drops = 0
-        self._reached = False
-        # The no-load latency: the least of the current and the previous half-window.
-        self._half_start = -math.inf
-        self._least_now = math.inf
-        self._least_before = math.inf
+        self._arrived: dict[int, float] = {}  # waiting token -> when it arrived
+        self._order: deque[int] = deque()  # waiting tokens, oldest first (and some gone)
+        self._next_token = 0
+        self._busy_since: float | None = None  # when the queue last stopped being empty
 
     @property
-    def limit(self) -> int:
-        return int(self._limit)
+    def waiting(self) -> int:
+        return len(self._arrived)
 
-    @property
-    def no_load_s(self) -> float | None:
-        """The no-load latency estimate; None before the first low-load sample."""
-        least = min(self._least_now, self._least_before)
-        return None if least == math.inf else least
+    def standing(self, now: float) -> bool:
+        """Whether the queue has not been empty for `interval_s`: an overload."""
+        return self._busy_since is not None and now - self._busy_since >= self.interval_s
 
-    def admit(self) -> Ticket | None:
-        """A ticket for a checkout let in, or None: refuse it (503)."""
-        if self.in_flight >= self.limit:
-            self._reached = True
-            return None
-        ticket = Ticket(self._round, self.in_flight < self.floor)
-        self.in_flight += 1
-        if self.in_flight >= self.limit:
-            self._reached = True
-        return ticket
+    def arrive(self, now: float) -> Arrival:
+        """A checkout arrives: admitted, waiting, or refused."""
+        if self.in_flight < self.capacity and not self._arrived:
+            self.in_flight += 1
+            return Arrival(admitted=True)
+        refused: tuple[int, ...] = ()
+        if len(self._arrived) >= self.queue_limit:
+            if self.queue_limit == 0 or not self.standing(now):
+                return Arrival(admitted=False)
+            refused = (self._pop(oldest=True),)
+        token = self._next_token
+        self._next_token += 1
+        if self._busy_since is None:
+            self._busy_since = now
+        self._arrived[token] = now
+        self._order.append(token)
+        return Arrival(admitted=False, token=token, refused=refused)
 
-    def note_refused(self) -> None:
-        """A checkout was refused elsewhere (the gate) by this limit: it was reached."""
-        self._reached = True
-
-    def done(
-        self, ticket: Ticket, now: float, latency_s: float | None, dropped: bool = False
-    ) -> None:
-        """The checkout of `ticket` was answered: a sample (`latency_s`), a drop, or
-        neither (`latency_s` None, not dropped)."""
+    def release(self, now: float) -> int | None:
+        """An admitted checkout was answered: the token admitted to its slot, if any."""
         self.in_flight -= 1
-        if not self.adaptive or (latency_s is None and not dropped):
-            return
-        if latency_s is not None and ticket.low_load:
-            self._see_no_load(now, latency_s)
-        if ticket.round != self._round:
-            return
-        if latency_s is None:
-            self._drops += 1
-        else:
-            self._samples += 1
-            self._sum_s += latency_s
-        answers = self._samples + self._drops
-        fall = self._fall()
-        if fall < 1 and answers >= self.floor:
-            self._slow_start = False
-            self._next_round(self._limit * fall)
-        elif answers >= self.limit:
-            grown = self._limit * 2 if self._slow_start else self._limit + 1
-            self._next_round(grown if self._reached else self._limit)
+        if not self._arrived:
+            return None
+        token = self._pop(oldest=not self.standing(now))
+        self.in_flight += 1
+        return token
 
-    def _see_no_load(self, now: float, latency_s: float) -> None:
-        if now - self._half_start >= self.window_s / 2:
-            self._least_before, self._least_now = self._least_now, latency_s
-            self._half_start = now
-        else:
-            self._least_now = min(self._least_now, latency_s)
+    def cancel(self, token: int) -> None:
+        """Waiter `token` leaves the queue (its deadline passed, or its client left)."""
+        if self._arrived.pop(token, None) is not None:
+            self._trim()
 
-    def _fall(self) -> float:
-        """The factor the round so far calls for (1: none)."""
-        factor = 1.0 - self._drops / (self._samples + self._drops)
-        no_load = self.no_load_s
-        if self._samples and no_load is not None:
-            factor = min(factor, self.tolerance * no_load / (self._sum_s / self._samples))
-        return 1.0 if factor >= 1 else max(MAX_FALL, factor)
+    def _pop(self, oldest: bool) -> int:
+        token = self._order.popleft() if oldest else self._order.pop()
+        del self._arrived[token]
+        self._trim()
+        return token
 
-    def _next_round(self, limit: float) -> None:
-        self._limit = min(float(self.ceiling), max(float(self.floor), limit))
-        self._round += 1
-        self._samples = 0
-        self._sum_s = 0.0
-        self._drops = 0
-        self._reached = False
+    def _trim(self) -> None:
+        """Tokens gone from either end leave the order; an empty queue is noted."""
+        while self._order and self._order[0] not in self._arrived:
+            self._order.popleft()
+        while self._order and self._order[-1] not in self._arrived:
+            self._order.pop()
+        if not self._arrived:
+            self._busy_since = None

@@ -9,7 +9,7 @@
     GET  /api/orders      recent orders, newest first
     GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
                           the books database's replicas, payment, in-doubt transactions;
-                          the orchestrator's admission limit
+                          the orchestrator's admission control
     GET  /api/charts      the cluster view's live chart series (charts.py)
     GET  /metrics         this process's Prometheus metrics
     /api/chaos...         the fault panel, load button and scenarios (chaos on only)
@@ -17,9 +17,9 @@
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
 (README, "HTTP API"). Every response is JSON, its body built in `responses` (errors in
 `errors`), and carries CORS headers (`edge.EdgeMiddleware`); bodies are read and validated
-in `parsing`. Admission control answers a POST /checkout beyond its limit before any of
-that, and before the HTTP metrics (`admission_edge`). The shop and the cluster view
-(`bookstore.web.routes`) are served too.
+in `parsing`. Admission control (`admission_edge`) holds a POST /checkout beyond the
+bound on checkouts in flight before any of that, and before the HTTP metrics. The shop
+and the cluster view (`bookstore.web.routes`) are served too.
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ from starlette.responses import Response
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.chaos.scenarios import Chaos
 from bookstore.orchestrator import charts
-from bookstore.orchestrator.admission_edge import AdmissionMiddleware, limit_of
+from bookstore.orchestrator.admission_edge import AdmissionMiddleware, admission_of
 from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
-from bookstore.orchestrator.gate_link import GateLink, PeerMiddleware
-from bookstore.orchestrator.gate_state import GateState
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import (
@@ -71,14 +69,11 @@ def create_app(
     store: OrderStore | None = None,
     stock: StockSource | None = None,
     commitments: CommitmentSource | None = None,
-    gate: GateState | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
     A pipeline, tracker, stock or commitment source not given is created here, and owned:
     the app's lifespan starts and closes it. Components given are the caller's to start
-    and close. With `gate`, the state shared with the orchestrator's gate process
-    (`orchestrator/gate.py`), the app keeps it up to date and trusts its peer header.
     """
     owned: list[Component] = []
     if pipeline is None:
@@ -106,16 +101,10 @@ def create_app(
         "the shop's read API.",
         lifespan=lifespan_of(owned),
     )
-    admission = limit_of(settings)
-    link = None if gate is None else GateLink(gate, admission)
+    admission = admission_of(settings)
     app.add_middleware(EdgeMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(
-        AdmissionMiddleware, limit=admission, changed=None if link is None else link.publish
-    )
-    if link is not None:
-        owned.append(link)
-        app.add_middleware(PeerMiddleware, token=link.state.token)  # the last added runs first
+    app.add_middleware(AdmissionMiddleware, admission=admission)  # the last added runs first
     tracing.instrument_app(app)
     install_error_handlers(app)
     install_openapi(app)

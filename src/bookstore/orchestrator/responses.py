@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bookstore.catalogue import Book
-from bookstore.orchestrator.admission import AdaptiveLimit
+from bookstore.orchestrator.admission import Admission
 from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.probe import (
@@ -319,16 +319,14 @@ def in_doubt_json(txn: InDoubt) -> JSON:
     }
 
 
-def admission_json(limit: AdaptiveLimit) -> JSON:
-    """GET /api/cluster's "admission": the orchestrator's limit on checkouts in flight."""
-    no_load = limit.no_load_s
+def admission_json(admission: Admission, now: float) -> JSON:
+    """GET /api/cluster's "admission": checkouts in flight and waiting for a slot."""
     return {
-        "limit": limit.limit,
-        "inFlight": limit.in_flight,
-        "ceiling": limit.ceiling,
-        "floor": limit.floor,
-        "adaptive": limit.adaptive,
-        "noLoadMs": None if no_load is None else round(no_load * 1000, 1),
+        "inFlight": admission.in_flight,
+        "capacity": admission.capacity,
+        "waiting": admission.waiting,
+        "overloaded": admission.standing(now),
+        "maxWaitMs": round(admission.max_wait_s * 1000),
     }
 
 

@@ -14,7 +14,7 @@ serves `/metrics` on its HTTP port with `metrics_endpoint`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -118,10 +118,10 @@ CHECKOUT_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-# Set from the admission limit at each scrape (`admission_edge`), at no cost per request.
-ADMISSION_LIMIT = Gauge(
-    "bookstore_admission_limit",
-    "Checkouts the orchestrator admits in flight now (adaptive, at most its ceiling).",
+# Read from the admission control at each scrape (`admission_edge`), at no cost per request.
+CHECKOUTS_WAITING = Gauge(
+    "bookstore_checkouts_waiting",
+    "Checkouts waiting for a slot (admission control's queue).",
     registry=REGISTRY,
 )
 CHECKOUTS_IN_FLIGHT = Gauge(
@@ -267,15 +267,8 @@ def count_ai(check: str, error_kind: str | None) -> None:
     AI_FALLBACKS.labels(check, reason).inc()
 
 
-# Called before each exposition: counts kept elsewhere are brought in first (the
-# orchestrator's gate: `orchestrator/gate_link.py`).
-BEFORE_EXPOSITION: list[Callable[[], object]] = []
-
-
 def exposition() -> bytes:
     """Every metric of this process in Prometheus' text format."""
-    for bring_in in BEFORE_EXPOSITION:
-        bring_in()
     return generate_latest(REGISTRY)
 
 

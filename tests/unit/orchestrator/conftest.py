@@ -15,14 +15,11 @@ from bookstore.settings import Settings
 
 @pytest.fixture
 def settings() -> Settings:
-    # A fixed admission limit: these tests send bursts and expect every answer; the
-    # adaptive limit has tests of its own (test_admission*.py).
     return Settings(
         execution_wait_s=0.2,
         checkout_timeout_s=1.0,
         rpc_timeout_s=0.2,
         enqueue_retry_s=0.3,
-        admission_adaptive=False,
     )
 
 

@@ -1,4 +1,5 @@
-"""Admission control in the app: refusals before routing, and which answers are samples."""
+"""Admission control in the app: checkouts beyond the slots wait, and are refused only
+at their deadline, before routing."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from orchestrator_fakes import FakePipeline, FakeTracker
 from starlette.types import Message
 from test_orchestrator_app import assert_error, course_request
 
-from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.admission import AdaptiveLimit, Ticket
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
@@ -31,12 +30,16 @@ def _settings(**changes: object) -> Settings:
     return Settings(**{**base, **changes})  # type: ignore[arg-type]
 
 
+SLOTS = 4
+
+
 @pytest.fixture
 def app(pipeline: FakePipeline, tracker: FakeTracker) -> FastAPI:
-    """An app whose limit is 4 (the floor, where adaptation starts) and whose
+    """An app with 4 slots, where a checkout waits 50 ms for one at most, and whose
     checkouts wait for `pipeline.gate`."""
     pipeline.gate = asyncio.Event()
-    return create_app(_settings(), pipeline, tracker, store=OrderStore(100))
+    settings = _settings(max_in_flight=SLOTS, admission_wait_s=0.05)
+    return create_app(settings, pipeline, tracker, store=OrderStore(100))
 
 
 @pytest.fixture
@@ -61,36 +64,56 @@ def _sample(name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-async def test_adaptive_admission_starts_at_the_floor_and_the_admitted_are_approved(
+async def test_beyond_the_slots_a_checkout_waits_and_is_approved_once_a_slot_frees(
+    pipeline: FakePipeline, tracker: FakeTracker
+) -> None:
+    pipeline.gate = asyncio.Event()
+    settings = _settings(max_in_flight=SLOTS, admission_wait_s=60.0)
+    app = create_app(settings, pipeline, tracker, store=OrderStore(100))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://o") as client:
+        admitted = await _fill(client, pipeline, SLOTS)
+        later = [
+            asyncio.create_task(client.post("/checkout", json=course_request())) for _ in range(3)
+        ]
+        while (await client.get("/api/cluster")).json()["admission"]["waiting"] < 3:
+            await asyncio.sleep(0.01)
+        admission = (await client.get("/api/cluster")).json()["admission"]
+        assert admission == {
+            "inFlight": SLOTS,
+            "capacity": SLOTS,
+            "waiting": 3,
+            "overloaded": False,
+            "maxWaitMs": 60_000,
+        }
+        assert pipeline.arrivals.empty()  # the waiting have not reached the pipeline
+        pipeline.gate.set()
+        for task in [*admitted, *later]:
+            assert (await task).json()["status"] == "Order Approved"
+        admission = (await client.get("/api/cluster")).json()["admission"]
+        assert admission["inFlight"] == 0 and admission["waiting"] == 0
+
+
+async def test_a_checkout_still_waiting_at_its_deadline_is_refused_busy(
     gated: httpx.AsyncClient, pipeline: FakePipeline
 ) -> None:
-    admitted = await _fill(gated, pipeline, 4)
-    admission = (await gated.get("/api/cluster")).json()["admission"]
-    assert admission == {
-        "limit": 4,
-        "inFlight": 4,
-        "ceiling": 256,
-        "floor": 4,
-        "adaptive": True,
-        "noLoadMs": None,
-    }
+    admitted = await _fill(gated, pipeline, SLOTS)
     for _ in range(3):
         refused = await gated.post("/checkout", json=course_request())
         assert_error(refused, 503, "BUSY")
         assert refused.headers["retry-after"] == "1"
     assert pipeline.arrivals.empty()  # the refused never reached the pipeline
+    assert (await gated.get("/api/cluster")).json()["admission"]["waiting"] == 0
     assert pipeline.gate is not None
     pipeline.gate.set()
     for task in admitted:
         assert (await task).json()["status"] == "Order Approved"
-    admission = (await gated.get("/api/cluster")).json()["admission"]
-    assert admission["inFlight"] == 0 and admission["noLoadMs"] > 0
 
 
 async def test_a_refusal_reads_no_body_and_has_the_error_headers_and_retry_after(
     app: FastAPI, gated: httpx.AsyncClient, pipeline: FakePipeline
 ) -> None:
-    admitted = await _fill(gated, pipeline, 4)
+    admitted = await _fill(gated, pipeline, SLOTS)
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -136,7 +159,7 @@ async def test_a_refusal_reads_no_body_and_has_the_error_headers_and_retry_after
 async def test_a_refusal_counts_as_an_unavailable_checkout_and_a_503_on_checkout(
     gated: httpx.AsyncClient, pipeline: FakePipeline
 ) -> None:
-    admitted = await _fill(gated, pipeline, 4)
+    admitted = await _fill(gated, pipeline, SLOTS)
     unavailable = _sample("bookstore_checkouts_total", {"outcome": "unavailable"})
     timed = _sample("bookstore_checkout_duration_seconds_count")
     http = {"method": "POST", "route": "/checkout", "code": "503"}
@@ -146,44 +169,8 @@ async def test_a_refusal_counts_as_an_unavailable_checkout_and_a_503_on_checkout
     assert _sample("bookstore_checkout_duration_seconds_count") == timed + 1
     assert _sample("bookstore_http_requests_total", http) == http_503 + 1
     exposition = (await gated.get("/metrics")).text
-    assert "bookstore_admission_limit 4.0" in exposition
     assert "bookstore_checkouts_in_flight 4.0" in exposition
+    assert "bookstore_checkouts_waiting 0.0" in exposition
     assert pipeline.gate is not None
     pipeline.gate.set()
     await asyncio.gather(*admitted)
-
-
-async def test_approved_checkouts_are_samples_503s_drops_and_other_answers_neither(
-    client: httpx.AsyncClient, pipeline: FakePipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    answers: list[tuple[float | None, bool]] = []
-    done = AdaptiveLimit.done
-
-    def recording(
-        self: AdaptiveLimit,
-        ticket: Ticket,
-        now: float,
-        latency_s: float | None,
-        dropped: bool = False,
-    ) -> None:
-        answers.append((latency_s, dropped))
-        done(self, ticket, now, latency_s, dropped)
-
-    monkeypatch.setattr(AdaptiveLimit, "done", recording)
-    key = {"Idempotency-Key": "sampled-once"}
-    assert (await client.post("/checkout", json=course_request())).status_code == 200
-    assert (await client.post("/checkout", json=course_request(), headers=key)).status_code == 200
-    replayed = await client.post("/checkout", json=course_request(), headers=key)
-    assert replayed.headers["idempotent-replayed"] == "true"
-    assert (await client.post("/checkout", content=b"{not json")).status_code == 400
-    pipeline.reject_reason = "out of stock"
-    rejected = await client.post("/checkout", json=course_request())
-    assert rejected.json()["status"] == "Order Rejected"
-    pipeline.error = ServiceUnavailable("fraud-detection", "timed out")
-    assert_error(await client.post("/checkout", json=course_request()), 503, "SERVICE_UNAVAILABLE")
-    assert (await client.get("/api/books")).status_code == 200  # not a checkout at all
-    approved, keyed, replay, invalid, rejection, unavailable = answers
-    for latency_s, dropped in (approved, keyed):
-        assert latency_s is not None and latency_s > 0 and not dropped
-    assert replay == invalid == rejection == (None, False)
-    assert unavailable == (None, True)

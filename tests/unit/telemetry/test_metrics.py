@@ -30,7 +30,7 @@ from bookstore.telemetry import metrics
 EXPECTED = {
     "bookstore_checkouts": ("counter", {"outcome"}),
     "bookstore_checkout_duration_seconds": ("histogram", set()),
-    "bookstore_admission_limit": ("gauge", set()),
+    "bookstore_checkouts_waiting": ("gauge", set()),
     "bookstore_checkouts_in_flight": ("gauge", set()),
     "bookstore_event_duration_seconds": ("histogram", {"event"}),
     "bookstore_ai_calls": ("counter", {"check", "outcome"}),

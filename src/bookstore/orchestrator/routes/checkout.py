@@ -1,8 +1,8 @@
 """POST /checkout: the course's checkout operation, as a list of named steps.
 
-0. Admission (`admission_edge`, before this route): beyond the admission limit,
-   503 BUSY with Retry-After at once, so admitted checkouts keep their latency; a
-   checkout approved here is a sample of that limit, a 503 a drop.
+0. Admission (`admission_edge`, before this route): a checkout takes one of the
+   slots, or waits for one; 503 BUSY with Retry-After only when it could not get one
+   in time.
 1. Read and validate the body (abort: 4xx); with an Idempotency-Key, a request seen
    before is answered as it was (`idempotency`), and the steps below run once per key.
 2. Run the checkout services' pipeline (abort: 503 when a service is down or too slow).
@@ -32,7 +32,6 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.admission_edge import mark_answer
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import (
     ApiError,
@@ -44,7 +43,6 @@ from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import Outcome
 from bookstore.orchestrator.idempotency import (
     HEADER,
-    REPLAYED,
     IdempotencyKeys,
     checked_key,
     fingerprint,
@@ -90,9 +88,6 @@ class CheckoutRoute:
         started = time.perf_counter()
         response = await self._checkout(request)
         outcome = _outcome(response)
-        fresh = REPLAYED not in response.headers
-        approved, failed = outcome == "approved" and fresh, outcome == "unavailable"
-        mark_answer(request.scope, approved=approved, failed=failed)
         metrics.CHECKOUTS.labels(outcome).inc()
         metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
         return response

@@ -1,8 +1,8 @@
 """GET /api/cluster: every service with its health, the executors, the queue, the elections,
 the books database's replicas, payment and the in-doubt transactions ("database", "payment",
 "inDoubt"; not in "services" until `bookstore up` starts them), and the orchestrator's
-admission control ("admission": its limit now, checkouts in flight, ceiling, floor,
-whether it adapts, and its no-load latency estimate).
+admission control ("admission": checkouts in flight and the bound on them, checkouts
+waiting for a slot, and whether the queue is standing: an overload).
 
 Each service's row names where its metrics are served (`metrics`: a URL, or null when
 the metrics ports are off; the orchestrator's own `/metrics` always).
@@ -17,11 +17,12 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from bookstore.orchestrator.admission import AdaptiveLimit
+from bookstore.orchestrator.admission import Admission
 from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.pipeline import ServiceStats
@@ -41,7 +42,7 @@ class ClusterRoute:
         settings: Settings,
         pipeline: CheckoutPipeline,
         tracker: Tracker,
-        admission: AdaptiveLimit,
+        admission: Admission,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -62,7 +63,7 @@ class ClusterRoute:
         me = ServiceRow("orchestrator", self.settings.orchestrator_address, os.getpid(), True)
         services = [me, *(self._checkout_row(s) for s in stats), *self._queue_rows(state)]
         body = cluster_json([self._with_metrics(s) for s in services], state)
-        body["admission"] = admission_json(self.admission)
+        body["admission"] = admission_json(self.admission, time.perf_counter())
         return json_response(body)
 
     def _with_metrics(self, row: ServiceRow) -> ServiceRow:
