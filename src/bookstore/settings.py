@@ -32,6 +32,11 @@ class SettingsError(ValueError):
     """A variable is missing or malformed; the message names it."""
 
 
+# The exit code of a `bookstore` command that stops on a SettingsError (sysexits.h's
+# EX_CONFIG): starting the process again would fail alike, so `bookstore up` does not.
+EXIT_CONFIG = 78
+
+
 def _env_name(service: str) -> str:
     return service.upper().replace("-", "_")
 
