@@ -16,7 +16,7 @@ from bookstore import logs
 from bookstore.chaos import filter as chaos_filter
 from bookstore.chaos.control import rules_path
 from bookstore.identity import plaintext_warning, tls_dir
-from bookstore.settings import SERVICES, Settings, SettingsError, get_settings
+from bookstore.settings import EXIT_CONFIG, SERVICES, Settings, SettingsError, get_settings
 from bookstore.telemetry.metrics import MetricsServer, metrics_bind_address, serve_metrics
 from bookstore.telemetry.tracing import setup_tracing
 
@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return launcher.main(settings, color=not args.no_color)
     except SettingsError as exc:  # MissingCertificate too
         print(f"bookstore: configuration error: {exc}", file=sys.stderr)
-        return 2
+        # A code of its own: `bookstore up` gives up on a service that exits with it.
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

@@ -7,7 +7,12 @@ service's output line by line behind a coloured name prefix.
 
 Like Compose's `restart: unless-stopped`, a service that exits is started again
 after a back-off that doubles up to a cap and resets once the service has run a
-while. On Ctrl-C or SIGTERM every service gets SIGTERM, then SIGKILL after a
+while. A service that has never come up is given up instead when it stops on a
+configuration error, or with the same error three times in a row
+(`bookstore.restarts`): `bookstore up` then stops everything and prints the
+service's last lines of output, without waiting out the readiness timeout.
+
+On Ctrl-C or SIGTERM every service gets SIGTERM, then SIGKILL after a
 grace period; each child runs in its own process group (a terminal's Ctrl-C
 reaches only the launcher, which stops them in order) and, on Linux, is
 killed by the kernel if the launcher itself dies (PR_SET_PDEATHSIG).
@@ -26,6 +31,7 @@ import secrets
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -34,6 +40,7 @@ from bookstore import health
 from bookstore.backoff import Backoff
 from bookstore.chaos.control import Control
 from bookstore.parent_death import die_with_parent
+from bookstore.restarts import UP_AFTER_S, Exit, GiveUp, RestartPolicy, describe_code
 from bookstore.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -41,12 +48,14 @@ STOP_GRACE_S = 5.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 10.0
 BACKOFF_RESET_AFTER_S = 30.0  # a service up this long starts its back-off afresh
+TAIL_LINES = 10  # a service's last lines of output kept, to show why it gave up
+OUTPUT_DRAIN_S = 1.0  # after an exit, how long its last output may take to be read
 
 _COLORS = ("36", "35", "33", "32", "34", "96", "95", "93", "92", "94")
 
 
 class LaunchError(RuntimeError):
-    """A service did not come up; the message names it."""
+    """A service did not come up; the message names it (and says why, when known)."""
 
 
 @dataclass(frozen=True)
@@ -147,11 +156,15 @@ class _Running:
     spec: ServiceSpec
     color: str
     backoff: Backoff
+    policy: RestartPolicy
     process: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
     supervisor: asyncio.Task[None] | None = None
     pids: list[int] = field(default_factory=list)
+    # The current run's output reader and its last lines.
+    reader: asyncio.Task[None] | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
 
 class Launcher:
@@ -176,6 +189,7 @@ class Launcher:
         backoff_first_s: float = BACKOFF_FIRST_S,
         backoff_cap_s: float = BACKOFF_CAP_S,
         backoff_reset_after_s: float = BACKOFF_RESET_AFTER_S,
+        up_after_s: float = UP_AFTER_S,
         stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self.settings = settings
@@ -196,11 +210,15 @@ class Launcher:
                 spec,
                 _COLORS[i % len(_COLORS)],
                 Backoff(backoff_first_s, backoff_cap_s, jitter=0),
+                RestartPolicy(up_after_s=up_after_s),
             )
             for i, spec in enumerate(specs if specs is not None else services_of(settings))
         ]
         self._width = max(len(r.spec.name) for r in self._services)
         self._stopping = False
+        # The first service given up on (see bookstore.restarts), and its signal.
+        self.failure: LaunchError | None = None
+        self._failed = asyncio.Event()
         self._readers: set[asyncio.Task[None]] = set()
         self.control: Control | None = None
         if settings.chaos:  # fault injection: the services filter their messages
@@ -217,8 +235,10 @@ class Launcher:
         return f"{label} | "
 
     def say(self, text: str) -> None:
-        """A line of the launcher's own."""
-        self._write(self._prefix("launcher", "1"), text)
+        """A line of the launcher's own (several, if `text` has several)."""
+        prefix = self._prefix("launcher", "1")
+        for line in text.splitlines() or [""]:
+            self._write(prefix, line)
 
     def _write(self, prefix: str, text: str) -> None:
         try:
@@ -227,7 +247,9 @@ class Launcher:
         except (OSError, ValueError):
             pass  # nobody is reading our output any more; keep supervising
 
-    async def _pump(self, running: _Running, stream: asyncio.StreamReader) -> None:
+    async def _pump(
+        self, running: _Running, stream: asyncio.StreamReader, tail: deque[str]
+    ) -> None:
         prefix = self._prefix(running.spec.name, running.color)
         while True:
             try:
@@ -236,7 +258,9 @@ class Launcher:
                 line = await stream.read(65536)
             if not line:
                 return
-            self._write(prefix, line.decode("utf-8", "replace").rstrip("\r\n"))
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(text)
+            self._write(prefix, text)
 
     # ------------------------------------------------------------- processes
 
@@ -256,12 +280,16 @@ class Launcher:
         running.pids.append(process.pid)
         self.say(f"started {running.spec.name} pid={process.pid}")
         assert process.stdout is not None
-        reader = asyncio.create_task(self._pump(running, process.stdout))
+        # Each run its own tail: a late line of the last run never lands in this one's.
+        running.tail = deque(maxlen=TAIL_LINES)
+        reader = asyncio.create_task(self._pump(running, process.stdout, running.tail))
+        running.reader = reader
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
 
     async def _supervise(self, running: _Running) -> None:
-        """Wait for the service to exit; start it again after a back-off unless stopping."""
+        """Wait for the service to exit; start it again after a back-off unless stopping,
+        or give up on it (`bookstore.restarts`)."""
         while True:
             process = running.process
             assert process is not None
@@ -269,14 +297,21 @@ class Launcher:
             if self._stopping:
                 return
             ran = time.monotonic() - running.started_at
+            if running.reader is not None:
+                # Its last lines (a traceback's end) may still be in the pipe: they are
+                # what the decision and the message go by. A child of the service that
+                # holds the pipe open must not hold up the decision.
+                await asyncio.wait({running.reader}, timeout=OUTPUT_DRAIN_S)
+            name, how = running.spec.name, describe_code(code)
+            verdict = running.policy.exited(Exit(code, ran, tuple(running.tail)))
+            if verdict is not None:
+                self.say(f"{name} exited with {how} after {ran:.1f} s; not restarting it")
+                self._give_up(running, verdict)
+                return
             if ran >= self.backoff_reset_after_s:
                 running.backoff.reset()
             delay = running.backoff.next()
-            how = f"signal {-code}" if code < 0 else f"code {code}"
-            self.say(
-                f"{running.spec.name} exited with {how} after {ran:.1f} s; "
-                f"restarting in {delay:.1f} s"
-            )
+            self.say(f"{name} exited with {how} after {ran:.1f} s; restarting in {delay:.1f} s")
             await asyncio.sleep(delay)
             if self._stopping:
                 return
@@ -287,6 +322,18 @@ class Launcher:
                 return
             running.restarts += 1
 
+    def _give_up(self, running: _Running, verdict: GiveUp) -> None:
+        """Record the first service given up on; `wait_ready` raises its LaunchError."""
+        if self.failure is not None:
+            return
+        if verdict.tail:
+            lines = "\n".join(f"  {line}" for line in verdict.tail)
+            said = f"; its last lines of output:\n{lines}"
+        else:
+            said = "; it printed nothing"
+        self.failure = LaunchError(f"{running.spec.name} {verdict.reason}{said}")
+        self._failed.set()
+
     async def start(self) -> None:
         """Start every service (without waiting for readiness)."""
         if self.control is not None:
@@ -296,10 +343,12 @@ class Launcher:
             running.supervisor = asyncio.create_task(self._supervise(running))
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Until every service is healthy; LaunchError names those that never were.
+        """Until every service is healthy; LaunchError names those that never were, or
+        at once the service given up on (`self.failure`) with its last lines.
 
         The health checks run in a short-lived probe process, so the launcher
-        itself never loads gRPC (it stays small while it supervises)."""
+        itself never loads gRPC (it stays small while it supervises). A service the
+        probe reports ready has come up: from then on it is always restarted."""
         specs = {r.spec.name: r.spec for r in self._services}
         args = [
             f"{spec.name}={'http' if spec.http else 'grpc'}:{spec.address}"
@@ -318,21 +367,35 @@ class Launcher:
             preexec_fn=die_with_parent,
         )
         assert checker.stdout is not None
+        stdout = checker.stdout
         pending = set(specs)
-        try:
-            async with asyncio.timeout(timeout + 10):
-                async for raw in checker.stdout:
-                    word, _, rest = raw.decode().strip().partition(" ")
-                    if word == "ready" and rest in pending:
-                        pending.discard(rest)
-                        self.say(f"{rest} is ready on {specs[rest].address}")
+        policies = {r.spec.name: r.policy for r in self._services}
+
+        async def read() -> None:
+            async for raw in stdout:
+                word, _, rest = raw.decode().strip().partition(" ")
+                if word == "ready" and rest in pending:
+                    pending.discard(rest)
+                    policies[rest].ready()
+                    self.say(f"{rest} is ready on {specs[rest].address}")
             await checker.wait()
-        except TimeoutError:
-            pass
+
+        reading = asyncio.create_task(read())
+        failed = asyncio.create_task(self._failed.wait())
+        try:
+            await asyncio.wait(
+                {reading, failed}, timeout=timeout + 10, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            for task in (reading, failed):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if checker.returncode is None:
                 checker.kill()
                 await checker.wait()
+        if self.failure is not None:
+            raise self.failure
         if pending:
             raise LaunchError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
 

@@ -32,6 +32,11 @@ class SettingsError(ValueError):
     """A variable is missing or malformed; the message names it."""
 
 
+# The exit code of a `bookstore` command that stops on a SettingsError (sysexits.h's
+# EX_CONFIG): starting the process again would fail alike, so `bookstore up` does not.
+EXIT_CONFIG = 78
+
+
 def _env_name(service: str) -> str:
     return service.upper().replace("-", "_")
 
@@ -117,7 +122,9 @@ class Settings:
     # Observability (src/bookstore/telemetry/, docs/observability.md). The OpenTelemetry
     # SDK reads OTEL_EXPORTER_OTLP_ENDPOINT and every other OTEL_* variable itself.
     metrics_port_offset: int = 1000  # metrics port = gRPC port + this (0: none)
-    otlp_endpoint: str = ""  # where spans go (OTLP over gRPC); empty: tracing off
+    # where spans go: OTLP over gRPC, or over HTTP with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+    # (docs/observability.md); empty: tracing off
+    otlp_endpoint: str = ""
 
     # Payment: the simulated card processor, a two-phase-commit participant.
     payment_address: str = "127.0.0.1:50062"  # the payment service

@@ -3,11 +3,17 @@
 `setup_tracing` installs the SDK only when an OTLP endpoint is configured
 (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`); otherwise it
 installs nothing and does not even import the SDK, and every span the code starts is
-the API's no-op span, so tracing off costs a function call. The SDK and the exporter
-read every other standard variable themselves: `OTEL_TRACES_SAMPLER` / `_ARG`,
-`OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_INSECURE`, `OTEL_BSP_*`,
-`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`. The exporter speaks OTLP over gRPC
-(port 4317). Every exported span passes `sdk.RedactingSpanProcessor` (no card number).
+the API's no-op span, so tracing off costs a function call.
+
+The exporter speaks the protocol `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (or else
+`OTEL_EXPORTER_OTLP_PROTOCOL`) names: `grpc` (port 4317) or `http/protobuf` (port 4318;
+`OTEL_EXPORTER_OTLP_ENDPOINT` then gets `/v1/traces` appended, a traces endpoint is used
+as it is). Unset, it is `grpc`, as it always was here, so existing deployments keep
+working; the OpenTelemetry specification's default is `http/protobuf`. The SDK and the
+exporter read every other standard variable themselves: `OTEL_TRACES_SAMPLER` / `_ARG`,
+`OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_INSECURE` (gRPC), `_COMPRESSION`,
+`_CERTIFICATE`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`. Every
+exported span passes `sdk.RedactingSpanProcessor` (no card number).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from bookstore.settings import SettingsError
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 # Long-lived streams (the choreography's sessions and exchanges, the execution feed,
 # health watches) carry many orders: a span for one of them would last for hours and
@@ -45,24 +52,65 @@ _batch: contextvars.ContextVar[tuple[tuple[str, str], ...] | None] = contextvars
 
 _TRACED_BY = ("traceparent", BATCH_CALLERS)
 
+# Each pair: the per-signal variable first, it takes precedence (as in the specification).
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+GRPC = "grpc"
+HTTP_PROTOBUF = "http/protobuf"
+PROTOCOLS = (GRPC, HTTP_PROTOBUF)  # the specification's third, http/json, has no Python exporter
 
 
 def tracing_endpoint(env: Mapping[str, str] | None = None) -> str:
     """The OTLP endpoint spans go to; empty when tracing is off.
 
-    Raises SettingsError, naming the variable, for a protocol other than gRPC.
+    With an endpoint set, raises SettingsError, naming the variable and the accepted
+    values, for a protocol this process cannot export with (`tracing_protocol`).
     """
     e = os.environ if env is None else env
     if e.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return ""
     endpoint = next((e[name] for name in _ENDPOINT_VARIABLES if e.get(name)), "")
-    for name in _PROTOCOL_VARIABLES:
-        protocol = e.get(name, "")
-        if endpoint and protocol and protocol != "grpc":
-            raise SettingsError(f"{name}={protocol!r}: only 'grpc' is supported")
+    if endpoint:
+        tracing_protocol(e)
     return endpoint
+
+
+def tracing_protocol(env: Mapping[str, str] | None = None) -> str:
+    """The OTLP protocol spans go over: `grpc` or `http/protobuf`, from
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else `grpc`.
+
+    Raises SettingsError, naming the variable and the accepted values, for any other.
+    """
+    e = os.environ if env is None else env
+    for name in _PROTOCOL_VARIABLES:
+        protocol = e.get(name, "").strip()
+        if not protocol:
+            continue
+        if protocol not in PROTOCOLS:
+            accepted = " or ".join(repr(p) for p in PROTOCOLS)
+            raise SettingsError(f"{name}={protocol!r}: expected {accepted}")
+        return protocol
+    return GRPC
+
+
+def span_exporter(protocol: str) -> SpanExporter:
+    """The standard OTLP exporter for `protocol` (one of PROTOCOLS); it reads its
+    endpoint, headers, timeout and TLS files from the OTEL_EXPORTER_OTLP_* variables."""
+    # Imported here: with tracing off, no exporter is loaded; with it on, only one.
+    if protocol == HTTP_PROTOBUF:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
+
+        return HttpExporter()
+    if protocol == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    raise ValueError(f"no OTLP exporter for protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
 def enabled() -> bool:
@@ -78,12 +126,11 @@ def setup_tracing(service_name: str, replica_id: int | None = None) -> TracerPro
     if not tracing_endpoint():
         return None
     # Imported here: with tracing off, neither the SDK nor the exporter is loaded.
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
     from bookstore.telemetry.sdk import make_tracer_provider
 
     global _enabled
-    provider = make_tracer_provider(service_name, OTLPSpanExporter(), replica_id)
+    exporter = span_exporter(tracing_protocol())
+    provider = make_tracer_provider(service_name, exporter, replica_id)
     trace.set_tracer_provider(provider)
     _instrument_grpc()
     _enabled = True

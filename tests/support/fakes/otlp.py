@@ -1,16 +1,21 @@
-"""A test OTLP trace receiver: a gRPC TraceService on 127.0.0.1 (a free port).
+"""Test OTLP trace receivers on 127.0.0.1 (a free port): `OtlpReceiver` speaks OTLP
+over gRPC (a TraceService), `OtlpHttpReceiver` OTLP over HTTP with protobuf bodies
+(POST /v1/traces, the standard library's HTTP server).
 
-It decodes every export with the `opentelemetry-proto` package and keeps the spans,
+Each decodes every export with the `opentelemetry-proto` package and keeps the spans,
 each with the `service.name` of the resource that sent it:
 
-    with OtlpReceiver() as receiver:
+    with OtlpReceiver() as receiver:   # or OtlpHttpReceiver()
         ... export to receiver.endpoint ("http://127.0.0.1:PORT") ...
         receiver.spans()         # every span received, in arrival order
 """
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import threading
+import zlib
 from concurrent import futures
 from dataclasses import dataclass
 from types import TracebackType
@@ -101,14 +106,12 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-class OtlpReceiver:
+class _Spans:
+    """The spans of every export request received, in arrival order (thread-safe)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def _add(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         received = []
@@ -128,6 +131,17 @@ class OtlpReceiver:
         with self._lock:
             return list(self._spans)
 
+
+class OtlpReceiver(_Spans):
+    """OTLP over gRPC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
     def __enter__(self) -> OtlpReceiver:
         self._server.start()
         return self
@@ -139,3 +153,73 @@ class OtlpReceiver:
         tb: TracebackType | None,
     ) -> None:
         self._server.stop(grace=None)
+
+
+TRACES_PATH = "/v1/traces"  # the OTLP/HTTP path of trace exports
+_PROTOBUF = "application/x-protobuf"
+_DECODERS = {"": lambda body: body, "gzip": gzip.decompress, "deflate": zlib.decompress}
+
+
+class OtlpHttpReceiver(_Spans):
+    """OTLP over HTTP, binary protobuf: POST /v1/traces. Anything else is answered
+    with the status an OTLP/HTTP server gives it (404, 405, 415) and kept in `refused`
+    as "METHOD PATH: why"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                if self.path != TRACES_PATH:
+                    self._refuse(404, "not the traces path")
+                elif self.headers.get("Content-Type") != _PROTOBUF or encoding not in _DECODERS:
+                    self._refuse(415, f"{self.headers.get('Content-Type')} {encoding}".strip())
+                else:
+                    request = trace_service_pb2.ExportTraceServiceRequest()
+                    request.ParseFromString(_DECODERS[encoding](body))
+                    receiver._add(request)
+                    self._answer(200, trace_service_pb2.ExportTraceServiceResponse())
+
+            def do_GET(self) -> None:
+                self._refuse(405, "not POST")
+
+            def _refuse(self, status: int, why: str) -> None:
+                with receiver._lock:
+                    receiver.refused.append(f"{self.command} {self.path}: {why}")
+                self._answer(status, None)
+
+            def _answer(
+                self, status: int, message: trace_service_pb2.ExportTraceServiceResponse | None
+            ) -> None:
+                body = message.SerializeToString() if message is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", _PROTOBUF)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the test's output is the spans, not an access log
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpHttpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bookstore import cli
-from bookstore.settings import get_settings
+from bookstore.settings import EXIT_CONFIG, get_settings
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_a_service_without_its_certificate_stops_naming_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("BOOKSTORE_DATA_DIR", str(tmp_path))
-    assert cli.main(["serve", "order-queue"]) == 2
+    assert cli.main(["serve", "order-queue"]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert "configuration error" in err and f"{tmp_path}/tls/" in err
     assert "bookstore up` makes the certificates" in err

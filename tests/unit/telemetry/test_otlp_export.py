@@ -1,4 +1,4 @@
-"""Spans exported over OTLP/gRPC to a test receiver on 127.0.0.1."""
+"""Spans exported over OTLP (gRPC, and HTTP with protobuf) to a test receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Iterator
 
 import pytest
-from fakes.otlp import OtlpReceiver
+from fakes.otlp import TRACES_PATH, OtlpHttpReceiver, OtlpReceiver
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.trace import SpanKind
 from telemetry_support import run_python
@@ -21,6 +21,12 @@ ORDER = "3b09277b-4612-4251-a283-678901234567"
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[OtlpHttpReceiver]:
+    with OtlpHttpReceiver() as receiver:
         yield receiver
 
 
@@ -82,14 +88,39 @@ def _run_service(endpoint: str, **env: str) -> None:
     run_python(_SERVICE, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **env)
 
 
-def test_setup_tracing_exports_to_the_configured_endpoint(receiver: OtlpReceiver) -> None:
-    _run_service(receiver.endpoint)
+def _the_span_of_the_service(receiver: OtlpHttpReceiver | OtlpReceiver) -> None:
     (span,) = receiver.spans()
     assert (span.service, span.name) == ("fraud-detection", "event d")
     assert span.attributes[ORDER_ID] == "order-9"
     assert span.attributes["note"] == "card ****1111 looked fine"
 
 
+def test_setup_tracing_exports_to_the_configured_endpoint(receiver: OtlpReceiver) -> None:
+    _run_service(receiver.endpoint)  # no protocol named: gRPC
+    _the_span_of_the_service(receiver)
+
+
 def test_setup_tracing_honours_the_standard_sampler_variable(receiver: OtlpReceiver) -> None:
     _run_service(receiver.endpoint, OTEL_TRACES_SAMPLER="always_off")
     assert receiver.spans() == []
+
+
+def test_http_protobuf_delivers_spans_over_http(http_receiver: OtlpHttpReceiver) -> None:
+    # The base endpoint: the exporter appends /v1/traces, as the specification says.
+    _run_service(http_receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    _the_span_of_the_service(http_receiver)
+    assert http_receiver.refused == []
+
+
+def test_the_traces_protocol_and_endpoint_take_precedence(
+    http_receiver: OtlpHttpReceiver,
+) -> None:
+    run_python(
+        _SERVICE,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",  # nothing there
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        # A traces endpoint is the whole URL, used as it is.
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http_receiver.endpoint + TRACES_PATH,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+    )
+    _the_span_of_the_service(http_receiver)

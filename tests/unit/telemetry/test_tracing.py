@@ -11,7 +11,12 @@ from bookstore.settings import SettingsError
 from bookstore.telemetry import sdk
 from bookstore.telemetry.propagation import inject, order_span
 from bookstore.telemetry.sdk import make_tracer_provider
-from bookstore.telemetry.tracing import setup_tracing, tracing_endpoint
+from bookstore.telemetry.tracing import (
+    setup_tracing,
+    span_exporter,
+    tracing_endpoint,
+    tracing_protocol,
+)
 
 CARD = "4111111111111111"
 
@@ -65,10 +70,75 @@ def test_the_endpoint_comes_from_the_standard_variables(env: dict[str, str], end
     assert tracing_endpoint(env) == endpoint
 
 
-def test_a_protocol_other_than_grpc_is_refused_by_name() -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http"}
-    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+@pytest.mark.parametrize(
+    ("env", "protocol"),
+    [
+        ({}, "grpc"),  # unset: gRPC, as before (the specification's default is http/protobuf)
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": ""}, "grpc"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "grpc"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "http/protobuf"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": " http/protobuf "}, "http/protobuf"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            "http/protobuf",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            },
+            "grpc",
+        ),
+        (  # the per-signal variable decides: the general one is not read at all
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            "http/protobuf",
+        ),
+    ],
+)
+def test_the_protocol_comes_from_the_standard_variables(env: dict[str, str], protocol: str) -> None:
+    assert tracing_protocol(env) == protocol
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),  # no Python exporter speaks it
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "GRPC"),
+    ],
+)
+def test_any_other_protocol_is_a_configuration_error_naming_the_accepted_ones(
+    variable: str, value: str
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", variable: value}
+    expected = f"{variable}='{value}': expected 'grpc' or 'http/protobuf'"
+    with pytest.raises(SettingsError) as raised:
         tracing_endpoint(env)
+    assert str(raised.value) == expected
+
+
+def test_the_protocol_is_not_read_with_tracing_off() -> None:
+    assert tracing_endpoint({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}) == ""
+
+
+def test_each_protocol_gets_the_standard_exporter_for_it() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_exporter
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter as http_exporter
+
+    http = span_exporter("http/protobuf")
+    assert isinstance(http, http_exporter.OTLPSpanExporter)
+    grpc = span_exporter("grpc")
+    assert isinstance(grpc, grpc_exporter.OTLPSpanExporter)
+    for exporter in (http, grpc):
+        exporter.shutdown()
+    with pytest.raises(ValueError, match="http/json"):
+        span_exporter("http/json")
 
 
 def test_card_numbers_are_masked_everywhere_in_a_span() -> None:
