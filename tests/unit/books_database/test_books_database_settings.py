@@ -8,7 +8,7 @@ import pytest
 
 from bookstore import cli
 from bookstore.books_database.service import config_from
-from bookstore.settings import SettingsError, from_env
+from bookstore.settings import EXIT_CONFIG, SettingsError, from_env
 
 
 def test_defaults_are_three_replicas_on_50059_to_50061() -> None:
@@ -56,5 +56,5 @@ def test_an_unknown_replica_id_is_refused() -> None:
 
 
 def test_serving_a_replica_needs_its_id(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["serve", "books-database"]) == 2
+    assert cli.main(["serve", "books-database"]) == EXIT_CONFIG
     assert "books-database needs --replica-id N" in capsys.readouterr().err
