@@ -4,6 +4,10 @@
     .venv/bin/python bench/goodput.py --tree before=/tmp/before --tree now=.
     .venv/bin/python bench/goodput.py --tree gate=/tmp/before \\
         --tree nogate=/tmp/before:ORCHESTRATOR_GATE=off --rounds 2 --only bursts,faults
+    .venv/bin/python bench/goodput.py --tree a=. --tree b=/tmp/other --plan   # the order
+
+The defaults take about three minutes a tree and round (most of it the 30 s steady
+loads: `--duration`); the table goes to stdout, progress to stderr.
 
 A tree is NAME=PATH[:VAR=VALUE...]: a source tree whose `src` goes first on the
 PYTHONPATH of the system's processes (so `python -m bookstore` runs that code), with
@@ -25,7 +29,7 @@ Scenarios (`--only bursts,faults,steady,flood`):
   primary is; the launcher restarts a killed one). Approved, executed (each approved
   order followed with GET /orders/{id} until executed, for at most `--follow-s`), refused.
   The leader and primary come from GET /api/cluster, their pids from the launcher's log.
-- steady: 20, then 50 closed-loop clients for `--duration` s each, on one system:
+- steady: 20, and 50 closed-loop clients for `--duration` s, a fresh system each:
   executed/s (approved answers already executed), 503s, approved latency p50 / p99.
 - flood: on one system, 50 closed-loop clients for `--flood-duration` s, then 500
   clients for as long, each sending again as soon as it has an answer: 490 are wrk's
@@ -638,35 +642,34 @@ async def closed_loop(
     return load
 
 
-async def steady_run(system: System, args: argparse.Namespace) -> Rows:
+async def steady_run(system: System, args: argparse.Namespace, clients: int) -> Rows:
     host, port = _host_port(system)
-    rows: Rows = {}
     async with httpx.AsyncClient() as client:
         urls = await metrics_urls(client, system)
-        for clients in args.steady_clients:
-            with LimitWatch(client, urls["orchestrator"]) as watch:
-                load = await closed_loop(
-                    host, port, clients, args.duration, args.request_timeout, asyncio.Event()
-                )
-            approved, refused, other = tally(load.answers)
-            if other:
-                log(f"  other answers: {others(load.answers)}")
-            lat = load.latencies()
-            n = f"{clients} clients, {args.duration:g} s"
-            rows[f"steady {n}: executed/s (approved/s)"] = (
-                f"{load.executed() / load.elapsed_s:.1f} ({approved / load.elapsed_s:.1f})"
+        with LimitWatch(client, urls["orchestrator"]) as watch:
+            load = await closed_loop(
+                host, port, clients, args.duration, args.request_timeout, asyncio.Event()
             )
-            rows[f"steady {n}: refused (503) / other"] = f"{refused} / {other}"
-            rows[f"steady {n}: approved latency p50 / p99"] = (
-                f"{percentile_ms(lat, 50):.0f} / {percentile_ms(lat, 99):.0f} ms"
-            )
-            rows[f"steady {n}: {LIMIT_ROW}"] = watch.summary()
-    return rows
+    approved, refused, other = tally(load.answers)
+    if other:
+        log(f"  other answers: {others(load.answers)}")
+    lat = load.latencies()
+    n = f"{clients} clients, {args.duration:g} s"
+    return {
+        f"steady {n}: executed/s (approved/s)": (
+            f"{load.executed() / load.elapsed_s:.1f} ({approved / load.elapsed_s:.1f})"
+        ),
+        f"steady {n}: refused (503) / other": f"{refused} / {other}",
+        f"steady {n}: approved latency p50 / p99": (
+            f"{percentile_ms(lat, 50):.0f} / {percentile_ms(lat, 99):.0f} ms"
+        ),
+        f"steady {n}: {LIMIT_ROW}": watch.summary(),
+    }
 
 
-def run_steady(tree: Tree, args: argparse.Namespace) -> Rows:
+def run_steady(tree: Tree, args: argparse.Namespace, clients: int) -> Rows:
     with started(tree, args) as system:
-        return asyncio.run(steady_run(system, args))
+        return asyncio.run(steady_run(system, args, clients))
 
 
 # ---- flood -------------------------------------------------------------------------------
@@ -836,7 +839,8 @@ def units(args: argparse.Namespace) -> list[Unit]:
         for fault in args.faults:
             chosen.append(Unit(f"fault {fault}", lambda t, a, f=fault: run_fault(t, a, f)))
     if "steady" in args.only:
-        chosen.append(Unit("steady", run_steady))
+        for clients in args.steady_clients:
+            chosen.append(Unit(f"steady {clients}", lambda t, a, c=clients: run_steady(t, a, c)))
     if "flood" in args.only:
         chosen.append(Unit("flood", run_flood))
     return chosen
