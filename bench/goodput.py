@@ -180,7 +180,17 @@ def started(tree: Tree, args: argparse.Namespace) -> Iterator[System]:
     with start_system(tree.system_env(args.env)) as system:
         log(f"  {tree.name}: system up in {time.monotonic() - t0:.1f} s")
         asyncio.run(warm_up(system, args.warmup))
+        first = system.pids()
         yield system
+        restarted = sorted(name for name, pid in system.pids().items() if first.get(name) != pid)
+        if restarted:
+            log(f"  restarted by the launcher meanwhile: {', '.join(restarted)}")
+        for line in system.log().splitlines():
+            if "exited with" in line or "could not start" in line:
+                log(f"  {line}")
+        if args.show_log:
+            lines = system.log().splitlines()
+            log("  the launcher's log, last lines:\n" + "\n".join(lines[-args.show_log :]))
 
 
 # ---- one client --------------------------------------------------------------------------
@@ -952,6 +962,9 @@ def parser() -> argparse.ArgumentParser:
         "--wrk-timeout", default="30s", help="wrk's --timeout (a slower answer: a timeout)"
     )
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    p.add_argument(
+        "--show-log", type=int, default=0, help="print the launcher log's last N lines of each"
+    )
     p.add_argument(
         "--plan",
         action="store_true",
