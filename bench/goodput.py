@@ -408,10 +408,11 @@ class LimitWatch:
     def summary(self) -> str:
         if not self.seen:
             return "not reported"
-        return f"{min(self.seen):.0f} / {max(self.seen):.0f}"
+        ordered = sorted(self.seen)
+        return " / ".join(f"{v:.0f}" for v in (ordered[0], ordered[len(ordered) // 2], ordered[-1]))
 
 
-LIMIT_ROW = "admission limit min / max seen (bookstore_admission_limit, every 0.5 s)"
+LIMIT_ROW = "admission limit min / median / max (bookstore_admission_limit, every 0.5 s)"
 
 
 # ---- figures -----------------------------------------------------------------------------
