@@ -36,7 +36,7 @@ STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
 ENQUEUE_BACKOFF_MIN_S = 0.05
 ENQUEUE_BACKOFF_MAX_S = 0.5
-TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
+TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.state.MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from bookstore.identity.policy import require_replica
 from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
 from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn
 from bookstore.order_queue.client import LeaderCalls
-from bookstore.order_queue.db import LeaderAlive, StaleEpoch
+from bookstore.order_queue.state import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics, propagation
