@@ -16,9 +16,10 @@ checkout's trace.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -154,6 +155,36 @@ def _completion(c: queue_pb2.LeaseRequest) -> Completion:
 
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+Req = TypeVar("Req")
+Checked = TypeVar("Checked")
+
+
+async def _each(
+    context: Context,
+    requests: Sequence[Req],
+    check: Callable[[Req], Checked],
+    write: Callable[[list[Checked]], Awaitable[Sequence[Any]]],
+) -> list[Any]:
+    """A batch call's outcome per request, in order: its refusal by `check` (a
+    QueueError), or its result from `write` (all accepted ones in one transaction).
+    A full disk refuses each of them; only a queue that stops fails the call."""
+    outcomes: list[Any] = []
+    checked: dict[int, Checked] = {}  # index of the request -> what the store writes
+    for index, request in enumerate(requests):
+        try:
+            checked[index] = check(request)
+            outcomes.append(None)
+        except QueueError as exc:
+            outcomes.append(exc)
+    try:
+        results = await write(list(checked.values()))
+    except (StorageFailure, DiskFull) as exc:  # the whole transaction
+        if isinstance(exc, StorageFailure):
+            await _abort(context, exc)
+        results = [exc] * len(checked)
+    for index, result in zip(checked, results, strict=True):
+        outcomes[index] = result
+    return outcomes
 
 
 EXECUTOR = "order-executor"
@@ -194,25 +225,14 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         self, request: queue_pb2.EnqueueBatchRequest, context: Context
     ) -> queue_pb2.EnqueueBatchReply:
         await self._check_size(context, request.enqueues)
-        orders: dict[int, Order] = {}  # index of the request -> its order
-        outcomes: list[queue_pb2.EnqueueOutcome] = []
-        for index, enqueue in enumerate(request.enqueues):
-            try:
-                orders[index] = self._order(enqueue)
-                outcomes.append(queue_pb2.EnqueueOutcome())
-            except QueueError as exc:
-                outcomes.append(queue_pb2.EnqueueOutcome(error=op_error(exc)))
-        try:
-            results: list[Any] = await self.store.enqueue_all(list(orders.values()))
-        except (StorageFailure, DiskFull) as exc:  # the whole transaction
-            results = [exc] * len(orders)
-            await self._abort_stopping(context, exc)
-        for index, result in zip(orders, results, strict=True):
-            if isinstance(result, BaseException):
-                outcomes[index] = queue_pb2.EnqueueOutcome(error=op_error(result))
+        outcomes = await _each(context, request.enqueues, self._order, self.store.enqueue_all)
+        reply = queue_pb2.EnqueueBatchReply()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                reply.outcomes.add(error=op_error(outcome))
             else:
-                outcomes[index] = queue_pb2.EnqueueOutcome(reply=_enqueued(result))
-        return queue_pb2.EnqueueBatchReply(outcomes=outcomes)
+                reply.outcomes.add(reply=_enqueued(outcome))
+        return reply
 
     @staticmethod
     async def _check_size(context: Context, ops: Sequence[Any]) -> None:
@@ -222,13 +242,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"BAD_REQUEST: at most {MAX_BATCH_OPS} operations per batch",
             )
-
-    @staticmethod
-    async def _abort_stopping(context: Context, exc: Exception) -> None:
-        """A batch call fails as a whole when the queue is stopping (a full disk is
-        every operation's refusal instead)."""
-        if isinstance(exc, StorageFailure):
-            await _abort(context, exc)
 
     async def RegisterLeader(
         self, request: queue_pb2.RegisterLeaderRequest, context: Context
@@ -355,30 +368,20 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         self, request: queue_pb2.LeaderBatchRequest, context: Context
     ) -> queue_pb2.LeaderBatchReply:
         await self._check_size(context, request.ops)
-        ops: dict[int, LeaderOp] = {}  # index of the request -> the store's op
-        outcomes: list[queue_pb2.LeaderOutcome] = []
-        for index, op in enumerate(request.ops):
-            try:
-                ops[index] = self._leader_op(op, context)
-                outcomes.append(queue_pb2.LeaderOutcome())
-            except QueueError as exc:
-                outcomes.append(queue_pb2.LeaderOutcome(error=op_error(exc)))
-        try:
-            results = await self.store.leader_ops(list(ops.values()))
-        except (StorageFailure, DiskFull) as exc:  # the whole transaction
-            results = [exc] * len(ops)
-            await self._abort_stopping(context, exc)
-        for index, result in zip(ops, results, strict=True):
-            if isinstance(result, BaseException):
-                outcomes[index] = queue_pb2.LeaderOutcome(error=op_error(result))
-            elif isinstance(ops[index], Completion):
-                outcomes[index] = queue_pb2.LeaderOutcome(complete=_completed(result))
+        check = functools.partial(self._leader_op, context=context)
+        outcomes = await _each(context, request.ops, check, self.store.leader_ops)
+        reply = queue_pb2.LeaderBatchReply()
+        for op, outcome in zip(request.ops, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                reply.outcomes.add(error=op_error(outcome))
+            elif op.HasField("complete"):
+                reply.outcomes.add(complete=_completed(outcome))
             else:
-                outcomes[index] = queue_pb2.LeaderOutcome(decision=decision_pb(result))
-        return queue_pb2.LeaderBatchReply(outcomes=outcomes)
+                reply.outcomes.add(decision=decision_pb(outcome))
+        return reply
 
     @staticmethod
-    def _leader_op(op: queue_pb2.LeaderOp, context: Context) -> LeaderOp:
+    def _leader_op(op: queue_pb2.LeaderOp, *, context: Context) -> LeaderOp:
         """A LogDecision or a Complete, checked here as its unary call is checked."""
         if op.HasField("log_decision"):
             d = op.log_decision
