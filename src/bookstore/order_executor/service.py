@@ -53,7 +53,7 @@ from bookstore.order_executor.bully import (
 )
 from bookstore.order_executor.transaction import CrashHook, TwoPhaseCommit, Txn
 from bookstore.order_queue.client import LeaderCalls
-from bookstore.order_queue.db import LeaderAlive, StaleEpoch
+from bookstore.order_queue.state import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics, propagation

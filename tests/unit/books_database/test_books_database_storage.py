@@ -1,13 +1,23 @@
-"""A replica's SQLite file: seeded once, and everything an Output carries
-survives a reopen."""
+"""A replica's SQLite file: seeded once, everything an Output carries survives a
+reopen, and a write that fails stops the replica."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from bookstore.books_database.replication import Entry, LogWrite, Output
+import pytest
+
+from bookstore.books_database.driver import Driver
+from bookstore.books_database.replication import Entry, LogWrite, Output, Replica
 from bookstore.books_database.stock import BookRow, Op
-from bookstore.books_database.storage import Storage, seed_rows, snapshot
+from bookstore.books_database.storage import (
+    Snapshot,
+    Storage,
+    StorageFailure,
+    seed_rows,
+    snapshot,
+)
 from bookstore.catalogue import load_catalogue
 
 SEED = {"b1": BookRow("Dune", 5), "b2": BookRow("Emma", 2)}
@@ -46,3 +56,26 @@ def test_view_vote_log_and_applied_state_survive_a_reopen(tmp_path: Path) -> Non
     assert m.txns["t1"].items == (("b1", 2),) and m.answers["r:t1"].ok
     assert m.digest() == machine.digest()
     again.close()
+
+
+async def test_a_turn_whose_write_fails_stops_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage(tmp_path / "books-database-1.sqlite3")
+    replica = Replica(1, [1], storage.load(dict(SEED)).machine)  # alone: it elects itself
+
+    def broken(batch: Snapshot) -> None:
+        raise StorageFailure("the disk went away")
+
+    monkeypatch.setattr(storage, "write", broken)
+    driver = Driver(replica, storage, {1: "127.0.0.1:9"}, tick_s=0.01)
+    running = driver.start()
+    try:
+        # Its first durable turn (its vote for itself) fails: the replica stops.
+        with pytest.raises(StorageFailure, match="went away"):
+            await asyncio.wait_for(running, 15.0)
+        with pytest.raises(StorageFailure):
+            await driver.submit_many([Op("reserve", "r:t1", "t1", 1, (("b1", 1),))])
+    finally:
+        await driver.stop()
+        storage.close()

@@ -9,8 +9,7 @@ import grpc
 import pytest
 from queue_fakes import FakeClock
 
-from bookstore.order_queue.db import BadRequest, StaleEpoch, UnknownOrder
-from bookstore.order_queue.state import Item
+from bookstore.order_queue.state import BadRequest, Item, StaleEpoch, UnknownOrder
 from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 
