@@ -29,6 +29,7 @@ from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Answer, R
 from bookstore.books_database.stock import Op, Result
 from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
 from bookstore.catalogue import load_catalogue
+from bookstore.commitment.status import REFUSALS
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 from bookstore.pb import common_pb2
@@ -40,14 +41,11 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "bookstore.books.BooksDatabase"
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
-_CODES = {
+# The participant's refusals read as payment's (one table); then the stock's own.
+_CODES = REFUSALS | {
     NOT_PRIMARY: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.STALE_EPOCH: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.TXN_FINISHED: grpc.StatusCode.FAILED_PRECONDITION,
     stock.BELOW_RESERVED: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     stock.UNKNOWN_BOOK: grpc.StatusCode.NOT_FOUND,
-    stock.UNKNOWN_TXN: grpc.StatusCode.NOT_FOUND,
 }
 OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 # Refusals that are about the replica, not one operation: they end a Write call as a
@@ -75,8 +73,8 @@ class Refusal:
 def _outcome(result: Result) -> pb.WriteReply | Refusal:
     if result.ok:
         return pb.WriteReply(ok=True)
-    if result.code == stock.OUT_OF_STOCK:
-        return pb.WriteReply(ok=False, message=result.message, lacking_titles=result.lacking)
+    if result.code == stock.VOTED_NO:
+        return pb.WriteReply(ok=False, message=result.message)
     if result.code == UNKNOWN:
         return Refusal(grpc.StatusCode.UNAVAILABLE, OUTCOME_UNKNOWN, result.message)
     return Refusal(_CODES.get(result.code, grpc.StatusCode.INTERNAL), result.code, result.message)

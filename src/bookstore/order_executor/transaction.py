@@ -16,7 +16,8 @@ returns how the transaction ended. Many orders run at once, each in its own
 so concurrent transactions share fsyncs.
 
 Answers, as the coordinator's events:
-- a refusal with a named code (STALE_EPOCH, TXN_FINISHED, ...) -> `on_refused`;
+- a refusal with a named code (STALE_EPOCH, ALREADY_ABORTED, ...: the
+  participant rules' codes, the same at both participants) -> `on_refused`;
   STALE_EPOCH anywhere means a newer leader owns the order: FENCED;
 - a participant that cannot be reached -> nothing (the resend and the vote
   timeout handle it); except payment's DEADLINE_EXCEEDED on Authorize, which
@@ -293,7 +294,7 @@ class TwoPhaseCommit:
 
     async def _reserve(self, action: Action, txn: Txn) -> Feed:
         reservation = await self.books.reserve(txn.order_id, txn.items, txn.epoch)
-        reason = "" if reservation.ok else "out of stock: " + ", ".join(reservation.lacking_titles)
+        reason = "" if reservation.ok else reservation.message
         self._voted(txn, BOOKS, reservation.ok, reason)
         return lambda c, now: c.on_vote(BOOKS, reservation.ok, reason, now)
 

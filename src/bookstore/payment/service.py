@@ -34,15 +34,8 @@ from typing import Any, TypeAlias, TypeVar, cast
 import grpc
 
 from bookstore import grpcutil
-from bookstore.commitment.participant import (
-    AlreadyAborted,
-    AlreadyCommitted,
-    StaleEpoch,
-    State,
-    TxnError,
-    TxnMismatch,
-    UnknownTxn,
-)
+from bookstore.commitment.participant import BadRequest, State, TxnError, UnknownTxn
+from bookstore.commitment.status import REFUSALS
 from bookstore.payment import recovery
 from bookstore.payment.cards import BadCard, Behaviour, CardInfo, card_info
 from bookstore.payment.ledger import (
@@ -71,25 +64,14 @@ MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
 NO_ANSWER = "the processor did not answer"  # the timeout test card's DEADLINE_EXCEEDED
 
 
-class BadRequest(TxnError):
-    code = "BAD_REQUEST"
-
-
-_CODES: dict[type[TxnError], grpc.StatusCode] = {
-    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
-    UnknownToken: grpc.StatusCode.NOT_FOUND,
-    UnknownTxn: grpc.StatusCode.NOT_FOUND,
-    StaleEpoch: grpc.StatusCode.FAILED_PRECONDITION,
-    AlreadyAborted: grpc.StatusCode.FAILED_PRECONDITION,
-    AlreadyCommitted: grpc.StatusCode.FAILED_PRECONDITION,
-    TxnMismatch: grpc.StatusCode.FAILED_PRECONDITION,
-}
+# The participant's refusals read as the books database's (one table); then payment's own.
+_CODES = REFUSALS | {UnknownToken.code: grpc.StatusCode.NOT_FOUND}
 
 
 def _status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The gRPC status a refused request ends with; None for any other error."""
     if isinstance(exc, TxnError):
-        return _CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc)
+        return _CODES.get(exc.code, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
     if isinstance(exc, BadCard):
         return grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}"
     return None

@@ -4,18 +4,24 @@ isort:skip_file
 The replicated books database: the stock of every book, on 3 replicas
 (primary-backup, majority acknowledgement, fenced views; see
 docs/architecture.md). Only the primary answers client operations.
+The stock is a two-phase-commit participant under the same rules and with the
+same result codes as payment (Reserve = prepare, Commit = commit, Release =
+abort; the txn id is the order id).
 Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "NOT_PRIMARY: primary is N"   ask replica N (0: unknown yet)
   FAILED_PRECONDITION "STALE_EPOCH: ..."            coordinator epoch older than one seen
-  FAILED_PRECONDITION "TXN_FINISHED: ..."           transaction already committed/released
+  FAILED_PRECONDITION "ALREADY_ABORTED: ..."        commit after a release (or a no vote)
+  FAILED_PRECONDITION "ALREADY_COMMITTED: ..."      release after a commit
+  FAILED_PRECONDITION "TXN_MISMATCH: ..."           the same txn id with other items
   FAILED_PRECONDITION "BELOW_RESERVED: ..."         set_stock under the reserved copies
   INVALID_ARGUMENT    "BAD_REQUEST: ..."            malformed request, nothing changed
-  NOT_FOUND           "UNKNOWN_BOOK: ..." / "UNKNOWN_TXN: ..."
+  NOT_FOUND           "UNKNOWN_BOOK: ..."
+  NOT_FOUND           "UNKNOWN_TXN: ..."            commit of a txn never reserved
   UNAVAILABLE         "OUTCOME_UNKNOWN: ..."        the primary lost its view meanwhile:
                                                     retry with the same request id
 A refused reservation (not enough copies) is a normal answer: ok = false.
 Write carries many reserves, commits and releases: a refusal of one operation
-(STALE_EPOCH, TXN_FINISHED, BAD_REQUEST, UNKNOWN_BOOK, UNKNOWN_TXN) is that
+(STALE_EPOCH, ALREADY_ABORTED, BAD_REQUEST, UNKNOWN_BOOK, ...) is that
 operation's outcome, an OpError with the code and message its unary call gets;
 NOT_PRIMARY, OUTCOME_UNKNOWN and transport errors end the whole call (retry it,
 with the same request ids).
@@ -213,23 +219,19 @@ class WriteReply(_message.Message):
 
     OK_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
-    LACKING_TITLES_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
+    """a reserve: the vote"""
     message: _builtins.str
-    @_builtins.property
-    def lacking_titles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """a refused reservation: the titles without enough copies"""
-
+    """a no vote: why, e.g. "out of stock: <the titles lacking copies>" """
     def __init__(
         self,
         *,
         ok: _builtins.bool = ...,
         message: _builtins.str = ...,
-        lacking_titles: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lacking_titles", b"lacking_titles", "message", b"message", "ok", b"ok"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "ok", b"ok"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

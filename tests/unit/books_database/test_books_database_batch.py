@@ -85,12 +85,9 @@ async def test_each_operation_of_a_batch_gets_its_own_outcome_in_order(
     bad = grpc.StatusCode.INVALID_ARGUMENT
     assert outcomes(reply) == [
         ok(),
-        (
-            "reply",
-            pb.WriteReply(ok=False, message=f"out of stock: {TITLE}", lacking_titles=[TITLE]),
-        ),
+        ("reply", pb.WriteReply(ok=False, message=f"out of stock: {TITLE}")),
         ok(),
-        error(grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN", "no reservation for transaction o9"),
+        error(grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN", "txn o9 was never prepared here"),
         error(bad, "BAD_REQUEST", "an operation must be a reserve, a commit or a release"),
         error(bad, "BAD_REQUEST", "request_id must be 1..200 characters"),
         ok(),
@@ -116,7 +113,7 @@ async def test_a_stale_epoch_refuses_only_its_operation_as_the_unary_call_does(
     assert refusal.code == "STALE_EPOCH"
     machine = next(iter(cluster.replicas.values())).driver.replica.machine
     await cluster.converged()
-    assert machine.txns["o1"].state == "reserved" and machine.txns["o2"].state == "committed"
+    assert machine.txns["o1"].state == "prepared" and machine.txns["o2"].state == "committed"
 
 
 async def test_a_request_id_replayed_in_a_batch_or_a_later_one_gets_its_first_answer(
@@ -185,7 +182,7 @@ async def test_concurrent_writes_share_calls_and_each_caller_gets_its_own_answer
     assert (refused.code, refused.message) == (expected.code, expected.message)
     assert isinstance(missing, grpcutil.Rejected)
     assert (missing.code, missing.message) == ("UNKNOWN_BOOK", "no book with id 'nope'")
-    assert lacking == Reservation(False, (TITLE,), f"out of stock: {TITLE}")
+    assert lacking == Reservation(False, f"out of stock: {TITLE}")
 
 
 async def test_concurrent_reads_share_a_read_and_each_gets_exactly_its_books(

@@ -245,7 +245,7 @@ def test_a_batch_of_writes_is_one_append_and_one_round_with_an_answer_each() -> 
     answers = {a.ticket: a.result.code for i, a in cluster.answers_seen if i == leader}
     assert {t: answers[t] for t in (501, 504, 505)} == {
         501: "OK",
-        504: "OUT_OF_STOCK",
+        504: "VOTED_NO",
         505: "OK",
     }
     assert cluster.converged()

@@ -44,8 +44,8 @@ from bookstore.telemetry import metrics
             "not executed: no vote from books-database, payment in time",
         ),
         (
-            "books-database: TXN_FINISHED: txn o1 was released",
-            "not executed: books-database: TXN_FINISHED: txn o1 was released",
+            "books-database: ALREADY_ABORTED: txn o1 was aborted",
+            "not executed: books-database: ALREADY_ABORTED: txn o1 was aborted",
         ),
     ],
 )
@@ -90,7 +90,7 @@ class World:
     # the books database client
     async def reserve(self, txn_id: str, items: Any, epoch: int) -> Reservation:
         self.calls.append("reserve")
-        return Reservation(not self.lacking, self.lacking)
+        return Reservation(not self.lacking, "out of stock: " + ", ".join(self.lacking))
 
     async def commit(self, txn_id: str, epoch: int) -> None:
         self.calls.append("commit")
