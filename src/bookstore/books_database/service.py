@@ -25,9 +25,11 @@ from grpc_health.v1 import health_pb2
 from bookstore import grpcutil
 from bookstore.books_database import stock, wire
 from bookstore.books_database.driver import Driver
-from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Answer, Replica, Timings
+from bookstore.books_database.messages import Answer, Timings
+from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Replica
 from bookstore.books_database.stock import Op, Result
 from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
+from bookstore.books_database.trail import Trail
 from bookstore.catalogue import load_catalogue
 from bookstore.commitment.status import REFUSALS
 from bookstore.pb import books_database_pb2 as pb
@@ -117,9 +119,10 @@ def _outcome_pb(outcome: pb.WriteReply | Refusal) -> pb.WriteOutcome:
 
 
 class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
-    def __init__(self, driver: Driver, address: str) -> None:
+    def __init__(self, driver: Driver, address: str, trail: Trail) -> None:
         self.driver = driver
         self.address = address
+        self.trail = trail
 
     async def _write(self, op: Op, context: Context) -> pb.WriteReply:
         bad = _bad_request_id(op.request_id)
@@ -202,7 +205,7 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
     async def OrderEvents(
         self, request: pb.OrderEventsRequest, context: Context
     ) -> pb.OrderEventsReply:
-        events = self.driver.replica.trail.events(request.txn_id)
+        events = self.trail.events(request.txn_id)
         return pb.OrderEventsReply(
             events=[
                 pb.ReplicationEvent(
@@ -245,6 +248,8 @@ class BooksDatabaseReplica:
         self.config = config
         self.storage = Storage(config.path)
         loaded = self.storage.load(seed_rows(load_catalogue(), config.initial_stock))
+        # What this replica did with each order's operations, for the cluster view.
+        self.trail = Trail(config.replica_id)
         replica = Replica(
             config.replica_id,
             config.addresses,
@@ -254,6 +259,7 @@ class BooksDatabaseReplica:
             log=loaded.log,
             timings=config.timings,
             rng=random.Random(),
+            observer=self.trail,
         )
         self.driver = Driver(
             replica,
@@ -265,7 +271,7 @@ class BooksDatabaseReplica:
         self._serving_task: asyncio.Task[None] | None = None
         self._export_metrics()
         address = config.addresses[config.replica_id]
-        servicer = BooksDatabaseServicer(self.driver, address)
+        servicer = BooksDatabaseServicer(self.driver, address, self.trail)
         self.server, self.health, self.port = grpcutil.create_server(
             bind,
             lambda server: pb_grpc.add_BooksDatabaseServicer_to_server(servicer, server),

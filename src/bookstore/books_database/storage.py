@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bookstore import durable_sqlite
-from bookstore.books_database.replication import Entry, Output
+from bookstore.books_database.messages import Entry, Output
 from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn
 from bookstore.catalogue import Catalogue
 from bookstore.commitment.participant import State

@@ -155,7 +155,7 @@ async def test_a_batch_is_one_append_and_shares_its_disk_writes(
     appends = [rows for s in writes for _, rows in s.log_writes]
     assert [len(rows) for rows in appends] == [20]  # one append of all 20
     assert len(writes) < len(batch)  # group commit: not one disk write per operation
-    trail = leader.driver.replica.trail
+    trail = leader.trail
     indexes = {trail.events(f"o{n}")[0].index for n in range(20)}
     assert len(indexes) == 20  # each order's operation is its own log entry, in its trail
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from bookstore.books_database.replication import Entry, LogWrite, Output
+from bookstore.books_database.messages import Entry, LogWrite, Output
 from bookstore.books_database.stock import BookRow, Op
 from bookstore.books_database.storage import Storage, seed_rows, snapshot
 from bookstore.catalogue import load_catalogue
