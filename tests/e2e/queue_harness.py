@@ -162,8 +162,9 @@ class Cluster:
         try:
             stub = payment_pb2_grpc.PaymentStub(channel)
             card = payment_pb2.TokenizeRequest(number=TXN_CARD, expiration="12/39", cvv="123")
-            reply = await stub.Tokenize(card, timeout=10.0)
-            return str(reply.token)
+            batch = payment_pb2.TokenizeBatchRequest(cards=[card])
+            (outcome,) = (await stub.TokenizeBatch(batch, timeout=10.0)).outcomes
+            return str(outcome.token.token)
         finally:
             await channel.close()
 

@@ -13,8 +13,8 @@ is then unknown, and retrying it with the same request id is safe.
 The reserves, commits and releases of concurrent callers (the leader executor
 runs many orders' transactions at once) share `Write` calls, and concurrent
 stock reads share one `ReadStock`, through a `batching.Coalescer` each. A
-caller still gets exactly its own answer: its operation's refusal raises the
-`Rejected` its unary call raises (same code, same message), and a call that
+caller still gets exactly its own answer: its operation's refusal raises a
+`Rejected` with that operation's code and message, and a call that
 fails as a whole (no primary before the deadline) fails each caller of the
 batch as it would have failed alone. A caller waits at most the deadline, also
 while its request waits for a batch to leave.

@@ -58,7 +58,8 @@ MAX_WRITE_OPS = 256  # operations in one Write call
 
 @dataclass(frozen=True)
 class Refusal:
-    """A write's error, as the unary call ends with it: status and "CODE: message"."""
+    """A write's refusal: the gRPC status and "CODE: message" (a call ends with it,
+    an operation of a Write has it as its outcome)."""
 
     status: grpc.StatusCode
     code: str
@@ -138,19 +139,10 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: replica stopping")
             raise
 
-    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.reserve_op(request), context)
-
-    async def Commit(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.txn_op(stock.COMMIT, request), context)
-
-    async def Release(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.txn_op(stock.RELEASE, request), context)
-
     async def Write(self, request: pb.WriteBatch, context: Context) -> pb.WriteBatchReply:
         """Every operation of the batch goes to the driver in one input, so they enter
-        the log together: one append, one Append round, one group commit. Each gets the
-        outcome its unary call would; a refusal about the replica ends the whole call."""
+        the log together: one append, one Append round, one group commit. Each gets its
+        own outcome; a refusal about the replica ends the whole call."""
         if len(request.ops) > MAX_WRITE_OPS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

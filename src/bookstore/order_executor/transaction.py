@@ -3,9 +3,10 @@
 The leader executor coordinates each order as one transaction (txn id = order
 id, epoch = the leader's queue epoch) between two participants:
 
-- the books database: prepare = Reserve the copies, commit = Commit (take
-  them), abort = Release;
-- payment: prepare = Authorize the amount, commit = Capture, abort = Void.
+- the books database: prepare = reserve the copies, commit = take them,
+  abort = release them (operations of its Write);
+- payment: prepare = authorize the amount, commit = capture, abort = void
+  (operations of its Apply).
 
 The decision goes to the queue's decision log (LogDecision) before any commit
 or abort is sent; whatever the log answers is the decision. `TwoPhaseCommit.run`
@@ -20,13 +21,13 @@ Answers, as the coordinator's events:
   participant rules' codes, the same at both participants) -> `on_refused`;
   STALE_EPOCH anywhere means a newer leader owns the order: FENCED;
 - a participant that cannot be reached -> nothing (the resend and the vote
-  timeout handle it); except payment's DEADLINE_EXCEEDED on Authorize, which
-  is its "no" (the processor did not answer: the order is not paid).
+  timeout handle it); except payment's DEADLINE_EXCEEDED on an authorize,
+  which is its "no" (the processor did not answer: the order is not paid).
 
-Payment's Authorize, Capture and Void calls of concurrent transactions travel
-together in its batch call (Apply) through a `Coalescer`; each operation's
-outcome comes back as its own call's reply or gRPC error, so the answers above
-do not change.
+The operations of concurrent transactions travel together, each participant's
+in its batch call (Write, Apply) through a `Coalescer`; each operation's
+outcome comes back as its own reply or error, so the answers above hold
+operation by operation.
 
 An `Observer` is told each message as it is about to be sent and each answer
 as it arrives (by default nobody listens); the message waits for it. Tests use

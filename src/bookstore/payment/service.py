@@ -3,17 +3,17 @@
 Every ledger call runs on one database thread, so writes are serialized and
 each is durable before its RPC answers. Writes that arrive while a batch is
 on disk wait together and go as the next batch, in one transaction (group
-commit: concurrent orders share an fsync). `Apply` carries many Authorize,
-Capture and Void calls at once (the leader executor batches its concurrent
-orders): their writes are handed over together, so they share one commit,
-and each operation answers what its own call would have, reply or error.
-`TokenizeBatch` does the same for transaction verification's Tokenize calls.
-Named result codes become gRPC status codes here and only here (`_status`).
+commit: concurrent orders share an fsync). `Apply` carries the two-phase
+commit's authorizes, captures and voids (the leader executor batches its
+concurrent orders'): their writes are handed over together, so they share one
+commit, and each operation has its own outcome, reply or error.
+`TokenizeBatch` does the same for transaction verification's cards. Named
+result codes become gRPC status codes here and only here (`_status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
 from the queue's decision log.
 
-No log line, error message or row holds a card number or a CVV: Tokenize
+No log line, error message or row holds a card number or a CVV: tokenizing
 logs the brand and last four only.
 """
 
@@ -60,7 +60,6 @@ MAX_AMOUNT_CENTS = 10**9
 MAX_CARD_FIELD_CHARS = 64
 MAX_REASON_CHARS = 512  # a void's reason is kept up to this
 MAX_BATCH = 256  # most writes committed together, and most operations in one Apply
-MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
 NO_ANSWER = "the processor did not answer"  # the timeout test card's DEADLINE_EXCEEDED
 
 
@@ -102,7 +101,7 @@ def _token_reply(token: str, card: CardInfo) -> payment_pb2.TokenizeReply:
 
 @dataclass(frozen=True)
 class _Operation:
-    """One operation of an Apply, checked: what its unary call would do."""
+    """One operation of an Apply, checked."""
 
     kind: str  # "authorize" | "capture" | "void"
     txn_id: str
@@ -112,7 +111,7 @@ class _Operation:
 
 
 def _operation(op: payment_pb2.PaymentOperation) -> _Operation:
-    """The operation, or BadRequest (as its unary call would refuse it)."""
+    """The operation, or BadRequest."""
     kind = op.WhichOneof("op")
     if kind == "authorize":
         a = op.authorize
@@ -181,10 +180,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         """Run a ledger method on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """A ledger write, committed together with the writes waiting beside it."""
-        return await self.submit(fn, *args)
-
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Hand a ledger write to the writer: writes submitted before the event loop
         next runs the writer share one commit. The future holds its result."""
@@ -230,15 +225,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: payment is stopping")
             raise
 
-    async def Tokenize(
-        self, request: payment_pb2.TokenizeRequest, context: Context
-    ) -> payment_pb2.TokenizeReply:
-        async def work() -> payment_pb2.TokenizeReply:
-            card = _card(request)
-            return _token_reply(await self.write(self.ledger.tokenize, card), card)
-
-        return await self._guarded(context, work)
-
     async def TokenizeBatch(
         self, request: payment_pb2.TokenizeBatchRequest, context: Context
     ) -> payment_pb2.TokenizeBatchReply:
@@ -260,58 +246,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             for i, token in zip(writes, tokens, strict=True):
                 outcomes[i] = payment_pb2.TokenizeOutcome(token=_token_reply(token, cards[i]))
             return payment_pb2.TokenizeBatchReply(outcomes=[outcomes[i] for i in sorted(outcomes)])
-
-        return await self._guarded(context, work)
-
-    async def Authorize(
-        self, request: payment_pb2.AuthorizeRequest, context: Context
-    ) -> payment_pb2.AuthorizeReply:
-        async def work() -> payment_pb2.AuthorizeReply:
-            txn_id, epoch, auth = _txn_id(request), _epoch(request), authorization(request)
-            card = await self.call(self.ledger.card, auth.token)
-            if card.behaviour is Behaviour.TIMEOUT:
-                await self._hang(context)
-            vote = await self.write(self.ledger.authorize, txn_id, auth, epoch)
-            log.info(
-                "authorize txn=%s epoch=%d amount=%d approved=%s %s",
-                txn_id,
-                epoch,
-                auth.amount_cents,
-                vote.yes,
-                vote.reason,
-            )
-            return payment_pb2.AuthorizeReply(
-                approved=vote.yes, reason=vote.reason, state=vote.state.value
-            )
-
-        return await self._guarded(context, work)
-
-    @staticmethod
-    async def _hang(context: Context) -> None:
-        """The timeout test card: answer nothing until the caller's deadline has passed."""
-        remaining = context.time_remaining()
-        await asyncio.sleep(MAX_HANG_S if remaining is None else remaining + 0.1)
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
-
-    async def Capture(
-        self, request: payment_pb2.TxnRequest, context: Context
-    ) -> payment_pb2.Transaction:
-        async def work() -> payment_pb2.Transaction:
-            txn_id, epoch = _txn_id(request), _epoch(request)
-            await self.write(self.ledger.capture, txn_id, epoch)
-            log.info("capture txn=%s epoch=%d", txn_id, epoch)
-            return await self._view(txn_id)
-
-        return await self._guarded(context, work)
-
-    async def Void(
-        self, request: payment_pb2.TxnRequest, context: Context
-    ) -> payment_pb2.Transaction:
-        async def work() -> payment_pb2.Transaction:
-            txn_id, epoch = _txn_id(request), _epoch(request)
-            await self.write(self.ledger.void, txn_id, epoch, request.reason[:MAX_REASON_CHARS])
-            log.info("void txn=%s epoch=%d", txn_id, epoch)
-            return await self._view(txn_id)
 
         return await self._guarded(context, work)
 
@@ -342,7 +276,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         writes: dict[int, asyncio.Future[Any]] = {}
         for i, o in checked.items():
             if o.auth is not None and o.auth.token in hanging:
-                # The unary call hangs until its deadline; a batch answers at once.
+                # The processor does not answer: said at once, holding up no other.
                 outcomes[i] = _error(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
             elif o.auth is not None:
                 writes[i] = self.submit(self.ledger.authorize, o.txn_id, o.auth, o.epoch)
@@ -379,7 +313,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
 
     @staticmethod
     def _answer(o: _Operation, result: Any, view: TxnView | None) -> payment_pb2.PaymentOutcome:
-        """A written operation's outcome, logged as its unary call logs it."""
+        """A written operation's outcome, logged."""
         if o.auth is not None:
             log.info(
                 "authorize txn=%s epoch=%d amount=%d approved=%s %s",

@@ -89,10 +89,10 @@ async def test_a_stale_epoch_unknown_book_and_bad_quantity_are_refused_precisely
                 epoch=9,
                 items=[pb.StockLine(book_id=book, quantity=quantity)],
             )
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.Reserve(request, timeout=WAIT_S)
-            assert refused.value.code() == code
-            assert (refused.value.details() or "").startswith(message)
+            batch = pb.WriteBatch(ops=[pb.WriteOp(reserve=request)])
+            (refused,) = (await stub.Write(batch, timeout=WAIT_S)).outcomes
+            assert refused.error.status == code.value[0]
+            assert f"{refused.error.code}: {refused.error.message}".startswith(message)
     assert await client.read_stock([BOOK]) == before
     assert cluster.replicas[primary].driver.replica.machine.max_epoch == 5
 

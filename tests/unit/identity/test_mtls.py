@@ -206,10 +206,25 @@ def test_every_rpc_of_every_service_has_a_policy_entry() -> None:
                 assert name in policy, f"{name} has no entry: it would be refused to everyone"
     executors = policy["/bookstore.queue.OrderQueue/Dequeue"]
     assert executors == {f"spiffe://bookstore/order-executor/{i}" for i in (1, 2, 3, 4)}
-    # A batch method is open to exactly the callers of the unary methods it batches.
-    books = "/bookstore.books.BooksDatabase"
-    for unary in ("Reserve", "Commit", "Release"):
-        assert policy[f"{books}/Write"] == policy[f"{books}/{unary}"] == executors
+    # Only the coordinator (the leader executor) moves stock and money.
+    assert policy["/bookstore.books.BooksDatabase/Write"] == executors
+    assert policy["/bookstore.payment.Payment/Apply"] == executors
+    tv = {"spiffe://bookstore/transaction-verification"}
+    assert policy["/bookstore.payment.Payment/TokenizeBatch"] == tv
+
+
+def test_every_method_entry_of_the_policy_names_an_rpc_that_exists() -> None:
+    from bookstore.pb import books_database_pb2, executor_pb2, payment_pb2
+
+    modules = (checkout_pb2, queue_pb2, executor_pb2, books_database_pb2, payment_pb2)
+    rpcs = {
+        f"/{service.full_name}/{method.name}"
+        for module in modules
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+    entries = {name for name in policy_for(SETTINGS) if name.startswith("/")}
+    assert entries - rpcs == set()  # an RPC dropped from a proto leaves no entry behind
 
 
 def test_tls_off_installs_no_check() -> None:

@@ -343,10 +343,12 @@ async def test_concurrent_transactions_share_calls_and_commits_at_a_real_payment
     channel = grpcutil.channel(f"127.0.0.1:{port}")
     try:
         commit.payment = payment_pb2_grpc.PaymentStub(channel)  # type: ignore[assignment]
-        card = payment_pb2.TokenizeRequest(number="4242424242424242", expiration="12/39", cvv="123")
-        good = (await commit.payment.Tokenize(card)).token
-        card.number = "4000000000000119"  # the processor never answers
-        hanging = (await commit.payment.Tokenize(card)).token
+        cards = [
+            payment_pb2.TokenizeRequest(number=n, expiration="12/39", cvv="123")
+            for n in ("4242424242424242", "4000000000000119")  # the second: no answer
+        ]
+        tokens = await commit.payment.TokenizeBatch(payment_pb2.TokenizeBatchRequest(cards=cards))
+        good, hanging = (o.token.token for o in tokens.outcomes)
         del commits[:]
         orders = [Txn(f"o{i}", 3, {"b001": 1}, good, 100 + i) for i in range(8)]
         orders.append(Txn("o-timeout", 3, {"b001": 1}, hanging, 100))
