@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+import queue_calls
 from ports import free_ports
 from tls_support import make_certs, transport
 
@@ -226,7 +227,7 @@ class Cluster:
             )
         )
         try:
-            await self.queue.Enqueue(request, timeout=timeout)
+            await queue_calls.enqueue(self.queue, request, timeout=timeout)
             self.history.outcomes[oid] = "ok"
         except grpc.aio.AioRpcError as exc:
             unknown = exc.code() in (

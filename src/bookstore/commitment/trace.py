@@ -4,7 +4,7 @@ bounded per-order list the leader executor keeps in memory and reports
 
     prepare    coordinator -> participant   (reserve, authorize)
     vote       participant -> coordinator   detail "yes" or "no: <why>"
-    decision   coordinator -> decision-log  (LogDecision) detail "commit" | "abort"
+    decision   coordinator -> decision-log  (log_decision) detail "commit" | "abort"
     logged     decision-log -> coordinator  the decision the log holds (the first one)
     decision   coordinator -> participant   (commit/capture or release/void)
     ack        participant -> coordinator

@@ -60,19 +60,16 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_CHECKOUT}/Session": orchestrator,
         f"/{_CHECKOUT}/Exchange": checkout,
         f"/{_CHECKOUT}/Stats": anyone,
-        f"/{_QUEUE}/Enqueue": orchestrator,
         f"/{_QUEUE}/EnqueueBatch": orchestrator,
         f"/{_QUEUE}/WatchExecutions": orchestrator,
         f"/{_QUEUE}/GetOrder": orchestrator,
         f"/{_QUEUE}/RegisterLeader": executors,
         f"/{_QUEUE}/Dequeue": executors,
         f"/{_QUEUE}/RenewLease": executors,
-        f"/{_QUEUE}/Complete": executors,
         f"/{_QUEUE}/Status": anyone,
-        # The two-phase-commit decision log: written by the leader executor, read by
-        # the participants that recover (payment) and by the cluster view.
-        f"/{_QUEUE}/LogDecision": executors,
-        # LogDecision and Complete operations, batched (each Complete names its replica).
+        # The two-phase-commit decision log: written by the leader executor (log_decision
+        # in a LeaderBatch, beside its completes, each naming its replica), read by the
+        # participants that recover (payment) and by the cluster view.
         f"/{_QUEUE}/LeaderBatch": executors,
         f"/{_QUEUE}/GetDecision": executors | payment,
         f"/{_QUEUE}/ListDecisions": anyone,

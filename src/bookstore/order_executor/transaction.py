@@ -8,7 +8,7 @@ id, epoch = the leader's queue epoch) between two participants:
 - payment: prepare = authorize the amount, commit = capture, abort = void
   (operations of its Apply).
 
-The decision goes to the queue's decision log (LogDecision) before any commit
+The decision goes to the queue's decision log (log_decision) before any commit
 or abort is sent; whatever the log answers is the decision. `TwoPhaseCommit.run`
 performs every action the coordinator returns (one RPC in flight per action
 and participant), feeds the answers back, ticks it every resend interval, and

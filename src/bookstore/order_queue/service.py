@@ -1,9 +1,9 @@
 """The order-queue gRPC service: a thin servicer over `QueueStore`.
 
-The batch calls (EnqueueBatch, LeaderBatch) plan each operation exactly as its
-unary call does, write the planned ones together (`QueueStore.together`: one
-transaction) and answer each with its unary call's reply, or its refusal as an
-`OpError` carrying the status code and details the unary call would abort with.
+The batch calls (EnqueueBatch, LeaderBatch) plan each operation, write the
+planned ones together (`QueueStore.together`: one transaction) and answer each
+with its reply, or its refusal as an `OpError` carrying its status code and
+details.
 
 It also keeps, in memory, when each order it took was enqueued and the order's trace
 context, until the order is executed: the dequeued order carries the context on to the
@@ -81,7 +81,7 @@ async def _abort(context: Any, exc: Exception) -> None:
 
 
 def op_error(exc: BaseException) -> queue_pb2.OpError:
-    """A batched operation's refusal: what its unary call would abort with."""
+    """A batched operation's refusal: its status code and details."""
     status = _status(exc)
     if status is None:
         raise exc
@@ -154,17 +154,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         for enqueued, _ in self.waiting.values():
             return max(0.0, time.time() - enqueued)
         return 0.0
-
-    async def Enqueue(
-        self, request: queue_pb2.EnqueueRequest, context: Context
-    ) -> queue_pb2.EnqueueReply:
-        try:
-            planned = self._plan_enqueue(request)
-            result = await self.store.write(planned)
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return _enqueued(result)
 
     def _plan_enqueue(self, request: queue_pb2.EnqueueRequest) -> Planned:
         o = request.order
@@ -252,25 +241,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             raise
         return queue_pb2.RenewLeaseReply(lease_ms=int(lease_s * 1000))
 
-    async def Complete(
-        self, request: queue_pb2.LeaseRequest, context: Context
-    ) -> queue_pb2.CompleteReply:
-        await require_replica(context, EXECUTOR, request.replica_id)
-        try:
-            result = await self.store.complete(
-                request.replica_id,
-                request.epoch,
-                request.lease_id,
-                request.order_id.value,
-                request.outcome or "executed",
-                request.reason,
-                request.amount_cents,
-            )
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return self._completed(result)
-
     def _completed(self, result: Any) -> queue_pb2.CompleteReply:
         record, duplicate = result
         self.waiting.pop(record.order_id, None)
@@ -315,18 +285,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             pid=s.pid,
         )
 
-    async def LogDecision(
-        self, request: queue_pb2.LogDecisionRequest, context: Context
-    ) -> queue_pb2.DecisionRecord:
-        try:
-            logged = await self.store.log_decision(
-                request.order_id.value, request.decision, request.epoch, request.reason
-            )
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return decision_pb(logged)
-
     async def GetDecision(
         self, request: common_pb2.OrderId, context: Context
     ) -> queue_pb2.DecisionRecord:
@@ -361,7 +319,8 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         return reply
 
     def _plan_leader_op(self, op: queue_pb2.LeaderOp, context: Context) -> Planned:
-        """A LogDecision or a Complete, checked as its unary call checks it."""
+        """A log_decision or a complete, checked (a complete must name the caller's
+        own replica id)."""
         if op.HasField("log_decision"):
             d = op.log_decision
             return self.store.plan_log_decision(d.order_id.value, d.decision, d.epoch, d.reason)

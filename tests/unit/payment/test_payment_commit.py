@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from payment_harness import Queue
+from queue_calls import log_decision
 from test_payment_service import authorized, captured, tokenized, voided
 
 from bookstore import grpcutil
@@ -53,7 +54,7 @@ class Links:
             request = queue_pb2.LogDecisionRequest(
                 order_id=txn, decision=a.decision.value, epoch=c.epoch, reason=a.reason
             )
-            reply = await self.queue.LogDecision(request)
+            reply = await log_decision(self.queue, request)
             return c.on_logged(Decision(reply.decision), reply.reason, self.now)
         if a.kind is Kind.PREPARE and a.participant == "books":
             vote = self.books.prepare(c.txn_id, c.epoch, 2, lambda n: "")
