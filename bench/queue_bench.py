@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 from queue_harness import Cluster
 
+from bookstore import grpcutil
 from bookstore.orchestrator.execution import ExecutionTracker, QueuedItem
 from bookstore.settings import from_env
 
@@ -60,6 +61,8 @@ def pct(values: list[float], p: float) -> float:
 async def main(clients: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="bookstore-queue-bench-") as tmp:
         cluster = Cluster(Path(tmp))
+        # The tracker speaks to the queue as the orchestrator does: with its certificate.
+        grpcutil.use_transport(cluster.as_orchestrator)
         tracker = ExecutionTracker(from_env(cluster.env))
         try:
             await cluster.start()

@@ -30,9 +30,13 @@ def test_charts_show_the_burst_of_checkouts(recorded: RecordedPage, system: Syst
         statuses = list(pool.map(_checkout, [system.base_url] * BURST))
     assert statuses == ["Order Approved"] * BURST
     for chart in ("chart-checkouts", "chart-latency", "chart-executions"):
-        # Polled once a second: wait until the burst shows (a peak above zero).
+        # Polled once a second: wait until the burst shows (a peak above zero). A function,
+        # not an expression: Playwright evaluates an expression again at every poll with
+        # eval, which the page's Content-Security-Policy (no 'unsafe-eval') refuses.
         page.wait_for_function(
-            f"Number(document.getElementById('{chart}').dataset.peak) > 0", timeout=20_000
+            "(chart) => Number(document.getElementById(chart).dataset.peak) > 0",
+            arg=chart,
+            timeout=20_000,
         )
     checkouts = page.locator("#chart-checkouts path[data-series='approved']")
     expect(checkouts).to_have_count(1)

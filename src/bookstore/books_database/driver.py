@@ -1,11 +1,14 @@
 """The adapter around one `Replica`: time, disk and network.
 
-One task runs the replica. Each turn it takes every input that arrived
-(client requests, peer messages), lets the replica tick, writes the merged
-Output's durable part in one transaction (group commit: one fsync for the
-whole turn), and only then sends the messages and answers the clients.
-Peer messages leave through one `PeerLink` per peer, which sends whatever
-has accumulated as one batch while the previous batch is in flight.
+The replica's inputs (client requests, peer messages, and a tick every
+`tick_s`) go through a group commit (`bookstore.group_commit`) whose commit
+is a turn: it feeds the replica every input that arrived while the previous
+turn was on its way to disk, lets it tick, writes the merged Output's durable
+part in one transaction (one fsync for the whole turn), and only then sends
+the messages and answers the clients (replication rule 2). A turn that fails
+stops the replica. Peer messages leave through one `PeerLink` per peer, which
+sends whatever has accumulated as one batch while the previous batch is in
+flight.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bookstore.books_database.messages import Answer, Message, Output
 from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import Op
 from bookstore.books_database.storage import Storage, StorageFailure, snapshot
+from bookstore.group_commit import GroupCommit
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 PEER_TIMEOUT_S = 0.5  # one Deliver call; a lost batch is the protocol's business
 PEER_QUEUE_MAX = 20_000  # messages waiting for one peer; older ones are dropped beyond it
 PEER_BATCH_MAX = 2_000
+TURN_MAX_INPUTS = 10_000  # inputs of one turn: a flood is taken in several turns
 
 
 class PeerLink:
@@ -81,6 +86,10 @@ def _on_message(msg: Message, replica: Replica, now: float) -> Output:
     return replica.on_message(msg, now)
 
 
+def _tick(replica: Replica, now: float) -> Output:
+    return Output()  # every turn ends with the replica's own tick
+
+
 class Driver:
     def __init__(
         self,
@@ -95,8 +104,8 @@ class Driver:
         self.peers = {i: PeerLink(a) for i, a in peer_addresses.items() if i != replica.my_id}
         self.tick_s = tick_s
         self.on_caught_up = on_caught_up
-        self._inputs: list[Input] = []
-        self._wake = asyncio.Event()
+        self._turns: GroupCommit[Input, None] = GroupCommit(self._turn, max_batch=TURN_MAX_INPUTS)
+        self._stopped = False
         self._futures: dict[int, asyncio.Future[Answer]] = {}
         self._tickets = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
@@ -107,34 +116,40 @@ class Driver:
         """Start the replica; the task ends only if storage fails (StorageFailure)."""
         for link in self.peers.values():
             link.start()
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._ticks())
         return self._task
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, StorageFailure):
                 await self._task
+        await self._turns.close()  # the turn on its way to disk, and those waiting
         for link in self.peers.values():
             await link.close()
         for future in self._futures.values():
             future.cancel()
 
     def deliver(self, messages: list[Message]) -> None:
-        self._inputs.extend(functools.partial(_on_message, m) for m in messages)
-        self._wake.set()
+        if not self._stopped and self.failed is None:
+            self._turns.submit([functools.partial(_on_message, m) for m in messages])
+
+    def _check_running(self) -> None:
+        if self.failed is not None:
+            raise StorageFailure(str(self.failed))
+        if self._stopped:
+            raise StorageFailure("the replica is stopping")
 
     async def submit_many(self, ops: Sequence[Op]) -> list[Answer]:
         """The ops as one input of one turn: one append, one round, one fsync."""
-        if self.failed is not None:
-            raise StorageFailure(str(self.failed))
+        self._check_running()
         loop = asyncio.get_running_loop()
         tickets = [next(self._tickets) for _ in ops]
         futures: list[asyncio.Future[Answer]] = [loop.create_future() for _ in ops]
         self._futures.update(zip(tickets, futures, strict=True))
         writes = tuple(zip(tickets, ops, strict=True))
-        self._inputs.append(lambda r, now: r.submit_many(writes, now))
-        self._wake.set()
+        self._turns.submit([lambda r, now: r.submit_many(writes, now)])
         try:
             return list(await asyncio.gather(*futures))
         finally:
@@ -145,39 +160,44 @@ class Driver:
         return await self._request(lambda r, now, t: r.read(t, book_ids, now))
 
     async def _request(self, call: Callable[[Replica, float, int], Output]) -> Answer:
-        if self.failed is not None:
-            raise StorageFailure(str(self.failed))
+        self._check_running()
         ticket = next(self._tickets)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._futures[ticket] = future
-        self._inputs.append(lambda r, now: call(r, now, ticket))
-        self._wake.set()
+        self._turns.submit([lambda r, now: call(r, now, ticket)])
         try:
             return await future
         finally:
             self._futures.pop(ticket, None)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
-            self._wake.clear()
-            inputs, self._inputs = self._inputs, []
-            now = loop.time()
-            out = Output()
-            for take in inputs:
-                out.merge(take(self.replica, now))
-            out.merge(self.replica.on_tick(now))
+    async def _ticks(self) -> None:
+        """A turn at least every `tick_s` (the replica's timers); raises the failure
+        that stopped the replica."""
+        while self.failed is None:
+            self._turns.submit([_tick])
+            await asyncio.sleep(self.tick_s)
+        raise self.failed
+
+    async def _turn(self, inputs: list[Input]) -> list[None]:
+        """The group commit's commit: one turn of the replica over `inputs`."""
+        if self.failed is None:
             try:
+                now = asyncio.get_running_loop().time()
+                out = Output()
+                for take in inputs:
+                    out.merge(take(self.replica, now))
+                out.merge(self.replica.on_tick(now))
                 await self._persist(out)
-            except StorageFailure as exc:
-                self.failed = exc
-                log.critical("books database storage failed, stopping: %s", exc)
-                for future in self._futures.values():
-                    future.cancel()
-                raise
-            self._emit(out)
+                self._emit(out)
+            except Exception as exc:  # storage failed or an invariant broke: stop
+                self._fail(exc)
+        return [None] * len(inputs)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = exc
+        log.critical("books database replica failed, stopping: %r", exc)
+        for future in self._futures.values():
+            future.cancel()
 
     async def _persist(self, out: Output) -> None:
         if out.durable_work or out.applied != self._saved_applied:

@@ -1,36 +1,24 @@
-"""The choreography engine: one servicer class for all three checkout services.
+"""The choreography's gRPC adapter: one servicer class for all three checkout services.
 
-Per order a service keeps a vector clock (starting [0,0,0]) and the events it
-knows happened, each with the clock it carried. Rules, as in
-docs/architecture.md:
+The protocol itself is `protocol.Node`, a pure state machine whose docstring lists
+its rules (the vector clock, which events may run, cancel, the final-clock check,
+late messages, the TTL). This servicer keeps everything the node must not see: the
+orchestrator's `Session` streams and the peers' `Exchange` streams, protobuf, one
+asyncio task per running event, the AI budget, spans and metrics. It turns each
+message into one call of the node and carries out the actions that come back:
 
-1. An event is *ready* when each dependency is known and the own clock is >=
-   that dependency's clock. Ready events start at once, as asyncio tasks.
-2. When a local event finishes, if the order was not cancelled: tick the own
-   entry, record the event, send `ClockUpdate` to both peers and an
-   `EventReport` to the orchestrator session that sent the order's
-   `InitOrder`. A failed event is reported to the orchestrator only: peers
-   never learn it as "known", so nothing that depends on it can run.
-3. A received `ClockUpdate` is merged (element-wise max, no tick), its event
-   recorded as known, its AI time absorbed into the order's budget; updates
-   for an order not yet initialised are held (merged into a placeholder) until
-   its `InitOrder` arrives.
-4. `CancelOrder`: cancel running tasks, run nothing more, answer `CancelAck`
-   with the clock at that moment.
-5. `FinalizeOrder`: consistent = own clock <= final clock. If so forget the
-   order; else log an ERROR and keep it flagged until the TTL sweep. Finalized
-   order ids are remembered (bounded LRU, with their final clocks): a late
-   message whose clock <= final is logged at debug, otherwise as an ERROR.
-6. Orders never finalized are swept after `unfinished_order_ttl_s` (ERROR).
+- `Run`: start the event's handler as a task (in its span, see `spans`); when it
+  returns, `on_done`; when it is cancelled, `on_stopped`.
+- `Stop`: cancel those tasks.
+- `SendClock`: a `ClockUpdate` to each peer link, with the order's AI time spent.
+- `Report`: an `EventReport` to the session that sent the order's InitOrder.
+- `AckCancel`, `AckFinalize`: to the session that asked (a CancelAck waiting for a
+  running event goes to the session of the last cancel).
+- `Forget`: drop the order's data here; `ClockError`, `Expired`: log an ERROR.
 
-Tracing (when on): each event is a span whose parent is the span of the message that
-enabled it (the InitOrder for a and b; otherwise the dependency known last, its span's
-context carried in the ClockUpdate), linked to its other dependencies' spans; its
-`ClockUpdate`s carry its own context on to the peers.
-
-The per-order lock is the event loop itself: every change of an order's state
-(rules 2-5) is one synchronous section with no `await` inside, so it runs
-atomically with respect to every other handler of the order, at no cost.
+The per-order lock is the event loop itself: every call of the node, and the actions
+it returns, is one synchronous section with no `await` inside, so it runs atomically
+with respect to every other handler of the order, at no cost.
 """
 
 from __future__ import annotations
@@ -43,21 +31,19 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import grpc
-from opentelemetry.trace import Link, Span, get_current_span
 
 from bookstore import vclock
 from bookstore.ai.budget import AiBudget
-from bookstore.bounded import BoundedMapping
-from bookstore.choreography.events import EventResult, EventSpec, Handler, events_of
+from bookstore.choreography import protocol, spans, wire
+from bookstore.choreography.events import EVENTS, EventResult, EventSpec, Handler
 from bookstore.choreography.links import Outbox, PeerLink
+from bookstore.choreography.protocol import Node, Order
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
 from bookstore.settings import CHECKOUT_SERVICES
-from bookstore.telemetry import metrics, propagation, tracing
-from bookstore.vclock import Clock
+from bookstore.telemetry import metrics, propagation
 
 log = logging.getLogger("bookstore.choreography")
 
-FINALIZED_KEPT = 20_000
 ERROR_REASON = "We could not complete the checks of your order. Please try again."
 
 
@@ -69,21 +55,32 @@ class SessionLink:
         self.outbox: Outbox[checkout_pb2.ParticipantMessage] = Outbox()
 
 
+@dataclass(frozen=True)
+class Finished:
+    """What a local event's handler returned, and how long it took."""
+
+    result: EventResult
+    duration_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+Action = protocol.Action[Finished]
+
+
 @dataclass
-class OrderState:
-    order_id: str
-    created: float
+class OrderIO:
+    """What this adapter holds for an order the node holds."""
+
+    budget: AiBudget
     order: checkout_pb2.OrderData | None = None
-    session: SessionLink | None = None
-    clock: Clock = vclock.ZERO
-    known: dict[str, Clock] = field(default_factory=dict)
-    started: set[str] = field(default_factory=set)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    cancelled: bool = False
-    flagged: bool = False  # finalize found it inconsistent
-    budget: AiBudget = field(default_factory=lambda: AiBudget(0.0))
+    session: SessionLink | None = None  # sent the InitOrder: the reports go there
+    canceller: SessionLink | None = None  # sent the last cancel: a late CancelAck goes there
     # Event -> the trace context of its span, in the order they became known.
     contexts: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
@@ -98,21 +95,34 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         unfinished_order_ttl_s: float = 60.0,
     ) -> None:
         self.service = service
-        self.index = vclock.index_of(service)
-        self.specs: list[EventSpec] = events_of(service)
-        if {s.event for s in self.specs} != set(handlers):
-            raise ValueError(f"{service} must handle exactly {[s.event for s in self.specs]}")
+        self.node: Node[Finished] = Node(service, ttl_s=unfinished_order_ttl_s)
+        own = [s.event for s in self.node.specs]
+        if set(own) != set(handlers):
+            raise ValueError(f"{service} must handle exactly {own}")
         self.handlers = dict(handlers)
         self.ai_order_budget_s = ai_order_budget_s
         self.ttl_s = unfinished_order_ttl_s
-        self.orders: dict[str, OrderState] = {}
-        self.finalized: BoundedMapping[str, Clock] = BoundedMapping(FINALIZED_KEPT)
+        self.io: dict[str, OrderIO] = {}
         self.peers: dict[str, PeerLink] = {}
-        self.events_run = 0
-        self.orders_finalized = 0
-        self.clock_errors = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._tracer = propagation.tracer(__name__)
+
+    # The node's state and counters, as the tests and Stats read them.
+    @property
+    def orders(self) -> dict[str, Order]:
+        return self.node.orders
+
+    @property
+    def events_run(self) -> int:
+        return self.node.events_run
+
+    @property
+    def orders_finalized(self) -> int:
+        return self.node.orders_finalized
+
+    @property
+    def clock_errors(self) -> int:
+        return self.node.clock_errors
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -131,8 +141,8 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        for state in self.orders.values():
-            for task in state.tasks:
+        for io in self.io.values():
+            for task in io.tasks.values():
                 task.cancel()
         await asyncio.gather(*(p.close() for p in self.peers.values()))
 
@@ -191,275 +201,170 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
     ) -> checkout_pb2.StatsReply:
         return checkout_pb2.StatsReply(
             service=self.service,
-            cached_orders=len(self.orders),
+            cached_orders=len(self.node.orders),
             pid=os.getpid(),
-            events_run=self.events_run,
-            orders_finalized=self.orders_finalized,
-            clock_errors=self.clock_errors,
+            events_run=self.node.events_run,
+            orders_finalized=self.node.orders_finalized,
+            clock_errors=self.node.clock_errors,
         )
 
-    # ---- messages from the orchestrator ------------------------------------
+    # ---- messages in -----------------------------------------------------
 
     def on_orchestrator_message(
         self, msg: checkout_pb2.OrchestratorMessage, link: SessionLink
     ) -> None:
         """One message of an orchestrator session (a synchronous, atomic section)."""
         kind = msg.WhichOneof("kind")
+        now = time.monotonic()
         if kind == "init":
-            self._on_init(msg.init.order, link)
+            order_id = msg.init.order.order_id.value
+            actions = self.node.on_init(order_id, now)
+            io = self._io(order_id)
+            if io is not None and io.order is None:
+                io.order, io.session = msg.init.order, link
         elif kind == "cancel":
-            self._on_cancel(msg.cancel.order_id.value, link)
+            order_id = msg.cancel.order_id.value
+            actions = self.node.on_cancel(order_id, now)
+            if (io := self._io(order_id)) is not None:
+                io.canceller = link
         elif kind == "finalize":
-            self._on_finalize(
-                msg.finalize.order_id.value, vclock.from_pb(msg.finalize.final_clock), link
-            )
-
-    def _state(self, order_id: str) -> OrderState:
-        state = self.orders.get(order_id)
-        if state is None:
-            state = OrderState(order_id, time.monotonic(), budget=AiBudget(self.ai_order_budget_s))
-            self.orders[order_id] = state
-        return state
-
-    def _on_init(self, order: checkout_pb2.OrderData, link: SessionLink) -> None:
-        order_id = order.order_id.value
-        if order_id in self.finalized:
-            self._late(order_id, vclock.ZERO, "InitOrder")
+            final = vclock.from_pb(msg.finalize.final_clock)
+            actions = self.node.on_finalize(msg.finalize.order_id.value, final)
+        else:
             return
-        state = self._state(order_id)
-        if state.order is not None:
-            log.warning("order=%s InitOrder received twice; ignored", order_id)
-            return
-        state.order = order
-        state.session = link
-        if not state.cancelled:
-            self._start_ready(state)
-
-    def _on_cancel(self, order_id: str, link: SessionLink) -> None:
-        final = self.finalized.get(order_id)
-        if final is not None:
-            clock = final
-        else:
-            state = self._state(order_id)
-            state.cancelled = True
-            for task in state.tasks:
-                task.cancel()
-            state.tasks.clear()
-            clock = state.clock
-        log.info("order=%s cancelled clock=%s", order_id, vclock.fmt(clock))
-        link.outbox.put(
-            checkout_pb2.ParticipantMessage(
-                cancelled=checkout_pb2.CancelAck(
-                    order_id=common_pb2.OrderId(value=order_id), clock=vclock.to_pb(clock)
-                )
-            )
-        )
-
-    def _on_finalize(self, order_id: str, final: Clock, link: SessionLink) -> None:
-        state = self.orders.get(order_id)
-        clock = state.clock if state is not None else self.finalized.get(order_id, vclock.ZERO)
-        consistent = vclock.leq(clock, final)
-        error = ""
-        if consistent:
-            if state is not None:
-                for task in state.tasks:
-                    task.cancel()
-                del self.orders[order_id]
-                self.orders_finalized += 1
-            self._remember(order_id, final)
-            log.debug("order=%s finalized clock=%s", order_id, vclock.fmt(final))
-        else:
-            self.clock_errors += 1
-            metrics.CLOCK_ERRORS.inc()
-            if state is not None:  # kept, flagged, until the TTL sweep
-                state.flagged = True
-                state.cancelled = True
-                for task in state.tasks:
-                    task.cancel()
-            error = (
-                f"clock {vclock.fmt(clock)} of {self.service} is not <= "
-                f"final clock {vclock.fmt(final)}"
-            )
-            log.error("order=%s inconsistent finalize: %s", order_id, error)
-        link.outbox.put(
-            checkout_pb2.ParticipantMessage(
-                finalized=checkout_pb2.FinalizeAck(
-                    order_id=common_pb2.OrderId(value=order_id),
-                    consistent=consistent,
-                    clock=vclock.to_pb(clock),
-                    error=error,
-                )
-            )
-        )
-
-    def _remember(self, order_id: str, final: Clock) -> None:
-        self.finalized[order_id] = final
-
-    def _late(self, order_id: str, clock: Clock, what: str) -> None:
-        final = self.finalized[order_id]
-        if vclock.leq(clock, final):
-            log.debug(
-                "order=%s late %s clock=%s <= final %s; ignored",
-                order_id,
-                what,
-                vclock.fmt(clock),
-                vclock.fmt(final),
-            )
-        else:
-            self.clock_errors += 1
-            metrics.CLOCK_ERRORS.inc()
-            log.error(
-                "order=%s late %s after finalize: clock=%s is not <= final %s",
-                order_id,
-                what,
-                vclock.fmt(clock),
-                vclock.fmt(final),
-            )
-
-    # ---- messages from peers -------------------------------------------------
+        self._apply(actions, link)
 
     def on_peer_update(self, update: checkout_pb2.ClockUpdate) -> None:
         """One ClockUpdate from a peer (a synchronous, atomic section)."""
         order_id = update.order_id.value
         clock = vclock.from_pb(update.clock)
-        if order_id in self.finalized:
-            self._late(order_id, clock, f"update of event {update.event} from {update.sender}")
-            return
-        state = self._state(order_id)
-        state.clock = vclock.merge(state.clock, clock)
-        state.known[update.event] = clock
-        state.budget.absorb(update.ai_spent_s)
-        if update.trace_context:
-            state.contexts[update.event] = update.trace_context
-        if state.order is not None and not state.cancelled:
-            self._start_ready(state)
+        actions = self.node.on_update(
+            order_id, update.event, clock, time.monotonic(), sender=update.sender
+        )
+        if (io := self._io(order_id)) is not None:
+            io.budget.absorb(update.ai_spent_s)
+            if update.trace_context:
+                io.contexts[update.event] = update.trace_context
+        self._apply(actions)
+
+    def _io(self, order_id: str) -> OrderIO | None:
+        """The order's data here, while the node holds the order (else None)."""
+        if order_id not in self.node.orders:
+            return None
+        io = self.io.get(order_id)
+        if io is None:
+            io = self.io[order_id] = OrderIO(AiBudget(self.ai_order_budget_s))
+        return io
 
     # ---- local events ----------------------------------------------------
 
-    def _start_ready(self, state: OrderState) -> None:
-        for spec in self.specs:
-            if spec.event in state.started:
-                continue
-            if all(
-                dep in state.known and vclock.leq(state.known[dep], state.clock)
-                for dep in spec.deps
-            ):
-                state.started.add(spec.event)
-                task = asyncio.create_task(self._run_event(state, spec))
-                state.tasks.add(task)
-                task.add_done_callback(state.tasks.discard)
-
-    async def _run_event(self, state: OrderState, spec: EventSpec) -> None:
-        if not tracing.enabled():
-            await self._execute(state, spec)
-            return
-        parent, links = self._parents(state, spec)
-        with propagation.order_span(
-            self._tracer,
-            f"event {spec.event}: {spec.name}",
-            state.order_id,
-            parent=parent,
-            links=links,
-            attributes={"bookstore.event": spec.event},
-        ):
-            await self._execute(state, spec)
-
-    def _parents(self, state: OrderState, spec: EventSpec) -> tuple[str, list[Link]]:
-        """The context of the span that enabled `spec`'s event, and links to the others."""
-        assert state.order is not None
-        known = list(state.contexts)
-        deps = sorted((d for d in spec.deps if d in state.contexts), key=known.index)
-        if not deps:
-            return state.order.trace_context, []
-        links = []
-        for dep in deps[:-1]:
-            context = propagation.extract(state.contexts[dep])
-            if context is not None:
-                links.append(Link(get_current_span(context).get_span_context()))
-        return state.contexts[deps[-1]], links
-
-    async def _execute(self, state: OrderState, spec: EventSpec) -> None:
-        assert state.order is not None
-        started = time.perf_counter()
-        try:
-            result = await self.handlers[spec.event](state.order, state.budget)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("order=%s event=%s crashed", state.order_id, spec.event)
-            result = EventResult(ok=False, reason=ERROR_REASON, answered_by="error")
-        self._complete(state, spec, result, (time.perf_counter() - started) * 1000.0)
+    async def _run_event(self, order_id: str, io: OrderIO, spec: EventSpec) -> None:
+        assert io.order is not None
+        with spans.event_span(self._tracer, order_id, spec, io.contexts, io.order.trace_context):
+            started = time.perf_counter()
+            try:
+                result = await self.handlers[spec.event](io.order, io.budget)
+            except asyncio.CancelledError:
+                raise  # stopped: `_ended` tells the node
+            except Exception:
+                log.exception("order=%s event=%s crashed", order_id, spec.event)
+                result = EventResult(ok=False, reason=ERROR_REASON, answered_by="error")
+            self._complete(order_id, io, spec, result, started)
 
     def _complete(
-        self, state: OrderState, spec: EventSpec, result: EventResult, duration_ms: float
+        self, order_id: str, io: OrderIO, spec: EventSpec, result: EventResult, started: float
     ) -> None:
-        if state.cancelled or self.orders.get(state.order_id) is not state:
-            log.debug(
-                "order=%s event=%s finished after cancel; dropped", state.order_id, spec.event
-            )
-            return
-        clock = vclock.tick(state.clock, self.service)
-        state.clock = clock
-        if result.ok:  # a failed event is never "known": nothing after it may run
-            state.known[spec.event] = clock
-        self.events_run += 1
+        """The event's handler returned (inside the event's span)."""
+        if result.ok and (context := spans.current_context()):
+            io.contexts[spec.event] = context  # its ClockUpdates carry it on
+        finished = Finished(result, (time.perf_counter() - started) * 1000.0)
+        self._apply(self.node.on_done(order_id, spec.event, finished))
+
+    # ---- actions out -----------------------------------------------------
+
+    def _apply(self, actions: list[Action], reply: SessionLink | None = None) -> None:
+        """Carry out the node's actions; `reply`: the session of the message handled."""
+        for action in actions:
+            if isinstance(action, protocol.Run):
+                self._start(action)
+            elif isinstance(action, protocol.Stop):
+                io = self.io.get(action.order_id)
+                for event in action.events:
+                    if io is not None and event in io.tasks:
+                        io.tasks[event].cancel()
+            elif isinstance(action, protocol.SendClock):
+                self._send_clock(action)
+            elif isinstance(action, protocol.Report):
+                self._report(action)
+            elif isinstance(action, protocol.AckCancel | protocol.AckFinalize):
+                self._acknowledge(action, reply)
+            elif isinstance(action, protocol.Forget):
+                self.io.pop(action.order_id, None)
+            elif isinstance(action, protocol.ClockError):
+                metrics.CLOCK_ERRORS.inc()
+                log.error("order=%s %s", action.order_id, action.message)
+            elif isinstance(action, protocol.Expired):
+                log.error(
+                    "order=%s dropped after %.0f s without a clean finalize (clock=%s%s)",
+                    action.order_id,
+                    action.age_s,
+                    vclock.fmt(action.clock),
+                    ", flagged inconsistent" if action.flagged else "",
+                )
+
+    def _start(self, run: protocol.Run) -> None:
+        io = self.io[run.order_id]
+        task = asyncio.create_task(self._run_event(run.order_id, io, EVENTS[run.event]))
+        io.tasks[run.event] = task
+
+        def ended(task: asyncio.Task[None]) -> None:
+            io.tasks.pop(run.event, None)
+            # Also a task cancelled before it began, which never ran a line of it.
+            if task.cancelled():
+                self._apply(self.node.on_stopped(run.order_id, run.event))
+
+        task.add_done_callback(ended)
+
+    def _send_clock(self, send: protocol.SendClock) -> None:
+        io = self.io[send.order_id]
+        context = io.contexts.get(send.event, "")
+        update = wire.clock_update(send, self.service, io.budget.spent_s, context)
+        for peer in send.to:
+            if peer in self.peers:
+                self.peers[peer].send(update)
+
+    def _report(self, report: protocol.Report[Finished]) -> None:
+        """An event's line in the log, its span's outcome, its EventReport."""
+        result, duration_ms = report.result.result, report.result.duration_ms
+        spec = EVENTS[report.event]
         metrics.EVENT_DURATION.labels(spec.event).observe(duration_ms / 1000.0)
-        trace_context = self._record_span(state, spec, clock, result)
+        spans.record_outcome(report.clock, result)
         log.info(
             "order=%s event=%s (%s) clock=%s ok=%s answered_by=%s",
-            state.order_id,
+            report.order_id,
             spec.event,
             spec.name,
-            vclock.fmt(clock),
+            vclock.fmt(report.clock),
             result.ok,
             result.answered_by,
         )
-        order_id = common_pb2.OrderId(value=state.order_id)
-        clock_pb = vclock.to_pb(clock)
-        if result.ok:
-            update = checkout_pb2.ClockUpdate(
-                order_id=order_id,
-                event=spec.event,
-                sender=self.service,
-                clock=clock_pb,
-                ai_spent_s=state.budget.spent_s,
-                trace_context=trace_context,
-            )
-            for peer in self.peers.values():
-                peer.send(update)
-        if state.session is not None:
-            state.session.outbox.put(
-                checkout_pb2.ParticipantMessage(
-                    event=checkout_pb2.EventReport(
-                        order_id=order_id,
-                        event=spec.event,
-                        service=self.service,
-                        clock=clock_pb,
-                        ok=result.ok,
-                        reason=result.reason,
-                        suggestions=result.suggestions,
-                        answered_by=result.answered_by,
-                        duration_ms=duration_ms,
-                        payment_token=result.payment_token,
-                    )
+        io = self.io.get(report.order_id)
+        if io is not None and io.session is not None:
+            io.session.outbox.put(
+                wire.event_report(
+                    report.order_id, spec.event, self.service, report.clock, result, duration_ms
                 )
             )
-        if result.ok:
-            self._start_ready(state)
 
-    @staticmethod
-    def _record_span(state: OrderState, spec: EventSpec, clock: Clock, result: EventResult) -> str:
-        """Put the clock and outcome on the event's span; its context ("" when off)."""
-        if not tracing.enabled():
-            return ""
-        span: Span = get_current_span()
-        span.set_attribute(propagation.VECTOR_CLOCK, list(clock))
-        span.set_attribute("bookstore.ok", result.ok)
-        span.set_attribute("bookstore.answered_by", result.answered_by)
-        context = propagation.inject()
-        if result.ok:
-            state.contexts[spec.event] = context
-        return context
+    def _acknowledge(
+        self, ack: protocol.AckCancel | protocol.AckFinalize, reply: SessionLink | None
+    ) -> None:
+        if isinstance(ack, protocol.AckCancel):
+            log.info("order=%s cancelled clock=%s", ack.order_id, vclock.fmt(ack.clock))
+            if reply is None and (io := self.io.get(ack.order_id)) is not None:
+                reply = io.canceller  # the ack waited for a running event
+        if reply is not None:
+            reply.outbox.put(wire.acknowledgement(ack))
 
     # ---- sweeping ----------------------------------------------------------
 
@@ -471,16 +376,6 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
 
     def sweep(self, now: float) -> int:
         """Drop orders older than the TTL that were never (cleanly) finalized."""
-        expired = [s for s in self.orders.values() if now - s.created > self.ttl_s]
-        for state in expired:
-            for task in state.tasks:
-                task.cancel()
-            del self.orders[state.order_id]
-            log.error(
-                "order=%s dropped after %.0f s without a clean finalize (clock=%s%s)",
-                state.order_id,
-                now - state.created,
-                vclock.fmt(state.clock),
-                ", flagged inconsistent" if state.flagged else "",
-            )
-        return len(expired)
+        actions = self.node.on_tick(now)
+        self._apply(actions)
+        return sum(isinstance(a, protocol.Expired) for a in actions)

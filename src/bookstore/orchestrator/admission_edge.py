@@ -44,6 +44,7 @@ class AdmissionMiddleware:
         self._headers = [(b"content-length", str(len(body)).encode()), *headers, *CORS_HEADERS]
         self._body = {"type": "http.response.body", "body": body}
         self._refused = metrics.CHECKOUTS.labels("unavailable")
+        self._refused_duration = metrics.CHECKOUT_DURATION.labels("unavailable")
         self._http_refused = metrics.HTTP_REQUESTS.labels("POST", CHECKOUT_PATH, str(status))
         self._http_duration = metrics.HTTP_DURATION.labels(CHECKOUT_PATH)
         metrics.CHECKOUTS_IN_FLIGHT.set_function(lambda: admission.in_flight)
@@ -102,6 +103,6 @@ class AdmissionMiddleware:
         await send(dict(self._body))
         took = time.perf_counter() - started
         self._refused.inc()
-        metrics.CHECKOUT_DURATION.observe(took)
+        self._refused_duration.observe(took)
         self._http_refused.inc()
         self._http_duration.observe(took)

@@ -36,7 +36,7 @@ STABLE_STREAM_S = 1.0  # a feed that stayed up this long was a working one
 RECENT_EXECUTIONS = 10_000
 ENQUEUE_BACKOFF_MIN_S = 0.05
 ENQUEUE_BACKOFF_MAX_S = 0.5
-TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.store.MAX_TEXT_CHARS)
+TEXT_LIMIT = 256  # the queue's limit on names and titles (order_queue.state.MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,33 @@ def _info(record: queue_pb2.ExecutionRecord) -> ExecutionInfo:
         reason=record.reason,
         amount_cents=record.amount_cents,
         currency=record.currency,
+    )
+
+
+def _enqueue_request(
+    order_id: str,
+    items: list[QueuedItem],
+    customer_name: str,
+    payment_token: str,
+    amount_cents: int,
+) -> queue_pb2.EnqueueRequest:
+    return queue_pb2.EnqueueRequest(
+        order=queue_pb2.QueuedOrder(
+            order_id=common_pb2.OrderId(value=order_id),
+            items=[
+                common_pb2.OrderItem(
+                    book_id=i.book_id[:TEXT_LIMIT], title=i.title[:TEXT_LIMIT], quantity=i.quantity
+                )
+                for i in items
+            ],
+            # An approved order must not fail on a long name: the queue keeps
+            # at most TEXT_LIMIT characters of each text.
+            customer_name=customer_name[:TEXT_LIMIT],
+            payment_token=payment_token,
+            amount_cents=amount_cents,
+            # The execution joins the checkout's trace (empty with tracing off).
+            trace_context=propagation.inject() if tracing.enabled() else "",
+        )
     )
 
 
@@ -145,26 +172,7 @@ class ExecutionTracker:
         amount_cents: int = 0,
     ) -> None:
         """Returns once the queue has the order on disk; raises ServiceUnavailable."""
-        request = queue_pb2.EnqueueRequest(
-            order=queue_pb2.QueuedOrder(
-                order_id=common_pb2.OrderId(value=order_id),
-                items=[
-                    common_pb2.OrderItem(
-                        book_id=i.book_id[:TEXT_LIMIT],
-                        title=i.title[:TEXT_LIMIT],
-                        quantity=i.quantity,
-                    )
-                    for i in items
-                ],
-                # An approved order must not fail on a long name: the queue keeps
-                # at most TEXT_LIMIT characters of each text.
-                customer_name=customer_name[:TEXT_LIMIT],
-                payment_token=payment_token,
-                amount_cents=amount_cents,
-                # The execution joins the checkout's trace (empty with tracing off).
-                trace_context=propagation.inject() if tracing.enabled() else "",
-            )
-        )
+        request = _enqueue_request(order_id, items, customer_name, payment_token, amount_cents)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.enqueue_retry_s
         backoff = Backoff(ENQUEUE_BACKOFF_MIN_S, ENQUEUE_BACKOFF_MAX_S)

@@ -29,12 +29,20 @@ from bookstore.backoff import Backoff
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.commitment.trace import CommitmentTrace
 from bookstore.identity.policy import require_replica
-from bookstore.order_executor.bully import Kind, Message, Node, Outgoing, Step, Timings
+from bookstore.order_executor.bully import (
+    FOLLOWER,
+    Kind,
+    Message,
+    Node,
+    Outgoing,
+    Step,
+    Timings,
+)
 from bookstore.order_executor.crash import CrashAt
 from bookstore.order_executor.transaction import TwoPhaseCommit
 from bookstore.order_executor.work import Work
 from bookstore.order_queue.client import LeaderCalls
-from bookstore.order_queue.db import LeaderAlive, StaleEpoch
+from bookstore.order_queue.state import LeaderAlive, StaleEpoch
 from bookstore.pb import common_pb2, executor_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -124,7 +132,8 @@ class Executor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registering: asyncio.Task[None] | None = None
         # Paces every registration of this replica (retries and re-elections);
-        # reset once it holds a fresh epoch.
+        # reset once it holds a fresh epoch, or follows a leader that announced one
+        # (the contest that fenced it is settled: its next win is a new failover).
         self._register_backoff = Backoff(
             REGISTER_BACKOFF_FIRST_S, REGISTER_BACKOFF_CAP_S, jitter=0.9, immediate_first=True
         )
@@ -169,6 +178,8 @@ class Executor:
         """Send what the node produced; start registering or working as needed."""
         for o in out:
             self._send(o)
+        if self._follows_a_leader():
+            self._register_backoff.reset()
         if self.node.needs_registration and (self._registering is None or self._registering.done()):
             self._registering = self.spawn(self._register())
         if self.node.abstaining and (self._probing is None or self._probing.done()):
@@ -177,6 +188,11 @@ class Executor:
             self._leading.set()
         else:
             self._leading.clear()
+
+    def _follows_a_leader(self) -> bool:
+        """Following a higher replica's COORDINATOR (not while cut off from the queue)."""
+        node = self.node
+        return node.role == FOLLOWER and node.leader is not None and not node.abstaining
 
     def handle(self, msg: Message) -> None:
         self._after(self.node.on_message(msg, self.clock()))

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from bookstore import durable_sqlite
-from bookstore.order_queue.state import Item, Order
+from bookstore.order_queue.state import (
+    Item,
+    Order,
+    QueueError,
+    StaleEpoch,
+    UnknownOrder,
+)
 from bookstore.timestamps import utc_iso
 
 SCHEMA = """
@@ -76,40 +82,6 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 
-class QueueError(Exception):
-    """A request the queue refuses; `code` is the named result code."""
-
-    code = "BAD_REQUEST"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{self.code}: {message}")
-        self.message = message
-
-
-class BadRequest(QueueError):
-    code = "BAD_REQUEST"
-
-
-class StaleEpoch(QueueError):
-    code = "STALE_EPOCH"
-
-
-class LeaseLost(QueueError):
-    code = "LEASE_LOST"
-
-
-class LeaderAlive(QueueError):
-    code = "LEADER_ALIVE"
-
-
-class UnknownOrder(QueueError):
-    code = "UNKNOWN_ORDER"
-
-
-class UnknownReplica(QueueError):
-    code = "UNKNOWN_REPLICA"
-
-
 class StorageFailure(Exception):
     """The database could not make a write durable: the process must stop."""
 
@@ -148,7 +120,6 @@ class Execution:
     amount_cents: int = 0  # executed: the amount captured
 
 
-OUTCOMES = ("executed", "rejected")
 # Columns added after the first release: (table, column, definition).
 _ADDED_COLUMNS = (
     ("orders", "payment_token", "TEXT NOT NULL DEFAULT ''"),
@@ -225,12 +196,12 @@ class Database:
 
     def load(self) -> Loaded:
         rows = self.conn.execute(
-            "SELECT order_id, items, customer_name, books, sequence, payment_token, amount_cents"
-            " FROM orders WHERE state = 'queued' ORDER BY books DESC, sequence"
+            "SELECT order_id, items, customer_name, books, sequence, payment_token, amount_cents,"
+            " enqueued_at FROM orders WHERE state = 'queued' ORDER BY sequence"
         ).fetchall()
         queued = [
-            Order(oid, _items_from_json(items), name, books, seq, 0, token, amount)
-            for oid, items, name, books, seq, token, amount in rows
+            Order(oid, _items_from_json(items), name, books, seq, 0, token, amount, "", _unix(at))
+            for oid, items, name, books, seq, token, amount, at in rows
         ]
         executed = self._scalar("SELECT COUNT(*) FROM executions") + self._counter("swept")
         return Loaded(self.epoch, self.leader_id, queued, executed)
@@ -284,7 +255,7 @@ class Database:
                 order.customer_name,
                 order.books,
                 sequence,
-                utc_iso(self.wall_clock().timestamp()),
+                utc_iso(order.enqueued_at),
                 order.payment_token,
                 order.amount_cents,
             ),
@@ -385,6 +356,11 @@ class Database:
             "SELECT books, sequence, state FROM orders WHERE order_id = ?", (order_id,)
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+
+def _unix(text: str) -> float:
+    """Seconds since the epoch of a `utc_iso` timestamp."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _items_to_json(items: tuple[Item, ...]) -> str:

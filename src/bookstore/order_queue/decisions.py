@@ -11,14 +11,17 @@ next leader finds it. Rules:
 - the order must be known to the queue (UNKNOWN_ORDER).
 
 The writes run inside `Database.run_batch` (group commit, durable before the
-reply); the reads on the database thread.
+reply); the reads on the database thread. The store checks a decision's epoch
+against its memory first (`QueueState.check_decision`); `log` checks it again
+against the disk, inside the transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bookstore.order_queue.db import BadRequest, Database, StaleEpoch, UnknownOrder
+from bookstore.order_queue.db import Database
+from bookstore.order_queue.state import BadRequest, StaleEpoch, UnknownOrder
 from bookstore.timestamps import utc_iso
 
 DECISIONS = ("commit", "abort")

@@ -1,14 +1,16 @@
 """The order-queue gRPC service: a thin servicer over `QueueStore`.
 
-The batch calls (EnqueueBatch, LeaderBatch) plan each operation, write the
-planned ones together (`QueueStore.together`: one transaction) and answer each
-with its reply, or its refusal as an `OpError` carrying its status code and
-details.
+Each call reads in order: the request becomes the store's (an order, a
+completion, a decision), the store checks it with the queue's rules, writes
+it and answers once it is on disk. The batch calls (EnqueueBatch,
+LeaderBatch) carry the enqueues, decisions and completions: they hand the
+store all their operations at once (one transaction) and answer each with its
+reply, or its refusal as an `OpError` carrying its status code and details.
 
-It also keeps, in memory, when each order it took was enqueued and the order's trace
-context, until the order is executed: the dequeued order carries the context on to the
-executor, and the metrics read the oldest wait from it. An order enqueued before a
-restart of the queue is executed all the same, outside its checkout's trace.
+Each order carries its checkout's trace context into the queue and out with
+the dequeued order, so the executor continues the checkout's trace. An order
+enqueued before a restart of the queue is executed all the same, outside its
+checkout's trace.
 """
 
 from __future__ import annotations
@@ -16,26 +18,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
 from bookstore import grpcutil
 from bookstore.identity.policy import replica_refusal, require_replica
-from bookstore.order_queue.db import (
+from bookstore.order_queue.db import DiskFull, Execution, StorageFailure
+from bookstore.order_queue.decisions import LoggedDecision
+from bookstore.order_queue.state import (
     BadRequest,
-    DiskFull,
-    Execution,
+    Item,
+    Limits,
+    Order,
     QueueError,
-    StorageFailure,
     UnknownOrder,
     UnknownReplica,
 )
-from bookstore.order_queue.decisions import LoggedDecision
-from bookstore.order_queue.state import Item, Order
-from bookstore.order_queue.store import Limits, Planned, QueueStore
+from bookstore.order_queue.store import Completion, Decide, LeaderOp, QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
@@ -126,15 +127,63 @@ def order_pb(order: Order) -> queue_pb2.QueuedOrder:
         deliveries=order.deliveries,
         payment_token=order.payment_token,
         amount_cents=order.amount_cents,
+        trace_context=order.trace_context,
     )
 
 
-def _enqueued(result: Any) -> queue_pb2.EnqueueReply:
+def _enqueued(result: tuple[int, bool]) -> queue_pb2.EnqueueReply:
     sequence, duplicate = result
     return queue_pb2.EnqueueReply(sequence=sequence, duplicate=duplicate)
 
 
+def _completed(result: tuple[Execution, bool]) -> queue_pb2.CompleteReply:
+    record, duplicate = result
+    return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
+
+
+def _completion(c: queue_pb2.LeaseRequest) -> Completion:
+    return Completion(
+        c.replica_id,
+        c.epoch,
+        c.lease_id,
+        c.order_id.value,
+        c.outcome or "executed",
+        c.reason,
+        c.amount_cents,
+    )
+
+
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
+Req = TypeVar("Req")
+Checked = TypeVar("Checked")
+
+
+async def _each(
+    context: Context,
+    requests: Sequence[Req],
+    check: Callable[[Req], Checked],
+    write: Callable[[list[Checked]], Awaitable[Sequence[Any]]],
+) -> list[Any]:
+    """A batch call's outcome per request, in order: its refusal by `check` (a
+    QueueError), or its result from `write` (all accepted ones in one transaction).
+    A full disk refuses each of them; only a queue that stops fails the call."""
+    outcomes: list[Any] = []
+    checked: dict[int, Checked] = {}  # index of the request -> what the store writes
+    for index, request in enumerate(requests):
+        try:
+            checked[index] = check(request)
+            outcomes.append(None)
+        except QueueError as exc:
+            outcomes.append(exc)
+    try:
+        results = await write(list(checked.values()))
+    except (StorageFailure, DiskFull) as exc:  # the whole transaction
+        if isinstance(exc, StorageFailure):
+            await _abort(context, exc)
+        results = [exc] * len(checked)
+    for index, result in zip(checked, results, strict=True):
+        outcomes[index] = result
+    return outcomes
 
 
 EXECUTOR = "order-executor"
@@ -146,33 +195,25 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
 
     def __init__(self, store: QueueStore) -> None:
         self.store = store
-        # Order id -> (time enqueued, trace context), oldest first, until executed.
-        self.waiting: dict[str, tuple[float, str]] = {}
 
-    def oldest_age_s(self) -> float:
-        """How long the oldest order not yet executed has waited (0: none)."""
-        for enqueued, _ in self.waiting.values():
-            return max(0.0, time.time() - enqueued)
-        return 0.0
-
-    def _plan_enqueue(self, request: queue_pb2.EnqueueRequest) -> Planned:
+    def _order(self, request: queue_pb2.EnqueueRequest) -> Order:
+        """The request's order, checked by the queue's rules (BAD_REQUEST)."""
         o = request.order
         items = [Item(i.book_id, i.title, i.quantity) for i in o.items]
-
-        def on_queued() -> None:  # a new order: its wait starts (and, for Dequeue, its trace)
-            self.waiting.setdefault(o.order_id.value, (time.time(), o.trace_context))
-
-        return self.store.plan_enqueue(
-            o.order_id.value, items, o.customer_name, o.payment_token, o.amount_cents, on_queued
+        return self.store.order(
+            o.order_id.value,
+            items,
+            o.customer_name,
+            o.payment_token,
+            o.amount_cents,
+            o.trace_context,
         )
 
     async def EnqueueBatch(
         self, request: queue_pb2.EnqueueBatchRequest, context: Context
     ) -> queue_pb2.EnqueueBatchReply:
-        enqueues = list(request.enqueues)
-        outcomes = await self._together(
-            context, [functools.partial(self._plan_enqueue, e) for e in enqueues]
-        )
+        await self._check_size(context, request.enqueues)
+        outcomes = await _each(context, request.enqueues, self._order, self.store.enqueue_all)
         reply = queue_pb2.EnqueueBatchReply()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -181,19 +222,14 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
                 reply.outcomes.add(reply=_enqueued(outcome))
         return reply
 
-    async def _together(self, context: Context, plans: list[Callable[[], Planned]]) -> list[Any]:
-        """The batch's outcomes (`QueueStore.together`); the call fails as a whole only
-        when it is too large or the queue is stopping."""
-        if len(plans) > MAX_BATCH_OPS:
+    @staticmethod
+    async def _check_size(context: Context, ops: Sequence[Any]) -> None:
+        """A batch call fails as a whole only when it is too large or the queue stops."""
+        if len(ops) > MAX_BATCH_OPS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"BAD_REQUEST: at most {MAX_BATCH_OPS} operations per batch",
             )
-        try:
-            return await self.store.together(plans)
-        except StorageFailure as exc:
-            await _abort(context, exc)
-            raise
 
     async def RegisterLeader(
         self, request: queue_pb2.RegisterLeaderRequest, context: Context
@@ -219,13 +255,11 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         if taken is None:
             return queue_pb2.DequeueReply(has_order=False)
         order, lease = taken
-        queued = order_pb(order)
-        queued.trace_context = self.waiting.get(order.order_id, (0.0, ""))[1]
         return queue_pb2.DequeueReply(
             has_order=True,
-            order=queued,
+            order=order_pb(order),
             lease_id=lease.lease_id,
-            lease_ms=int(self.store.lease_s * 1000),
+            lease_ms=int(self.store.state.lease_s * 1000),
         )
 
     async def RenewLease(
@@ -240,13 +274,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             await _abort(context, exc)
             raise
         return queue_pb2.RenewLeaseReply(lease_ms=int(lease_s * 1000))
-
-    def _completed(self, result: Any) -> queue_pb2.CompleteReply:
-        record, duplicate = result
-        self.waiting.pop(record.order_id, None)
-        if not duplicate:
-            metrics.EXECUTIONS.labels(str(record.executor)).inc()
-        return queue_pb2.CompleteReply(execution=execution_pb(record), duplicate=duplicate)
 
     async def WatchExecutions(
         self, request: queue_pb2.WatchRequest, context: Context
@@ -304,40 +331,31 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     async def LeaderBatch(
         self, request: queue_pb2.LeaderBatchRequest, context: Context
     ) -> queue_pb2.LeaderBatchReply:
-        ops = list(request.ops)
-        outcomes = await self._together(
-            context, [functools.partial(self._plan_leader_op, op, context) for op in ops]
-        )
+        await self._check_size(context, request.ops)
+        check = functools.partial(self._leader_op, context=context)
+        outcomes = await _each(context, request.ops, check, self.store.leader_ops)
         reply = queue_pb2.LeaderBatchReply()
-        for op, outcome in zip(ops, outcomes, strict=True):
+        for op, outcome in zip(request.ops, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 reply.outcomes.add(error=op_error(outcome))
             elif op.HasField("complete"):
-                reply.outcomes.add(complete=self._completed(outcome))
+                reply.outcomes.add(complete=_completed(outcome))
             else:
                 reply.outcomes.add(decision=decision_pb(outcome))
         return reply
 
-    def _plan_leader_op(self, op: queue_pb2.LeaderOp, context: Context) -> Planned:
+    @staticmethod
+    def _leader_op(op: queue_pb2.LeaderOp, *, context: Context) -> LeaderOp:
         """A log_decision or a complete, checked (a complete must name the caller's
         own replica id)."""
         if op.HasField("log_decision"):
             d = op.log_decision
-            return self.store.plan_log_decision(d.order_id.value, d.decision, d.epoch, d.reason)
+            return Decide(d.order_id.value, d.decision, d.epoch, d.reason)
         if op.HasField("complete"):
-            c = op.complete
-            refusal = replica_refusal(context, EXECUTOR, c.replica_id)
+            refusal = replica_refusal(context, EXECUTOR, op.complete.replica_id)
             if refusal is not None:
                 raise NotAllowed(refusal)
-            return self.store.plan_complete(
-                c.replica_id,
-                c.epoch,
-                c.lease_id,
-                c.order_id.value,
-                c.outcome or "executed",
-                c.reason,
-                c.amount_cents,
-            )
+            return _completion(op.complete)
         raise BadRequest("an operation is a log_decision or a complete")
 
 
@@ -348,9 +366,9 @@ def create_server(bind: str, store: QueueStore) -> tuple[grpc.aio.Server, Any, i
     """
     servicer = OrderQueueServicer(store)
     metrics.QUEUE_DEPTH.set_function(lambda: store.state.depth)
-    metrics.QUEUE_OLDEST_AGE.set_function(servicer.oldest_age_s)
-    metrics.LEADER_EPOCH.set_function(lambda: store.epoch)
-    metrics.LEADER_REPLICA.set_function(lambda: store.leader_id or 0)
+    metrics.QUEUE_OLDEST_AGE.set_function(store.oldest_wait_s)
+    metrics.LEADER_EPOCH.set_function(lambda: store.state.epoch)
+    metrics.LEADER_REPLICA.set_function(lambda: store.state.leader_id or 0)
     return grpcutil.create_server(
         bind,
         lambda server: queue_pb2_grpc.add_OrderQueueServicer_to_server(servicer, server),

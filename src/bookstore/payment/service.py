@@ -2,13 +2,14 @@
 
 Every ledger call runs on one database thread, so writes are serialized and
 each is durable before its RPC answers. Writes that arrive while a batch is
-on disk wait together and go as the next batch, in one transaction (group
-commit: concurrent orders share an fsync). `Apply` carries the two-phase
-commit's authorizes, captures and voids (the leader executor batches its
-concurrent orders'): their writes are handed over together, so they share one
-commit, and each operation has its own outcome, reply or error.
-`TokenizeBatch` does the same for transaction verification's cards. Named
-result codes become gRPC status codes here and only here (`_status`).
+on disk wait together and go as the next batch, in one transaction
+(`group_commit.GroupCommit`: concurrent orders share an fsync). `Apply`
+carries the two-phase commit's authorizes, captures and voids (the leader
+executor batches its concurrent orders'): their writes are handed over
+together, so they share one commit, and each operation has its own outcome,
+reply or error. `TokenizeBatch` does the same for transaction verification's
+cards. Requests are checked and replies built in `wire.py`, where named
+result codes become gRPC status codes (`wire.status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
 from the queue's decision log.
@@ -27,7 +28,6 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar, cast
 
@@ -35,12 +35,11 @@ import grpc
 
 from bookstore import grpcutil
 from bookstore.commitment.participant import BadRequest, State, TxnError, UnknownTxn
-from bookstore.commitment.status import REFUSALS
-from bookstore.payment import recovery
-from bookstore.payment.cards import BadCard, Behaviour, CardInfo, card_info
+from bookstore.group_commit import GroupCommit
+from bookstore.payment import recovery, wire
+from bookstore.payment.cards import BadCard, Behaviour, CardInfo
 from bookstore.payment.ledger import (
     CURRENCY,
-    Authorization,
     Ledger,
     StorageFailure,
     TxnView,
@@ -55,73 +54,8 @@ T = TypeVar("T")
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 SERVICE_NAME = "bookstore.payment.Payment"
-MAX_ID_CHARS = 128
-MAX_AMOUNT_CENTS = 10**9
-MAX_CARD_FIELD_CHARS = 64
-MAX_REASON_CHARS = 512  # a void's reason is kept up to this
 MAX_BATCH = 256  # most writes committed together, and most operations in one Apply
 NO_ANSWER = "the processor did not answer"  # the timeout test card's DEADLINE_EXCEEDED
-
-
-# The participant's refusals read as the books database's (one table); then payment's own.
-_CODES = REFUSALS | {UnknownToken.code: grpc.StatusCode.NOT_FOUND}
-
-
-def _status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
-    """The gRPC status a refused request ends with; None for any other error."""
-    if isinstance(exc, TxnError):
-        return _CODES.get(exc.code, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
-    if isinstance(exc, BadCard):
-        return grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}"
-    return None
-
-
-def _error(code: grpc.StatusCode, message: str) -> payment_pb2.PaymentOutcome:
-    return payment_pb2.PaymentOutcome(error=_operation_error(code, message))
-
-
-def _operation_error(code: grpc.StatusCode, message: str) -> payment_pb2.OperationError:
-    return payment_pb2.OperationError(code=code.value[0], message=message)
-
-
-def _card(request: payment_pb2.TokenizeRequest) -> CardInfo:
-    """What the ledger may keep of the request's card, or BadRequest / BadCard."""
-    fields = (request.number, request.expiration, request.cvv)
-    if any(len(f) > MAX_CARD_FIELD_CHARS for f in fields):
-        raise BadRequest("card field too long")
-    return card_info(*fields)
-
-
-def _token_reply(token: str, card: CardInfo) -> payment_pb2.TokenizeReply:
-    log.info("tokenized brand=%s last4=%s", card.brand, card.last4)
-    return payment_pb2.TokenizeReply(
-        token=token, brand=card.brand, last4=card.last4, expiration=card.expiration
-    )
-
-
-@dataclass(frozen=True)
-class _Operation:
-    """One operation of an Apply, checked."""
-
-    kind: str  # "authorize" | "capture" | "void"
-    txn_id: str
-    epoch: int
-    auth: Authorization | None = None  # of an authorize
-    reason: str = ""  # of a void
-
-
-def _operation(op: payment_pb2.PaymentOperation) -> _Operation:
-    """The operation, or BadRequest."""
-    kind = op.WhichOneof("op")
-    if kind == "authorize":
-        a = op.authorize
-        return _Operation(kind, _txn_id(a), _epoch(a), auth=authorization(a))
-    if kind == "capture":
-        return _Operation(kind, _txn_id(op.capture), _epoch(op.capture))
-    if kind == "void":
-        reason = op.void.reason[:MAX_REASON_CHARS]
-        return _Operation(kind, _txn_id(op.void), _epoch(op.void), reason=reason)
-    raise BadRequest("an operation is required: authorize, capture or void")
 
 
 def _die(exc: BaseException) -> None:
@@ -129,85 +63,36 @@ def _die(exc: BaseException) -> None:
     os._exit(70)
 
 
-def _txn_id(message: Any) -> str:
-    txn_id = str(message.txn_id.value)
-    if not 0 < len(txn_id) <= MAX_ID_CHARS:
-        raise BadRequest(f"txn id must be 1..{MAX_ID_CHARS} characters")
-    return txn_id
-
-
-def _epoch(message: Any) -> int:
-    if message.epoch <= 0:
-        raise BadRequest("the coordinator's epoch is required")
-    return int(message.epoch)
-
-
-def authorization(request: payment_pb2.AuthorizeRequest) -> Authorization:
-    """The request's authorization, or BadRequest (nothing is read or written)."""
-    if not 0 < len(request.token) <= MAX_ID_CHARS:
-        raise BadRequest("a token is required")
-    if not 0 < request.amount_cents <= MAX_AMOUNT_CENTS:
-        raise BadRequest(f"amount_cents must be 1..{MAX_AMOUNT_CENTS}")
-    if request.currency != CURRENCY:
-        raise BadRequest(f"currency must be {CURRENCY}, not {request.currency!r}")
-    return Authorization(request.token, int(request.amount_cents), request.currency)
-
-
-def transaction_pb(view: TxnView) -> payment_pb2.Transaction:
-    r = view.record
-    return payment_pb2.Transaction(
-        txn_id=common_pb2.OrderId(value=r.txn_id),
-        state=r.state.value,
-        amount_cents=r.request.amount_cents if r.request else 0,
-        currency=r.request.currency if r.request else "",
-        epoch=r.epoch,
-        reason=r.reason,
-        brand=view.brand,
-        last4=view.last4,
-        updated_at=view.updated_at,
-    )
-
-
 class PaymentServicer(payment_pb2_grpc.PaymentServicer):
     def __init__(self, ledger: Ledger, on_fatal: Callable[[BaseException], None] = _die) -> None:
         self.ledger = ledger
         self.on_fatal = on_fatal
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payment-db")
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._commits: GroupCommit[Callable[[], Any], Any] = GroupCommit(
+            self._commit, max_batch=MAX_BATCH
+        )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a ledger method on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Hand a ledger write to the writer: writes submitted before the event loop
-        next runs the writer share one commit. The future holds its result."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((functools.partial(fn, *args), future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches(), name="ledger-writer")
-        return future
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """A ledger write, committed together with the writes waiting beside it."""
+        result: T = await self._commits.write(functools.partial(fn, *args))
+        return result
 
-    async def _write_batches(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            try:
-                results = await self.call(self.ledger.run_batch, [w for w, _ in batch])
-            except Exception as exc:  # StorageFailure: every caller's RPC reports it
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():  # the caller gave up meanwhile
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+    async def write_all(self, writes: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Ledger writes (calls of its write methods) handed over together, so they share
+        one commit: each one's result, or the error that refused it alone. A failure of
+        the commit itself (StorageFailure) is raised."""
+        return await self._commits.submit(writes)
+
+    async def _commit(self, writes: list[Callable[[], Any]]) -> list[Any]:
+        """One ledger transaction (one fsync) of the group commit."""
+        return await self.call(self.ledger.run_batch, writes)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+        await self._commits.close()
         await self.call(self.ledger.close)
         self._thread.shutdown(wait=True)
 
@@ -216,7 +101,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         try:
             return await work()
         except (TxnError, BadCard) as exc:
-            status = _status(exc)
+            status = wire.status(exc)
             assert status is not None
             await context.abort(*status)
             raise
@@ -235,16 +120,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             cards: dict[int, CardInfo] = {}
             for i, c in enumerate(request.cards):
                 try:
-                    cards[i] = _card(c)
+                    cards[i] = wire.checked_card(c)
                 except (BadRequest, BadCard) as exc:
-                    status = _status(exc)
+                    status = wire.status(exc)
                     assert status is not None
-                    outcomes[i] = payment_pb2.TokenizeOutcome(error=_operation_error(*status))
-            writes = {i: self.submit(self.ledger.tokenize, card) for i, card in cards.items()}
+                    outcomes[i] = payment_pb2.TokenizeOutcome(error=wire.operation_error(*status))
             # Together: one commit. A failure here is the ledger's (StorageFailure): all fail.
-            tokens = await asyncio.gather(*writes.values())
-            for i, token in zip(writes, tokens, strict=True):
-                outcomes[i] = payment_pb2.TokenizeOutcome(token=_token_reply(token, cards[i]))
+            tokens = await self.write_all(
+                [functools.partial(self.ledger.tokenize, card) for card in cards.values()]
+            )
+            for i, token in zip(cards, tokens, strict=True):
+                if isinstance(token, Exception):
+                    raise token
+                outcomes[i] = payment_pb2.TokenizeOutcome(token=wire.token_reply(token, cards[i]))
             return payment_pb2.TokenizeBatchReply(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
         return await self._guarded(context, work)
@@ -265,39 +153,43 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
     ) -> list[payment_pb2.PaymentOutcome]:
         """Each operation's outcome; a StorageFailure fails them all (raised)."""
         outcomes: dict[int, payment_pb2.PaymentOutcome] = {}
-        checked: dict[int, _Operation] = {}
+        checked: dict[int, wire.Operation] = {}
         for i, op in enumerate(operations):
             try:
-                checked[i] = _operation(op)
+                checked[i] = wire.operation(op)
             except BadRequest as exc:
-                outcomes[i] = _error(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                outcomes[i] = wire.error_outcome(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         tokens = {o.auth.token for o in checked.values() if o.auth is not None}
         hanging = await self.call(self._timeout_cards, tokens) if tokens else set()
-        writes: dict[int, asyncio.Future[Any]] = {}
+        writes: dict[int, Callable[[], Any]] = {}
         for i, o in checked.items():
             if o.auth is not None and o.auth.token in hanging:
                 # The processor does not answer: said at once, holding up no other.
-                outcomes[i] = _error(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
-            elif o.auth is not None:
-                writes[i] = self.submit(self.ledger.authorize, o.txn_id, o.auth, o.epoch)
-            elif o.kind == "capture":
-                writes[i] = self.submit(self.ledger.capture, o.txn_id, o.epoch)
+                outcomes[i] = wire.error_outcome(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
             else:
-                writes[i] = self.submit(self.ledger.void, o.txn_id, o.epoch, o.reason)
-        results = await asyncio.gather(*writes.values(), return_exceptions=True)
+                writes[i] = self._ledger_write(o)
+        results = await self.write_all(list(writes.values()))
         written: dict[int, Any] = {}
         for i, result in zip(writes, results, strict=True):
             if not isinstance(result, BaseException):
                 written[i] = result
-            elif (status := _status(result)) is not None:
-                outcomes[i] = _error(*status)
+            elif (status := wire.status(result)) is not None:
+                outcomes[i] = wire.error_outcome(*status)
             else:
-                raise result  # StorageFailure: the whole call fails
+                raise result  # not a refusal: the whole call fails
         ids = {checked[i].txn_id for i in written if checked[i].auth is None}
         views = await self.call(self._views, ids) if ids else {}
         for i, result in written.items():
             outcomes[i] = self._answer(checked[i], result, views.get(checked[i].txn_id))
         return [outcomes[i] for i in range(len(operations))]
+
+    def _ledger_write(self, o: wire.Operation) -> Callable[[], Any]:
+        """The operation as a call of the ledger's write method."""
+        if o.auth is not None:
+            return functools.partial(self.ledger.authorize, o.txn_id, o.auth, o.epoch)
+        if o.kind == "capture":
+            return functools.partial(self.ledger.capture, o.txn_id, o.epoch)
+        return functools.partial(self.ledger.void, o.txn_id, o.epoch, o.reason)
 
     def _views(self, txn_ids: set[str]) -> dict[str, TxnView | None]:
         return {t: self.ledger.transaction(t) for t in txn_ids}
@@ -312,7 +204,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         return hanging
 
     @staticmethod
-    def _answer(o: _Operation, result: Any, view: TxnView | None) -> payment_pb2.PaymentOutcome:
+    def _answer(o: wire.Operation, result: Any, view: TxnView | None) -> payment_pb2.PaymentOutcome:
         """A written operation's outcome, logged."""
         if o.auth is not None:
             log.info(
@@ -330,14 +222,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         log.info("%s txn=%s epoch=%d", o.kind, o.txn_id, o.epoch)
         if view is None:
             exc = UnknownTxn(f"no txn {o.txn_id}")
-            return _error(grpc.StatusCode.NOT_FOUND, str(exc))
-        return payment_pb2.PaymentOutcome(transaction=transaction_pb(view))
+            return wire.error_outcome(grpc.StatusCode.NOT_FOUND, str(exc))
+        return payment_pb2.PaymentOutcome(transaction=wire.transaction_pb(view))
 
     async def _view(self, txn_id: str) -> payment_pb2.Transaction:
         view = await self.call(self.ledger.transaction, txn_id)
         if view is None:
             raise UnknownTxn(f"no txn {txn_id}")
-        return transaction_pb(view)
+        return wire.transaction_pb(view)
 
     async def GetTransaction(
         self, request: common_pb2.OrderId, context: Context
@@ -354,7 +246,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             prepared=s.counts[State.PREPARED],
             committed=s.counts[State.COMMITTED],
             aborted=s.counts[State.ABORTED],
-            in_doubt=[transaction_pb(v) for v in s.in_doubt],
+            in_doubt=[wire.transaction_pb(v) for v in s.in_doubt],
             epoch=s.epoch,
             tokens=s.tokens,
             pid=os.getpid(),

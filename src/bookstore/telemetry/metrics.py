@@ -114,7 +114,8 @@ BATCH_SIZE = Histogram(
 )
 CHECKOUT_DURATION = Histogram(
     "bookstore_checkout_duration_seconds",
-    "Time from a checkout's request to its answer.",
+    "Time from a checkout's request to its answer, by outcome (approved: admitted ones).",
+    ["outcome"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
@@ -238,6 +239,7 @@ def _create(counter: Counter | Histogram, *labels: Iterable[str]) -> None:
 
 
 _create(CHECKOUTS, CHECKOUT_OUTCOMES)
+_create(CHECKOUT_DURATION, CHECKOUT_OUTCOMES)
 _create(EVENT_DURATION, EVENTS)
 _create(AI_CALLS, AI_CHECKS, AI_CALL_OUTCOMES)
 _create(AI_FALLBACKS, AI_CHECKS, AI_FALLBACK_REASONS)

@@ -1,14 +1,25 @@
-"""A replica's SQLite file: seeded once, and everything an Output carries
-survives a reopen."""
+"""A replica's SQLite file: seeded once, everything an Output carries survives a
+reopen, and a write that fails stops the replica."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from bookstore.books_database.driver import Driver
 from bookstore.books_database.messages import Entry, LogWrite, Output
+from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import BookRow, Op
-from bookstore.books_database.storage import Storage, seed_rows, snapshot
+from bookstore.books_database.storage import (
+    Snapshot,
+    Storage,
+    StorageFailure,
+    seed_rows,
+    snapshot,
+)
 from bookstore.catalogue import load_catalogue
 from bookstore.commitment.participant import Record, State
 
@@ -70,3 +81,26 @@ def test_a_file_of_an_earlier_release_loads_its_txns_as_the_participants(
         "t2": Record("t2", State.ABORTED, 0, None),  # first seen as a release
         "t3": Record("t3", State.COMMITTED, 0, (("b2", 1),)),
     }
+
+
+async def test_a_turn_whose_write_fails_stops_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage(tmp_path / "books-database-1.sqlite3")
+    replica = Replica(1, [1], storage.load(dict(SEED)).machine)  # alone: it elects itself
+
+    def broken(batch: Snapshot) -> None:
+        raise StorageFailure("the disk went away")
+
+    monkeypatch.setattr(storage, "write", broken)
+    driver = Driver(replica, storage, {1: "127.0.0.1:9"}, tick_s=0.01)
+    running = driver.start()
+    try:
+        # Its first durable turn (its vote for itself) fails: the replica stops.
+        with pytest.raises(StorageFailure, match="went away"):
+            await asyncio.wait_for(running, 15.0)
+        with pytest.raises(StorageFailure):
+            await driver.submit_many([Op("reserve", "r:t1", "t1", 1, (("b1", 1),))])
+    finally:
+        await driver.stop()
+        storage.close()

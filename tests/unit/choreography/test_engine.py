@@ -90,7 +90,7 @@ async def test_events_wait_for_their_dependencies_and_updates_are_held_before_in
     link = SessionLink("test")
     gate.release.set()
     fd.on_peer_update(update("o1", "b", (2, 0, 0), spent=0.5))  # before InitOrder: held
-    assert fd.orders["o1"].order is None and not fd.orders["o1"].tasks
+    assert fd.io["o1"].order is None and not fd.io["o1"].tasks
     fd.on_orchestrator_message(init("o1"), link)
     await settle()
     assert gate.ran == ["d"]  # e still waits for c
@@ -113,13 +113,56 @@ async def test_cancel_stops_running_work_and_nothing_runs_after_it() -> None:
     fd.on_orchestrator_message(init("o1"), link)
     fd.on_peer_update(update("o1", "b", (2, 0, 0)))
     await settle()
-    assert len(fd.orders["o1"].tasks) == 1  # d is running
+    assert len(fd.io["o1"].tasks) == 1  # d is running
     fd.on_orchestrator_message(cancel("o1"), link)
     gate.release.set()
     fd.on_peer_update(update("o1", "c", (3, 0, 0)))
     await settle()
     assert gate.ran == []
     assert fd.events_run == 0
+    messages = await drain(link)
+    assert [m.WhichOneof("kind") for m in messages] == ["cancelled"]
+    # The ack waited for d to stop: c's clock, merged meanwhile, is in it; d never ticked.
+    assert tuple(messages[0].cancelled.clock.entries) == (3, 0, 0)
+
+
+async def test_an_event_that_finishes_despite_the_cancel_is_reported_before_the_ack() -> None:
+    finish = asyncio.Event()
+
+    async def stubborn(order: checkout_pb2.OrderData, budget: AiBudget) -> EventResult:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await finish.wait()  # finishes its work anyway
+        return EventResult(ok=True)
+
+    fd = Participant(FD, {"d": stubborn, "e": Gate().handler("e")})
+    link = SessionLink("test")
+    fd.on_orchestrator_message(init("o1"), link)
+    fd.on_peer_update(update("o1", "b", (2, 0, 0)))
+    await settle()
+    fd.on_orchestrator_message(cancel("o1"), link)
+    await settle()
+    assert fd.orders["o1"].running == {"d"} and fd.orders["o1"].acks_owed == 1  # it waits
+    finish.set()
+    await settle()
+    messages = await drain(link)
+    assert [m.WhichOneof("kind") for m in messages] == ["event", "cancelled"]
+    assert messages[0].event.event == "d" and fd.events_run == 1
+    assert tuple(messages[1].cancelled.clock.entries) == (2, 1, 0)  # d's tick is in it
+    second = SessionLink("test")
+    fd.on_orchestrator_message(finalize("o1", (2, 1, 0)), second)
+    assert (await drain(second))[0].finalized.consistent
+    assert fd.orders == {} and fd.io == {} and fd.clock_errors == 0
+
+
+async def test_a_cancel_in_the_batch_of_its_init_is_acknowledged() -> None:
+    fd = fraud_detection(Gate())
+    link = SessionLink("test")
+    fd.on_peer_update(update("o1", "b", (2, 0, 0)))
+    fd.on_orchestrator_message(init("o1"), link)  # d's task is created, not yet begun
+    fd.on_orchestrator_message(cancel("o1"), link)
+    await settle()
     messages = await drain(link)
     assert [m.WhichOneof("kind") for m in messages] == ["cancelled"]
     assert tuple(messages[0].cancelled.clock.entries) == (2, 0, 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeAlias, cast
@@ -70,13 +69,13 @@ async def test_an_enqueue_batch_is_one_transaction_answered_per_order(
     store: QueueStore, stub: Stub
 ) -> None:
     await enqueue_one(stub, enqueue("old", 1))
-    commits = store.commits
+    commits = store.disk.commits
     reply = await stub.EnqueueBatch(
         queue_pb2.EnqueueBatchRequest(
             enqueues=[enqueue("a", 1), enqueue("bad", 0), enqueue("a", 1), enqueue("old", 1)]
         )
     )
-    assert store.commits == commits + 1
+    assert store.disk.commits == commits + 1
     first, bad, again, old = reply.outcomes
     assert (first.reply.sequence, first.reply.duplicate) == (2, False)
     # A malformed order is refused alone.
@@ -184,7 +183,7 @@ async def test_leader_operations_are_idempotent_inside_and_across_batches(
     taken = await store.dequeue(1, epoch, 0)
     assert taken is not None
     lease_id = taken[1].lease_id
-    commits = store.commits
+    commits = store.disk.commits
     ops = [
         decide("o1", "commit", epoch),
         decide("o1", "abort", epoch),
@@ -192,7 +191,7 @@ async def test_leader_operations_are_idempotent_inside_and_across_batches(
         complete(1, epoch, lease_id, "o1"),
     ]
     first = await stub.LeaderBatch(queue_pb2.LeaderBatchRequest(ops=ops))
-    assert store.commits == commits + 1
+    assert store.disk.commits == commits + 1
     d1, d2, c1, c2 = first.outcomes
     assert d1.decision == d2.decision and d1.decision.decision == "commit"
     assert (c1.complete.duplicate, c2.complete.duplicate) == (False, True)
@@ -241,13 +240,10 @@ async def test_a_batch_is_never_split_across_transactions(db_path: Path, clock: 
     store = QueueStore(db_path, clock=clock, group_commit_max=1)
     await store.open()
     try:
-        plans = [
-            functools.partial(store.plan_enqueue, f"o{i}", [Item("b", "t", 1)], "n")
-            for i in range(5)
-        ]
-        outcomes = await store.together(plans)
+        orders = [store.order(f"o{i}", [Item("b", "t", 1)], "n") for i in range(5)]
+        outcomes = await store.enqueue_all(orders)
         assert [seq for seq, _ in outcomes] == [1, 2, 3, 4, 5]
-        assert store.commits == 1
+        assert store.disk.commits == 1
     finally:
         await store.close()
 
@@ -257,7 +253,7 @@ async def test_a_full_disk_refuses_every_operation_of_the_batch(
 ) -> None:
     orders = [f"o{i}" for i in range(20)]
     epoch = await leader_with_orders(store, *orders)
-    db = store._db
+    db = store.disk.db
     assert db is not None
     # The file may not grow by one more page: what SQLite does on ENOSPC.
     (pages,) = db.conn.execute("PRAGMA page_count").fetchone()

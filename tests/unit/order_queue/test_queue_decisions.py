@@ -10,8 +10,7 @@ import pytest
 from queue_calls import log_decision
 from queue_fakes import FakeClock
 
-from bookstore.order_queue.db import BadRequest, StaleEpoch, UnknownOrder
-from bookstore.order_queue.state import Item
+from bookstore.order_queue.state import BadRequest, Item, StaleEpoch, UnknownOrder
 from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from queue_fakes import FakeClock
 
-from bookstore.order_queue.db import BadRequest
-from bookstore.order_queue.state import Item
+from bookstore.order_queue.state import BadRequest, Item
 from bookstore.order_queue.store import QueueStore
 
 ITEMS = [Item("b001", "Book", 2)]

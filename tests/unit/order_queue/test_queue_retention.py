@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_fakes import FakeClock
+from queue_fakes import FakeClock, Wall
 
-from bookstore.order_queue.db import DiskFull, UnknownOrder
-from bookstore.order_queue.state import Item
+from bookstore.order_queue.db import DiskFull
+from bookstore.order_queue.state import Item, UnknownOrder
 from bookstore.order_queue.store import QueueStore
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def big_items(n: int = 100) -> list[Item]:
@@ -55,10 +47,10 @@ async def test_executed_orders_leave_the_file_after_the_retention(
     wall.now += timedelta(minutes=59)
     await store.enqueue("new", [Item("b", "B", 1)], "n")
     (recent,) = await execute(store, epoch, 1)
-    assert await store.sweep() == 0  # nothing is an hour old yet
+    assert await store.disk.sweep() == 0  # nothing is an hour old yet
 
     wall.now += timedelta(minutes=2)
-    assert await store.sweep() == 3
+    assert await store.disk.sweep() == 3
     for order_id in old:
         with pytest.raises(UnknownOrder):
             await store.get_order(order_id)
@@ -84,10 +76,10 @@ async def test_the_writer_sweeps_periodically(db_path: Path, clock: FakeClock) -
         epoch = await store.register_leader(1)
         await execute(store, epoch, 1)
         for _ in range(1000):  # the sweeper runs every 10 ms
-            if store.swept:
+            if store.disk.swept:
                 break
             await asyncio.sleep(0.01)
-        assert store.swept == 1
+        assert store.disk.swept == 1
         with pytest.raises(UnknownOrder):
             await store.get_order("a")
     finally:
@@ -104,7 +96,7 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(
     for i in range(3):
         await store.enqueue(f"o{i}", big_items(), "n")
         acknowledged.append(f"o{i}")
-    db = store._db
+    db = store.disk.db
     assert db is not None
     # The file may not grow by one more page: what SQLite does on ENOSPC.
     (pages,) = db.conn.execute("PRAGMA page_count").fetchone()
@@ -113,13 +105,13 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(
     for i in range(3):
         with pytest.raises(DiskFull, match="full"):
             await store.enqueue(f"refused{i}", big_items(), "n")
-    assert store.disk_full and store.failed is None and not fatal
+    assert store.disk.disk_full and store.disk.failed is None and not fatal
     assert store.status().depth == 3  # reads go on
     assert (await store.get_order("o1")).state == "queued"
 
     db.conn.execute(f"PRAGMA max_page_count = {pages * 1000}")  # space again
     assert (await store.enqueue("after", big_items(), "n"))[1] is False
-    assert not store.disk_full
+    assert not store.disk.disk_full
     acknowledged.append("after")
     await store.close()
 
@@ -139,7 +131,7 @@ async def test_numbers_keep_growing_when_every_order_was_swept(
     epoch = await store.register_leader(1)
     await execute(store, epoch, 1)
     wall.now += timedelta(seconds=61)
-    assert await store.sweep() == 1
+    assert await store.disk.sweep() == 1
     await store.close()
 
     again = await opened(db_path, clock)

@@ -3,23 +3,24 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queue_fakes import FakeClock
+from queue_fakes import FakeClock, Wall
 
-from bookstore.order_queue.db import (
+from bookstore.order_queue.db import StorageFailure
+from bookstore.order_queue.state import (
     BadRequest,
+    Item,
     LeaderAlive,
     LeaseLost,
     StaleEpoch,
-    StorageFailure,
     UnknownOrder,
     UnknownReplica,
 )
-from bookstore.order_queue.state import Item
 from bookstore.order_queue.store import QueueStore
 
 
@@ -60,8 +61,8 @@ async def test_database_is_wal_with_full_sync_and_holds_no_card_data(
     }
     conn.close()
     # The store's own connection syncs fully on every commit.
-    assert store._db is not None
-    assert store._db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.disk.db is not None
+    assert store.disk.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 @pytest.mark.parametrize(
@@ -124,13 +125,13 @@ async def test_renewing_keeps_the_lease(store: QueueStore, clock: FakeClock) -> 
 
 
 async def test_a_new_epoch_fences_the_old_leader_and_frees_its_lease(
-    store: QueueStore,
+    store: QueueStore, clock: FakeClock
 ) -> None:
     await store.enqueue("a", items(2), "n")
     old = await store.register_leader(4)
     taken = await store.dequeue(4, old, 0)
     assert taken is not None
-    store._leader_active_at = float("-inf")  # 4 has gone quiet (paused)
+    clock.advance(0.6)  # 4 has gone quiet (paused) longer than the failure timeout
     new = await store.register_leader(3)
     assert new == old + 1
     before = store.status()
@@ -181,7 +182,7 @@ async def test_only_configured_replicas_may_register_dequeue_or_complete(
             with pytest.raises(UnknownReplica):
                 await store.complete(foreign, epoch, taken[1].lease_id, "a")
         # The real leader never noticed.
-        assert (store.status().epoch, store.leader_id) == (epoch, 4)
+        assert (store.status().epoch, store.state.leader_id) == (epoch, 4)
         record, _ = await store.complete(4, epoch, taken[1].lease_id, "a")
         assert record.executor == 4
     finally:
@@ -196,7 +197,7 @@ async def test_racing_registrations_cannot_both_pass_the_live_leader_check(
     )
     assert four == 1
     assert isinstance(three, LeaderAlive)
-    assert (store.status().epoch, store.leader_id) == (1, 4)
+    assert (store.status().epoch, store.state.leader_id) == (1, 4)
 
 
 async def test_completion_is_idempotent(store: QueueStore) -> None:
@@ -227,7 +228,47 @@ async def test_a_refused_write_whose_caller_gave_up_does_not_stop_the_queue(
     # The writer lives on: later writes are still committed and acknowledged.
     sequence, duplicate = await asyncio.wait_for(store.enqueue("b", items(1), "n"), 2)
     assert sequence >= 1 and not duplicate
-    assert store.failed is None
+    assert store.disk.failed is None
+
+
+async def test_an_enqueue_whose_caller_gave_up_is_still_delivered(store: QueueStore) -> None:
+    epoch = await store.register_leader(1)
+    gone = asyncio.create_task(store.enqueue("a", items(1), "n"))
+    await asyncio.sleep(0)  # handed to the group commit
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    # Its write commits all the same, and the order reaches memory with it.
+    taken = await store.dequeue(1, epoch, 2.0)
+    assert taken is not None and taken[0].order_id == "a"
+
+
+async def test_the_oldest_wait_is_the_earliest_orders_and_survives_a_reopen(
+    db_path: Path, clock: FakeClock
+) -> None:
+    wall = Wall()
+    store = QueueStore(db_path, clock=clock, wall_clock=wall)
+    await store.open()
+    assert store.oldest_wait_s() == 0.0
+    await store.enqueue("first", items(1), "n")
+    wall.now += timedelta(seconds=30)
+    await store.enqueue("big", items(5), "n")  # served first, but arrived later
+    wall.now += timedelta(seconds=10)
+    assert store.oldest_wait_s() == 40.0
+    await store.close()
+    again = QueueStore(db_path, clock=clock, wall_clock=wall)
+    await again.open()
+    try:
+        wall.now += timedelta(seconds=5)
+        assert again.oldest_wait_s() == 45.0
+        epoch = await again.register_leader(1)
+        for _ in range(2):
+            taken = await again.dequeue(1, epoch, 0)
+            assert taken is not None
+            await again.complete(1, epoch, taken[1].lease_id, taken[0].order_id)
+        assert again.oldest_wait_s() == 0.0
+    finally:
+        await again.close()
 
 
 async def test_everything_acknowledged_survives_a_reopen(
@@ -283,7 +324,7 @@ async def test_concurrent_writes_share_commits(store: QueueStore) -> None:
         *(store.enqueue(f"o{i}", items(1 + i % 5), "n") for i in range(200))
     )
     assert sorted(seq for seq, _ in results) == list(range(1, 201))
-    assert store.commits < 200
+    assert store.disk.commits < 200
 
 
 async def test_watchers_see_every_committed_execution(store: QueueStore) -> None:
@@ -306,14 +347,14 @@ async def test_a_failed_commit_is_fatal(db_path: Path, clock: FakeClock) -> None
     failures: list[BaseException] = []
     s = QueueStore(db_path, clock=clock, on_fatal=failures.append)
     await s.open()
-    assert s._db is not None
-    s._db.conn.close()  # the disk goes away under the writer
+    assert s.disk.db is not None
+    s.disk.db.conn.close()  # the disk goes away under the writer
     with pytest.raises(StorageFailure):
         await s.enqueue("a", items(1), "n")
     assert failures
     with pytest.raises(StorageFailure):
         await s.enqueue("b", items(1), "n")  # nothing more is acknowledged
-    s._db = None
+    s.disk.db = None
     await s.close()
 
 

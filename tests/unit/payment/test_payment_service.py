@@ -252,12 +252,10 @@ async def test_writes_waiting_together_share_one_commit_and_a_refused_one_change
     del commits[:]  # the token's
     ledger = servicer.ledger
     writes = [
-        servicer.submit(ledger.authorize, f"g{i}", Authorization(token, 100 + i, "EUR"), 1)
+        servicer.write(ledger.authorize, f"g{i}", Authorization(token, 100 + i, "EUR"), 1)
         for i in range(20)
     ]
-    writes.insert(
-        7, servicer.submit(ledger.authorize, "g-bad", Authorization("tok_x", 1, "EUR"), 1)
-    )
+    writes.insert(7, servicer.write(ledger.authorize, "g-bad", Authorization("tok_x", 1, "EUR"), 1))
     answers = await asyncio.gather(*writes, return_exceptions=True)
     assert commits == [21]  # one transaction, one fsync
     assert isinstance(answers.pop(7), UnknownToken)

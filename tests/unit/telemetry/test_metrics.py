@@ -29,7 +29,7 @@ from bookstore.telemetry import metrics
 # name -> (type, label names): the contract the dashboard and the cluster view rely on.
 EXPECTED = {
     "bookstore_checkouts": ("counter", {"outcome"}),
-    "bookstore_checkout_duration_seconds": ("histogram", set()),
+    "bookstore_checkout_duration_seconds": ("histogram", {"outcome"}),
     "bookstore_checkouts_waiting": ("gauge", set()),
     "bookstore_checkouts_in_flight": ("gauge", set()),
     "bookstore_event_duration_seconds": ("histogram", {"event"}),

@@ -89,7 +89,7 @@ class CheckoutRoute:
         response = await self._checkout(request)
         outcome = _outcome(response)
         metrics.CHECKOUTS.labels(outcome).inc()
-        metrics.CHECKOUT_DURATION.observe(time.perf_counter() - started)
+        metrics.CHECKOUT_DURATION.labels(outcome).observe(time.perf_counter() - started)
         return response
 
     async def _checkout(self, request: Request) -> Response:
