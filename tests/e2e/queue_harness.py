@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+import queue_calls
 from ports import free_ports
 from tls_support import make_certs, transport
 
@@ -162,8 +163,9 @@ class Cluster:
         try:
             stub = payment_pb2_grpc.PaymentStub(channel)
             card = payment_pb2.TokenizeRequest(number=TXN_CARD, expiration="12/39", cvv="123")
-            reply = await stub.Tokenize(card, timeout=10.0)
-            return str(reply.token)
+            batch = payment_pb2.TokenizeBatchRequest(cards=[card])
+            (outcome,) = (await stub.TokenizeBatch(batch, timeout=10.0)).outcomes
+            return str(outcome.token.token)
         finally:
             await channel.close()
 
@@ -225,7 +227,7 @@ class Cluster:
             )
         )
         try:
-            await self.queue.Enqueue(request, timeout=timeout)
+            await queue_calls.enqueue(self.queue, request, timeout=timeout)
             self.history.outcomes[oid] = "ok"
         except grpc.aio.AioRpcError as exc:
             unknown = exc.code() in (

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from queue_calls import enqueue
 from queue_harness import Cluster
 from tls_support import plaintext, transport
 
@@ -97,7 +98,7 @@ async def test_a_forged_coordinator_and_a_foreign_registration_do_not_stop_execu
     for call in (
         intruder.executor.Deliver(FORGED, timeout=1.0),
         intruder.queue.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=3), timeout=1),
-        intruder.queue.Enqueue(_order("intruder"), timeout=1.0),
+        enqueue(intruder.queue, _order("intruder"), timeout=1.0),
     ):
         assert (await _refused(call)).code() == grpc.StatusCode.UNAVAILABLE
     await intruder.close()
@@ -106,7 +107,7 @@ async def test_a_forged_coordinator_and_a_foreign_registration_do_not_stop_execu
     # A valid certificate of another service: refused by the policy.
     fraud = _As(cluster, transport(cluster.env, "fraud-detection"))
     for call in (
-        fraud.queue.Enqueue(_order("fraud"), timeout=1.0),
+        enqueue(fraud.queue, _order("fraud"), timeout=1.0),
         fraud.executor.Deliver(FORGED, timeout=1.0),
         fraud.queue.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=3), timeout=1),
     ):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from queue_calls import enqueue
 from queue_harness import Cluster
 from tmpfs_disk import fill, small_tmpfs
 
@@ -49,7 +50,7 @@ async def test_a_full_disk_refuses_enqueues_then_recovers_with_nothing_lost(
             for _ in range(3):
                 request = order(50)
                 with pytest.raises(grpc.aio.AioRpcError) as exc:
-                    await cluster.queue.Enqueue(request, timeout=5.0)
+                    await enqueue(cluster.queue, request, timeout=5.0)
                 assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert (exc.value.details() or "").startswith("DISK_FULL: ")
                 refused.append(request.order.order_id.value)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from checkout_requests import course_page_request
 from harness import System
+from queue_calls import enqueue
 from tls_support import plaintext, transport
 
 from bookstore import grpcutil, health, healthcheck
@@ -21,7 +22,10 @@ from bookstore.pb import checkout_pb2_grpc, common_pb2, queue_pb2, queue_pb2_grp
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 EXECUTED_WITHIN_S = 2.0
-METHODS = ("/bookstore.queue.OrderQueue/Enqueue", "/bookstore.checkout.CheckoutParticipant/Session")
+METHODS = (
+    "/bookstore.queue.OrderQueue/EnqueueBatch",
+    "/bookstore.checkout.CheckoutParticipant/Session",
+)
 
 
 def _executed_checkout(system: System) -> None:
@@ -73,7 +77,7 @@ async def _attempts(system: System, via: grpcutil.Transport) -> list[tuple[grpc.
         # INTERNAL "Internal error from Core" on the client (grpc/grpc#36066).
         session = tv.Session(timeout=2.0)
         return [
-            await _code(queue.Enqueue(_order("not-the-orchestrator"), timeout=2.0)),
+            await _code(enqueue(queue, _order("not-the-orchestrator"), timeout=2.0)),
             await _code(session.read()),
         ]
     finally:
@@ -108,7 +112,7 @@ def test_another_services_certificate_may_not_enqueue_or_open_a_session(system: 
         for (code, details), method in zip(
             refusals,
             (
-                "/bookstore.queue.OrderQueue/Enqueue",
+                "/bookstore.queue.OrderQueue/EnqueueBatch",
                 "/bookstore.checkout.CheckoutParticipant/Session",
             ),
             strict=True,
@@ -116,7 +120,7 @@ def test_another_services_certificate_may_not_enqueue_or_open_a_session(system: 
             assert code == grpc.StatusCode.PERMISSION_DENIED
             assert details.startswith("NOT_ALLOWED: spiffe://bookstore/") and method in details
         _executed_checkout(system)
-    assert "refused call method=/bookstore.queue.OrderQueue/Enqueue" in system.log()
+    assert "refused call method=/bookstore.queue.OrderQueue/EnqueueBatch" in system.log()
 
 
 def test_the_container_health_check_presents_the_services_own_certificate(

@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bookstore import grpcutil
 from bookstore.identity.credentials import transport_for
+from bookstore.order_queue.client import rpc_error
 from bookstore.pb import common_pb2, executor_pb2_grpc, queue_pb2, queue_pb2_grpc
 from bookstore.settings import from_env
 
@@ -144,10 +145,11 @@ class Agent:
             items=[common_pb2.OrderItem(book_id="b", title="t", quantity=1)],
             customer_name="lab",
         )
-        reply = await self.queue().Enqueue(
-            queue_pb2.EnqueueRequest(order=order), timeout=RPC_TIMEOUT_S
-        )
-        return {"sequence": reply.sequence, "duplicate": reply.duplicate}
+        batch = queue_pb2.EnqueueBatchRequest(enqueues=[queue_pb2.EnqueueRequest(order=order)])
+        (outcome,) = (await self.queue().EnqueueBatch(batch, timeout=RPC_TIMEOUT_S)).outcomes
+        if outcome.HasField("error"):
+            raise rpc_error(outcome.error)
+        return {"sequence": outcome.reply.sequence, "duplicate": outcome.reply.duplicate}
 
     async def executors(self, request: dict[str, Any]) -> dict[str, Any]:
         async def one(address: str) -> dict[str, Any] | None:

@@ -1,6 +1,9 @@
 """The client the executor and transaction verification use: it finds the
 primary, follows NOT_PRIMARY redirects, and retries with the same request id
-(so a retry is harmless) until its deadline.
+(so a retry is harmless) until its deadline. A reserve's, commit's or release's
+request id names the txn and the coordinator's epoch: a retry gets its first
+answer, and a newer coordinator's message is a request of its own, which the
+participant rules answer (a re-prepare takes the newer epoch).
 
 An error that is the database's answer (a stale epoch, an unknown book)
 raises `grpcutil.Rejected` at once; a database that cannot answer before
@@ -10,8 +13,8 @@ is then unknown, and retrying it with the same request id is safe.
 The reserves, commits and releases of concurrent callers (the leader executor
 runs many orders' transactions at once) share `Write` calls, and concurrent
 stock reads share one `ReadStock`, through a `batching.Coalescer` each. A
-caller still gets exactly its own answer: its operation's refusal raises the
-`Rejected` its unary call raises (same code, same message), and a call that
+caller still gets exactly its own answer: its operation's refusal raises a
+`Rejected` with that operation's code and message, and a call that
 fails as a whole (no primary before the deadline) fails each caller of the
 batch as it would have failed alone. A caller waits at most the deadline, also
 while its request waits for a batch to leave.
@@ -50,8 +53,9 @@ class BookStock:
 
 @dataclass(frozen=True)
 class Reservation:
+    """A reserve's answer: the participant's vote (a no says why, e.g. "out of stock: Dune")."""
+
     ok: bool
-    lacking_titles: tuple[str, ...] = ()
     message: str = ""
 
 
@@ -101,20 +105,20 @@ class BooksDatabaseClient:
         self, txn_id: str, items: Mapping[str, int], epoch: int, request_id: str = ""
     ) -> Reservation:
         request = pb.ReserveRequest(
-            request_id=request_id or f"reserve:{txn_id}",
+            request_id=request_id or f"reserve:{txn_id}@{epoch}",
             txn_id=txn_id,
             epoch=epoch,
             items=wire.lines(tuple(items.items())),
         )
         reply = await self._batched(self.writes, pb.WriteOp(reserve=request))
-        return Reservation(reply.ok, tuple(reply.lacking_titles), reply.message)
+        return Reservation(reply.ok, reply.message)
 
     async def commit(self, txn_id: str, epoch: int, request_id: str = "") -> None:
-        request = _txn(txn_id, epoch, request_id or f"commit:{txn_id}")
+        request = _txn(txn_id, epoch, request_id or f"commit:{txn_id}@{epoch}")
         await self._batched(self.writes, pb.WriteOp(commit=request))
 
     async def release(self, txn_id: str, epoch: int, request_id: str = "") -> None:
-        request = _txn(txn_id, epoch, request_id or f"release:{txn_id}")
+        request = _txn(txn_id, epoch, request_id or f"release:{txn_id}@{epoch}")
         await self._batched(self.writes, pb.WriteOp(release=request))
 
     async def set_stock(self, stock: Mapping[str, int], request_id: str = "") -> None:

@@ -25,7 +25,8 @@ import grpc
 
 from bookstore import grpcutil
 from bookstore.books_database import wire
-from bookstore.books_database.replication import Answer, Message, Output, Replica
+from bookstore.books_database.messages import Answer, Message, Output
+from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import Op
 from bookstore.books_database.storage import Storage, StorageFailure, snapshot
 from bookstore.group_commit import GroupCommit

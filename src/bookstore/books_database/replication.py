@@ -1,9 +1,9 @@
 """Primary-backup replication with majority acknowledgement and fenced views,
 as a pure state machine: messages, client requests and time in, `Output` out.
 
-No sockets and no clocks here (the adapter is service.py). It is Raft's log
-replication and election, in Viewstamped Replication's words (view = term).
-Rules, as implemented:
+No sockets and no clocks here (the adapter is driver.py; the messages and the
+Output are in messages.py). It is Raft's log replication and election, in
+Viewstamped Replication's words (view = term). Rules, as implemented:
 
 1. Every message carries its sender's view. A replica refuses anything from a
    lower view (answering with its own, so the sender learns it is stale) and,
@@ -19,8 +19,9 @@ Rules, as implemented:
    nothing changes; a replica says yes only if its log is not ahead and it
    has not heard a live primary for election_min), so a replica cut off by a
    partition cannot depose a working primary when it comes back. With a
-   majority of yeses it starts view+1, votes for itself and asks the others. A replica grants one
-   vote per view, only to a candidate whose last (view, index) is >= its own
+   majority of yeses it starts view+1, votes for itself and asks the others.
+   A replica grants one vote per view, only to a candidate whose last (view,
+   index) is >= its own
    (Raft's election restriction: the winner holds every committed entry).
    A majority of votes makes a primary; it appends a no-op of its own view,
    and serves reads only once that no-op is committed.
@@ -34,138 +35,43 @@ Rules, as implemented:
 5. An entry is committed once a majority holds it durably and it (or a later
    entry) is of the primary's own view; committed entries are applied to the
    stock machine in log order on every replica.
-6. Reads are linearizable (read index): the primary records the commit index
-   and the next heartbeat round; once a majority has answered that round in
-   this view (it was still primary after the read arrived) and it has applied
-   up to that index, it answers. Backups never answer reads.
+6. Reads are linearizable (read index, reads.py): a read is answered once a
+   majority has answered the round after it arrived and the stock is applied
+   up to the commit index it arrived at. Backups never answer reads.
 7. A primary that has not heard from a majority for the longest election
    timeout steps down (so clients go elsewhere); requests it was still
    waiting on are answered UNKNOWN (they may yet commit: retry by request id).
+
+What happens to the log's entries is told to an `Observer` (messages.py): by
+default nobody listens, and nothing here depends on who does.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
-from bookstore.books_database.stock import NOOP_OP, Changes, Op, Result, StockMachine
-from bookstore.books_database.trail import Trail
+from bookstore.books_database.messages import (
+    Answer,
+    Append,
+    AppendReply,
+    Entry,
+    LogWrite,
+    Message,
+    Observer,
+    Outgoing,
+    Output,
+    RequestVote,
+    Timings,
+    Vote,
+)
+from bookstore.books_database.reads import ReadIndex
+from bookstore.books_database.stock import NOOP_OP, Op, Result, StockMachine
 
 BACKUP, CANDIDATE, PRIMARY = "backup", "candidate", "primary"
 NOT_PRIMARY = "NOT_PRIMARY"  # definitely not done: ask the primary
 UNKNOWN = "UNKNOWN"  # the primary lost its view while the op was in flight
 MAX_BATCH = 512  # entries per Append
-
-
-@dataclass(frozen=True)
-class Entry:
-    view: int
-    op: Op
-
-
-@dataclass(frozen=True)
-class RequestVote:
-    view: int
-    sender: int
-    last_view: int
-    last_index: int
-    pre: bool = False  # pre-vote: "would you vote for me in `view`?" (changes nothing)
-
-
-@dataclass(frozen=True)
-class Vote:
-    view: int
-    sender: int
-    granted: bool
-    pre: bool = False
-
-
-@dataclass(frozen=True)
-class Append:
-    view: int
-    sender: int
-    prev_index: int
-    prev_view: int
-    entries: tuple[Entry, ...]
-    commit: int
-    round: int
-
-
-@dataclass(frozen=True)
-class AppendReply:
-    view: int
-    sender: int
-    ok: bool
-    match_index: int  # ok: last index known to match; not ok: resend after this
-    round: int
-
-
-Message = RequestVote | Vote | Append | AppendReply
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    to: int
-    message: Message
-
-
-@dataclass(frozen=True)
-class LogWrite:
-    """Drop every entry from `start` on, then store `entries` at start, start+1, ..."""
-
-    start: int
-    entries: tuple[Entry, ...]
-
-
-@dataclass(frozen=True)
-class Answer:
-    ticket: int
-    result: Result
-    stock: tuple[tuple[str, int, int], ...] = ()  # reads: (book id, stock, available)
-
-
-@dataclass
-class Output:
-    messages: list[Outgoing] = field(default_factory=list)
-    hard_state: tuple[int, int] | None = None  # (view, voted for)
-    log_writes: list[LogWrite] = field(default_factory=list)
-    changes: Changes = field(default_factory=Changes)
-    applied: int = 0  # the machine's applied index, to persist with `changes`
-    answers: list[Answer] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # role changes, for the log
-
-    def merge(self, later: Output) -> Output:
-        self.messages += later.messages
-        self.hard_state = later.hard_state or self.hard_state
-        self.log_writes += later.log_writes
-        self.changes.books |= later.changes.books
-        self.changes.txns |= later.changes.txns
-        self.changes.answers.update(later.changes.answers)
-        self.applied = max(self.applied, later.applied)
-        self.answers += later.answers
-        self.notes += later.notes
-        return self
-
-    @property
-    def durable_work(self) -> bool:
-        c = self.changes
-        return bool(self.hard_state or self.log_writes or c.books or c.txns or c.answers)
-
-
-@dataclass(frozen=True)
-class Timings:
-    heartbeat: float = 0.05  # must be well under election_min
-    election_min: float = 0.3
-    election_max: float = 0.6
-
-
-@dataclass
-class _Read:
-    ticket: int
-    book_ids: tuple[str, ...]
-    index: int
-    round: int
 
 
 class Replica:
@@ -182,6 +88,7 @@ class Replica:
         log: Iterable[Entry] = (),
         timings: Timings | None = None,
         rng: random.Random | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.my_id = my_id
         self.peers = sorted(set(peer_ids) - {my_id})
@@ -211,8 +118,8 @@ class Replica:
         self._last_broadcast = float("-inf")
         self._noop_index = 0
         self._pending: dict[int, int] = {}  # log index -> ticket
-        self._reads: list[_Read] = []
-        self.trail = Trail(my_id)  # what this replica did with each order's operations
+        self._reads = ReadIndex()
+        self.observer = observer or Observer()  # told what happens to the log's entries
 
     # -- inputs ---------------------------------------------------------------
 
@@ -257,14 +164,10 @@ class Replica:
             self._start_pre_vote(now)
         return self.take_output()
 
-    def submit(self, ticket: int, op: Op, now: float) -> Output:
-        """A client write; its Answer comes once it is committed and applied."""
-        return self.submit_many(((ticket, op),), now)
-
     def submit_many(self, writes: Sequence[tuple[int, Op]], now: float) -> Output:
         """Client writes (ticket, op), proposed together: the new entries go into the
         log in one append, so one Append round and one fsync carry them all. Each gets
-        its own Answer, as `submit` would."""
+        its own Answer once it is committed and applied."""
         self._arm(now)
         entries: list[Entry] = []
         for ticket, op in writes:
@@ -290,8 +193,7 @@ class Replica:
         elif unknown:
             self._answer(ticket, Result("UNKNOWN_BOOK", f"no book with id {unknown[0]!r}"))
         else:
-            index = max(self.commit, self._noop_index)
-            self._reads.append(_Read(ticket, book_ids, index, self.round + 1))
+            self._reads.add(ticket, book_ids, max(self.commit, self._noop_index), self.round + 1)
             self._serve_reads()
         return self.take_output()
 
@@ -358,7 +260,7 @@ class Replica:
             del self.log[index - 1 :]
             self.log.extend(entries[offset:])
             self._out.log_writes.append(LogWrite(index, entries[offset:]))
-            self.trail.stored(index, entries[offset:])
+            self.observer.stored(index, entries[offset:])
             return
 
     def _on_append_reply(self, msg: AppendReply, now: float) -> None:
@@ -369,7 +271,7 @@ class Replica:
         self._acked_at[peer] = now
         if msg.ok:
             if msg.match_index > self._match[peer]:
-                self.trail.acked(peer, self._match[peer], msg.match_index, self.log)
+                self.observer.acked(peer, self._match[peer], msg.match_index, self.log)
             self._match[peer] = max(self._match[peer], msg.match_index)
             self._next[peer] = max(self._next[peer], self._match[peer] + 1)
             self._primary_commit()
@@ -384,11 +286,9 @@ class Replica:
             return
         self._prevotes = set()
         self._reset_deadline(now)
+        ask = RequestVote(self.view + 1, self.my_id, self.last_view, self.last_index, pre=True)
         for peer in self.peers:
-            self._send(
-                peer,
-                RequestVote(self.view + 1, self.my_id, self.last_view, self.last_index, pre=True),
-            )
+            self._send(peer, ask)
 
     def _on_pre_vote(self, msg: RequestVote | Vote, now: float) -> None:
         """A yes carries the proposed view; a no carries the refuser's own (real) view,
@@ -440,10 +340,9 @@ class Replica:
         if self.role == PRIMARY:
             for ticket in self._pending.values():
                 self._answer(ticket, Result(UNKNOWN, f"replica {self.my_id} lost its view"))
-            for read in self._reads:
-                self._answer(read.ticket, self._not_primary())
+            for ticket in self._reads.drop():
+                self._answer(ticket, self._not_primary())
             self._pending.clear()
-            self._reads.clear()
         self.role = BACKUP
         self._reset_deadline(now)
 
@@ -457,7 +356,7 @@ class Replica:
     def _broadcast(self, now: float, force: bool = False) -> None:
         """One Append per backup: what it has not been sent, or a heartbeat."""
         behind = any(self._next[p] <= self.last_index for p in self.peers)
-        reads_waiting = any(r.round > self.round for r in self._reads)
+        reads_waiting = self._reads.waiting_for(self.round)
         due = now - self._last_broadcast >= self.timings.heartbeat
         if not (force or behind or reads_waiting or due):
             return
@@ -467,12 +366,10 @@ class Replica:
             start = self._next[peer]
             entries = tuple(self.log[start - 1 : start - 1 + MAX_BATCH])
             prev_view = self.log[start - 2].view if start > 1 else 0
-            self._send(
-                peer,
-                Append(
-                    self.view, self.my_id, start - 1, prev_view, entries, self.commit, self.round
-                ),
+            append = Append(
+                self.view, self.my_id, start - 1, prev_view, entries, self.commit, self.round
             )
+            self._send(peer, append)
             self._next[peer] = start + len(entries)
         self._serve_reads()
 
@@ -492,7 +389,7 @@ class Replica:
         while self.machine.applied < self.commit:
             at = self.machine.applied + 1
             result = self.machine.apply(at, self.log[at - 1].op)
-            self.trail.applied(at, self.log[at - 1])
+            self.observer.applied(at, self.log[at - 1])
             ticket = self._pending.pop(at, None)
             if ticket is not None:
                 self._answer(ticket, result)
@@ -500,22 +397,12 @@ class Replica:
             self._catch_up()
 
     def _serve_reads(self) -> None:
-        if self.role != PRIMARY or not self._reads:
+        if self.role != PRIMARY:
             return
         confirmed = sorted((self._acked_round.get(p, 0) for p in self.peers), reverse=True)
         # the round a majority (me included) has answered in this view
         majority_round = confirmed[self.majority - 2] if self.majority > 1 else self.round
-        waiting: list[_Read] = []
-        for read in self._reads:
-            if read.round <= majority_round and self.machine.applied >= read.index:
-                rows = tuple(
-                    (b, self.machine.books[b].stock, self.machine.books[b].available)
-                    for b in read.book_ids
-                )
-                self._out.answers.append(Answer(read.ticket, Result(), rows))
-            else:
-                waiting.append(read)
-        self._reads = waiting
+        self._out.answers += self._reads.serve(majority_round, self.machine)
 
     def _has_quorum(self, now: float) -> bool:
         recent = sum(1 for p in self.peers if now - self._acked_at[p] <= self.timings.election_max)
@@ -530,7 +417,7 @@ class Replica:
         self.log.extend(entries)
         self._out.log_writes.append(LogWrite(start, entries))
         for offset, entry in enumerate(entries):
-            self.trail.appended(start + offset, entry)
+            self.observer.appended(start + offset, entry)
 
     def _reply(self, msg: Append, ok: bool, match: int) -> None:
         self._send(msg.sender, AppendReply(self.view, self.my_id, ok, match, msg.round))

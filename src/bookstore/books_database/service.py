@@ -25,10 +25,13 @@ from grpc_health.v1 import health_pb2
 from bookstore import grpcutil
 from bookstore.books_database import stock, wire
 from bookstore.books_database.driver import Driver
-from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Answer, Replica, Timings
+from bookstore.books_database.messages import Answer, Timings
+from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Replica
 from bookstore.books_database.stock import Op, Result
 from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
+from bookstore.books_database.trail import Trail
 from bookstore.catalogue import load_catalogue
+from bookstore.commitment.status import REFUSALS
 from bookstore.pb import books_database_pb2 as pb
 from bookstore.pb import books_database_pb2_grpc as pb_grpc
 from bookstore.pb import common_pb2
@@ -40,14 +43,11 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "bookstore.books.BooksDatabase"
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
-_CODES = {
+# The participant's refusals read as payment's (one table); then the stock's own.
+_CODES = REFUSALS | {
     NOT_PRIMARY: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.STALE_EPOCH: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.TXN_FINISHED: grpc.StatusCode.FAILED_PRECONDITION,
     stock.BELOW_RESERVED: grpc.StatusCode.FAILED_PRECONDITION,
-    stock.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     stock.UNKNOWN_BOOK: grpc.StatusCode.NOT_FOUND,
-    stock.UNKNOWN_TXN: grpc.StatusCode.NOT_FOUND,
 }
 OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 # Refusals that are about the replica, not one operation: they end a Write call as a
@@ -58,7 +58,8 @@ MAX_WRITE_OPS = 256  # operations in one Write call
 
 @dataclass(frozen=True)
 class Refusal:
-    """A write's error, as the unary call ends with it: status and "CODE: message"."""
+    """A write's refusal: the gRPC status and "CODE: message" (a call ends with it,
+    an operation of a Write has it as its outcome)."""
 
     status: grpc.StatusCode
     code: str
@@ -75,8 +76,8 @@ class Refusal:
 def _outcome(result: Result) -> pb.WriteReply | Refusal:
     if result.ok:
         return pb.WriteReply(ok=True)
-    if result.code == stock.OUT_OF_STOCK:
-        return pb.WriteReply(ok=False, message=result.message, lacking_titles=result.lacking)
+    if result.code == stock.VOTED_NO:
+        return pb.WriteReply(ok=False, message=result.message)
     if result.code == UNKNOWN:
         return Refusal(grpc.StatusCode.UNAVAILABLE, OUTCOME_UNKNOWN, result.message)
     return Refusal(_CODES.get(result.code, grpc.StatusCode.INTERNAL), result.code, result.message)
@@ -119,9 +120,10 @@ def _outcome_pb(outcome: pb.WriteReply | Refusal) -> pb.WriteOutcome:
 
 
 class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
-    def __init__(self, driver: Driver, address: str) -> None:
+    def __init__(self, driver: Driver, address: str, trail: Trail) -> None:
         self.driver = driver
         self.address = address
+        self.trail = trail
 
     async def _write(self, op: Op, context: Context) -> pb.WriteReply:
         bad = _bad_request_id(op.request_id)
@@ -137,19 +139,10 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: replica stopping")
             raise
 
-    async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.reserve_op(request), context)
-
-    async def Commit(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.txn_op(stock.COMMIT, request), context)
-
-    async def Release(self, request: pb.TxnRequest, context: Context) -> pb.WriteReply:
-        return await self._write(wire.txn_op(stock.RELEASE, request), context)
-
     async def Write(self, request: pb.WriteBatch, context: Context) -> pb.WriteBatchReply:
         """Every operation of the batch goes to the driver in one input, so they enter
-        the log together: one append, one Append round, one group commit. Each gets the
-        outcome its unary call would; a refusal about the replica ends the whole call."""
+        the log together: one append, one Append round, one group commit. Each gets its
+        own outcome; a refusal about the replica ends the whole call."""
         if len(request.ops) > MAX_WRITE_OPS:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -204,7 +197,7 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
     async def OrderEvents(
         self, request: pb.OrderEventsRequest, context: Context
     ) -> pb.OrderEventsReply:
-        events = self.driver.replica.trail.events(request.txn_id)
+        events = self.trail.events(request.txn_id)
         return pb.OrderEventsReply(
             events=[
                 pb.ReplicationEvent(
@@ -247,6 +240,8 @@ class BooksDatabaseReplica:
         self.config = config
         self.storage = Storage(config.path)
         loaded = self.storage.load(seed_rows(load_catalogue(), config.initial_stock))
+        # What this replica did with each order's operations, for the cluster view.
+        self.trail = Trail(config.replica_id)
         replica = Replica(
             config.replica_id,
             config.addresses,
@@ -256,6 +251,7 @@ class BooksDatabaseReplica:
             log=loaded.log,
             timings=config.timings,
             rng=random.Random(),
+            observer=self.trail,
         )
         self.driver = Driver(
             replica,
@@ -267,7 +263,7 @@ class BooksDatabaseReplica:
         self._serving_task: asyncio.Task[None] | None = None
         self._export_metrics()
         address = config.addresses[config.replica_id]
-        servicer = BooksDatabaseServicer(self.driver, address)
+        servicer = BooksDatabaseServicer(self.driver, address, self.trail)
         self.server, self.health, self.port = grpcutil.create_server(
             bind,
             lambda server: pb_grpc.add_BooksDatabaseServicer_to_server(servicer, server),

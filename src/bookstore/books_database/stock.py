@@ -1,19 +1,24 @@
 """The stock of every book as a deterministic state machine: ops in log order.
 
 Every replica applies the same committed ops in the same order and so holds
-the same state. Rules:
+the same state. The stock is a two-phase-commit participant: reserve is its
+prepare, commit its commit, release its abort, and the participant rules
+(`bookstore.commitment.participant`, the same as payment's) decide each of
+them: fencing by the coordinator's epoch, idempotent by txn id, a no vote
+remembered, presumed abort, the same named refusals. Replication makes their
+outcome durable: an op is answered only once it is committed on a majority
+and applied, so a yes vote is on disk before it is given. What is left here:
 
 1. available = stock - reserved; neither ever goes negative.
-2. reserve(txn, items, epoch): all or nothing. Lacking copies -> refused with
-   the titles that lack them (a normal answer: the 2PC "no" vote).
-   commit(txn, epoch) takes the reserved copies out of stock;
-   release(txn, epoch) frees them. A txn released (or never reserved and
-   released: presumed abort) cannot be reserved or committed later.
-3. Fencing: the highest coordinator epoch of an accepted op is replicated
-   state; a reserve/commit/release with a lower epoch is refused (STALE_EPOCH).
-4. Idempotent by request id: a request id seen before gets its first answer
-   back, whatever the op says now.
-5. Malformed ops (unknown book, quantity <= 0 or over MAX_QUANTITY, empty
+2. The vote on a new txn: yes when every line's copies are available (all or
+   nothing); no, "out of stock: <the titles lacking copies>", otherwise.
+3. The copies follow the txn's state: new -> PREPARED reserves them,
+   PREPARED -> COMMITTED takes them out of stock, PREPARED -> ABORTED frees them.
+4. A refused op changes nothing, not even the highest epoch: the rules' writes
+   are staged and kept only when the op is accepted.
+5. Idempotent by request id: a request id seen before gets its first answer
+   back, whatever the op says now (a retry of a write whose outcome was unknown).
+6. Malformed ops (unknown book, quantity <= 0 or over MAX_QUANTITY, empty
    items, a book twice) are refused and change nothing. The service checks
    the same before an op enters the log; this is the replicas' own check.
 
@@ -26,19 +31,31 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from bookstore.commitment.participant import (
+    BadRequest,
+    Participant,
+    Record,
+    StaleEpoch,
+    State,
+    TxnError,
+    UnknownTxn,
+)
+
 MAX_QUANTITY = 1_000_000  # per line and per set_stock: anything larger is a mistake
 MAX_ITEMS = 100
 MAX_ID = 200  # characters of a request or transaction id
 
 OK = "OK"
-# Named result codes (the gRPC layer maps them to status codes).
-OUT_OF_STOCK = "OUT_OF_STOCK"  # refused reservation (a normal answer)
-STALE_EPOCH = "STALE_EPOCH"  # FAILED_PRECONDITION
-TXN_FINISHED = "TXN_FINISHED"  # FAILED_PRECONDITION: released/committed txn reused
+# Named result codes (the gRPC layer maps them to status codes). The refusals of a
+# reserve, commit or release are the participant's: STALE_EPOCH, ALREADY_ABORTED,
+# ALREADY_COMMITTED, UNKNOWN_TXN, TXN_MISMATCH.
+VOTED_NO = "VOTED_NO"  # a reserve's no vote (a normal answer): the message says why
 BELOW_RESERVED = "BELOW_RESERVED"  # FAILED_PRECONDITION: set_stock under reserved copies
 UNKNOWN_BOOK = "UNKNOWN_BOOK"  # NOT_FOUND
-UNKNOWN_TXN = "UNKNOWN_TXN"  # NOT_FOUND
-BAD_REQUEST = "BAD_REQUEST"  # INVALID_ARGUMENT
+BAD_REQUEST = BadRequest.code  # INVALID_ARGUMENT
+STALE_EPOCH = StaleEpoch.code
+UNKNOWN_TXN = UnknownTxn.code
+RELEASED = "released"  # the reason a release records
 
 RESERVE, COMMIT, RELEASE, SET_STOCK, NOOP = "reserve", "commit", "release", "set_stock", "noop"
 KINDS = (RESERVE, COMMIT, RELEASE, SET_STOCK, NOOP)
@@ -59,7 +76,6 @@ class Op:
 class Result:
     code: str = OK
     message: str = ""
-    lacking: tuple[str, ...] = ()  # OUT_OF_STOCK: titles lacking copies
 
     @property
     def ok(self) -> bool:
@@ -77,10 +93,9 @@ class BookRow:
         return self.stock - self.reserved
 
 
-@dataclass
-class Txn:
-    state: str  # "reserved" | "committed" | "released"
-    items: tuple[tuple[str, int], ...]
+# A reservation's request: (book id, quantity) lines, sorted by book id.
+Items = tuple[tuple[str, int], ...]
+Txn = Record[Items]  # request None: first seen as a release (presumed abort)
 
 
 @dataclass
@@ -160,14 +175,7 @@ class StockMachine:
             return invalid
         if op.kind == SET_STOCK:
             return self._set_stock(op)
-        if op.epoch < self.max_epoch:
-            return Result(
-                STALE_EPOCH, f"epoch {op.epoch} is older than the current epoch {self.max_epoch}"
-            )
-        result = self._reserve(op) if op.kind == RESERVE else self._finish(op)
-        if result.ok:  # a refused op changes nothing, not even the epoch
-            self.max_epoch = op.epoch
-        return result
+        return self._txn_op(op)
 
     def _set_stock(self, op: Op) -> Result:
         for book_id, stock in op.items:
@@ -182,44 +190,48 @@ class StockMachine:
             self.changes.books.add(book_id)
         return Result()
 
-    def _reserve(self, op: Op) -> Result:
-        known = self.txns.get(op.txn_id)
-        if known is not None:
-            return Result(TXN_FINISHED, f"transaction {op.txn_id} is already {known.state}")
-        lacking = tuple(self.books[b].title for b, q in op.items if self.books[b].available < q)
-        if lacking:
-            return Result(OUT_OF_STOCK, "out of stock: " + ", ".join(lacking), lacking)
-        for book_id, quantity in op.items:
-            self.books[book_id].reserved += quantity
-            self.changes.books.add(book_id)
-        self._set_txn(op.txn_id, Txn("reserved", op.items))
+    def _txn_op(self, op: Op) -> Result:
+        """A reserve, commit or release, as the participant rules decide it (rule 4:
+        their writes are staged, and kept only if the op is not refused)."""
+        staged = _Staged(self.txns, self.max_epoch)
+        rules = Participant(staged)
+        try:
+            if op.kind == RESERVE:
+                vote = rules.prepare(op.txn_id, op.epoch, tuple(sorted(op.items)), self._vote)
+            elif op.kind == COMMIT:
+                rules.commit(op.txn_id, op.epoch)
+            else:
+                rules.abort(op.txn_id, op.epoch, RELEASED)
+        except TxnError as refused:
+            return Result(refused.code, refused.message)
+        self.max_epoch = staged.epoch
+        for txn in staged.written.values():
+            self._follow(self.txns.get(txn.txn_id), txn)
+            self.txns[txn.txn_id] = txn
+            self.changes.txns.add(txn.txn_id)
+        if op.kind == RESERVE and not vote.yes:
+            return Result(VOTED_NO, vote.reason)
         return Result()
 
-    def _finish(self, op: Op) -> Result:
-        """commit or release: idempotent per txn; release of an unknown txn is presumed abort."""
-        target = "committed" if op.kind == COMMIT else "released"
-        txn = self.txns.get(op.txn_id)
-        if txn is None:
-            if op.kind == COMMIT:
-                return Result(UNKNOWN_TXN, f"no reservation for transaction {op.txn_id}")
-            self._set_txn(op.txn_id, Txn("released", ()))
-            return Result()
-        if txn.state == target:
-            return Result()
-        if txn.state != "reserved":
-            return Result(TXN_FINISHED, f"transaction {op.txn_id} is already {txn.state}")
-        for book_id, quantity in txn.items:
-            row = self.books[book_id]
-            row.reserved -= quantity
-            if op.kind == COMMIT:
-                row.stock -= quantity
-            self.changes.books.add(book_id)
-        self._set_txn(op.txn_id, Txn(target, txn.items))
-        return Result()
+    def _vote(self, items: Items) -> str:
+        """Rule 2: "" for yes, else why not."""
+        lacking = [self.books[b].title for b, q in items if self.books[b].available < q]
+        return "out of stock: " + ", ".join(lacking) if lacking else ""
 
-    def _set_txn(self, txn_id: str, txn: Txn) -> None:
-        self.txns[txn_id] = txn
-        self.changes.txns.add(txn_id)
+    def _follow(self, before: Txn | None, after: Txn) -> None:
+        """Rule 3: the copies follow the txn's new state."""
+        was = before.state if before is not None else None
+        if was is None and after.state is State.PREPARED:
+            for book_id, quantity in after.request or ():
+                self.books[book_id].reserved += quantity
+                self.changes.books.add(book_id)
+        elif was is State.PREPARED and after.state is not State.PREPARED:
+            for book_id, quantity in after.request or ():
+                row = self.books[book_id]
+                row.reserved -= quantity
+                if after.state is State.COMMITTED:
+                    row.stock -= quantity
+                self.changes.books.add(book_id)
 
     def take_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
@@ -232,3 +244,25 @@ class StockMachine:
             row = self.books[book_id]
             h.update(f"{book_id}\t{row.stock}\t{row.reserved}\n".encode())
         return h.hexdigest()
+
+
+class _Staged:
+    """The participant's store over the machine's txns, holding back its writes:
+    the machine keeps them only when the op is not refused."""
+
+    def __init__(self, txns: dict[str, Txn], epoch: int) -> None:
+        self.txns = txns
+        self.epoch = epoch
+        self.written: dict[str, Txn] = {}
+
+    def get(self, txn_id: str) -> Txn | None:
+        return self.written.get(txn_id) or self.txns.get(txn_id)
+
+    def put(self, record: Txn) -> None:
+        self.written[record.txn_id] = record
+
+    def highest_epoch(self) -> int:
+        return self.epoch
+
+    def set_highest_epoch(self, epoch: int) -> None:
+        self.epoch = epoch

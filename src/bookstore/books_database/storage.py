@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bookstore import durable_sqlite
-from bookstore.books_database.replication import Entry, Output
+from bookstore.books_database.messages import Entry, Output
 from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn
 from bookstore.catalogue import Catalogue
+from bookstore.commitment.participant import State
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -45,15 +46,24 @@ CREATE TABLE IF NOT EXISTS stock (
 CREATE TABLE IF NOT EXISTS txns (
     txn_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
-    items TEXT NOT NULL
+    items TEXT NOT NULL,  -- JSON lines; [] for a txn first seen as a release
+    epoch INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT PRIMARY KEY,
     code TEXT NOT NULL,
     message TEXT NOT NULL,
-    lacking TEXT NOT NULL
+    lacking TEXT NOT NULL  -- unused (a no vote's message names the titles): always []
 );
 """
+# Columns added since the first release, for files written by an earlier one.
+_ADDED_COLUMNS = (
+    ("txns", "epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("txns", "reason", "TEXT NOT NULL DEFAULT ''"),
+)
+# The txn states an earlier release wrote, as the participant's states.
+_STATES = {"reserved": State.PREPARED, "released": State.ABORTED} | {s.value: s for s in State}
 
 
 class StorageFailure(Exception):
@@ -80,6 +90,11 @@ def op_from_json(text: str) -> Op:
     return Op(d["k"], d["r"], d["t"], int(d["e"]), items)
 
 
+def _items(text: str) -> tuple[tuple[str, int], ...] | None:
+    lines = tuple((str(b), int(q)) for b, q in json.loads(text))
+    return lines or None  # a reservation has lines; none: first seen as a release
+
+
 def seed_rows(catalogue: Catalogue, initial_stock: int | None) -> dict[str, BookRow]:
     """Every catalogue book with its own stock, or `initial_stock` for all of them."""
     return {
@@ -96,6 +111,10 @@ class Storage:
         except durable_sqlite.NotDurable as exc:
             raise StorageFailure(str(exc)) from exc
         self.conn.executescript(SCHEMA)
+        for table, column, definition in _ADDED_COLUMNS:
+            names = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in names:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.conn.close()
@@ -117,13 +136,13 @@ class Storage:
             for b, title, stock, reserved in self.conn.execute("SELECT * FROM stock")
         }
         txns = {
-            t: Txn(state, tuple((str(b), int(q)) for b, q in json.loads(items)))
-            for t, state, items in self.conn.execute("SELECT * FROM txns")
+            t: Txn(t, _STATES[state], epoch, _items(items), reason)
+            for t, state, items, epoch, reason in self.conn.execute(
+                "SELECT txn_id, state, items, epoch, reason FROM txns"
+            )
         }
-        answers = {
-            r: Result(code, message, tuple(json.loads(lacking)))
-            for r, code, message, lacking in self.conn.execute("SELECT * FROM answers")
-        }
+        rows = self.conn.execute("SELECT request_id, code, message FROM answers")
+        answers = {r: Result(code, message) for r, code, message in rows}
         log = [
             Entry(v, op_from_json(op))
             for v, op in self.conn.execute("SELECT view, op FROM log ORDER BY idx")
@@ -146,8 +165,12 @@ class Storage:
                 [(start + k, view, op) for k, (view, op) in enumerate(entries)],
             )
         c.executemany("UPDATE stock SET stock = ?, reserved = ? WHERE book_id = ?", b.books)
-        c.executemany("INSERT OR REPLACE INTO txns VALUES (?, ?, ?)", b.txns)
-        c.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?)", b.answers)
+        c.executemany(
+            "INSERT OR REPLACE INTO txns (txn_id, state, items, epoch, reason)"
+            " VALUES (?, ?, ?, ?, ?)",
+            b.txns,
+        )
+        c.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, '[]')", b.answers)
         c.execute("UPDATE meta SET applied = ?, max_epoch = ? WHERE id = 1", b.applied)
 
     def _transaction(self, body: Callable[[], object]) -> None:
@@ -169,8 +192,8 @@ class Snapshot:
     hard_state: tuple[int, int] | None
     log_writes: list[tuple[int, list[tuple[int, str]]]]
     books: list[tuple[int, int, str]]
-    txns: list[tuple[str, str, str]]
-    answers: list[tuple[str, str, str, str]]
+    txns: list[tuple[str, str, str, int, str]]
+    answers: list[tuple[str, str, str]]
     applied: tuple[int, int]
 
 
@@ -178,16 +201,16 @@ def snapshot(out: Output, machine: StockMachine) -> Snapshot:
     def rows(entries: Iterable[Entry]) -> list[tuple[int, str]]:
         return [(e.view, op_to_json(e.op)) for e in entries]
 
+    def txn_row(txn: Txn) -> tuple[str, str, str, int, str]:
+        items = json.dumps(txn.request or ())
+        return (txn.txn_id, txn.state.value, items, txn.epoch, txn.reason)
+
     ch = out.changes
     return Snapshot(
         hard_state=out.hard_state,
         log_writes=[(w.start, rows(w.entries)) for w in out.log_writes],
         books=[(machine.books[b].stock, machine.books[b].reserved, b) for b in sorted(ch.books)],
-        txns=[
-            (t, machine.txns[t].state, json.dumps(machine.txns[t].items)) for t in sorted(ch.txns)
-        ],
-        answers=[
-            (r, a.code, a.message, json.dumps(a.lacking)) for r, a in sorted(ch.answers.items())
-        ],
+        txns=[txn_row(machine.txns[t]) for t in sorted(ch.txns)],
+        answers=[(r, a.code, a.message) for r, a in sorted(ch.answers.items())],
         applied=(out.applied, machine.max_epoch),
     )

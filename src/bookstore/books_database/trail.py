@@ -6,17 +6,16 @@ cluster view: bounded per transaction (txn id = order id), in memory only.
     acked     the primary learned that backup `peer` holds the log up to `index`
     applied   this replica applied it to its stock (committed: on a majority's disks)
 
-The replication state machine calls these as it goes; only operations with a txn id
-(reserve, commit, release) are recorded.
+A replica tells its trail as it goes (the trail is its `Observer`); only operations
+with a txn id (reserve, commit, release) are recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from bookstore.books_database.stock import Op
+from bookstore.books_database.messages import Entry, Observer
 from bookstore.bounded import BoundedMapping
 
 TXNS_KEPT = 2_000  # orders whose replication events a replica remembers
@@ -24,13 +23,6 @@ EVENTS_PER_TXN = 32  # an order's reserve and commit on three replicas fit
 # Acks recorded per jump of a backup's match index: a new primary learns in one answer
 # that a backup holds the whole log; only the newest entries are worth recording.
 ACK_WINDOW = 1_024
-
-
-class _Entry(Protocol):
-    @property
-    def view(self) -> int: ...
-    @property
-    def op(self) -> Op: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,7 @@ class TrailEvent:
     peer: int = 0  # acked: the backup that holds it
 
 
-class Trail:
+class Trail(Observer):
     def __init__(self, replica_id: int, kept: int = TXNS_KEPT) -> None:
         self.replica_id = replica_id
         self._events: BoundedMapping[str, list[TrailEvent]] = BoundedMapping(kept)
@@ -51,7 +43,7 @@ class Trail:
     def events(self, txn_id: str) -> tuple[TrailEvent, ...]:
         return tuple(self._events.get(txn_id, ()))
 
-    def _add(self, entry: _Entry, kind: str, index: int, peer: int = 0) -> None:
+    def _add(self, entry: Entry, kind: str, index: int, peer: int = 0) -> None:
         txn = entry.op.txn_id
         if not txn:
             return
@@ -61,17 +53,17 @@ class Trail:
         if len(found) < EVENTS_PER_TXN:
             found.append(TrailEvent(self.replica_id, kind, index, entry.view, entry.op.kind, peer))
 
-    def appended(self, index: int, entry: _Entry) -> None:
+    def appended(self, index: int, entry: Entry) -> None:
         self._add(entry, "appended", index)
 
-    def stored(self, first: int, entries: Sequence[_Entry]) -> None:
+    def stored(self, first: int, entries: Sequence[Entry]) -> None:
         for offset, entry in enumerate(entries):
             self._add(entry, "stored", first + offset)
 
-    def acked(self, peer: int, before: int, now: int, log: Sequence[_Entry]) -> None:
+    def acked(self, peer: int, before: int, now: int, log: Sequence[Entry]) -> None:
         """Backup `peer`'s match index went from `before` to `now`."""
         for index in range(max(before, now - ACK_WINDOW) + 1, now + 1):
             self._add(log[index - 1], "acked", index, peer)
 
-    def applied(self, index: int, entry: _Entry) -> None:
+    def applied(self, index: int, entry: Entry) -> None:
         self._add(entry, "applied", index)

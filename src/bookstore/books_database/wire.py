@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bookstore.books_database.replication import (
+from bookstore.books_database.messages import (
     Append,
     AppendReply,
     Entry,

@@ -57,6 +57,10 @@ class TxnError(Exception):
         self.message = message
 
 
+class BadRequest(TxnError):
+    code = "BAD_REQUEST"
+
+
 class StaleEpoch(TxnError):
     code = "STALE_EPOCH"
 

@@ -2,11 +2,11 @@
 bounded per-order list the leader executor keeps in memory and reports
 (OrderExecutor.Commitment) for the cluster view's commitment diagram.
 
-    prepare    coordinator -> participant   (Reserve, Authorize)
+    prepare    coordinator -> participant   (reserve, authorize)
     vote       participant -> coordinator   detail "yes" or "no: <why>"
-    decision   coordinator -> decision-log  (LogDecision) detail "commit" | "abort"
+    decision   coordinator -> decision-log  (log_decision) detail "commit" | "abort"
     logged     decision-log -> coordinator  the decision the log holds (the first one)
-    decision   coordinator -> participant   (Commit/Capture or Release/Void)
+    decision   coordinator -> participant   (commit/capture or release/void)
     ack        participant -> coordinator
 
 The adapter running a `Coordinator` calls `sent` for each Action it performs and

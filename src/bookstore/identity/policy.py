@@ -60,30 +60,23 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         f"/{_CHECKOUT}/Session": orchestrator,
         f"/{_CHECKOUT}/Exchange": checkout,
         f"/{_CHECKOUT}/Stats": anyone,
-        f"/{_QUEUE}/Enqueue": orchestrator,
         f"/{_QUEUE}/EnqueueBatch": orchestrator,
         f"/{_QUEUE}/WatchExecutions": orchestrator,
         f"/{_QUEUE}/GetOrder": orchestrator,
         f"/{_QUEUE}/RegisterLeader": executors,
         f"/{_QUEUE}/Dequeue": executors,
         f"/{_QUEUE}/RenewLease": executors,
-        f"/{_QUEUE}/Complete": executors,
         f"/{_QUEUE}/Status": anyone,
-        # The two-phase-commit decision log: written by the leader executor, read by
-        # the participants that recover (payment) and by the cluster view.
-        f"/{_QUEUE}/LogDecision": executors,
-        # LogDecision and Complete operations, batched (each Complete names its replica).
+        # The two-phase-commit decision log: written by the leader executor (log_decision
+        # in a LeaderBatch, beside its completes, each naming its replica), read by the
+        # participants that recover (payment) and by the cluster view.
         f"/{_QUEUE}/LeaderBatch": executors,
         f"/{_QUEUE}/GetDecision": executors | payment,
         f"/{_QUEUE}/ListDecisions": anyone,
         # Cards become tokens in transaction verification (event c); only the
         # coordinator (the leader executor) moves money.
-        f"/{_PAYMENT}/Tokenize": frozenset({spiffe_id("transaction-verification")}),
         f"/{_PAYMENT}/TokenizeBatch": frozenset({spiffe_id("transaction-verification")}),
-        f"/{_PAYMENT}/Authorize": executors,
-        f"/{_PAYMENT}/Capture": executors,
-        f"/{_PAYMENT}/Void": executors,
-        f"/{_PAYMENT}/Apply": executors,  # Authorize, Capture and Void, batched
+        f"/{_PAYMENT}/Apply": executors,  # authorize, capture and void
         f"/{_PAYMENT}/GetTransaction": executors,
         f"/{_PAYMENT}/Status": anyone,
         f"/{_EXECUTOR}/Deliver": executors,
@@ -95,10 +88,7 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         # orchestrator's live stock in GET /api/books.
         f"/{_BOOKS}/ReadStock": executors
         | {spiffe_id("transaction-verification"), spiffe_id("orchestrator")},
-        f"/{_BOOKS}/Reserve": executors,
-        f"/{_BOOKS}/Commit": executors,
-        f"/{_BOOKS}/Release": executors,
-        f"/{_BOOKS}/Write": executors,  # reserves, commits and releases, batched
+        f"/{_BOOKS}/Write": executors,  # reserves, commits and releases
         f"/{_BOOKS}/SetStock": frozenset({spiffe_id("launcher")}),
         f"/{_BOOKS}/Deliver": replicas,
         f"/{_BOOKS}/Status": anyone,

@@ -3,11 +3,12 @@
 The leader executor coordinates each order as one transaction (txn id = order
 id, epoch = the leader's queue epoch) between two participants:
 
-- the books database: prepare = Reserve the copies, commit = Commit (take
-  them), abort = Release;
-- payment: prepare = Authorize the amount, commit = Capture, abort = Void.
+- the books database: prepare = reserve the copies, commit = take them,
+  abort = release them (operations of its Write);
+- payment: prepare = authorize the amount, commit = capture, abort = void
+  (operations of its Apply).
 
-The decision goes to the queue's decision log (LogDecision) before any commit
+The decision goes to the queue's decision log (log_decision) before any commit
 or abort is sent; whatever the log answers is the decision. `TwoPhaseCommit.run`
 performs every action the coordinator returns (one RPC in flight per action
 and participant), feeds the answers back, ticks it every resend interval, and
@@ -16,27 +17,29 @@ returns how the transaction ended. Many orders run at once, each in its own
 so concurrent transactions share fsyncs.
 
 Answers, as the coordinator's events:
-- a refusal with a named code (STALE_EPOCH, TXN_FINISHED, ...) -> `on_refused`;
+- a refusal with a named code (STALE_EPOCH, ALREADY_ABORTED, ...: the
+  participant rules' codes, the same at both participants) -> `on_refused`;
   STALE_EPOCH anywhere means a newer leader owns the order: FENCED;
 - a participant that cannot be reached -> nothing (the resend and the vote
-  timeout handle it); except payment's DEADLINE_EXCEEDED on Authorize, which
-  is its "no" (the processor did not answer: the order is not paid).
+  timeout handle it); except payment's DEADLINE_EXCEEDED on an authorize,
+  which is its "no" (the processor did not answer: the order is not paid).
 
-Payment's Authorize, Capture and Void calls of concurrent transactions travel
-together in its batch call (Apply) through a `Coalescer`; each operation's
-outcome comes back as its own call's reply or gRPC error, so the answers above
-do not change.
+The operations of concurrent transactions travel together, each participant's
+in its batch call (Write, Apply) through a `Coalescer`; each operation's
+outcome comes back as its own reply or error, so the answers above hold
+operation by operation.
+
+An `Observer` is told each message as it is about to be sent and each answer
+as it arrives (by default nobody listens); the message waits for it. Tests use
+one to crash the leader at a point of the protocol (crash.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -58,7 +61,6 @@ BOOKS = "books-database"
 PAYMENT = "payment"
 CURRENCY = "EUR"
 NO_ANSWER = "the card processor did not answer in time"
-CRASH_POINTS = ("after-prepare", "after-log", "between-commits")
 
 # What an answer does to the coordinator: (coordinator, now) -> its next actions.
 Feed = Callable[[Coordinator, float], list[Action]]
@@ -105,27 +107,25 @@ def customer_reason(reason: str) -> str:
     return f"not executed: {reason}"
 
 
-class CrashHook:
-    """Test only (BOOKSTORE_TEST_CRASH_AT): SIGKILL this process at a point of the
-    protocol, once per data directory (a marker file), so that the next leader,
-    started with the same environment, recovers instead of crashing too."""
+@dataclass(frozen=True)
+class Step:
+    """One message of an order's transaction: the coordinator's action `kind` to
+    `participant` ("" for the decision log)."""
 
-    def __init__(self, point: str, data_dir: Path) -> None:
-        self.point = point if point in CRASH_POINTS else ""
-        self.marker = data_dir / f"test-crash-{point}.done"
+    order_id: str
+    kind: Kind
+    participant: str
 
-    def armed(self, point: str) -> bool:
-        return bool(self.point) and self.point == point and not self.marker.exists()
 
-    def fire(self, point: str, order_id: str) -> None:
-        if not self.armed(point):
-            return
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.marker, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.fsync(fd)
-        os.close(fd)
-        log.warning("test crash at %s order=%s", point, order_id)
-        os.kill(os.getpid(), signal.SIGKILL)
+class Observer:
+    """Told the steps of every transaction; by default nobody listens."""
+
+    async def sending(self, step: Step) -> None:
+        """The step's message is about to be sent; it waits for this to return."""
+
+    async def answered(self, step: Step) -> None:
+        """Its answer arrived (a vote, the log's decision, an ack; not a refusal),
+        before the coordinator hears it."""
 
 
 class TwoPhaseCommit:
@@ -135,7 +135,7 @@ class TwoPhaseCommit:
         self,
         settings: Settings,
         queue: queue_pb2_grpc.OrderQueueAsyncStub,
-        crash: CrashHook | None = None,
+        observer: Observer | None = None,
         trace: CommitmentTrace | None = None,
         leader_calls: LeaderCalls | None = None,
     ) -> None:
@@ -159,7 +159,7 @@ class TwoPhaseCommit:
         self._payments: Coalescer[payment_pb2.PaymentOperation, payment_pb2.PaymentOutcome] = (
             Coalescer(self._apply_payments, "payment batch", service=PAYMENT)
         )
-        self.crash = crash or CrashHook("", Path("."))
+        self.observer = observer or Observer()
 
     async def close(self) -> None:
         await self.books.close()
@@ -176,7 +176,7 @@ class TwoPhaseCommit:
         try:
             while True:
                 for action in actions:
-                    self._dispatch(action, txn, coordinator, inflight)
+                    self._dispatch(action, txn, inflight)
                 if coordinator.finished:
                     break
                 if inflight:
@@ -192,7 +192,6 @@ class TwoPhaseCommit:
                     if task.done():
                         del inflight[key]
                         actions += task.result()(coordinator, loop.time())
-                        self._after_answer(key, txn, coordinator)
                 actions += coordinator.on_tick(loop.time())
         finally:
             for task in inflight.values():
@@ -212,29 +211,17 @@ class TwoPhaseCommit:
         self,
         action: Action,
         txn: Txn,
-        coordinator: Coordinator,
         inflight: dict[tuple[Kind, str], asyncio.Task[Feed]],
     ) -> None:
         if action.kind in (Kind.FINISHED, Kind.FAILED):
             if action.kind is Kind.FAILED:
                 log.error("txn=%s %s", txn.order_id, action.reason)
             return
-        if action.kind is Kind.LOG_DECISION:
-            self.crash.fire("after-prepare", txn.order_id)
-        if action.kind is Kind.COMMIT:
-            self.crash.fire("after-log", txn.order_id)
-            between = action.participant == PAYMENT and self.crash.armed("between-commits")
-            if between and BOOKS not in coordinator.acks:
-                return  # the books database commits first; the crash comes between
         key = (action.kind, action.participant)
         if key in inflight:  # one RPC at a time per action and participant
             return
         inflight[key] = asyncio.create_task(self._perform(action, txn))
         self.trace.sent(txn.order_id, txn.epoch, action)
-
-    def _after_answer(self, key: tuple[Kind, str], txn: Txn, coordinator: Coordinator) -> None:
-        if key == (Kind.COMMIT, BOOKS) and BOOKS in coordinator.acks:
-            self.crash.fire("between-commits", txn.order_id)
 
     # -- the RPCs ---------------------------------------------------------------------
 
@@ -250,14 +237,18 @@ class TwoPhaseCommit:
             (Kind.ABORT, PAYMENT): self._payment_txn,
         }
         participant = action.participant
+        step = Step(txn.order_id, action.kind, participant)
+        await self.observer.sending(step)
         try:
-            return await calls[(action.kind, participant)](action, txn)
+            feed = await calls[(action.kind, participant)](action, txn)
         except grpcutil.Rejected as exc:
             code, message = exc.code, exc.message
             return lambda c, now: c.on_refused(participant, code, message, now)
         except grpcutil.ServiceUnavailable as exc:
             log.warning("txn=%s %s %s: %s", txn.order_id, action.kind, participant or "log", exc)
             return _nothing
+        await self.observer.answered(step)
+        return feed
 
     async def _rpc(self, service: str, call: Any, request: Any) -> Any:
         try:
@@ -293,7 +284,7 @@ class TwoPhaseCommit:
 
     async def _reserve(self, action: Action, txn: Txn) -> Feed:
         reservation = await self.books.reserve(txn.order_id, txn.items, txn.epoch)
-        reason = "" if reservation.ok else "out of stock: " + ", ".join(reservation.lacking_titles)
+        reason = "" if reservation.ok else reservation.message
         self._voted(txn, BOOKS, reservation.ok, reason)
         return lambda c, now: c.on_vote(BOOKS, reservation.ok, reason, now)
 

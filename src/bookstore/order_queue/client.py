@@ -2,10 +2,10 @@
 
 `Enqueues` (the orchestrator) and `LeaderCalls` (the leader executor) each send
 their callers' requests through a `batching.Coalescer` as EnqueueBatch or
-LeaderBatch calls. Each caller gets exactly what the unary call would have given
-it: the reply, or a `grpc.aio.AioRpcError` with the unary call's status code and
-details (an operation's `OpError`, or the whole call's failure: unreachable,
-deadline exceeded), so the callers' error handling is the unary path's.
+LeaderBatch calls. Each caller gets exactly its own operation's answer: the
+reply, or a `grpc.aio.AioRpcError` with its status code and details (the
+operation's `OpError`, or the whole call's failure: unreachable, deadline
+exceeded), so a caller handles errors as it would for a call of its own.
 
 The stub is asked for at every send (`stub()`), so a caller may connect later than
 it builds these, and tests may swap it.
@@ -27,12 +27,12 @@ Stub = Callable[[], "queue_pb2_grpc.OrderQueueAsyncStub"]
 
 
 def rpc_error(error: queue_pb2.OpError) -> grpc.aio.AioRpcError:
-    """An operation's refusal as the error its unary call would have raised."""
+    """An operation's refusal as a gRPC error of its status code and details."""
     return grpcutil.call_error(error.code, error.details)
 
 
 class Enqueues:
-    """Enqueue, batched: `enqueue(request)` answers as `OrderQueue.Enqueue` would."""
+    """Enqueues, batched: `enqueue(request)` answers with that enqueue's outcome."""
 
     def __init__(self, stub: Stub, timeout_s: float) -> None:
         self._stub = stub
@@ -59,7 +59,7 @@ class Enqueues:
 
 
 class LeaderCalls:
-    """LogDecision and Complete, batched together: each answers as its unary call would."""
+    """Decisions and completions, batched together: each answers with its own outcome."""
 
     def __init__(self, stub: Stub, timeout_s: float) -> None:
         self._stub = stub

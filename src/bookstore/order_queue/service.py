@@ -3,9 +3,9 @@
 Each call reads in order: the request becomes the store's (an order, a
 completion, a decision), the store checks it with the queue's rules, writes
 it and answers once it is on disk. The batch calls (EnqueueBatch,
-LeaderBatch) hand the store all their operations at once: one transaction;
-each is answered with its unary call's reply, or its refusal as an `OpError`
-carrying the status code and details the unary call would abort with.
+LeaderBatch) carry the enqueues, decisions and completions: they hand the
+store all their operations at once (one transaction) and answer each with its
+reply, or its refusal as an `OpError` carrying its status code and details.
 
 Each order carries its checkout's trace context into the queue and out with
 the dequeued order, so the executor continues the checkout's trace. An order
@@ -27,7 +27,6 @@ from bookstore import grpcutil
 from bookstore.identity.policy import replica_refusal, require_replica
 from bookstore.order_queue.db import DiskFull, Execution, StorageFailure
 from bookstore.order_queue.decisions import LoggedDecision
-from bookstore.order_queue.disk import raised
 from bookstore.order_queue.state import (
     BadRequest,
     Item,
@@ -83,7 +82,7 @@ async def _abort(context: Any, exc: Exception) -> None:
 
 
 def op_error(exc: BaseException) -> queue_pb2.OpError:
-    """A batched operation's refusal: what its unary call would abort with."""
+    """A batched operation's refusal: its status code and details."""
     status = _status(exc)
     if status is None:
         raise exc
@@ -210,17 +209,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             o.trace_context,
         )
 
-    async def Enqueue(
-        self, request: queue_pb2.EnqueueRequest, context: Context
-    ) -> queue_pb2.EnqueueReply:
-        try:
-            order = self._order(request)
-            (enqueued,) = await self.store.enqueue_all([order])
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return _enqueued(enqueued)
-
     async def EnqueueBatch(
         self, request: queue_pb2.EnqueueBatchRequest, context: Context
     ) -> queue_pb2.EnqueueBatchReply:
@@ -287,18 +275,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             raise
         return queue_pb2.RenewLeaseReply(lease_ms=int(lease_s * 1000))
 
-    async def Complete(
-        self, request: queue_pb2.LeaseRequest, context: Context
-    ) -> queue_pb2.CompleteReply:
-        await require_replica(context, EXECUTOR, request.replica_id)
-        try:
-            (outcome,) = await self.store.leader_ops([_completion(request)])
-            done = raised(outcome)
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return _completed(done)
-
     async def WatchExecutions(
         self, request: queue_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[queue_pb2.ExecutionRecord]:
@@ -336,18 +312,6 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
             pid=s.pid,
         )
 
-    async def LogDecision(
-        self, request: queue_pb2.LogDecisionRequest, context: Context
-    ) -> queue_pb2.DecisionRecord:
-        decide = Decide(request.order_id.value, request.decision, request.epoch, request.reason)
-        try:
-            (outcome,) = await self.store.leader_ops([decide])
-            logged = raised(outcome)
-        except (QueueError, StorageFailure, DiskFull) as exc:
-            await _abort(context, exc)
-            raise
-        return decision_pb(logged)
-
     async def GetDecision(
         self, request: common_pb2.OrderId, context: Context
     ) -> queue_pb2.DecisionRecord:
@@ -382,7 +346,8 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
 
     @staticmethod
     def _leader_op(op: queue_pb2.LeaderOp, *, context: Context) -> LeaderOp:
-        """A LogDecision or a Complete, checked here as its unary call is checked."""
+        """A log_decision or a complete, checked (a complete must name the caller's
+        own replica id)."""
         if op.HasField("log_decision"):
             d = op.log_decision
             return Decide(d.order_id.value, d.decision, d.epoch, d.reason)

@@ -10,7 +10,7 @@ Test cards, the way card processors' test numbers behave (README, "Test cards"):
 |---------------------|----------------------------------------------------|
 | 4000 0000 0000 0002 | always declined: "card declined"                   |
 | 4000 0000 0000 9995 | always declined: "insufficient funds"              |
-| 4000 0000 0000 0119 | Authorize never answers within the caller's deadline |
+| 4000 0000 0000 0119 | the processor does not answer: DEADLINE_EXCEEDED    |
 | any other valid card | authorized                                        |
 """
 

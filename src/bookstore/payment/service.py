@@ -4,17 +4,17 @@ Every ledger call runs on one database thread, so writes are serialized and
 each is durable before its RPC answers. Writes that arrive while a batch is
 on disk wait together and go as the next batch, in one transaction
 (`group_commit.GroupCommit`: concurrent orders share an fsync). `Apply`
-carries many Authorize, Capture and Void calls at once (the leader executor
-batches its concurrent orders): their writes are handed over together, so
-they share one commit, and each operation answers what its own call would
-have, reply or error. `TokenizeBatch` does the same for transaction
-verification's Tokenize calls. Requests are checked and replies built in
-`wire.py`, where named result codes become gRPC status codes (`wire.status`).
+carries the two-phase commit's authorizes, captures and voids (the leader
+executor batches its concurrent orders'): their writes are handed over
+together, so they share one commit, and each operation has its own outcome,
+reply or error. `TokenizeBatch` does the same for transaction verification's
+cards. Requests are checked and replies built in `wire.py`, where named
+result codes become gRPC status codes (`wire.status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
 from the queue's decision log.
 
-No log line, error message or row holds a card number or a CVV: Tokenize
+No log line, error message or row holds a card number or a CVV: tokenizing
 logs the brand and last four only.
 """
 
@@ -34,11 +34,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import grpc
 
 from bookstore import grpcutil
-from bookstore.commitment.participant import (
-    State,
-    TxnError,
-    UnknownTxn,
-)
+from bookstore.commitment.participant import BadRequest, State, TxnError, UnknownTxn
 from bookstore.group_commit import GroupCommit
 from bookstore.payment import recovery, wire
 from bookstore.payment.cards import BadCard, Behaviour, CardInfo
@@ -59,7 +55,6 @@ Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type hints)
 
 SERVICE_NAME = "bookstore.payment.Payment"
 MAX_BATCH = 256  # most writes committed together, and most operations in one Apply
-MAX_HANG_S = 30.0  # the timeout test card, when the caller set no deadline
 NO_ANSWER = "the processor did not answer"  # the timeout test card's DEADLINE_EXCEEDED
 
 
@@ -115,27 +110,18 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "STORAGE_FAILED: payment is stopping")
             raise
 
-    async def Tokenize(
-        self, request: payment_pb2.TokenizeRequest, context: Context
-    ) -> payment_pb2.TokenizeReply:
-        async def work() -> payment_pb2.TokenizeReply:
-            card = wire.checked_card(request)
-            return wire.token_reply(await self.write(self.ledger.tokenize, card), card)
-
-        return await self._guarded(context, work)
-
     async def TokenizeBatch(
         self, request: payment_pb2.TokenizeBatchRequest, context: Context
     ) -> payment_pb2.TokenizeBatchReply:
         async def work() -> payment_pb2.TokenizeBatchReply:
             if len(request.cards) > MAX_BATCH:
-                raise wire.BadRequest(f"at most {MAX_BATCH} cards in one call")
+                raise BadRequest(f"at most {MAX_BATCH} cards in one call")
             outcomes: dict[int, payment_pb2.TokenizeOutcome] = {}
             cards: dict[int, CardInfo] = {}
             for i, c in enumerate(request.cards):
                 try:
                     cards[i] = wire.checked_card(c)
-                except (wire.BadRequest, BadCard) as exc:
+                except (BadRequest, BadCard) as exc:
                     status = wire.status(exc)
                     assert status is not None
                     outcomes[i] = payment_pb2.TokenizeOutcome(error=wire.operation_error(*status))
@@ -151,70 +137,12 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
 
         return await self._guarded(context, work)
 
-    async def Authorize(
-        self, request: payment_pb2.AuthorizeRequest, context: Context
-    ) -> payment_pb2.AuthorizeReply:
-        async def work() -> payment_pb2.AuthorizeReply:
-            txn_id, epoch, auth = (
-                wire.txn_id_of(request),
-                wire.epoch_of(request),
-                wire.authorization(request),
-            )
-            card = await self.call(self.ledger.card, auth.token)
-            if card.behaviour is Behaviour.TIMEOUT:
-                await self._hang(context)
-            vote = await self.write(self.ledger.authorize, txn_id, auth, epoch)
-            log.info(
-                "authorize txn=%s epoch=%d amount=%d approved=%s %s",
-                txn_id,
-                epoch,
-                auth.amount_cents,
-                vote.yes,
-                vote.reason,
-            )
-            return payment_pb2.AuthorizeReply(
-                approved=vote.yes, reason=vote.reason, state=vote.state.value
-            )
-
-        return await self._guarded(context, work)
-
-    @staticmethod
-    async def _hang(context: Context) -> None:
-        """The timeout test card: answer nothing until the caller's deadline has passed."""
-        remaining = context.time_remaining()
-        await asyncio.sleep(MAX_HANG_S if remaining is None else remaining + 0.1)
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
-
-    async def Capture(
-        self, request: payment_pb2.TxnRequest, context: Context
-    ) -> payment_pb2.Transaction:
-        async def work() -> payment_pb2.Transaction:
-            txn_id, epoch = wire.txn_id_of(request), wire.epoch_of(request)
-            await self.write(self.ledger.capture, txn_id, epoch)
-            log.info("capture txn=%s epoch=%d", txn_id, epoch)
-            return await self._view(txn_id)
-
-        return await self._guarded(context, work)
-
-    async def Void(
-        self, request: payment_pb2.TxnRequest, context: Context
-    ) -> payment_pb2.Transaction:
-        async def work() -> payment_pb2.Transaction:
-            txn_id, epoch = wire.txn_id_of(request), wire.epoch_of(request)
-            await self.write(
-                self.ledger.void, txn_id, epoch, request.reason[: wire.MAX_REASON_CHARS]
-            )
-            log.info("void txn=%s epoch=%d", txn_id, epoch)
-            return await self._view(txn_id)
-
-        return await self._guarded(context, work)
-
     async def Apply(
         self, request: payment_pb2.PaymentBatch, context: Context
     ) -> payment_pb2.PaymentBatchReply:
         async def work() -> payment_pb2.PaymentBatchReply:
             if len(request.operations) > MAX_BATCH:
-                raise wire.BadRequest(f"at most {MAX_BATCH} operations in one call")
+                raise BadRequest(f"at most {MAX_BATCH} operations in one call")
             outcomes = await self._apply(request.operations)
             return payment_pb2.PaymentBatchReply(outcomes=outcomes)
 
@@ -229,14 +157,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
         for i, op in enumerate(operations):
             try:
                 checked[i] = wire.operation(op)
-            except wire.BadRequest as exc:
+            except BadRequest as exc:
                 outcomes[i] = wire.error_outcome(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         tokens = {o.auth.token for o in checked.values() if o.auth is not None}
         hanging = await self.call(self._timeout_cards, tokens) if tokens else set()
         writes: dict[int, Callable[[], Any]] = {}
         for i, o in checked.items():
             if o.auth is not None and o.auth.token in hanging:
-                # The unary call hangs until its deadline; a batch answers at once.
+                # The processor does not answer: said at once, holding up no other.
                 outcomes[i] = wire.error_outcome(grpc.StatusCode.DEADLINE_EXCEEDED, NO_ANSWER)
             else:
                 writes[i] = self._ledger_write(o)
@@ -277,7 +205,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
 
     @staticmethod
     def _answer(o: wire.Operation, result: Any, view: TxnView | None) -> payment_pb2.PaymentOutcome:
-        """A written operation's outcome, logged as its unary call logs it."""
+        """A written operation's outcome, logged."""
         if o.auth is not None:
             log.info(
                 "authorize txn=%s epoch=%d amount=%d approved=%s %s",

@@ -13,14 +13,8 @@ from typing import Any
 
 import grpc
 
-from bookstore.commitment.participant import (
-    AlreadyAborted,
-    AlreadyCommitted,
-    StaleEpoch,
-    TxnError,
-    TxnMismatch,
-    UnknownTxn,
-)
+from bookstore.commitment.participant import BadRequest, TxnError
+from bookstore.commitment.status import REFUSALS
 from bookstore.payment.cards import BadCard, CardInfo, card_info
 from bookstore.payment.ledger import CURRENCY, Authorization, TxnView, UnknownToken
 from bookstore.pb import common_pb2, payment_pb2
@@ -33,25 +27,14 @@ MAX_CARD_FIELD_CHARS = 64
 MAX_REASON_CHARS = 512  # a void's reason is kept up to this
 
 
-class BadRequest(TxnError):
-    code = "BAD_REQUEST"
-
-
-_CODES: dict[type[TxnError], grpc.StatusCode] = {
-    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
-    UnknownToken: grpc.StatusCode.NOT_FOUND,
-    UnknownTxn: grpc.StatusCode.NOT_FOUND,
-    StaleEpoch: grpc.StatusCode.FAILED_PRECONDITION,
-    AlreadyAborted: grpc.StatusCode.FAILED_PRECONDITION,
-    AlreadyCommitted: grpc.StatusCode.FAILED_PRECONDITION,
-    TxnMismatch: grpc.StatusCode.FAILED_PRECONDITION,
-}
+# The participant's refusals read as the books database's (one table); then payment's own.
+_CODES = REFUSALS | {UnknownToken.code: grpc.StatusCode.NOT_FOUND}
 
 
 def status(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The gRPC status a refused request ends with; None for any other error."""
     if isinstance(exc, TxnError):
-        return _CODES.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT), str(exc)
+        return _CODES.get(exc.code, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
     if isinstance(exc, BadCard):
         return grpc.StatusCode.INVALID_ARGUMENT, f"BAD_CARD: {exc}"
     return None
@@ -82,7 +65,7 @@ def token_reply(token: str, card: CardInfo) -> payment_pb2.TokenizeReply:
 
 @dataclass(frozen=True)
 class Operation:
-    """One operation of an Apply, checked: what its unary call would do."""
+    """One operation of an Apply, checked."""
 
     kind: str  # "authorize" | "capture" | "void"
     txn_id: str
@@ -92,7 +75,7 @@ class Operation:
 
 
 def operation(op: payment_pb2.PaymentOperation) -> Operation:
-    """The operation, or BadRequest (as its unary call would refuse it)."""
+    """The operation, or BadRequest."""
     kind = op.WhichOneof("op")
     if kind == "authorize":
         a = op.authorize

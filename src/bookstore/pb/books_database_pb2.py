@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from bookstore.pb import common_pb2 as bookstore_dot_pb_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bookstore/pb/books_database.proto\x12\x0f\x62ookstore.books\x1a\x19\x62ookstore/pb/common.proto\".\n\tStockLine\x12\x0f\n\x07\x62ook_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"$\n\x10ReadStockRequest\x12\x10\n\x08\x62ook_ids\x18\x01 \x03(\t\">\n\tBookStock\x12\x0f\n\x07\x62ook_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tavailable\x18\x03 \x01(\x03\";\n\x0eReadStockReply\x12)\n\x05\x62ooks\x18\x01 \x03(\x0b\x32\x1a.bookstore.books.BookStock\"n\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12)\n\x05items\x18\x04 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"?\n\nTxnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"P\n\x0fSetStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"A\n\nWriteReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x16\n\x0elacking_titles\x18\x03 \x03(\t\"\xa2\x01\n\x07WriteOp\x12\x32\n\x07reserve\x18\x01 \x01(\x0b\x32\x1f.bookstore.books.ReserveRequestH\x00\x12-\n\x06\x63ommit\x18\x02 \x01(\x0b\x32\x1b.bookstore.books.TxnRequestH\x00\x12.\n\x07release\x18\x03 \x01(\x0b\x32\x1b.bookstore.books.TxnRequestH\x00\x42\x04\n\x02op\"3\n\nWriteBatch\x12%\n\x03ops\x18\x01 \x03(\x0b\x32\x18.bookstore.books.WriteOp\"8\n\x07OpError\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"r\n\x0cWriteOutcome\x12,\n\x05reply\x18\x01 \x01(\x0b\x32\x1b.bookstore.books.WriteReplyH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.bookstore.books.OpErrorH\x00\x42\t\n\x07outcome\"B\n\x0fWriteBatchReply\x12/\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1d.bookstore.books.WriteOutcome\"p\n\x02Op\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06txn_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12)\n\x05items\x18\x05 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"6\n\x05\x45ntry\x12\x0c\n\x04view\x18\x01 \x01(\x04\x12\x1f\n\x02op\x18\x02 \x01(\x0b\x32\x13.bookstore.books.Op\"A\n\x0bRequestVote\x12\x11\n\tlast_view\x18\x01 \x01(\x04\x12\x12\n\nlast_index\x18\x02 \x01(\x04\x12\x0b\n\x03pre\x18\x03 \x01(\x08\"$\n\x04Vote\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0b\n\x03pre\x18\x02 \x01(\x08\"w\n\x06\x41ppend\x12\x12\n\nprev_index\x18\x01 \x01(\x04\x12\x11\n\tprev_view\x18\x02 \x01(\x04\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.bookstore.books.Entry\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x04\x12\r\n\x05round\x18\x05 \x01(\x04\"=\n\x0b\x41ppendReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x02 \x01(\x04\x12\r\n\x05round\x18\x03 \x01(\x04\"\xf1\x01\n\x0bPeerMessage\x12\x0c\n\x04view\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x34\n\x0crequest_vote\x18\x03 \x01(\x0b\x32\x1c.bookstore.books.RequestVoteH\x00\x12%\n\x04vote\x18\x04 \x01(\x0b\x32\x15.bookstore.books.VoteH\x00\x12)\n\x06\x61ppend\x18\x05 \x01(\x0b\x32\x17.bookstore.books.AppendH\x00\x12\x34\n\x0c\x61ppend_reply\x18\x06 \x01(\x0b\x32\x1c.bookstore.books.AppendReplyH\x00\x42\x06\n\x04\x62ody\";\n\tPeerBatch\x12.\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.bookstore.books.PeerMessage\"\xe5\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04view\x18\x05 \x01(\x04\x12\x0f\n\x07primary\x18\x06 \x01(\r\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x12\n\nlast_index\x18\t \x01(\x04\x12\x0e\n\x06\x64igest\x18\n \x01(\t\x12\x11\n\tcaught_up\x18\x0b \x01(\x08\x12\x11\n\tmax_epoch\x18\x0c \x01(\x04\"$\n\x12OrderEventsRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\t\"k\n\x10ReplicationEvent\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0c\n\x04view\x18\x04 \x01(\x04\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0c\n\x04peer\x18\x06 \x01(\r\"E\n\x10OrderEventsReply\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.bookstore.books.ReplicationEvent2\x9f\x05\n\rBooksDatabase\x12O\n\tReadStock\x12!.bookstore.books.ReadStockRequest\x1a\x1f.bookstore.books.ReadStockReply\x12G\n\x07Reserve\x12\x1f.bookstore.books.ReserveRequest\x1a\x1b.bookstore.books.WriteReply\x12\x42\n\x06\x43ommit\x12\x1b.bookstore.books.TxnRequest\x1a\x1b.bookstore.books.WriteReply\x12\x43\n\x07Release\x12\x1b.bookstore.books.TxnRequest\x1a\x1b.bookstore.books.WriteReply\x12I\n\x08SetStock\x12 .bookstore.books.SetStockRequest\x1a\x1b.bookstore.books.WriteReply\x12\x46\n\x05Write\x12\x1b.bookstore.books.WriteBatch\x1a .bookstore.books.WriteBatchReply\x12>\n\x07\x44\x65liver\x12\x1a.bookstore.books.PeerBatch\x1a\x17.bookstore.common.Empty\x12\x41\n\x06Status\x12\x17.bookstore.common.Empty\x1a\x1e.bookstore.books.ReplicaStatus\x12U\n\x0bOrderEvents\x12#.bookstore.books.OrderEventsRequest\x1a!.bookstore.books.OrderEventsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!bookstore/pb/books_database.proto\x12\x0f\x62ookstore.books\x1a\x19\x62ookstore/pb/common.proto\".\n\tStockLine\x12\x0f\n\x07\x62ook_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"$\n\x10ReadStockRequest\x12\x10\n\x08\x62ook_ids\x18\x01 \x03(\t\">\n\tBookStock\x12\x0f\n\x07\x62ook_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tavailable\x18\x03 \x01(\x03\";\n\x0eReadStockReply\x12)\n\x05\x62ooks\x18\x01 \x03(\x0b\x32\x1a.bookstore.books.BookStock\"n\n\x0eReserveRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12)\n\x05items\x18\x04 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"?\n\nTxnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06txn_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"P\n\x0fSetStockRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x05items\x18\x02 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"?\n\nWriteReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\tJ\x04\x08\x03\x10\x04R\x0elacking_titles\"\xa2\x01\n\x07WriteOp\x12\x32\n\x07reserve\x18\x01 \x01(\x0b\x32\x1f.bookstore.books.ReserveRequestH\x00\x12-\n\x06\x63ommit\x18\x02 \x01(\x0b\x32\x1b.bookstore.books.TxnRequestH\x00\x12.\n\x07release\x18\x03 \x01(\x0b\x32\x1b.bookstore.books.TxnRequestH\x00\x42\x04\n\x02op\"3\n\nWriteBatch\x12%\n\x03ops\x18\x01 \x03(\x0b\x32\x18.bookstore.books.WriteOp\"8\n\x07OpError\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"r\n\x0cWriteOutcome\x12,\n\x05reply\x18\x01 \x01(\x0b\x32\x1b.bookstore.books.WriteReplyH\x00\x12)\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.bookstore.books.OpErrorH\x00\x42\t\n\x07outcome\"B\n\x0fWriteBatchReply\x12/\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1d.bookstore.books.WriteOutcome\"p\n\x02Op\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06txn_id\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12)\n\x05items\x18\x05 \x03(\x0b\x32\x1a.bookstore.books.StockLine\"6\n\x05\x45ntry\x12\x0c\n\x04view\x18\x01 \x01(\x04\x12\x1f\n\x02op\x18\x02 \x01(\x0b\x32\x13.bookstore.books.Op\"A\n\x0bRequestVote\x12\x11\n\tlast_view\x18\x01 \x01(\x04\x12\x12\n\nlast_index\x18\x02 \x01(\x04\x12\x0b\n\x03pre\x18\x03 \x01(\x08\"$\n\x04Vote\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0b\n\x03pre\x18\x02 \x01(\x08\"w\n\x06\x41ppend\x12\x12\n\nprev_index\x18\x01 \x01(\x04\x12\x11\n\tprev_view\x18\x02 \x01(\x04\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.bookstore.books.Entry\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x04\x12\r\n\x05round\x18\x05 \x01(\x04\"=\n\x0b\x41ppendReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x02 \x01(\x04\x12\r\n\x05round\x18\x03 \x01(\x04\"\xf1\x01\n\x0bPeerMessage\x12\x0c\n\x04view\x18\x01 \x01(\x04\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x34\n\x0crequest_vote\x18\x03 \x01(\x0b\x32\x1c.bookstore.books.RequestVoteH\x00\x12%\n\x04vote\x18\x04 \x01(\x0b\x32\x15.bookstore.books.VoteH\x00\x12)\n\x06\x61ppend\x18\x05 \x01(\x0b\x32\x17.bookstore.books.AppendH\x00\x12\x34\n\x0c\x61ppend_reply\x18\x06 \x01(\x0b\x32\x1c.bookstore.books.AppendReplyH\x00\x42\x06\n\x04\x62ody\";\n\tPeerBatch\x12.\n\x08messages\x18\x01 \x03(\x0b\x32\x1c.bookstore.books.PeerMessage\"\xe5\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04view\x18\x05 \x01(\x04\x12\x0f\n\x07primary\x18\x06 \x01(\r\x12\x14\n\x0c\x63ommit_index\x18\x07 \x01(\x04\x12\x15\n\rapplied_index\x18\x08 \x01(\x04\x12\x12\n\nlast_index\x18\t \x01(\x04\x12\x0e\n\x06\x64igest\x18\n \x01(\t\x12\x11\n\tcaught_up\x18\x0b \x01(\x08\x12\x11\n\tmax_epoch\x18\x0c \x01(\x04\"$\n\x12OrderEventsRequest\x12\x0e\n\x06txn_id\x18\x01 \x01(\t\"k\n\x10ReplicationEvent\x12\x12\n\nreplica_id\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0c\n\x04view\x18\x04 \x01(\x04\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0c\n\x04peer\x18\x06 \x01(\r\"E\n\x10OrderEventsReply\x12\x31\n\x06\x65vents\x18\x01 \x03(\x0b\x32!.bookstore.books.ReplicationEvent2\xcd\x03\n\rBooksDatabase\x12O\n\tReadStock\x12!.bookstore.books.ReadStockRequest\x1a\x1f.bookstore.books.ReadStockReply\x12\x46\n\x05Write\x12\x1b.bookstore.books.WriteBatch\x1a .bookstore.books.WriteBatchReply\x12I\n\x08SetStock\x12 .bookstore.books.SetStockRequest\x1a\x1b.bookstore.books.WriteReply\x12>\n\x07\x44\x65liver\x12\x1a.bookstore.books.PeerBatch\x1a\x17.bookstore.common.Empty\x12\x41\n\x06Status\x12\x17.bookstore.common.Empty\x1a\x1e.bookstore.books.ReplicaStatus\x12U\n\x0bOrderEvents\x12#.bookstore.books.OrderEventsRequest\x1a!.bookstore.books.OrderEventsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,41 +47,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETSTOCKREQUEST']._serialized_start=469
   _globals['_SETSTOCKREQUEST']._serialized_end=549
   _globals['_WRITEREPLY']._serialized_start=551
-  _globals['_WRITEREPLY']._serialized_end=616
-  _globals['_WRITEOP']._serialized_start=619
-  _globals['_WRITEOP']._serialized_end=781
-  _globals['_WRITEBATCH']._serialized_start=783
-  _globals['_WRITEBATCH']._serialized_end=834
-  _globals['_OPERROR']._serialized_start=836
-  _globals['_OPERROR']._serialized_end=892
-  _globals['_WRITEOUTCOME']._serialized_start=894
-  _globals['_WRITEOUTCOME']._serialized_end=1008
-  _globals['_WRITEBATCHREPLY']._serialized_start=1010
-  _globals['_WRITEBATCHREPLY']._serialized_end=1076
-  _globals['_OP']._serialized_start=1078
-  _globals['_OP']._serialized_end=1190
-  _globals['_ENTRY']._serialized_start=1192
-  _globals['_ENTRY']._serialized_end=1246
-  _globals['_REQUESTVOTE']._serialized_start=1248
-  _globals['_REQUESTVOTE']._serialized_end=1313
-  _globals['_VOTE']._serialized_start=1315
-  _globals['_VOTE']._serialized_end=1351
-  _globals['_APPEND']._serialized_start=1353
-  _globals['_APPEND']._serialized_end=1472
-  _globals['_APPENDREPLY']._serialized_start=1474
-  _globals['_APPENDREPLY']._serialized_end=1535
-  _globals['_PEERMESSAGE']._serialized_start=1538
-  _globals['_PEERMESSAGE']._serialized_end=1779
-  _globals['_PEERBATCH']._serialized_start=1781
-  _globals['_PEERBATCH']._serialized_end=1840
-  _globals['_REPLICASTATUS']._serialized_start=1843
-  _globals['_REPLICASTATUS']._serialized_end=2072
-  _globals['_ORDEREVENTSREQUEST']._serialized_start=2074
-  _globals['_ORDEREVENTSREQUEST']._serialized_end=2110
-  _globals['_REPLICATIONEVENT']._serialized_start=2112
-  _globals['_REPLICATIONEVENT']._serialized_end=2219
-  _globals['_ORDEREVENTSREPLY']._serialized_start=2221
-  _globals['_ORDEREVENTSREPLY']._serialized_end=2290
-  _globals['_BOOKSDATABASE']._serialized_start=2293
-  _globals['_BOOKSDATABASE']._serialized_end=2964
+  _globals['_WRITEREPLY']._serialized_end=614
+  _globals['_WRITEOP']._serialized_start=617
+  _globals['_WRITEOP']._serialized_end=779
+  _globals['_WRITEBATCH']._serialized_start=781
+  _globals['_WRITEBATCH']._serialized_end=832
+  _globals['_OPERROR']._serialized_start=834
+  _globals['_OPERROR']._serialized_end=890
+  _globals['_WRITEOUTCOME']._serialized_start=892
+  _globals['_WRITEOUTCOME']._serialized_end=1006
+  _globals['_WRITEBATCHREPLY']._serialized_start=1008
+  _globals['_WRITEBATCHREPLY']._serialized_end=1074
+  _globals['_OP']._serialized_start=1076
+  _globals['_OP']._serialized_end=1188
+  _globals['_ENTRY']._serialized_start=1190
+  _globals['_ENTRY']._serialized_end=1244
+  _globals['_REQUESTVOTE']._serialized_start=1246
+  _globals['_REQUESTVOTE']._serialized_end=1311
+  _globals['_VOTE']._serialized_start=1313
+  _globals['_VOTE']._serialized_end=1349
+  _globals['_APPEND']._serialized_start=1351
+  _globals['_APPEND']._serialized_end=1470
+  _globals['_APPENDREPLY']._serialized_start=1472
+  _globals['_APPENDREPLY']._serialized_end=1533
+  _globals['_PEERMESSAGE']._serialized_start=1536
+  _globals['_PEERMESSAGE']._serialized_end=1777
+  _globals['_PEERBATCH']._serialized_start=1779
+  _globals['_PEERBATCH']._serialized_end=1838
+  _globals['_REPLICASTATUS']._serialized_start=1841
+  _globals['_REPLICASTATUS']._serialized_end=2070
+  _globals['_ORDEREVENTSREQUEST']._serialized_start=2072
+  _globals['_ORDEREVENTSREQUEST']._serialized_end=2108
+  _globals['_REPLICATIONEVENT']._serialized_start=2110
+  _globals['_REPLICATIONEVENT']._serialized_end=2217
+  _globals['_ORDEREVENTSREPLY']._serialized_start=2219
+  _globals['_ORDEREVENTSREPLY']._serialized_end=2288
+  _globals['_BOOKSDATABASE']._serialized_start=2291
+  _globals['_BOOKSDATABASE']._serialized_end=2752
 # @@protoc_insertion_point(module_scope)

@@ -4,21 +4,26 @@ isort:skip_file
 The replicated books database: the stock of every book, on 3 replicas
 (primary-backup, majority acknowledgement, fenced views; see
 docs/architecture.md). Only the primary answers client operations.
+The stock is a two-phase-commit participant under the same rules and with the
+same result codes as payment: reserve = prepare, commit = commit, release =
+abort (the operations of a Write; the txn id is the order id).
 Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "NOT_PRIMARY: primary is N"   ask replica N (0: unknown yet)
   FAILED_PRECONDITION "STALE_EPOCH: ..."            coordinator epoch older than one seen
-  FAILED_PRECONDITION "TXN_FINISHED: ..."           transaction already committed/released
+  FAILED_PRECONDITION "ALREADY_ABORTED: ..."        commit after a release (or a no vote)
+  FAILED_PRECONDITION "ALREADY_COMMITTED: ..."      release after a commit
+  FAILED_PRECONDITION "TXN_MISMATCH: ..."           the same txn id with other items
   FAILED_PRECONDITION "BELOW_RESERVED: ..."         set_stock under the reserved copies
   INVALID_ARGUMENT    "BAD_REQUEST: ..."            malformed request, nothing changed
-  NOT_FOUND           "UNKNOWN_BOOK: ..." / "UNKNOWN_TXN: ..."
+  NOT_FOUND           "UNKNOWN_BOOK: ..."
+  NOT_FOUND           "UNKNOWN_TXN: ..."            commit of a txn never reserved
   UNAVAILABLE         "OUTCOME_UNKNOWN: ..."        the primary lost its view meanwhile:
                                                     retry with the same request id
 A refused reservation (not enough copies) is a normal answer: ok = false.
-Write carries many reserves, commits and releases: a refusal of one operation
-(STALE_EPOCH, TXN_FINISHED, BAD_REQUEST, UNKNOWN_BOOK, UNKNOWN_TXN) is that
-operation's outcome, an OpError with the code and message its unary call gets;
-NOT_PRIMARY, OUTCOME_UNKNOWN and transport errors end the whole call (retry it,
-with the same request ids).
+In a Write, a refusal of one operation (STALE_EPOCH, ALREADY_ABORTED,
+BAD_REQUEST, UNKNOWN_BOOK, ...) is that operation's outcome, an OpError with
+the status, code and message; NOT_PRIMARY, OUTCOME_UNKNOWN and transport
+errors end the whole call (retry it, with the same request ids).
 """
 
 from collections import abc as _abc
@@ -213,23 +218,19 @@ class WriteReply(_message.Message):
 
     OK_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
-    LACKING_TITLES_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
+    """a reserve: the vote"""
     message: _builtins.str
-    @_builtins.property
-    def lacking_titles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """a refused reservation: the titles without enough copies"""
-
+    """a no vote: why, e.g. "out of stock: <the titles lacking copies>" """
     def __init__(
         self,
         *,
         ok: _builtins.bool = ...,
         message: _builtins.str = ...,
-        lacking_titles: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lacking_titles", b"lacking_titles", "message", b"message", "ok", b"ok"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "ok", b"ok"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -243,11 +244,17 @@ class WriteOp(_message.Message):
     COMMIT_FIELD_NUMBER: _builtins.int
     RELEASE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def reserve(self) -> Global___ReserveRequest: ...
+    def reserve(self) -> Global___ReserveRequest:
+        """prepare: the vote is the reply's ok"""
+
     @_builtins.property
-    def commit(self) -> Global___TxnRequest: ...
+    def commit(self) -> Global___TxnRequest:
+        """take the reserved copies"""
+
     @_builtins.property
-    def release(self) -> Global___TxnRequest: ...
+    def release(self) -> Global___TxnRequest:
+        """abort: free them (of an unknown txn: recorded)"""
+
     def __init__(
         self,
         *,
@@ -295,11 +302,11 @@ class OpError(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     status: _builtins.int
-    """the gRPC status code the unary call ends with"""
+    """the gRPC status code of the refusal, e.g. 9 (FAILED_PRECONDITION)"""
     code: _builtins.str
     """the named result code: STALE_EPOCH, BAD_REQUEST, ..."""
     message: _builtins.str
-    """the rest of the unary call's details"""
+    """the rest of its details"""
     def __init__(
         self,
         *,

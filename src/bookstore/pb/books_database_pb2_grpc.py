@@ -40,30 +40,15 @@ class BooksDatabaseStub:
                 request_serializer=bookstore_dot_pb_dot_books__database__pb2.ReadStockRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_books__database__pb2.ReadStockReply.FromString,
                 _registered_method=True)
-        self.Reserve = channel.unary_unary(
-                '/bookstore.books.BooksDatabase/Reserve',
-                request_serializer=bookstore_dot_pb_dot_books__database__pb2.ReserveRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-                _registered_method=True)
-        self.Commit = channel.unary_unary(
-                '/bookstore.books.BooksDatabase/Commit',
-                request_serializer=bookstore_dot_pb_dot_books__database__pb2.TxnRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-                _registered_method=True)
-        self.Release = channel.unary_unary(
-                '/bookstore.books.BooksDatabase/Release',
-                request_serializer=bookstore_dot_pb_dot_books__database__pb2.TxnRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
+        self.Write = channel.unary_unary(
+                '/bookstore.books.BooksDatabase/Write',
+                request_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
                 _registered_method=True)
         self.SetStock = channel.unary_unary(
                 '/bookstore.books.BooksDatabase/SetStock',
                 request_serializer=bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-                _registered_method=True)
-        self.Write = channel.unary_unary(
-                '/bookstore.books.BooksDatabase/Write',
-                request_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
                 _registered_method=True)
         self.Deliver = channel.unary_unary(
                 '/bookstore.books.BooksDatabase/Deliver',
@@ -92,34 +77,19 @@ class BooksDatabaseServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Reserve(self, request, context):
-        """Writes: acknowledged once a majority holds them durably; idempotent by request id.
+    def Write(self, request, context):
+        """The two-phase commit's reserves, commits and releases, many in one call (the
+        leader executor sends its concurrent orders' together; one is a call too). They
+        enter the log as its next entries, in one append and one round; the call is
+        answered once all are applied, one outcome per operation, in order. Each write
+        is acknowledged once a majority holds it durably, and is idempotent by request id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Commit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Release(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def SetStock(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Write(self, request, context):
-        """Many of the writes above in one call, as the log's next entries in one
-        append and one round: one outcome per operation, in order, once all are applied.
+        """The operator's restock, a write as those above.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,30 +123,15 @@ def add_BooksDatabaseServicer_to_server(servicer, server):
                     request_deserializer=bookstore_dot_pb_dot_books__database__pb2.ReadStockRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_books__database__pb2.ReadStockReply.SerializeToString,
             ),
-            'Reserve': grpc.unary_unary_rpc_method_handler(
-                    servicer.Reserve,
-                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.ReserveRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.SerializeToString,
-            ),
-            'Commit': grpc.unary_unary_rpc_method_handler(
-                    servicer.Commit,
-                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.TxnRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.SerializeToString,
-            ),
-            'Release': grpc.unary_unary_rpc_method_handler(
-                    servicer.Release,
-                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.TxnRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.SerializeToString,
+            'Write': grpc.unary_unary_rpc_method_handler(
+                    servicer.Write,
+                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.FromString,
+                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.SerializeToString,
             ),
             'SetStock': grpc.unary_unary_rpc_method_handler(
                     servicer.SetStock,
                     request_deserializer=bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteReply.SerializeToString,
-            ),
-            'Write': grpc.unary_unary_rpc_method_handler(
-                    servicer.Write,
-                    request_deserializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatch.FromString,
-                    response_serializer=bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.SerializeToString,
             ),
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
@@ -232,7 +187,7 @@ class BooksDatabase:
             _registered_method=True)
 
     @staticmethod
-    def Reserve(request,
+    def Write(request,
             target,
             options=(),
             channel_credentials=None,
@@ -245,63 +200,9 @@ class BooksDatabase:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/bookstore.books.BooksDatabase/Reserve',
-            bookstore_dot_pb_dot_books__database__pb2.ReserveRequest.SerializeToString,
-            bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Commit(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.books.BooksDatabase/Commit',
-            bookstore_dot_pb_dot_books__database__pb2.TxnRequest.SerializeToString,
-            bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Release(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.books.BooksDatabase/Release',
-            bookstore_dot_pb_dot_books__database__pb2.TxnRequest.SerializeToString,
-            bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
+            '/bookstore.books.BooksDatabase/Write',
+            bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
+            bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -329,33 +230,6 @@ class BooksDatabase:
             '/bookstore.books.BooksDatabase/SetStock',
             bookstore_dot_pb_dot_books__database__pb2.SetStockRequest.SerializeToString,
             bookstore_dot_pb_dot_books__database__pb2.WriteReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Write(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.books.BooksDatabase/Write',
-            bookstore_dot_pb_dot_books__database__pb2.WriteBatch.SerializeToString,
-            bookstore_dot_pb_dot_books__database__pb2.WriteBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

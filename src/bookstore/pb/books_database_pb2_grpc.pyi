@@ -4,21 +4,26 @@ isort:skip_file
 The replicated books database: the stock of every book, on 3 replicas
 (primary-backup, majority acknowledgement, fenced views; see
 docs/architecture.md). Only the primary answers client operations.
+The stock is a two-phase-commit participant under the same rules and with the
+same result codes as payment: reserve = prepare, commit = commit, release =
+abort (the operations of a Write; the txn id is the order id).
 Errors use gRPC status codes; the message starts with a named result code:
   FAILED_PRECONDITION "NOT_PRIMARY: primary is N"   ask replica N (0: unknown yet)
   FAILED_PRECONDITION "STALE_EPOCH: ..."            coordinator epoch older than one seen
-  FAILED_PRECONDITION "TXN_FINISHED: ..."           transaction already committed/released
+  FAILED_PRECONDITION "ALREADY_ABORTED: ..."        commit after a release (or a no vote)
+  FAILED_PRECONDITION "ALREADY_COMMITTED: ..."      release after a commit
+  FAILED_PRECONDITION "TXN_MISMATCH: ..."           the same txn id with other items
   FAILED_PRECONDITION "BELOW_RESERVED: ..."         set_stock under the reserved copies
   INVALID_ARGUMENT    "BAD_REQUEST: ..."            malformed request, nothing changed
-  NOT_FOUND           "UNKNOWN_BOOK: ..." / "UNKNOWN_TXN: ..."
+  NOT_FOUND           "UNKNOWN_BOOK: ..."
+  NOT_FOUND           "UNKNOWN_TXN: ..."            commit of a txn never reserved
   UNAVAILABLE         "OUTCOME_UNKNOWN: ..."        the primary lost its view meanwhile:
                                                     retry with the same request id
 A refused reservation (not enough copies) is a normal answer: ok = false.
-Write carries many reserves, commits and releases: a refusal of one operation
-(STALE_EPOCH, TXN_FINISHED, BAD_REQUEST, UNKNOWN_BOOK, UNKNOWN_TXN) is that
-operation's outcome, an OpError with the code and message its unary call gets;
-NOT_PRIMARY, OUTCOME_UNKNOWN and transport errors end the whole call (retry it,
-with the same request ids).
+In a Write, a refusal of one operation (STALE_EPOCH, ALREADY_ABORTED,
+BAD_REQUEST, UNKNOWN_BOOK, ...) is that operation's outcome, an OpError with
+the status, code and message; NOT_PRIMARY, OUTCOME_UNKNOWN and transport
+errors end the whole call (retry it, with the same request ids).
 """
 
 from bookstore.pb import books_database_pb2 as _books_database_pb2
@@ -52,15 +57,15 @@ class BooksDatabaseStub:
     def __new__(cls, channel: _aio.Channel) -> BooksDatabaseAsyncStub: ...
     ReadStock: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.ReadStockRequest, _books_database_pb2.ReadStockReply]
     """Linearizable: answered by the primary once a majority confirmed it still leads."""
-    Reserve: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.ReserveRequest, _books_database_pb2.WriteReply]
-    """Writes: acknowledged once a majority holds them durably; idempotent by request id."""
-    Commit: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]
-    Release: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]
-    SetStock: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]
     Write: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]
-    """Many of the writes above in one call, as the log's next entries in one
-    append and one round: one outcome per operation, in order, once all are applied.
+    """The two-phase commit's reserves, commits and releases, many in one call (the
+    leader executor sends its concurrent orders' together; one is a call too). They
+    enter the log as its next entries, in one append and one round; the call is
+    answered once all are applied, one outcome per operation, in order. Each write
+    is acknowledged once a majority holds it durably, and is idempotent by request id.
     """
+    SetStock: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]
+    """The operator's restock, a write as those above."""
     Deliver: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]
@@ -72,15 +77,15 @@ class BooksDatabaseAsyncStub(BooksDatabaseStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadStock: _aio.UnaryUnaryMultiCallable[_books_database_pb2.ReadStockRequest, _books_database_pb2.ReadStockReply]  # type: ignore[assignment]
     """Linearizable: answered by the primary once a majority confirmed it still leads."""
-    Reserve: _aio.UnaryUnaryMultiCallable[_books_database_pb2.ReserveRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
-    """Writes: acknowledged once a majority holds them durably; idempotent by request id."""
-    Commit: _aio.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
-    Release: _aio.UnaryUnaryMultiCallable[_books_database_pb2.TxnRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
-    SetStock: _aio.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
     Write: _aio.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]  # type: ignore[assignment]
-    """Many of the writes above in one call, as the log's next entries in one
-    append and one round: one outcome per operation, in order, once all are applied.
+    """The two-phase commit's reserves, commits and releases, many in one call (the
+    leader executor sends its concurrent orders' together; one is a call too). They
+    enter the log as its next entries, in one append and one round; the call is
+    answered once all are applied, one outcome per operation, in order. Each write
+    is acknowledged once a majority holds it durably, and is idempotent by request id.
     """
+    SetStock: _aio.UnaryUnaryMultiCallable[_books_database_pb2.SetStockRequest, _books_database_pb2.WriteReply]  # type: ignore[assignment]
+    """The operator's restock, a write as those above."""
     Deliver: _aio.UnaryUnaryMultiCallable[_books_database_pb2.PeerBatch, _common_pb2.Empty]  # type: ignore[assignment]
     """Replica to replica: one-way protocol messages, many per call."""
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _books_database_pb2.ReplicaStatus]  # type: ignore[assignment]
@@ -97,43 +102,25 @@ class BooksDatabaseServicer(metaclass=_abc_1.ABCMeta):
         """Linearizable: answered by the primary once a majority confirmed it still leads."""
 
     @_abc_1.abstractmethod
-    def Reserve(
+    def Write(
         self,
-        request: _books_database_pb2.ReserveRequest,
+        request: _books_database_pb2.WriteBatch,
         context: _ServicerContext,
-    ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]:
-        """Writes: acknowledged once a majority holds them durably; idempotent by request id."""
-
-    @_abc_1.abstractmethod
-    def Commit(
-        self,
-        request: _books_database_pb2.TxnRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]: ...
-
-    @_abc_1.abstractmethod
-    def Release(
-        self,
-        request: _books_database_pb2.TxnRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]: ...
+    ) -> _typing.Union[_books_database_pb2.WriteBatchReply, _abc.Awaitable[_books_database_pb2.WriteBatchReply]]:
+        """The two-phase commit's reserves, commits and releases, many in one call (the
+        leader executor sends its concurrent orders' together; one is a call too). They
+        enter the log as its next entries, in one append and one round; the call is
+        answered once all are applied, one outcome per operation, in order. Each write
+        is acknowledged once a majority holds it durably, and is idempotent by request id.
+        """
 
     @_abc_1.abstractmethod
     def SetStock(
         self,
         request: _books_database_pb2.SetStockRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]: ...
-
-    @_abc_1.abstractmethod
-    def Write(
-        self,
-        request: _books_database_pb2.WriteBatch,
-        context: _ServicerContext,
-    ) -> _typing.Union[_books_database_pb2.WriteBatchReply, _abc.Awaitable[_books_database_pb2.WriteBatchReply]]:
-        """Many of the writes above in one call, as the log's next entries in one
-        append and one round: one outcome per operation, in order, once all are applied.
-        """
+    ) -> _typing.Union[_books_database_pb2.WriteReply, _abc.Awaitable[_books_database_pb2.WriteReply]]:
+        """The operator's restock, a write as those above."""
 
     @_abc_1.abstractmethod
     def Deliver(

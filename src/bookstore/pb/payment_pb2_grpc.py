@@ -35,30 +35,10 @@ class PaymentStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Tokenize = channel.unary_unary(
-                '/bookstore.payment.Payment/Tokenize',
-                request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
-                _registered_method=True)
         self.TokenizeBatch = channel.unary_unary(
                 '/bookstore.payment.Payment/TokenizeBatch',
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
-                _registered_method=True)
-        self.Authorize = channel.unary_unary(
-                '/bookstore.payment.Payment/Authorize',
-                request_serializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeReply.FromString,
-                _registered_method=True)
-        self.Capture = channel.unary_unary(
-                '/bookstore.payment.Payment/Capture',
-                request_serializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
-                _registered_method=True)
-        self.Void = channel.unary_unary(
-                '/bookstore.payment.Payment/Void',
-                request_serializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
                 _registered_method=True)
         self.Apply = channel.unary_unary(
                 '/bookstore.payment.Payment/Apply',
@@ -80,48 +60,25 @@ class PaymentStub:
 class PaymentServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Tokenize(self, request, context):
-        """A random, opaque token for a valid card; the CVV is checked and forgotten.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def TokenizeBatch(self, request, context):
-        """Many Tokenize calls in one (transaction verification sends its concurrent
-        checkouts' cards together): one outcome per card, in order; one commit.
+        """A random, opaque token for each valid card; the CVV is checked and forgotten.
+        Many cards in one call (transaction verification sends its concurrent
+        checkouts' cards together; one card is a call too): one outcome per card, in
+        order; one commit.
         """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Authorize(self, request, context):
-        """Prepare: the authorization is on disk before an approval is answered. A
-        decline is an answer (approved = false), not an error. Idempotent by txn id.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Capture(self, request, context):
-        """Commit and abort; a repeat answers the first outcome.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Void(self, request, context):
-        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Apply(self, request, context):
-        """Many Authorize, Capture and Void calls in one (the leader executor sends its
-        concurrent orders' calls together): one outcome per operation, in order, the
-        unary call's reply or its error; their writes share one commit (one fsync).
-        The timeout test card's authorization answers at once, with the error
-        DEADLINE_EXCEEDED, and holds up none of the others.
+        """The two-phase commit's authorizes, captures and voids, many in one call (the
+        leader executor sends its concurrent orders' together; one is a call too): one
+        outcome per operation, in order; their writes share one commit (one fsync).
+        authorize (prepare): on disk before an approval is answered; a decline is an
+        answer (approved = false), not an error. The timeout test card's answers at
+        once, with the error DEADLINE_EXCEEDED, and holds up none of the others.
+        capture (commit), void (abort).
+        Each is idempotent by txn id: a repeat answers the first outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,30 +99,10 @@ class PaymentServicer:
 
 def add_PaymentServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Tokenize': grpc.unary_unary_rpc_method_handler(
-                    servicer.Tokenize,
-                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeReply.SerializeToString,
-            ),
             'TokenizeBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.TokenizeBatch,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.SerializeToString,
-            ),
-            'Authorize': grpc.unary_unary_rpc_method_handler(
-                    servicer.Authorize,
-                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_payment__pb2.AuthorizeReply.SerializeToString,
-            ),
-            'Capture': grpc.unary_unary_rpc_method_handler(
-                    servicer.Capture,
-                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_payment__pb2.Transaction.SerializeToString,
-            ),
-            'Void': grpc.unary_unary_rpc_method_handler(
-                    servicer.Void,
-                    request_deserializer=bookstore_dot_pb_dot_payment__pb2.TxnRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_payment__pb2.Transaction.SerializeToString,
             ),
             'Apply': grpc.unary_unary_rpc_method_handler(
                     servicer.Apply,
@@ -194,33 +131,6 @@ class Payment:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Tokenize(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.payment.Payment/Tokenize',
-            bookstore_dot_pb_dot_payment__pb2.TokenizeRequest.SerializeToString,
-            bookstore_dot_pb_dot_payment__pb2.TokenizeReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def TokenizeBatch(request,
             target,
             options=(),
@@ -237,87 +147,6 @@ class Payment:
             '/bookstore.payment.Payment/TokenizeBatch',
             bookstore_dot_pb_dot_payment__pb2.TokenizeBatchRequest.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.TokenizeBatchReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Authorize(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.payment.Payment/Authorize',
-            bookstore_dot_pb_dot_payment__pb2.AuthorizeRequest.SerializeToString,
-            bookstore_dot_pb_dot_payment__pb2.AuthorizeReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Capture(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.payment.Payment/Capture',
-            bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
-            bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Void(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.payment.Payment/Void',
-            bookstore_dot_pb_dot_payment__pb2.TxnRequest.SerializeToString,
-            bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
             options,
             channel_credentials,
             insecure,

@@ -227,7 +227,7 @@ class LeaseRequest(_message.Message):
     epoch: _builtins.int
     lease_id: _builtins.str
     outcome: _builtins.str
-    """Complete only: how the order's transaction ended.
+    """A complete only: how the order's transaction ended.
     "executed" (default) | "rejected"
     """
     reason: _builtins.str
@@ -546,7 +546,7 @@ Global___DecisionList: _TypeAlias = DecisionList  # noqa: Y015
 
 @_typing.final
 class OpError(_message.Message):
-    """One operation of a batch refused: the status its unary call would have ended with."""
+    """One operation of a batch refused: a gRPC status and its details."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

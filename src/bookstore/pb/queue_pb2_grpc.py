@@ -35,10 +35,10 @@ class OrderQueueStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Enqueue = channel.unary_unary(
-                '/bookstore.queue.OrderQueue/Enqueue',
-                request_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueReply.FromString,
+        self.EnqueueBatch = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/EnqueueBatch',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
                 _registered_method=True)
         self.RegisterLeader = channel.unary_unary(
                 '/bookstore.queue.OrderQueue/RegisterLeader',
@@ -55,10 +55,10 @@ class OrderQueueStub:
                 request_serializer=bookstore_dot_pb_dot_queue__pb2.LeaseRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_queue__pb2.RenewLeaseReply.FromString,
                 _registered_method=True)
-        self.Complete = channel.unary_unary(
-                '/bookstore.queue.OrderQueue/Complete',
-                request_serializer=bookstore_dot_pb_dot_queue__pb2.LeaseRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_queue__pb2.CompleteReply.FromString,
+        self.LeaderBatch = channel.unary_unary(
+                '/bookstore.queue.OrderQueue/LeaderBatch',
+                request_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
+                response_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
                 _registered_method=True)
         self.WatchExecutions = channel.unary_stream(
                 '/bookstore.queue.OrderQueue/WatchExecutions',
@@ -75,11 +75,6 @@ class OrderQueueStub:
                 request_serializer=bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_queue__pb2.QueueStatus.FromString,
                 _registered_method=True)
-        self.LogDecision = channel.unary_unary(
-                '/bookstore.queue.OrderQueue/LogDecision',
-                request_serializer=bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
-                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/bookstore.queue.OrderQueue/GetDecision',
                 request_serializer=bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
@@ -90,23 +85,14 @@ class OrderQueueStub:
                 request_serializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
                 _registered_method=True)
-        self.EnqueueBatch = channel.unary_unary(
-                '/bookstore.queue.OrderQueue/EnqueueBatch',
-                request_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
-                _registered_method=True)
-        self.LeaderBatch = channel.unary_unary(
-                '/bookstore.queue.OrderQueue/LeaderBatch',
-                request_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
-                _registered_method=True)
 
 
 class OrderQueueServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Enqueue(self, request, context):
-        """Durable once acknowledged; idempotent by order id.
+    def EnqueueBatch(self, request, context):
+        """The orchestrator's enqueues, many in one call (its concurrent checkouts'; one
+        is a call too). Each is durable once acknowledged; idempotent by order id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,8 +118,13 @@ class OrderQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Complete(self, request, context):
-        """Records the execution durably; idempotent by order id.
+    def LeaderBatch(self, request, context):
+        """The leader executor's decisions and completions, many in one call (its
+        concurrent orders'; one is a call too):
+        log_decision: the two-phase-commit coordinator log (txn id = order id),
+        durable before the reply. The first decision logged for an order wins and
+        never changes: a repeat answers it (idempotent); a stale epoch is refused.
+        complete: records the execution durably; idempotent by order id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,15 +149,6 @@ class OrderQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def LogDecision(self, request, context):
-        """The two-phase-commit coordinator log (txn id = order id), durable before
-        the reply. The first decision logged for an order wins and never
-        changes: a repeat answers it (idempotent); a stale epoch is refused.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetDecision(self, request, context):
         """The logged decision of an order; decision "" when none is logged yet.
         """
@@ -182,33 +164,13 @@ class OrderQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def EnqueueBatch(self, request, context):
-        """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
-        bookstore.batching). The operations are written in ONE transaction (one fsync),
-        in order, and each gets, in order, exactly the outcome its unary call would
-        have had: its reply, or its refusal as an OpError (a stale epoch or a lost
-        lease refuses that operation only). A full disk refuses every operation of the
-        batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
-        The orchestrator's Enqueues.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def LeaderBatch(self, request, context):
-        """The leader executor's LogDecisions and Completes.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_OrderQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Enqueue': grpc.unary_unary_rpc_method_handler(
-                    servicer.Enqueue,
-                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueReply.SerializeToString,
+            'EnqueueBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueBatch,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.SerializeToString,
             ),
             'RegisterLeader': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterLeader,
@@ -225,10 +187,10 @@ def add_OrderQueueServicer_to_server(servicer, server):
                     request_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaseRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_queue__pb2.RenewLeaseReply.SerializeToString,
             ),
-            'Complete': grpc.unary_unary_rpc_method_handler(
-                    servicer.Complete,
-                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaseRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_queue__pb2.CompleteReply.SerializeToString,
+            'LeaderBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaderBatch,
+                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.FromString,
+                    response_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.SerializeToString,
             ),
             'WatchExecutions': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchExecutions,
@@ -245,11 +207,6 @@ def add_OrderQueueServicer_to_server(servicer, server):
                     request_deserializer=bookstore_dot_pb_dot_common__pb2.Empty.FromString,
                     response_serializer=bookstore_dot_pb_dot_queue__pb2.QueueStatus.SerializeToString,
             ),
-            'LogDecision': grpc.unary_unary_rpc_method_handler(
-                    servicer.LogDecision,
-                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionRecord.SerializeToString,
-            ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
                     request_deserializer=bookstore_dot_pb_dot_common__pb2.OrderId.FromString,
@@ -259,16 +216,6 @@ def add_OrderQueueServicer_to_server(servicer, server):
                     servicer.ListDecisions,
                     request_deserializer=bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.FromString,
                     response_serializer=bookstore_dot_pb_dot_queue__pb2.DecisionList.SerializeToString,
-            ),
-            'EnqueueBatch': grpc.unary_unary_rpc_method_handler(
-                    servicer.EnqueueBatch,
-                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.SerializeToString,
-            ),
-            'LeaderBatch': grpc.unary_unary_rpc_method_handler(
-                    servicer.LeaderBatch,
-                    request_deserializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.FromString,
-                    response_serializer=bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -282,7 +229,7 @@ class OrderQueue:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Enqueue(request,
+    def EnqueueBatch(request,
             target,
             options=(),
             channel_credentials=None,
@@ -295,9 +242,9 @@ class OrderQueue:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/bookstore.queue.OrderQueue/Enqueue',
-            bookstore_dot_pb_dot_queue__pb2.EnqueueRequest.SerializeToString,
-            bookstore_dot_pb_dot_queue__pb2.EnqueueReply.FromString,
+            '/bookstore.queue.OrderQueue/EnqueueBatch',
+            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -390,7 +337,7 @@ class OrderQueue:
             _registered_method=True)
 
     @staticmethod
-    def Complete(request,
+    def LeaderBatch(request,
             target,
             options=(),
             channel_credentials=None,
@@ -403,9 +350,9 @@ class OrderQueue:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/bookstore.queue.OrderQueue/Complete',
-            bookstore_dot_pb_dot_queue__pb2.LeaseRequest.SerializeToString,
-            bookstore_dot_pb_dot_queue__pb2.CompleteReply.FromString,
+            '/bookstore.queue.OrderQueue/LeaderBatch',
+            bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
+            bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -498,33 +445,6 @@ class OrderQueue:
             _registered_method=True)
 
     @staticmethod
-    def LogDecision(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.queue.OrderQueue/LogDecision',
-            bookstore_dot_pb_dot_queue__pb2.LogDecisionRequest.SerializeToString,
-            bookstore_dot_pb_dot_queue__pb2.DecisionRecord.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def GetDecision(request,
             target,
             options=(),
@@ -568,60 +488,6 @@ class OrderQueue:
             '/bookstore.queue.OrderQueue/ListDecisions',
             bookstore_dot_pb_dot_queue__pb2.ListDecisionsRequest.SerializeToString,
             bookstore_dot_pb_dot_queue__pb2.DecisionList.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def EnqueueBatch(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.queue.OrderQueue/EnqueueBatch',
-            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchRequest.SerializeToString,
-            bookstore_dot_pb_dot_queue__pb2.EnqueueBatchReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def LeaderBatch(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.queue.OrderQueue/LeaderBatch',
-            bookstore_dot_pb_dot_queue__pb2.LeaderBatchRequest.SerializeToString,
-            bookstore_dot_pb_dot_queue__pb2.LeaderBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,89 +40,75 @@ class OrderQueueStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> OrderQueueAsyncStub: ...
-    Enqueue: _grpc.UnaryUnaryMultiCallable[_queue_pb2.EnqueueRequest, _queue_pb2.EnqueueReply]
-    """Durable once acknowledged; idempotent by order id."""
+    EnqueueBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]
+    """The orchestrator's enqueues, many in one call (its concurrent checkouts'; one
+    is a call too). Each is durable once acknowledged; idempotent by order id.
+    """
     RegisterLeader: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _grpc.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]
     """Long poll: waits up to wait_ms for an order, returns a lease on it."""
     RenewLease: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]
-    Complete: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.CompleteReply]
-    """Records the execution durably; idempotent by order id."""
+    LeaderBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]
+    """The leader executor's decisions and completions, many in one call (its
+    concurrent orders'; one is a call too):
+      log_decision: the two-phase-commit coordinator log (txn id = order id),
+        durable before the reply. The first decision logged for an order wins and
+        never changes: a repeat answers it (idempotent); a stale epoch is refused.
+      complete: records the execution durably; idempotent by order id.
+    """
     WatchExecutions: _grpc.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]
     """Every execution as it is recorded (the orchestrator listens here)."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.OrderStatus]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _queue_pb2.QueueStatus]
-    LogDecision: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LogDecisionRequest, _queue_pb2.DecisionRecord]
-    """The two-phase-commit coordinator log (txn id = order id), durable before
-    the reply. The first decision logged for an order wins and never
-    changes: a repeat answers it (idempotent); a stale epoch is refused.
-    """
     GetDecision: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.DecisionRecord]
     """The logged decision of an order; decision "" when none is logged yet."""
     ListDecisions: _grpc.UnaryUnaryMultiCallable[_queue_pb2.ListDecisionsRequest, _queue_pb2.DecisionList]
     """Decided orders not yet executed (the participants may still be in doubt)
     and the most recent decisions.
     """
-    EnqueueBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]
-    """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
-    bookstore.batching). The operations are written in ONE transaction (one fsync),
-    in order, and each gets, in order, exactly the outcome its unary call would
-    have had: its reply, or its refusal as an OpError (a stale epoch or a lost
-    lease refuses that operation only). A full disk refuses every operation of the
-    batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
-    The orchestrator's Enqueues.
-    """
-    LeaderBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]
-    """The leader executor's LogDecisions and Completes."""
 
 @_typing.type_check_only
 class OrderQueueAsyncStub(OrderQueueStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Enqueue: _aio.UnaryUnaryMultiCallable[_queue_pb2.EnqueueRequest, _queue_pb2.EnqueueReply]  # type: ignore[assignment]
-    """Durable once acknowledged; idempotent by order id."""
+    EnqueueBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]  # type: ignore[assignment]
+    """The orchestrator's enqueues, many in one call (its concurrent checkouts'; one
+    is a call too). Each is durable once acknowledged; idempotent by order id.
+    """
     RegisterLeader: _aio.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]  # type: ignore[assignment]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _aio.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]  # type: ignore[assignment]
     """Long poll: waits up to wait_ms for an order, returns a lease on it."""
     RenewLease: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]  # type: ignore[assignment]
-    Complete: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.CompleteReply]  # type: ignore[assignment]
-    """Records the execution durably; idempotent by order id."""
+    LeaderBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]  # type: ignore[assignment]
+    """The leader executor's decisions and completions, many in one call (its
+    concurrent orders'; one is a call too):
+      log_decision: the two-phase-commit coordinator log (txn id = order id),
+        durable before the reply. The first decision logged for an order wins and
+        never changes: a repeat answers it (idempotent); a stale epoch is refused.
+      complete: records the execution durably; idempotent by order id.
+    """
     WatchExecutions: _aio.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]  # type: ignore[assignment]
     """Every execution as it is recorded (the orchestrator listens here)."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.OrderStatus]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _queue_pb2.QueueStatus]  # type: ignore[assignment]
-    LogDecision: _aio.UnaryUnaryMultiCallable[_queue_pb2.LogDecisionRequest, _queue_pb2.DecisionRecord]  # type: ignore[assignment]
-    """The two-phase-commit coordinator log (txn id = order id), durable before
-    the reply. The first decision logged for an order wins and never
-    changes: a repeat answers it (idempotent); a stale epoch is refused.
-    """
     GetDecision: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _queue_pb2.DecisionRecord]  # type: ignore[assignment]
     """The logged decision of an order; decision "" when none is logged yet."""
     ListDecisions: _aio.UnaryUnaryMultiCallable[_queue_pb2.ListDecisionsRequest, _queue_pb2.DecisionList]  # type: ignore[assignment]
     """Decided orders not yet executed (the participants may still be in doubt)
     and the most recent decisions.
     """
-    EnqueueBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.EnqueueBatchRequest, _queue_pb2.EnqueueBatchReply]  # type: ignore[assignment]
-    """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
-    bookstore.batching). The operations are written in ONE transaction (one fsync),
-    in order, and each gets, in order, exactly the outcome its unary call would
-    have had: its reply, or its refusal as an OpError (a stale epoch or a lost
-    lease refuses that operation only). A full disk refuses every operation of the
-    batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
-    The orchestrator's Enqueues.
-    """
-    LeaderBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]  # type: ignore[assignment]
-    """The leader executor's LogDecisions and Completes."""
 
 class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Enqueue(
+    def EnqueueBatch(
         self,
-        request: _queue_pb2.EnqueueRequest,
+        request: _queue_pb2.EnqueueBatchRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_queue_pb2.EnqueueReply, _abc.Awaitable[_queue_pb2.EnqueueReply]]:
-        """Durable once acknowledged; idempotent by order id."""
+    ) -> _typing.Union[_queue_pb2.EnqueueBatchReply, _abc.Awaitable[_queue_pb2.EnqueueBatchReply]]:
+        """The orchestrator's enqueues, many in one call (its concurrent checkouts'; one
+        is a call too). Each is durable once acknowledged; idempotent by order id.
+        """
 
     @_abc_1.abstractmethod
     def RegisterLeader(
@@ -148,12 +134,18 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_pb2.RenewLeaseReply, _abc.Awaitable[_queue_pb2.RenewLeaseReply]]: ...
 
     @_abc_1.abstractmethod
-    def Complete(
+    def LeaderBatch(
         self,
-        request: _queue_pb2.LeaseRequest,
+        request: _queue_pb2.LeaderBatchRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_queue_pb2.CompleteReply, _abc.Awaitable[_queue_pb2.CompleteReply]]:
-        """Records the execution durably; idempotent by order id."""
+    ) -> _typing.Union[_queue_pb2.LeaderBatchReply, _abc.Awaitable[_queue_pb2.LeaderBatchReply]]:
+        """The leader executor's decisions and completions, many in one call (its
+        concurrent orders'; one is a call too):
+          log_decision: the two-phase-commit coordinator log (txn id = order id),
+            durable before the reply. The first decision logged for an order wins and
+            never changes: a repeat answers it (idempotent); a stale epoch is refused.
+          complete: records the execution durably; idempotent by order id.
+        """
 
     @_abc_1.abstractmethod
     def WatchExecutions(
@@ -178,17 +170,6 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_pb2.QueueStatus, _abc.Awaitable[_queue_pb2.QueueStatus]]: ...
 
     @_abc_1.abstractmethod
-    def LogDecision(
-        self,
-        request: _queue_pb2.LogDecisionRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_queue_pb2.DecisionRecord, _abc.Awaitable[_queue_pb2.DecisionRecord]]:
-        """The two-phase-commit coordinator log (txn id = order id), durable before
-        the reply. The first decision logged for an order wins and never
-        changes: a repeat answers it (idempotent); a stale epoch is refused.
-        """
-
-    @_abc_1.abstractmethod
     def GetDecision(
         self,
         request: _common_pb2.OrderId,
@@ -205,28 +186,5 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
         """Decided orders not yet executed (the participants may still be in doubt)
         and the most recent decisions.
         """
-
-    @_abc_1.abstractmethod
-    def EnqueueBatch(
-        self,
-        request: _queue_pb2.EnqueueBatchRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_queue_pb2.EnqueueBatchReply, _abc.Awaitable[_queue_pb2.EnqueueBatchReply]]:
-        """Batches: many calls of one client in one RPC (its concurrent callers' calls, see
-        bookstore.batching). The operations are written in ONE transaction (one fsync),
-        in order, and each gets, in order, exactly the outcome its unary call would
-        have had: its reply, or its refusal as an OpError (a stale epoch or a lost
-        lease refuses that operation only). A full disk refuses every operation of the
-        batch (UNAVAILABLE "DISK_FULL: ..."); nothing of it was written.
-        The orchestrator's Enqueues.
-        """
-
-    @_abc_1.abstractmethod
-    def LeaderBatch(
-        self,
-        request: _queue_pb2.LeaderBatchRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_queue_pb2.LeaderBatchReply, _abc.Awaitable[_queue_pb2.LeaderBatchReply]]:
-        """The leader executor's LogDecisions and Completes."""
 
 def add_OrderQueueServicer_to_server(servicer: OrderQueueServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

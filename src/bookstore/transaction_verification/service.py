@@ -7,11 +7,11 @@
   (`answeredBy: "fallback: books database unavailable"`), since execution
   reserves the copies anyway and rejects what cannot be filled.
 - c: the card rules, then the card is exchanged for a payment token at the
-  payment service (Tokenize). Only the token travels on, in the event report;
-  the card number and CVV stay here, in memory. Payment unreachable rejects
-  the order (it could not be paid), with a reason saying to try again.
-  Concurrent checkouts' cards travel together in payment's TokenizeBatch
-  (a `Coalescer`), each answered as its own Tokenize would have been.
+  payment service (TokenizeBatch). Only the token travels on, in the event
+  report; the card number and CVV stay here, in memory. Payment unreachable
+  rejects the order (it could not be paid), with a reason saying to try again.
+  Concurrent checkouts' cards travel together in one TokenizeBatch (a
+  `Coalescer`), each answered on its own.
 """
 
 from __future__ import annotations

@@ -57,18 +57,30 @@ def book_model(state: State, op: tuple[Any, ...]) -> tuple[State, Hashable]:
         if op[1] < held:
             return state, "BELOW_RESERVED"
         return BookState(op[1], state.reserved, state.finished), "OK"
-    if kind == "reserve":
+    if kind == "reserve":  # of a new txn; the clients never finish one whose vote was no
         _, txn, k = op
         if state.available < k:
-            return state, "OUT_OF_STOCK"
+            return state, "VOTED_NO"
         return BookState(state.stock, state.reserved | {(txn, k)}, state.finished), "OK"
     _, txn = op
     target = "committed" if kind == "commit" else "released"
     mine = [(t, q) for t, q in state.reserved if t == txn]
     if not mine:
-        return state, "OK" if (txn, target) in state.finished else "TXN_FINISHED"
+        return _finished(state, txn, target)
     stock = state.stock - mine[0][1] if kind == "commit" else state.stock
     return BookState(stock, state.reserved - {mine[0]}, state.finished | {(txn, target)}), "OK"
+
+
+def _finished(state: BookState, txn: str, target: str) -> tuple[State, Hashable]:
+    """A commit or release of a txn holding no copies: the participant rules' answer."""
+    done = dict(state.finished).get(txn)
+    if done == target:
+        return state, "OK"  # the same answer again
+    if done is not None:
+        return state, "ALREADY_COMMITTED" if done == "committed" else "ALREADY_ABORTED"
+    if target == "committed":
+        return state, "UNKNOWN_TXN"
+    return BookState(state.stock, state.reserved, state.finished | {(txn, target)}), "OK"
 
 
 def is_linearizable(history: list[Operation], initial: State, model: Model = book_model) -> bool:

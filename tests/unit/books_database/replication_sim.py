@@ -15,17 +15,10 @@ from typing import Any
 
 from linearizability import INFO, BookState, Operation
 
-from bookstore.books_database.replication import (
-    NOT_PRIMARY,
-    PRIMARY,
-    Answer,
-    Entry,
-    Message,
-    Output,
-    Replica,
-    Timings,
-)
+from bookstore.books_database.messages import Answer, Entry, Message, Output, Timings
+from bookstore.books_database.replication import NOT_PRIMARY, PRIMARY, Replica
 from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn
+from bookstore.books_database.trail import Trail
 
 TIMINGS = Timings(heartbeat=0.05, election_min=0.3, election_max=0.6)
 TICK = 0.01
@@ -58,7 +51,7 @@ class Disk:
         self.max_epoch = machine.max_epoch
         self.applied = out.applied
 
-    def boot(self, my_id: int, ids: list[int], rng: random.Random) -> Replica:
+    def boot(self, my_id: int, ids: list[int], rng: random.Random, trail: Trail) -> Replica:
         rows = {b: BookRow(b, s, r) for b, (s, r) in self.books.items()}
         machine = StockMachine(
             rows, dict(self.txns), dict(self.answers), self.max_epoch, self.applied
@@ -72,6 +65,7 @@ class Disk:
             log=list(self.log),
             timings=TIMINGS,
             rng=rng,
+            observer=trail,
         )
 
 
@@ -89,8 +83,11 @@ class Cluster:
         self.ids = list(range(1, size + 1))
         self.initial = dict(stock)
         self.disks = {i: Disk({b: (s, 0) for b, s in stock.items()}) for i in self.ids}
+        # each replica's trail (the cluster view's record), lost with its memory in a crash
+        self.trails = {i: Trail(i) for i in self.ids}
         self.nodes: dict[int, Replica | None] = {
-            i: self.disks[i].boot(i, self.ids, random.Random(self.rng.random())) for i in self.ids
+            i: self.disks[i].boot(i, self.ids, random.Random(self.rng.random()), self.trails[i])
+            for i in self.ids
         }
         self.drop = drop
         self.now = 0.0
@@ -126,7 +123,10 @@ class Cluster:
     def restart(self, node_id: int) -> None:
         if self.nodes[node_id] is None:
             rng = random.Random(self.rng.random())
-            self.nodes[node_id] = self.disks[node_id].boot(node_id, self.ids, rng)
+            self.trails[node_id] = Trail(node_id)
+            self.nodes[node_id] = self.disks[node_id].boot(
+                node_id, self.ids, rng, self.trails[node_id]
+            )
 
     def pause(self, node_id: int) -> None:
         self.paused.add(node_id)

@@ -1,6 +1,6 @@
-"""The batched write (`Write`) and the client's shared calls, on three real replicas:
-one outcome per operation, each as its unary call answers it; a batch is one append
-and one group commit; concurrent callers share calls and each gets its own answer."""
+"""The write (`Write`) and the client's shared calls, on three real replicas: one
+outcome per operation; a batch is one append and one group commit; concurrent
+callers share calls and each gets its own answer."""
 
 from __future__ import annotations
 
@@ -85,12 +85,9 @@ async def test_each_operation_of_a_batch_gets_its_own_outcome_in_order(
     bad = grpc.StatusCode.INVALID_ARGUMENT
     assert outcomes(reply) == [
         ok(),
-        (
-            "reply",
-            pb.WriteReply(ok=False, message=f"out of stock: {TITLE}", lacking_titles=[TITLE]),
-        ),
+        ("reply", pb.WriteReply(ok=False, message=f"out of stock: {TITLE}")),
         ok(),
-        error(grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN", "no reservation for transaction o9"),
+        error(grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN", "txn o9 was never prepared here"),
         error(bad, "BAD_REQUEST", "an operation must be a reserve, a commit or a release"),
         error(bad, "BAD_REQUEST", "request_id must be 1..200 characters"),
         ok(),
@@ -100,23 +97,18 @@ async def test_each_operation_of_a_batch_gets_its_own_outcome_in_order(
     assert (after.stock, after.available) == (before.stock - 2, before.available - 2)
 
 
-async def test_a_stale_epoch_refuses_only_its_operation_as_the_unary_call_does(
+async def test_a_stale_epoch_refuses_only_its_operation(
     primary: pb_grpc.BooksDatabaseStub, cluster: Cluster
 ) -> None:
-    assert (await primary.Reserve(reserve("r1", "o1", 5, b001=1).reserve, timeout=WAIT_S)).ok
+    first = await primary.Write(pb.WriteBatch(ops=[reserve("r1", "o1", 5, b001=1)]), timeout=WAIT_S)
+    assert outcomes(first) == [ok()]
     batch = [reserve("r2", "o2", 5, b001=1), commit("c1", "o1", 4), commit("c2", "o2", 5)]
     reply = await primary.Write(pb.WriteBatch(ops=batch), timeout=WAIT_S)
-    (_, (kind, refusal), _) = found = outcomes(reply)
-    assert found[0] == found[2] == ok()
-    assert kind == "error" and isinstance(refusal, pb.OpError)
-    with pytest.raises(grpc.aio.AioRpcError) as unary:
-        await primary.Commit(commit("c1-unary", "o1", 4).commit, timeout=WAIT_S)
-    assert refusal.status == unary.value.code().value[0]
-    assert f"{refusal.code}: {refusal.message}" == unary.value.details()
-    assert refusal.code == "STALE_EPOCH"
+    stale = error(grpc.StatusCode.FAILED_PRECONDITION, "STALE_EPOCH", "epoch 4 is older than 5")
+    assert outcomes(reply) == [ok(), stale, ok()]
     machine = next(iter(cluster.replicas.values())).driver.replica.machine
     await cluster.converged()
-    assert machine.txns["o1"].state == "reserved" and machine.txns["o2"].state == "committed"
+    assert machine.txns["o1"].state == "prepared" and machine.txns["o2"].state == "committed"
 
 
 async def test_a_request_id_replayed_in_a_batch_or_a_later_one_gets_its_first_answer(
@@ -158,7 +150,7 @@ async def test_a_batch_is_one_append_and_shares_its_disk_writes(
     appends = [rows for s in writes for _, rows in s.log_writes]
     assert [len(rows) for rows in appends] == [20]  # one append of all 20
     assert len(writes) < len(batch)  # group commit: not one disk write per operation
-    trail = leader.driver.replica.trail
+    trail = leader.trail
     indexes = {trail.events(f"o{n}")[0].index for n in range(20)}
     assert len(indexes) == 20  # each order's operation is its own log entry, in its trail
 
@@ -167,8 +159,6 @@ async def test_concurrent_writes_share_calls_and_each_caller_gets_its_own_answer
     primary: pb_grpc.BooksDatabaseStub, client: BooksDatabaseClient
 ) -> None:
     assert (await client.reserve("o0", {BOOK: 1}, epoch=5)).ok
-    with pytest.raises(grpc.aio.AioRpcError) as unary:
-        await primary.Commit(commit("commit:o0", "o0", 4).commit, timeout=WAIT_S)
     batches = client.writes.batches
     calls = [client.reserve(f"o{n}", {BOOK: 1}, epoch=5) for n in range(1, 11)]
     stale = client.commit("o0", epoch=4)
@@ -179,13 +169,11 @@ async def test_concurrent_writes_share_calls_and_each_caller_gets_its_own_answer
     )
     assert client.writes.batches - batches < 13  # calls were shared
     assert all(isinstance(r, Reservation) and r.ok for r in reserved), reserved
-    expected = grpcutil.translate("books-database", unary.value)
     assert isinstance(refused, grpcutil.Rejected)
-    assert isinstance(expected, grpcutil.Rejected)
-    assert (refused.code, refused.message) == (expected.code, expected.message)
+    assert (refused.code, refused.message) == ("STALE_EPOCH", "epoch 4 is older than 5")
     assert isinstance(missing, grpcutil.Rejected)
     assert (missing.code, missing.message) == ("UNKNOWN_BOOK", "no book with id 'nope'")
-    assert lacking == Reservation(False, (TITLE,), f"out of stock: {TITLE}")
+    assert lacking == Reservation(False, f"out of stock: {TITLE}")
 
 
 async def test_concurrent_reads_share_a_read_and_each_gets_exactly_its_books(

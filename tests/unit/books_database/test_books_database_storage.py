@@ -4,12 +4,14 @@ reopen, and a write that fails stops the replica."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bookstore.books_database.driver import Driver
-from bookstore.books_database.replication import Entry, LogWrite, Output, Replica
+from bookstore.books_database.messages import Entry, LogWrite, Output
+from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import BookRow, Op
 from bookstore.books_database.storage import (
     Snapshot,
@@ -19,6 +21,7 @@ from bookstore.books_database.storage import (
     snapshot,
 )
 from bookstore.catalogue import load_catalogue
+from bookstore.commitment.participant import Record, State
 
 SEED = {"b1": BookRow("Dune", 5), "b2": BookRow("Emma", 2)}
 
@@ -53,9 +56,31 @@ def test_view_vote_log_and_applied_state_survive_a_reopen(tmp_path: Path) -> Non
     m = loaded.machine
     assert (m.applied, m.max_epoch) == (2, 4)
     assert (m.books["b1"].stock, m.books["b1"].reserved, m.books["b2"].stock) == (5, 2, 2)
-    assert m.txns["t1"].items == (("b1", 2),) and m.answers["r:t1"].ok
+    assert m.txns["t1"] == machine.txns["t1"] and m.txns["t1"].request == (("b1", 2),)
+    assert m.answers["r:t1"].ok
     assert m.digest() == machine.digest()
     again.close()
+
+
+def test_a_file_of_an_earlier_release_loads_its_txns_as_the_participants(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "books-database-1.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE txns (txn_id TEXT PRIMARY KEY, state TEXT NOT NULL, items TEXT NOT NULL);"
+        """INSERT INTO txns VALUES ('t1', 'reserved', '[["b1", 2]]'), ('t2', 'released', '[]'),
+        ('t3', 'committed', '[["b2", 1]]');"""
+    )
+    old.close()
+    storage = Storage(path)
+    txns = storage.load(dict(SEED)).machine.txns
+    storage.close()
+    assert txns == {
+        "t1": Record("t1", State.PREPARED, 0, (("b1", 2),)),
+        "t2": Record("t2", State.ABORTED, 0, None),  # first seen as a release
+        "t3": Record("t3", State.COMMITTED, 0, (("b2", 1),)),
+    }
 
 
 async def test_a_turn_whose_write_fails_stops_the_replica(

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bookstore.books_database import wire
-from bookstore.books_database.replication import (
+from bookstore.books_database.messages import (
     Append,
     AppendReply,
     Entry,

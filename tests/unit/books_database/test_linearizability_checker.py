@@ -42,7 +42,7 @@ def test_reads_that_go_back_in_time_are_rejected() -> None:
 def test_concurrent_operations_may_take_effect_in_any_order() -> None:
     # The reservation invoked last takes effect first; the read sees the committed take.
     history = [
-        op(1, 8, "reserve", "t1", 2, out="OUT_OF_STOCK"),
+        op(1, 8, "reserve", "t1", 2, out="VOTED_NO"),
         op(2, 5, "reserve", "t2", 2, out="OK"),
         op(6, 7, "commit", "t2", out="OK"),
         op(9, 10, "read", out=(1, 1)),

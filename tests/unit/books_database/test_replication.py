@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 from linearizability import is_linearizable
 from replication_sim import Cluster
 
-from bookstore.books_database.replication import (
-    PRIMARY,
-    Append,
-    AppendReply,
-    Entry,
-    Replica,
-    RequestVote,
-    Vote,
-)
+from bookstore.books_database.messages import Append, AppendReply, Entry, RequestVote, Vote
+from bookstore.books_database.replication import PRIMARY, Replica
 from bookstore.books_database.stock import BookRow, Op, StockMachine
 
 STOCK = {"b1": 4, "b2": 2}
@@ -77,7 +70,7 @@ def test_an_isolated_primary_acknowledges_nothing_and_rejoins() -> None:
     node = cluster.nodes[old]
     assert node is not None
     commit_before = node.commit
-    out = node.submit(999, Op("set_stock", "isolated", items=(("b1", 1),)), cluster.now)
+    out = node.submit_many([(999, Op("set_stock", "isolated", items=(("b1", 1),)))], cluster.now)
     cluster.run(2.0)
     assert node.commit == commit_before  # nothing committed on the minority side
     assert node.role != PRIMARY  # it stepped down: no majority heard
@@ -132,12 +125,14 @@ def test_a_paused_primary_that_wakes_up_serves_no_stale_read() -> None:
     new = settle(cluster)
     node, successor = cluster.nodes[old], cluster.nodes[new]
     assert node is not None and successor is not None and new != old
-    cluster._handle(new, successor.submit(1, Op("set_stock", "w", items=(("b1", 1),)), cluster.now))
+    cluster._handle(
+        new, successor.submit_many([(1, Op("set_stock", "w", items=(("b1", 1),)))], cluster.now)
+    )
     cluster.run(0.2)
     assert successor.machine.answers["w"].ok
     assert node.role == PRIMARY  # it still believes it leads
     read = node.read(2, ("b1",), cluster.now)
-    write = node.submit(3, Op("set_stock", "late", items=(("b1", 3),)), cluster.now)
+    write = node.submit_many([(3, Op("set_stock", "late", items=(("b1", 3),)))], cluster.now)
     assert not read.answers and not write.answers  # both wait for a majority
     cluster.resume(old)
     settle(cluster)
@@ -220,7 +215,7 @@ def test_a_batch_of_writes_is_one_append_and_one_round_with_an_answer_each() -> 
     node = cluster.nodes[leader]
     assert node is not None
     known = Op("set_stock", "known", items=(("b1", 4),))
-    cluster._handle(leader, node.submit(500, known, cluster.now))
+    cluster._handle(leader, node.submit_many([(500, known)], cluster.now))
     cluster.run(0.5)
     writes = [
         (501, Op("reserve", "r1", "o1", 1, (("b1", 1),))),
@@ -245,7 +240,7 @@ def test_a_batch_of_writes_is_one_append_and_one_round_with_an_answer_each() -> 
     answers = {a.ticket: a.result.code for i, a in cluster.answers_seen if i == leader}
     assert {t: answers[t] for t in (501, 504, 505)} == {
         501: "OK",
-        504: "OUT_OF_STOCK",
+        504: "VOTED_NO",
         505: "OK",
     }
     assert cluster.converged()

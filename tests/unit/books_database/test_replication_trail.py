@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from replication_sim import Cluster
 
-from bookstore.books_database.replication import PRIMARY, Entry
+from bookstore.books_database.messages import Entry
+from bookstore.books_database.replication import PRIMARY
 from bookstore.books_database.stock import NOOP_OP, RESERVE, Op
 from bookstore.books_database.trail import ACK_WINDOW, EVENTS_PER_TXN, Trail
 
@@ -22,7 +23,7 @@ def test_every_replica_records_its_part_in_an_orders_reservation() -> None:
     backups = [i for i in nodes if i != primary]
 
     def seen(replica: int) -> set[tuple[str, int, int]]:
-        return {(e.kind, e.index, e.peer) for e in nodes[replica].trail.events(entry.op.txn_id)}
+        return {(e.kind, e.index, e.peer) for e in cluster.trails[replica].events(entry.op.txn_id)}
 
     assert seen(primary) >= {
         ("appended", index, 0),
@@ -32,7 +33,7 @@ def test_every_replica_records_its_part_in_an_orders_reservation() -> None:
     for b in backups:
         assert seen(b) >= {("stored", index, 0), ("applied", index, 0)}
         assert not any(kind in ("appended", "acked") for kind, _, _ in seen(b))
-    events = nodes[primary].trail.events(entry.op.txn_id)
+    events = cluster.trails[primary].events(entry.op.txn_id)
     assert {(e.replica_id, e.op, e.view) for e in events if e.index == index} == {
         (primary, entry.op.kind, entry.view)
     }
@@ -76,7 +77,7 @@ def test_the_orders_of_one_batch_each_keep_their_own_trail() -> None:
     for offset, order in enumerate(orders):
         for replica, n in cluster.nodes.items():
             assert n is not None
-            events = {(e.kind, e.index, e.op) for e in n.trail.events(order)}
+            events = {(e.kind, e.index, e.op) for e in cluster.trails[replica].events(order)}
             mine = {"appended", "acked", "applied"} if replica == primary else {"stored", "applied"}
             assert {kind for kind, _, _ in events} == mine
             assert {index for _, index, _ in events} == {first + offset}

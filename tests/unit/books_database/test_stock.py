@@ -1,4 +1,5 @@
-"""The stock state machine: reservations, fencing by epoch, idempotency and
+"""The stock state machine: reservations under the participant rules (fencing by
+epoch, idempotent by txn id, presumed abort), idempotency by request id and
 precise refusals that change nothing."""
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ import pytest
 from bookstore.books_database.stock import (
     BAD_REQUEST,
     BELOW_RESERVED,
-    OUT_OF_STOCK,
     STALE_EPOCH,
-    TXN_FINISHED,
     UNKNOWN_BOOK,
     UNKNOWN_TXN,
+    VOTED_NO,
     BookRow,
     Op,
     StockMachine,
 )
+from bookstore.commitment.participant import State
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ class Log:
 
 
 def reserve(txn: str, epoch: int = 1, **items: int) -> Op:
-    return Op("reserve", f"r:{txn}", txn, epoch, tuple(items.items()))
+    return Op("reserve", f"r:{txn}@{epoch}", txn, epoch, tuple(items.items()))
 
 
 def test_reserve_commit_takes_the_copies_and_release_frees_them(machine: StockMachine) -> None:
@@ -48,13 +49,16 @@ def test_reserve_commit_takes_the_copies_and_release_frees_them(machine: StockMa
     assert (machine.books["b1"].stock, machine.books["b1"].available) == (1, 1)
 
 
-def test_a_reservation_is_all_or_nothing_and_names_the_titles_lacking(
+def test_a_reservation_is_all_or_nothing_and_a_no_vote_names_the_titles_lacking(
     machine: StockMachine,
 ) -> None:
-    result = machine.apply(1, reserve("t1", b1=3, b2=2))
-    assert result.code == OUT_OF_STOCK and result.lacking == ("Emma",)
-    assert result.message == "out of stock: Emma"
+    apply = Log(machine)
+    assert apply(reserve("t1", b1=3, b2=2)) == (VOTED_NO, "out of stock: Emma")
     assert machine.books["b1"].reserved == 0 and machine.books["b2"].reserved == 0
+    assert machine.txns["t1"].state is State.ABORTED  # the no is remembered
+    apply(Op("set_stock", "s1", items=(("b2", 5),)))
+    again = Op("reserve", "r:t1-again", "t1", 1, (("b2", 2), ("b1", 3)))
+    assert apply(again) == (VOTED_NO, "out of stock: Emma")  # the same no, though copies came
 
 
 def test_a_duplicate_request_id_gets_the_first_answer(machine: StockMachine) -> None:
@@ -62,16 +66,42 @@ def test_a_duplicate_request_id_gets_the_first_answer(machine: StockMachine) -> 
     assert apply(reserve("t1", b2=1))[0] == "OK"
     assert apply(reserve("t1", b2=1))[0] == "OK"  # same request id: same answer, no change
     assert machine.books["b2"].reserved == 1
-    other = Op("reserve", "r:again", "t1", 1, (("b2", 1),))
-    assert apply(other)[0] == TXN_FINISHED  # a new request for a used txn is refused
+
+
+def test_prepare_commit_and_release_are_idempotent_by_txn_id(machine: StockMachine) -> None:
+    """A newer coordinator's messages are new requests: the participant rules answer them."""
+    apply = Log(machine)
+    assert apply(reserve("t1", epoch=1, b1=1))[0] == "OK"
+    assert apply(reserve("t1", epoch=2, b1=1))[0] == "OK"  # a re-prepare takes the epoch
+    assert machine.books["b1"].reserved == 1 and machine.txns["t1"].epoch == 2
+    other = Op("reserve", "r:t1@3", "t1", 3, (("b1", 2),))
+    assert apply(other) == ("TXN_MISMATCH", "txn t1 was prepared with another request")
+    assert apply(Op("commit", "c:t1@2", "t1", 2))[0] == "OK"
+    assert apply(Op("commit", "c:t1@3", "t1", 3))[0] == "OK"  # the same answer again
+    assert (machine.books["b1"].stock, machine.books["b1"].reserved) == (2, 0)
+    assert apply(Op("release", "x:t1@3", "t1", 3)) == (
+        "ALREADY_COMMITTED",
+        "txn t1 was committed",
+    )
+    assert apply(Op("release", "x:t2@3", "t2", 3))[0] == "OK"  # presumed abort
+    assert apply(reserve("t2", epoch=3, b1=1)) == (VOTED_NO, "released")  # a late prepare
+    assert apply(Op("commit", "c:t2@3", "t2", 3)) == ("ALREADY_ABORTED", "txn t2 was aborted")
+    assert machine.books["b1"].available == 2
 
 
 def test_a_lower_epoch_is_refused_once_a_higher_one_was_seen(machine: StockMachine) -> None:
     apply = Log(machine)
     assert apply(reserve("t1", epoch=5, b1=1))[0] == "OK"
     code, message = apply(Op("commit", "c:t1", "t1", 4))
-    assert code == STALE_EPOCH and message == "epoch 4 is older than the current epoch 5"
+    assert code == STALE_EPOCH and message == "epoch 4 is older than 5"
     assert machine.books["b1"].reserved == 1 and machine.max_epoch == 5
+    assert machine.txns["t1"].state is State.PREPARED
+
+
+def test_a_refused_operation_does_not_raise_the_epoch(machine: StockMachine) -> None:
+    apply = Log(machine)
+    assert apply(Op("commit", "c:ghost", "ghost", 7))[0] == UNKNOWN_TXN
+    assert machine.max_epoch == 0 and "ghost" not in machine.txns
 
 
 @pytest.mark.parametrize(
@@ -83,7 +113,7 @@ def test_a_lower_epoch_is_refused_once_a_higher_one_was_seen(machine: StockMachi
         (reserve("t", b1=10**9), BAD_REQUEST, "quantity of 'b1' is 1000000000: must be 1..1000000"),
         (reserve("t"), BAD_REQUEST, "items must not be empty"),
         (Op("reserve", "r", "", 1, (("b1", 1),)), BAD_REQUEST, "txn_id must be 1..200 characters"),
-        (Op("commit", "c", "ghost", 1), UNKNOWN_TXN, "no reservation for transaction ghost"),
+        (Op("commit", "c", "ghost", 1), UNKNOWN_TXN, "txn ghost was never prepared here"),
         (Op("drop", "d"), BAD_REQUEST, "unknown operation 'drop'"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The executor's two-phase-commit adapter: reasons customers read, the test crash hook."""
+"""The executor's two-phase-commit adapter: reasons customers read, the test-only
+observer that crashes the leader at a point of the protocol."""
 
 from __future__ import annotations
 
@@ -14,13 +15,8 @@ import pytest
 from bookstore import grpcutil
 from bookstore.books_database.client import Reservation
 from bookstore.commitment.participant import Decision
-from bookstore.order_executor.transaction import (
-    NO_ANSWER,
-    CrashHook,
-    TwoPhaseCommit,
-    Txn,
-    customer_reason,
-)
+from bookstore.order_executor.crash import CrashAt
+from bookstore.order_executor.transaction import NO_ANSWER, TwoPhaseCommit, Txn, customer_reason
 from bookstore.payment.ledger import Ledger
 from bookstore.payment.service import PaymentServicer
 from bookstore.payment.service import create_server as create_payment_server
@@ -44,8 +40,8 @@ from bookstore.telemetry import metrics
             "not executed: no vote from books-database, payment in time",
         ),
         (
-            "books-database: TXN_FINISHED: txn o1 was released",
-            "not executed: books-database: TXN_FINISHED: txn o1 was released",
+            "books-database: ALREADY_ABORTED: txn o1 was aborted",
+            "not executed: books-database: ALREADY_ABORTED: txn o1 was aborted",
         ),
     ],
 )
@@ -53,18 +49,10 @@ def test_an_abort_reads_as_the_customer_reason(logged: str, customer: str) -> No
     assert customer_reason(logged) == customer
 
 
-def test_the_crash_hook_is_armed_only_for_its_point_and_only_once(tmp_path: Path) -> None:
-    hook = CrashHook("after-log", tmp_path)
-    assert hook.armed("after-log") and not hook.armed("after-prepare")
-    hook.fire("after-prepare", "o1")  # not its point: nothing happens
-    hook.marker.touch()  # what firing leaves behind (before the SIGKILL)
-    assert not hook.armed("after-log")
-    assert not CrashHook("after-log", tmp_path).armed("after-log")  # the next leader too
-
-
 def test_an_unknown_crash_point_arms_nothing(tmp_path: Path) -> None:
-    assert not CrashHook("now", tmp_path).armed("now")
-    assert not CrashHook("", tmp_path).armed("")
+    assert CrashAt("after-log", tmp_path).armed
+    assert not CrashAt("now", tmp_path).armed
+    assert not CrashAt("", tmp_path).armed
 
 
 # -- the adapter against fake participants and a fake decision log ------------------------
@@ -86,14 +74,16 @@ class World:
     log_refusal: str = ""
     logged: dict[str, queue_pb2.DecisionRecord] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    commit_s: float = 0.0  # how long the books database's commit takes
 
     # the books database client
     async def reserve(self, txn_id: str, items: Any, epoch: int) -> Reservation:
         self.calls.append("reserve")
-        return Reservation(not self.lacking, self.lacking)
+        return Reservation(not self.lacking, "out of stock: " + ", ".join(self.lacking))
 
     async def commit(self, txn_id: str, epoch: int) -> None:
         self.calls.append("commit")
+        await asyncio.sleep(self.commit_s)
 
     async def release(self, txn_id: str, epoch: int) -> None:
         self.calls.append("release")
@@ -159,6 +149,44 @@ async def world() -> AsyncIterator[tuple[World, TwoPhaseCommit]]:
 
 def txn(read_log: bool = False) -> Txn:
     return Txn("o1", 3, {"b001": 2}, "tok_x", 2598, read_log)
+
+
+class Crashed(Exception):
+    """What the crash observer's kill raises here, in place of a SIGKILL."""
+
+
+@pytest.mark.parametrize(
+    ("point", "done", "not_yet"),
+    [
+        ("after-prepare", {"reserve", "authorize"}, {"log-decision"}),
+        ("after-log", {"log-decision"}, {"commit", "capture"}),
+        ("between-commits", {"commit"}, {"capture"}),
+    ],
+)
+async def test_the_crash_observer_kills_the_leader_once_at_its_point(
+    world: tuple[World, TwoPhaseCommit],
+    tmp_path: Path,
+    point: str,
+    done: set[str],
+    not_yet: set[str],
+) -> None:
+    w, commit = world
+    at_the_kill: list[str] = []
+
+    def kill() -> None:  # what had happened when the process died
+        at_the_kill.extend(w.calls)
+        raise Crashed
+
+    w.commit_s = 0.05  # payment's commit would go meanwhile if the observer did not hold it
+    commit.observer = CrashAt(point, tmp_path, kill=kill)
+    with pytest.raises(Crashed):
+        await commit.run(txn())
+    assert done <= set(at_the_kill) and not not_yet & set(at_the_kill), at_the_kill
+    # The next leader, started with the same setting, recovers instead of crashing too.
+    w.calls.clear()
+    commit.observer = CrashAt(point, tmp_path, kill=kill)
+    outcome = await commit.run(txn(read_log=True))
+    assert outcome.decision is Decision.COMMIT and {"commit", "capture"} <= set(w.calls)
 
 
 async def test_both_yes_logs_commit_before_taking_and_capturing(
@@ -315,10 +343,12 @@ async def test_concurrent_transactions_share_calls_and_commits_at_a_real_payment
     channel = grpcutil.channel(f"127.0.0.1:{port}")
     try:
         commit.payment = payment_pb2_grpc.PaymentStub(channel)  # type: ignore[assignment]
-        card = payment_pb2.TokenizeRequest(number="4242424242424242", expiration="12/39", cvv="123")
-        good = (await commit.payment.Tokenize(card)).token
-        card.number = "4000000000000119"  # the processor never answers
-        hanging = (await commit.payment.Tokenize(card)).token
+        cards = [
+            payment_pb2.TokenizeRequest(number=n, expiration="12/39", cvv="123")
+            for n in ("4242424242424242", "4000000000000119")  # the second: no answer
+        ]
+        tokens = await commit.payment.TokenizeBatch(payment_pb2.TokenizeBatchRequest(cards=cards))
+        good, hanging = (o.token.token for o in tokens.outcomes)
         del commits[:]
         orders = [Txn(f"o{i}", 3, {"b001": 1}, good, 100 + i) for i in range(8)]
         orders.append(Txn("o-timeout", 3, {"b001": 1}, hanging, 100))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from queue_calls import log_decision
 from queue_fakes import FakeClock
 
 from bookstore.order_queue.state import BadRequest, Item, StaleEpoch, UnknownOrder
@@ -89,7 +90,7 @@ async def test_the_log_over_grpc(
     epoch = await leader_with_orders(store, "o1")
     none = await stub.GetDecision(common_pb2.OrderId(value="o1"))
     assert (none.order_id.value, none.decision) == ("o1", "")
-    logged = await stub.LogDecision(log_request("o1", "commit", epoch))
+    logged = await log_decision(stub, log_request("o1", "commit", epoch))
     assert (logged.decision, logged.epoch) == ("commit", epoch) and logged.decided_at
     assert await stub.GetDecision(common_pb2.OrderId(value="o1")) == logged
     listed = await stub.ListDecisions(queue_pb2.ListDecisionsRequest(limit=5))
@@ -114,7 +115,7 @@ async def test_refusals_over_grpc_are_precise(
     await leader_with_orders(store, "o1")
     await store.register_leader(1)  # epoch 2
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.LogDecision(request_)
+        await log_decision(stub, request_)
     assert info.value.code() == code
     assert (info.value.details() or "").startswith(prefix)
     assert (await stub.GetDecision(request_.order_id)).decision == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from queue_calls import complete, enqueue
 
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 
@@ -20,16 +21,16 @@ def order(order_id: str, *quantities: int) -> queue_pb2.EnqueueRequest:
 
 
 async def test_enqueue_and_dequeue_over_grpc(stub: queue_pb2_grpc.OrderQueueAsyncStub) -> None:
-    reply = await stub.Enqueue(order("a", 2, 3))
+    reply = await enqueue(stub, order("a", 2, 3))
     assert (reply.sequence, reply.duplicate) == (1, False)
-    assert (await stub.Enqueue(order("a", 2, 3))).duplicate
+    assert (await enqueue(stub, order("a", 2, 3))).duplicate
     epoch = (await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=2))).epoch
     got = await stub.Dequeue(queue_pb2.DequeueRequest(replica_id=2, epoch=epoch, wait_ms=10))
     assert got.has_order and got.order.books == 5 and got.lease_ms == 2000
     lease = queue_pb2.LeaseRequest(
         replica_id=2, epoch=epoch, lease_id=got.lease_id, order_id=got.order.order_id
     )
-    done = await stub.Complete(lease)
+    done = await complete(stub, lease)
     assert done.execution.executor == 2 and done.execution.sequence == 1
     status = await stub.GetOrder(common_pb2.OrderId(value="a"))
     assert status.state == "executed" and status.execution.epoch == epoch
@@ -40,7 +41,7 @@ async def test_malformed_orders_are_invalid_argument(
     stub: queue_pb2_grpc.OrderQueueAsyncStub, quantities: tuple[int, ...]
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Enqueue(order("x", *quantities))
+        await enqueue(stub, order("x", *quantities))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (info.value.details() or "").startswith("BAD_REQUEST: ")
     assert (await stub.Status(common_pb2.Empty())).depth == 0
@@ -49,7 +50,7 @@ async def test_malformed_orders_are_invalid_argument(
 async def test_stale_epoch_is_failed_precondition(
     stub: queue_pb2_grpc.OrderQueueAsyncStub,
 ) -> None:
-    await stub.Enqueue(order("a", 1))
+    await enqueue(stub, order("a", 1))
     await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=1))
     await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=1))
     with pytest.raises(grpc.aio.AioRpcError) as info:

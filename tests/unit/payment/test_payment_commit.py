@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from payment_harness import Queue
+from queue_calls import log_decision
+from test_payment_service import authorized, captured, tokenized, voided
 
 from bookstore import grpcutil
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
@@ -17,7 +19,6 @@ from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, q
 
 TIMINGS = Timings(vote_timeout=1.0, resend_interval=0.2)
 AMOUNT = 8997
-RPC_TIMEOUT_S = 0.2
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Links:
             request = queue_pb2.LogDecisionRequest(
                 order_id=txn, decision=a.decision.value, epoch=c.epoch, reason=a.reason
             )
-            reply = await self.queue.LogDecision(request)
+            reply = await log_decision(self.queue, request)
             return c.on_logged(Decision(reply.decision), reply.reason, self.now)
         if a.kind is Kind.PREPARE and a.participant == "books":
             vote = self.books.prepare(c.txn_id, c.epoch, 2, lambda n: "")
@@ -62,7 +63,7 @@ class Links:
             authorize = payment_pb2.AuthorizeRequest(
                 txn_id=txn, token=self.token, amount_cents=AMOUNT, currency="EUR", epoch=c.epoch
             )
-            got = await self.payment.Authorize(authorize, timeout=RPC_TIMEOUT_S)
+            got = await authorized(self.payment, authorize)
             return c.on_vote("payment", got.approved, got.reason, self.now)
         if a.kind in (Kind.COMMIT, Kind.ABORT) and a.participant == "books":
             if a.kind is Kind.COMMIT:
@@ -72,8 +73,8 @@ class Links:
             return c.on_ack("books", self.now)
         if a.kind in (Kind.COMMIT, Kind.ABORT):
             request = payment_pb2.TxnRequest(txn_id=txn, epoch=c.epoch, reason=a.reason)
-            send = self.payment.Capture if a.kind is Kind.COMMIT else self.payment.Void
-            await send(request, timeout=RPC_TIMEOUT_S)
+            send = captured if a.kind is Kind.COMMIT else voided
+            await send(self.payment, request)
             return c.on_ack("payment", self.now)
         return []  # FINISHED, FAILED: the executor's business
 
@@ -97,7 +98,7 @@ async def links_for(
     queue: Queue,
 ) -> Links:
     card = payment_pb2.TokenizeRequest(number=number, expiration="12/39", cvv="123")
-    token = (await stub.Tokenize(card)).token
+    token = (await tokenized(stub, card)).token
     return Links(stub, queue.stub, token)
 
 
@@ -157,5 +158,5 @@ async def test_a_deposed_leader_is_fenced_and_the_next_one_commits_once(
     assert (new.phase, new.decision) == (Phase.DONE, Decision.COMMIT)
     assert await payment_state(stub) == ("committed", AMOUNT)
     with pytest.raises(grpc.aio.AioRpcError) as info:  # the old epoch changes nothing
-        await stub.Void(payment_pb2.TxnRequest(txn_id=common_pb2.OrderId(value="o1"), epoch=1))
+        await voided(stub, payment_pb2.TxnRequest(txn_id=common_pb2.OrderId(value="o1"), epoch=1))
     assert (info.value.details() or "").startswith("STALE_EPOCH: ")

@@ -1,5 +1,9 @@
 """The payment service over real gRPC, in process: test cards, two-phase-commit
-answers, idempotency, fencing, precise refusals, durability, no card data kept."""
+answers, idempotency, fencing, precise refusals, durability, no card data kept.
+
+Each operation goes as the product sends it, in an Apply (or a TokenizeBatch) of
+its own; its refusal is raised as the gRPC error the executor's batching hands
+its caller (`grpcutil.call_error`)."""
 
 from __future__ import annotations
 
@@ -12,22 +16,55 @@ from typing import TypeAlias
 import grpc
 import pytest
 
+from bookstore import grpcutil
 from bookstore.commitment.participant import Vote
 from bookstore.payment.ledger import Authorization, Ledger, UnknownToken
 from bookstore.payment.service import PaymentServicer
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc
 
 Stub: TypeAlias = "payment_pb2_grpc.PaymentAsyncStub"
+Op = payment_pb2.PaymentOperation
 GOOD = "4242 4242 4242 4242"
 EXPIRY = "12/39"
 
 
+async def tokenized(stub: Stub, card: payment_pb2.TokenizeRequest) -> payment_pb2.TokenizeReply:
+    """One card's token, in a TokenizeBatch; its refusal raised."""
+    request = payment_pb2.TokenizeBatchRequest(cards=[card])
+    (outcome,) = (await stub.TokenizeBatch(request, timeout=10)).outcomes
+    if outcome.HasField("error"):
+        raise grpcutil.call_error(outcome.error.code, outcome.error.message)
+    return outcome.token
+
+
 async def token_of(stub: Stub, number: str = GOOD, cvv: str = "123") -> str:
-    reply = await stub.Tokenize(
-        payment_pb2.TokenizeRequest(number=number, expiration=EXPIRY, cvv=cvv)
-    )
+    card = payment_pb2.TokenizeRequest(number=number, expiration=EXPIRY, cvv=cvv)
+    reply = await tokenized(stub, card)
     assert reply.token.startswith("tok_") and reply.last4 == number[-4:]
     return reply.token
+
+
+async def one(stub: Stub, operation: Op) -> payment_pb2.PaymentOutcome:
+    """One operation's outcome, in an Apply; its refusal raised."""
+    batch = payment_pb2.PaymentBatch(operations=[operation])
+    (outcome,) = (await stub.Apply(batch, timeout=10)).outcomes
+    if outcome.HasField("error"):
+        raise grpcutil.call_error(outcome.error.code, outcome.error.message)
+    return outcome
+
+
+async def authorized(
+    stub: Stub, request: payment_pb2.AuthorizeRequest
+) -> payment_pb2.AuthorizeReply:
+    return (await one(stub, Op(authorize=request))).authorized
+
+
+async def captured(stub: Stub, request: payment_pb2.TxnRequest) -> payment_pb2.Transaction:
+    return (await one(stub, Op(capture=request))).transaction
+
+
+async def voided(stub: Stub, request: payment_pb2.TxnRequest) -> payment_pb2.Transaction:
+    return (await one(stub, Op(void=request))).transaction
 
 
 def oid(txn_id: str) -> common_pb2.OrderId:
@@ -55,11 +92,11 @@ async def refused(call: object, code: grpc.StatusCode, details: str) -> None:
 
 async def test_a_valid_card_is_authorized_then_captured(stub: Stub) -> None:
     token = await token_of(stub)
-    vote = await stub.Authorize(authorize("o1", token, 4999))
+    vote = await authorized(stub, authorize("o1", token, 4999))
     assert (vote.approved, vote.reason, vote.state) == (True, "", "prepared")
-    captured = await stub.Capture(txn("o1"))
-    assert (captured.state, captured.amount_cents, captured.currency) == ("committed", 4999, "EUR")
-    assert (captured.brand, captured.last4) == ("visa", "4242")
+    done = await captured(stub, txn("o1"))
+    assert (done.state, done.amount_cents, done.currency) == ("committed", 4999, "EUR")
+    assert (done.brand, done.last4) == ("visa", "4242")
     status = await stub.Status(common_pb2.Empty())
     assert (status.captured_cents, status.committed, status.prepared) == (4999, 1, 0)
 
@@ -72,22 +109,14 @@ async def test_declining_test_cards_vote_no_and_capture_nothing(
     stub: Stub, number: str, reason: str
 ) -> None:
     token = await token_of(stub, number)
-    vote = await stub.Authorize(authorize("o1", token))
+    vote = await authorized(stub, authorize("o1", token))
     assert (vote.approved, vote.reason, vote.state) == (False, reason, "aborted")
-    again = await stub.Authorize(authorize("o1", token))  # a duplicate: the first answer
+    again = await authorized(stub, authorize("o1", token))  # a duplicate: the first answer
     assert (again.approved, again.reason) == (False, reason)
-    await refused(stub.Capture(txn("o1")), grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_ABORTED: ")
+    await refused(
+        captured(stub, txn("o1")), grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_ABORTED: "
+    )
     assert (await stub.Status(common_pb2.Empty())).captured_cents == 0
-
-
-async def test_the_timeout_card_never_answers_within_the_deadline(stub: Stub) -> None:
-    token = await token_of(stub, "4000 0000 0000 0119")
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.Authorize(authorize("o1", token), timeout=0.3)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await refused(stub.GetTransaction(oid("o1")), grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN: ")
-    # The coordinator then aborts it (presumed abort): a void of a txn never prepared.
-    assert (await stub.Void(txn("o1"))).state == "aborted"
 
 
 async def test_an_invalid_card_is_refused_and_nothing_is_kept(stub: Stub) -> None:
@@ -97,28 +126,28 @@ async def test_an_invalid_card_is_refused_and_nothing_is_kept(stub: Stub) -> Non
         (GOOD, EXPIRY, "12"),  # CVV
     ]:
         request = payment_pb2.TokenizeRequest(number=number, expiration=expiry, cvv=cvv)
-        await refused(stub.Tokenize(request), grpc.StatusCode.INVALID_ARGUMENT, "BAD_CARD: ")
+        await refused(tokenized(stub, request), grpc.StatusCode.INVALID_ARGUMENT, "BAD_CARD: ")
     assert (await stub.Status(common_pb2.Empty())).tokens == 0
 
 
 async def test_retries_answer_the_first_outcome(stub: Stub) -> None:
     token = await token_of(stub)
-    first = await stub.Authorize(authorize("o1", token, epoch=1))
-    assert (await stub.Authorize(authorize("o1", token, epoch=2))) == first  # re-prepare
-    done = await stub.Capture(txn("o1", 2))
-    assert (await stub.Capture(txn("o1", 2))).state == done.state == "committed"
+    first = await authorized(stub, authorize("o1", token, epoch=1))
+    assert (await authorized(stub, authorize("o1", token, epoch=2))) == first  # re-prepare
+    done = await captured(stub, txn("o1", 2))
+    assert (await captured(stub, txn("o1", 2))).state == done.state == "committed"
     await refused(
-        stub.Void(txn("o1", 2)), grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_COMMITTED: "
+        voided(stub, txn("o1", 2)), grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_COMMITTED: "
     )
     await refused(
-        stub.Authorize(authorize("o1", token, amount=1, epoch=2)),  # another amount
+        authorized(stub, authorize("o1", token, amount=1, epoch=2)),  # another amount
         grpc.StatusCode.FAILED_PRECONDITION,
         "TXN_MISMATCH: ",
     )
-    await stub.Authorize(authorize("o2", token, epoch=2))
-    assert (await stub.Void(txn("o2", 2))).state == "aborted"
-    assert (await stub.Void(txn("o2", 2))).state == "aborted"
-    late = await stub.Authorize(authorize("o2", token, epoch=2))
+    await authorized(stub, authorize("o2", token, epoch=2))
+    assert (await voided(stub, txn("o2", 2))).state == "aborted"
+    assert (await voided(stub, txn("o2", 2))).state == "aborted"
+    late = await authorized(stub, authorize("o2", token, epoch=2))
     assert (late.approved, late.state) == (False, "aborted")
     status = await stub.Status(common_pb2.Empty())
     assert (status.captured_cents, status.committed, status.aborted) == (4999, 1, 1)
@@ -126,12 +155,12 @@ async def test_retries_answer_the_first_outcome(stub: Stub) -> None:
 
 async def test_a_stale_epoch_is_refused_and_changes_nothing(stub: Stub) -> None:
     token = await token_of(stub)
-    await stub.Authorize(authorize("o1", token, epoch=5))
+    await authorized(stub, authorize("o1", token, epoch=5))
     stale = r"^STALE_EPOCH: epoch 4 is older than 5$"
     for call in (
-        stub.Capture(txn("o1", 4)),
-        stub.Void(txn("o1", 4)),
-        stub.Authorize(authorize("o2", token, epoch=4)),
+        captured(stub, txn("o1", 4)),
+        voided(stub, txn("o1", 4)),
+        authorized(stub, authorize("o2", token, epoch=4)),
     ):
         await refused(call, grpc.StatusCode.FAILED_PRECONDITION, stale)
     status = await stub.Status(common_pb2.Empty())
@@ -153,18 +182,18 @@ async def test_unknown_tokens_and_malformed_requests_are_precise_and_change_noth
         (authorize("o1", ""), bad, "BAD_REQUEST: a token"),
     ]
     for request, code, details in cases:
-        await refused(stub.Authorize(request), code, details)
-    await refused(stub.Capture(txn("o1")), grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN: ")
-    await refused(stub.Capture(txn("o1", 0)), bad, "BAD_REQUEST: ")
+        await refused(authorized(stub, request), code, details)
+    await refused(captured(stub, txn("o1")), grpc.StatusCode.NOT_FOUND, "UNKNOWN_TXN: ")
+    await refused(captured(stub, txn("o1", 0)), bad, "BAD_REQUEST: ")
     status = await stub.Status(common_pb2.Empty())
     assert (status.epoch, status.prepared, status.committed, status.aborted) == (0, 0, 0, 0)
 
 
 async def test_the_ledger_survives_a_reopen(stub: Stub, ledger_path: Path) -> None:
     token = await token_of(stub)
-    await stub.Authorize(authorize("o1", token, 1000, epoch=3))
-    await stub.Capture(txn("o1", 3))
-    await stub.Authorize(authorize("o2", token, 250, epoch=3))
+    await authorized(stub, authorize("o1", token, 1000, epoch=3))
+    await captured(stub, txn("o1", 3))
+    await authorized(stub, authorize("o2", token, 250, epoch=3))
     reopened = Ledger(ledger_path)
     try:
         status = reopened.status()
@@ -193,8 +222,8 @@ async def test_no_card_number_or_cvv_in_the_ledger_files_or_the_logs(
     cards = [("3782 822463 10005", "8531"), ("5555-5555-5555-4444", "864"), (GOOD, "975")]
     for i, (number, cvv) in enumerate(cards):
         token = await token_of(stub, number, cvv)
-        await stub.Authorize(authorize(f"o{i}", token))
-        await stub.Capture(txn(f"o{i}"))
+        await authorized(stub, authorize(f"o{i}", token))
+        await captured(stub, txn(f"o{i}"))
     stored = b"".join(p.read_bytes() for p in ledger_path.parent.iterdir())
     assert b"4242" in stored  # the last four are kept: the check can see the files
     for number, cvv in cards:
@@ -211,11 +240,8 @@ async def test_a_ledger_that_cannot_write_is_fatal_and_answers_unavailable(
     servicer: PaymentServicer, stub: Stub, fatal: list[BaseException]
 ) -> None:
     servicer.ledger.conn.close()  # every write now fails inside SQLite
-    await refused(
-        stub.Tokenize(payment_pb2.TokenizeRequest(number=GOOD, expiration=EXPIRY, cvv="123")),
-        grpc.StatusCode.UNAVAILABLE,
-        r"^STORAGE_FAILED: ",
-    )
+    card = payment_pb2.TokenizeRequest(number=GOOD, expiration=EXPIRY, cvv="123")
+    await refused(tokenized(stub, card), grpc.StatusCode.UNAVAILABLE, r"^STORAGE_FAILED: ")
     assert [type(e).__name__ for e in fatal] == ["StorageFailure"]
 
 

@@ -1,0 +1,133 @@
+"""The replication protocol's vocabulary: its messages, what one step of a
+replica returns (`Output`: messages to send, durable writes, answers), its
+timings, and the `Observer` a replica tells what it did with its log.
+
+The rules themselves are in replication.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bookstore.books_database.stock import Changes, Op, Result
+
+
+@dataclass(frozen=True)
+class Entry:
+    view: int
+    op: Op
+
+
+@dataclass(frozen=True)
+class RequestVote:
+    view: int
+    sender: int
+    last_view: int
+    last_index: int
+    pre: bool = False  # pre-vote: "would you vote for me in `view`?" (changes nothing)
+
+
+@dataclass(frozen=True)
+class Vote:
+    view: int
+    sender: int
+    granted: bool
+    pre: bool = False
+
+
+@dataclass(frozen=True)
+class Append:
+    view: int
+    sender: int
+    prev_index: int
+    prev_view: int
+    entries: tuple[Entry, ...]
+    commit: int
+    round: int
+
+
+@dataclass(frozen=True)
+class AppendReply:
+    view: int
+    sender: int
+    ok: bool
+    match_index: int  # ok: last index known to match; not ok: resend after this
+    round: int
+
+
+Message = RequestVote | Vote | Append | AppendReply
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    to: int
+    message: Message
+
+
+@dataclass(frozen=True)
+class LogWrite:
+    """Drop every entry from `start` on, then store `entries` at start, start+1, ..."""
+
+    start: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    ticket: int
+    result: Result
+    stock: tuple[tuple[str, int, int], ...] = ()  # reads: (book id, stock, available)
+
+
+@dataclass
+class Output:
+    messages: list[Outgoing] = field(default_factory=list)
+    hard_state: tuple[int, int] | None = None  # (view, voted for)
+    log_writes: list[LogWrite] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    applied: int = 0  # the machine's applied index, to persist with `changes`
+    answers: list[Answer] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # role changes, for the log
+
+    def merge(self, later: Output) -> Output:
+        self.messages += later.messages
+        self.hard_state = later.hard_state or self.hard_state
+        self.log_writes += later.log_writes
+        self.changes.books |= later.changes.books
+        self.changes.txns |= later.changes.txns
+        self.changes.answers.update(later.changes.answers)
+        self.applied = max(self.applied, later.applied)
+        self.answers += later.answers
+        self.notes += later.notes
+        return self
+
+    @property
+    def durable_work(self) -> bool:
+        c = self.changes
+        return bool(self.hard_state or self.log_writes or c.books or c.txns or c.answers)
+
+
+@dataclass(frozen=True)
+class Timings:
+    heartbeat: float = 0.05  # must be well under election_min
+    election_min: float = 0.3
+    election_max: float = 0.6
+
+
+class Observer:
+    """Told what a replica did with its log's entries, as it does it; by default
+    nobody listens. For what watches the protocol (the cluster view's per-order
+    trail, trail.py), never part of it: an observer must not change the replica."""
+
+    def appended(self, index: int, entry: Entry) -> None:
+        """The primary put `entry` in its log at `index`."""
+
+    def stored(self, first: int, entries: Sequence[Entry]) -> None:
+        """A backup wrote `entries` to its log at `first`, `first` + 1, ..."""
+
+    def acked(self, peer: int, before: int, now: int, log: Sequence[Entry]) -> None:
+        """Backup `peer`'s match index went from `before` to `now` (of `log`)."""
+
+    def applied(self, index: int, entry: Entry) -> None:
+        """This replica applied the entry at `index` to its stock."""
