@@ -1,11 +1,18 @@
-"""The whole suite's rules: no hypothesis deadline, and the systems tests share.
+"""The whole suite's rules: no hypothesis deadline, the systems tests share, and how
+scripts/test spreads the tests over its workers (pytest-xdist, `--dist loadgroup`).
 
 A system (`bookstore up`) takes seconds to start, so the tests that only use one
 share it: `system` is the default system and `chaos_system` the one with chaos on.
-It is started by the first test that needs it and stopped after the last of a row.
+Their tests run in a row (on one worker), and the system is stopped after the last.
 After each test that used one, the system must be settled again (every service
 healthy, the highest executor leading): a test that kills a process waits for its
 restart, or it fails there (and the system is started afresh), not the test after it.
+
+Work units for the workers: every test of one shared system goes to one worker
+(the `system`, `chaos` groups), the multi-host tests too (`netns`), a module with a
+module-scoped fixture stays whole, a folder with a session-scoped fixture of its
+own (tests/deploy) too; every other test is a unit of its own. The dearest units
+come first so that the short ones fill the gaps at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 import pytest
+from _pytest.nodeid import NodeId
 from harness import System, launch, stop_system
 from hypothesis import settings
 
@@ -21,6 +29,11 @@ settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
 NEXT_ITEM = pytest.StashKey["pytest.Item | None"]()
+# A shared system's session fixture -> its group of tests (one worker runs them all).
+SHARED = {"shared_system": "system", "shared_chaos_system": "chaos"}
+# Work units in this order: the long ones first.
+FIRST = ("system", "chaos", "netns")
+FOLDERS = ("browser", "netns", "e2e", "deploy", "integration", "unit")
 
 
 class SharedSystem:
@@ -89,3 +102,46 @@ def chaos_system(
 @pytest.hookimpl(tryfirst=True)  # before the fixtures' teardown
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     item.stash[NEXT_ITEM] = nextitem
+
+
+def _group(item: pytest.Item) -> str | None:
+    """The work unit `item` belongs to, or None for a unit of its own."""
+    for name, group in SHARED.items():
+        if name in item.fixturenames:
+            return group
+    if item.path.parent.name == "netns":
+        return "netns"
+    infos = getattr(item, "_fixtureinfo", None)
+    defs = [d for ds in (infos.name2fixturedefs.values() if infos else ()) for d in ds]
+    folders = {d.baseid for d in defs if d.scope == "session" and d.baseid.startswith("tests/")}
+    if folders:
+        return min(folders)
+    if any(d.scope in ("module", "class", "package") for d in defs):
+        return item.path.name
+    return None
+
+
+def _rank(item: pytest.Item, group: str | None) -> tuple[int, int]:
+    first = FIRST.index(group) if group in FIRST else len(FIRST)
+    folder = item.path.relative_to(item.config.rootpath).parts[1]
+    return first, FOLDERS.index(folder) if folder in FOLDERS else len(FOLDERS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {item.nodeid: _group(item) for item in items}
+    items.sort(key=lambda item: _rank(item, groups[item.nodeid]))
+    for item in items:
+        group = groups[item.nodeid]
+        if group is not None and not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(group))
+        if group is not None and getattr(config.option, "loadgroup", False):
+            _name_group(item, group)
+
+
+def _name_group(item: pytest.Item, group: str) -> None:
+    """Give the item the node id `--dist loadgroup` schedules by ("...::test@group").
+
+    pytest-xdist 3.8 writes it to `item._nodeid`, which pytest 9 no longer reads (node
+    ids are `NodeId`s in `item._id`): without this every test would be its own unit."""
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
