@@ -147,7 +147,7 @@ def test_a_comment_cannot_turn_a_rules_rejection_into_an_approval(
     client: httpx.Client, fake: FakeGemini
 ) -> None:
     script(fake)
-    body, _ = checkout(
+    body = checkout(
         client,
         real_books_request(
             user={"name": "John Doe", "contact": "john@mailinator.com"},
