@@ -152,7 +152,7 @@ class System:
             time.sleep(0.2)
         raise TimeoutError(f"not every service healthy within {timeout} s: {last}")
 
-    def wait_settled(self, timeout: float = 60.0) -> None:
+    def wait_settled(self, timeout: float = 120.0) -> None:
         """Until every service is healthy and the highest executor leads (Bully's resting
         state): how a test that killed or paused a process leaves a shared system."""
         deadline = time.monotonic() + timeout
