@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fake_api import create_app
-from harness import System, start_system
 from pages import RecordedPage
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
@@ -97,11 +96,3 @@ def browser_page_375(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(10_000)
     yield page
     context.close()
-
-
-@pytest.fixture(scope="module")
-def system() -> Iterator[System]:
-    """The real system (`bookstore up` on free ports, temporary data) for one test module."""
-    with start_system() as running:
-        running.wait_healthy()
-        yield running

@@ -1,23 +1,16 @@
-"""The fault panel against the real system under `bookstore up` with chaos on."""
+"""The fault panel against the real system under `bookstore up` with chaos on
+(`chaos_system`, shared with tests/e2e/test_chaos.py: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from harness import System, start_system
+from harness import System
 from pages import SCREENSHOTS, RecordedPage
 from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-
-
-@pytest.fixture(scope="module")
-def chaos_system() -> Iterator[System]:
-    with start_system({"BOOKSTORE_CHAOS": "1", "BOOKS_INITIAL_STOCK": "1000000"}) as running:
-        running.wait_healthy()
-        yield running
 
 
 def open_panel(page: Page, system: System) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 from checkout_requests import CVV, course_page_request
 from harness import System
@@ -95,7 +96,12 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
     while time.monotonic() < deadline:
         try:
             last = probe()
-        except (httpx.HTTPError, grpcutil.ServiceUnavailable, grpcutil.Rejected) as exc:
+        except (
+            httpx.HTTPError,
+            grpc.RpcError,  # a probe's own call (a connection that failed: ask again)
+            grpcutil.ServiceUnavailable,
+            grpcutil.Rejected,
+        ) as exc:
             last = exc
         else:
             if last:

@@ -1,4 +1,5 @@
-"""The systems under test for end-to-end tests: see harness.py and queue_harness.py."""
+"""The systems under test for end-to-end tests: see harness.py and queue_harness.py
+(the shared `system` itself is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import System, start_system
+from harness import System
 from queue_harness import Cluster
-
-
-@pytest.fixture(scope="module")
-def system() -> Iterator[System]:
-    """Every service on free ports with a temporary data dir, stopped after the module
-    (the stop asserts no process survived)."""
-    with start_system() as running:
-        yield running
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from ports import free_ports
@@ -108,8 +109,15 @@ class System:
     def address(self, variable: str) -> str:
         return self.env[variable]
 
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+    def log(self, since: int = 0) -> str:
+        """The launcher's output from byte `since` on (see `log_size`)."""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", errors="replace")
+
+    def log_size(self) -> int:
+        """Where the output ends now: `log(since=...)` then reads what came later."""
+        return self.log_path.stat().st_size
 
     def pids(self) -> dict[str, int]:
         """The latest pid the launcher started for each service ("order-executor-3")."""
@@ -144,6 +152,19 @@ class System:
             time.sleep(0.2)
         raise TimeoutError(f"not every service healthy within {timeout} s: {last}")
 
+    def wait_settled(self, timeout: float = 120.0) -> None:
+        """Until every service is healthy and the highest executor leads (Bully's resting
+        state): how a test that killed or paused a process leaves a shared system."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                last = httpx.get(self.base_url + "/api/cluster", timeout=3.0).json()
+                if _settled(last):
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"the system did not settle within {timeout} s: {last}")
+
     def stop(self) -> list[int]:
         """Stop the launcher (SIGTERM) and return the pids that survived it (then killed)."""
         self.pids()
@@ -164,6 +185,21 @@ class System:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return survivors
+
+
+def _settled(cluster: dict[str, Any]) -> bool:
+    """Every service healthy, every executor and books-database replica alive, a books
+    primary, and the highest executor leading in everyone's eyes."""
+    top = max(EXECUTOR_IDS)
+    leader = cluster["leader"]
+    return (
+        all(s["healthy"] for s in cluster["services"])
+        and all(e["alive"] and e["leaderId"] == top for e in cluster["executors"])
+        and all(r["alive"] for r in cluster["database"]["replicas"])
+        and cluster["database"]["primary"] is not None
+        and leader is not None
+        and leader["replicaId"] == top
+    )
 
 
 def _wait_ready(system: System, timeout: float) -> None:
@@ -212,6 +248,15 @@ def launch(
     return system
 
 
+def stop_system(system: System, keep_data: bool = False) -> None:
+    """Stop the system and remove its data; fail if a process survived the launcher."""
+    survivors = system.stop()
+    if not keep_data:
+        shutil.rmtree(system.data_dir, ignore_errors=True)
+    if survivors:
+        raise AssertionError(f"processes survived the launcher's stop: {survivors}")
+
+
 @contextlib.contextmanager
 def start_system(
     extra_env: Mapping[str, str] | None = None, keep_data: bool = False
@@ -221,8 +266,4 @@ def start_system(
     try:
         yield system
     finally:
-        survivors = system.stop()
-        if not keep_data:
-            shutil.rmtree(system.data_dir, ignore_errors=True)
-        if survivors:
-            raise AssertionError(f"processes survived the launcher's stop: {survivors}")
+        stop_system(system, keep_data)

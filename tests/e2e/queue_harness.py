@@ -262,15 +262,16 @@ class Cluster:
             return int(q.leader_id)
         return None
 
-    async def wait_for(self, what: Any, timeout: float, every: float = 0.05) -> Any:
-        """Poll an async predicate until it returns something truthy."""
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, what: Any, timeout: float | None = None, every: float = 0.05) -> Any:
+        """Poll an async predicate until it returns something truthy (without a
+        timeout, the test's own timeout is the backstop)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 value = await what()
                 if value:
                     return value
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met within {timeout}s")
             await asyncio.sleep(every)
 

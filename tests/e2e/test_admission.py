@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +95,11 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _leader_other_than(system: System, replica: int) -> bool:
+    found = _cluster(system)["leader"]
+    return found is not None and found["replicaId"] != replica
+
+
 def test_a_paused_leader_at_light_load_refuses_nobody(system: System) -> None:
     leader = wait_for(lambda: _cluster(system)["leader"], 60.0, "a leader")["replicaId"]
     pid = system.pid(f"order-executor-{leader}")
@@ -104,8 +108,11 @@ def test_a_paused_leader_at_light_load_refuses_nobody(system: System) -> None:
     def pause() -> None:
         os.kill(pid, signal.SIGSTOP)
         try:
+            # A signal is delivered a moment after kill() returns: until then it runs on.
+            wait_for(lambda: _state(pid) == "T", 60.0, "the leader stopped")
             paused.append(_state(pid))
-            time.sleep(4.0)  # the fault itself: the leader stays paused this long
+            # The fault itself: the leader stays paused until another has taken over.
+            wait_for(lambda: _leader_other_than(system, leader), 60.0, "a new leader")
         finally:
             os.kill(pid, signal.SIGCONT)
 

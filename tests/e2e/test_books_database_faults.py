@@ -51,9 +51,23 @@ async def check_stock(replicas: Replicas, load: Load, **restocked: int) -> None:
     assert await replicas.converged() == expected_digest(committed, **restocked)
 
 
-async def under_load(replicas: Replicas, load: Load, seconds: float) -> list[asyncio.Task[None]]:
+def committed(load: Load) -> int:
+    return sum(1 for outcome in load.outcomes.values() if outcome == "committed")
+
+
+async def more_committed(load: Load, orders: int = 20) -> None:
+    """Until the load has committed `orders` more orders (the suite's timeout is the
+    backstop): the database is serving writes, whatever the machine's speed."""
+    target = committed(load) + orders
+    while True:
+        if committed(load) >= target:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def under_load(replicas: Replicas, load: Load) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(load.run(replicas.db, w)) for w in range(WORKERS)]
-    await asyncio.sleep(seconds)
+    await more_committed(load)
     return tasks
 
 
@@ -61,7 +75,7 @@ async def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_order(
     replicas: Replicas,
 ) -> None:
     load = Load()
-    tasks = await under_load(replicas, load, 1.0)
+    tasks = await under_load(replicas, load)
     old = await replicas.primary()
     loop = asyncio.get_running_loop()
     killed_at = loop.time()
@@ -69,10 +83,10 @@ async def test_sigkill_of_the_primary_under_load_loses_no_acknowledged_order(
     await replicas.admin.set_stock({"b003": 7}, request_id="after-the-kill")
     print(f"primary {old} SIGKILLed: next acknowledged write {loop.time() - killed_at:.2f} s later")
     new = await replicas.primary(other_than=old)
-    await asyncio.sleep(1.0)
+    await more_committed(load)  # under the new primary
     replicas.spawn(old)
     await replicas.wait_serving(old)
-    await asyncio.sleep(0.5)
+    await more_committed(load)  # with the old primary back, as a backup
     load.stop.set()
     await asyncio.gather(*tasks)
     assert new != old and "committed" in load.outcomes.values()
@@ -83,7 +97,7 @@ async def test_a_paused_primary_that_wakes_up_cannot_apply_its_writes(
     replicas: Replicas,
 ) -> None:
     load = Load()
-    tasks = await under_load(replicas, load, 0.5)
+    tasks = await under_load(replicas, load)
     old = await replicas.primary()
     replicas.procs[old].send_signal(signal.SIGSTOP)
     new = await replicas.primary(other_than=old)
@@ -116,9 +130,9 @@ async def test_a_killed_backup_restarts_and_catches_up_before_it_serves(
     primary = await replicas.primary()
     backup = next(i for i in IDS if i != primary)
     load = Load()
-    tasks = await under_load(replicas, load, 0.5)
+    tasks = await under_load(replicas, load)
     replicas.kill(backup)
-    await asyncio.sleep(1.0)  # the other two go on committing without it
+    await more_committed(load)  # the other two go on committing without it
     replicas.spawn(backup)
     await replicas.wait_serving(backup)
     load.stop.set()
@@ -132,7 +146,7 @@ async def test_all_three_killed_and_restarted_lose_no_acknowledged_write(
     replicas: Replicas,
 ) -> None:
     load = Load()
-    tasks = await under_load(replicas, load, 1.0)
+    tasks = await under_load(replicas, load)
     for i in IDS:  # all at once: nothing is left running to remember anything
         replicas.kill(i)
     load.stop.set()

@@ -1,6 +1,7 @@
 """Chaos with real processes: `bookstore up` with BOOKSTORE_CHAOS=1, each built-in
 scenario under load (its audit: nothing lost, nothing doubled), message faults
-through the panel's API, and the fault endpoints refused to anyone but 127.0.0.1."""
+through the panel's API, and the fault endpoints refused to anyone but 127.0.0.1.
+The system is `chaos_system`, shared with the panel's browser tests (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import System, start_system
+from harness import System
 
 from bookstore.chaos.load import order_body
 
 SCENARIO_TIMEOUT_S = 120.0
-
-
-@pytest.fixture(scope="module")
-def chaos_system() -> Iterator[System]:
-    # The scenarios' loads order a few hundred copies each: stock for all of them.
-    with start_system({"BOOKSTORE_CHAOS": "1", "BOOKS_INITIAL_STOCK": "1000000"}) as running:
-        yield running
 
 
 @pytest.fixture

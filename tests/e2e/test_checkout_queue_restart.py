@@ -43,13 +43,21 @@ async def _load_with_a_queue_kill(system: System, clients: int) -> list[httpx.Re
             answers.append(await http.post("/checkout", json=course_page_request()))
             await asyncio.sleep(rng.random() * 0.05)
 
+    async def answered(more: int) -> None:
+        """Until `more` further checkouts have been answered."""
+        target = len(answers) + more
+        while True:
+            if len(answers) >= target:
+                return
+            await asyncio.sleep(0.05)
+
     async with httpx.AsyncClient(base_url=system.base_url, timeout=60.0) as http:
         tasks = [asyncio.create_task(client(n, http)) for n in range(clients)]
-        await asyncio.sleep(1.0)
+        await answered(clients)
         old = system.pid("order-queue")
         os.kill(old, signal.SIGKILL)
         await asyncio.to_thread(system.wait_restarted, "order-queue", old, 60.0)
-        await asyncio.sleep(1.0)  # load goes on once the queue is back
+        await answered(clients)  # load goes on once the queue is back
         stop.set()
         await asyncio.gather(*tasks)
     return answers

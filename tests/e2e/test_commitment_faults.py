@@ -5,6 +5,10 @@ BOOKSTORE_TEST_CRASH_AT hook kills it once per run), a participant is killed
 after voting yes, and the leader is paused past its timeout mid-transaction
 and then resumed: every acknowledged order still ends executed once or
 rejected with nothing taken, and no order stays blocked.
+
+A crash point is set when the system starts, so each has a system of its own; the
+other faults take turns on one system, each leaving it settled for the next (the
+audit checks the whole run so far).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import random
 import re
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,6 +38,19 @@ BOOKS = [f"b{n:03d}" for n in range(1, 11)]
 
 def initial_stock(book_id: str) -> int:
     return STOCK
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[System]:
+    with start_system({"BOOKS_INITIAL_STOCK": str(STOCK)}) as running:
+        yield running
+
+
+@pytest.fixture
+def system(shared: System) -> Iterator[System]:
+    """The module's system; every process back and the highest executor leading after."""
+    yield shared
+    shared.wait_settled()
 
 
 def bodies(n: int, seed: int) -> list[dict[str, Any]]:
@@ -106,40 +124,40 @@ def _books_primary(system: System) -> int:
 
 
 @pytest.mark.parametrize("participant", ["payment", "books-database primary"])
-def test_a_participant_killed_after_voting_yes(participant: str) -> None:
+def test_a_participant_killed_after_voting_yes(system: System, participant: str) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
-    with start_system({"BOOKS_INITIAL_STOCK": str(STOCK)}) as system:
-        shop = Shop(system)
+    shop = Shop(system)
+    start = system.log_size()
+    with Load(shop, 60, seed):
+        wait_for(lambda: "approved=True" in system.log(start), 60.0, "a yes vote")
+        name = "payment"
+        if participant != "payment":
+            name = f"books-database-{_books_primary(system)}"
+        old = system.pid(name)
+        os.kill(old, signal.SIGKILL)
+        system.wait_restarted(name, old)
+    assert len(shop.answers) == 60
+    audit(shop, initial_stock)
+
+
+def test_the_leader_paused_past_its_timeout_then_resumed_changes_nothing(system: System) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"seed={seed}")
+    shop = Shop(system)
+    start = system.log_size()
+    replica, epoch = leader(system)
+    pid = system.pid(f"order-executor-{replica}")
+    try:
         with Load(shop, 60, seed):
-            wait_for(lambda: "approved=True" in system.log(), 60.0, "a yes vote")
-            name = "payment"
-            if participant != "payment":
-                name = f"books-database-{_books_primary(system)}"
-            old = system.pid(name)
-            os.kill(old, signal.SIGKILL)
-            system.wait_restarted(name, old)
-        assert len(shop.answers) == 60
-        audit(shop, initial_stock)
-
-
-def test_the_leader_paused_past_its_timeout_then_resumed_changes_nothing() -> None:
-    seed = random.randrange(1 << 30)
-    print(f"seed={seed}")
-    with start_system({"BOOKS_INITIAL_STOCK": str(STOCK)}) as system:
-        shop = Shop(system)
-        replica, epoch = leader(system)
-        pid = system.pid(f"order-executor-{replica}")
-        try:
-            with Load(shop, 60, seed):
-                wait_for(lambda: "decision=commit" in system.log(), 60.0, "a decision")
-                os.kill(pid, signal.SIGSTOP)
-                wait_for(lambda: leader(system)[1] > epoch, 60.0, "a new leader")
-                os.kill(pid, signal.SIGCONT)
-        finally:
+            wait_for(lambda: "decision=commit" in system.log(start), 60.0, "a decision")
+            os.kill(pid, signal.SIGSTOP)
+            wait_for(lambda: leader(system)[1] > epoch, 60.0, "a new leader")
             os.kill(pid, signal.SIGCONT)
-        audit(shop, initial_stock)
-        # The resumed leader learnt it was deposed (from the queue or a participant).
-        prefix = f"order-executor-{replica}"
-        lines = [line for line in system.log().splitlines() if line.startswith(prefix)]
-        assert any(re.search(r"stepped-down|fenced|STALE_EPOCH", line) for line in lines)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    audit(shop, initial_stock)
+    # The resumed leader learnt it was deposed (from the queue or a participant).
+    prefix = f"order-executor-{replica}"
+    lines = [line for line in system.log(start).splitlines() if line.startswith(prefix)]
+    assert any(re.search(r"stepped-down|fenced|STALE_EPOCH", line) for line in lines)

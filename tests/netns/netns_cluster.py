@@ -287,7 +287,10 @@ class Cluster:
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         def not_serving() -> list[str]:
-            return [name for name, ok in self.call("health").items() if not ok]
+            # One round asks every service in turn: on a busy machine it takes longer
+            # than an agent call's default 5 s; the wait's own bound is what counts.
+            health = self.call("health", timeout=timeout)
+            return [name for name, ok in health.items() if not ok]
 
         self.wait_none_failing("every service serving", not_serving, timeout)
 

@@ -46,6 +46,7 @@ class StockAgent:
             "load_start": self.load_start,
             "phase": self.set_phase,
             "load_stop": self.load_stop,
+            "committed": self.committed,
             "settle": self.settle,
             "direct_writes": self.direct_writes,
             "read": self.read,
@@ -94,6 +95,11 @@ class StockAgent:
     async def set_phase(self, request: dict[str, Any]) -> str:
         self.phase = str(request["phase"])
         return self.phase
+
+    async def committed(self, request: dict[str, Any]) -> int:
+        """How many of the load's orders were committed in the current phase so far."""
+        now = [self.phase, "committed"]
+        return sum(1 for told in self.outcomes.values() if told == now)
 
     async def load_stop(self, request: dict[str, Any]) -> dict[str, list[str]]:
         self.stop.set()

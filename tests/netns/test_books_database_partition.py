@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ INITIAL = 100_000
 BOOK = "b001"  # the load's book
 UNTOUCHED = "b003"  # only the cut-off replica is asked to reserve it
 WORKERS = 4
-LOAD_S = 3.0  # how long the load runs in each phase (a duration, never an assert)
+LOAD_ORDERS = 20  # how many orders the load commits in each phase before it moves on
 SETTLE_S = 30.0  # bound on any wait for the replicas
 AGENT = Path(__file__).resolve().parent / "netns_stock_agent.py"
 
@@ -106,6 +105,15 @@ class Replicas:
         )
         return result
 
+    def committed_in_phase(self, orders: int = LOAD_ORDERS) -> None:
+        """Until the load has committed `orders` orders in the current phase."""
+        wait_until(
+            f"{orders} orders committed",
+            lambda: self.agent.call("committed", timeout=10) >= orders,
+            SETTLE_S,
+            self.describe,
+        )
+
     def converged(self) -> dict[int, dict[str, Any]]:
         def same() -> dict[int, dict[str, Any]] | None:
             statuses = self.status()
@@ -127,7 +135,7 @@ def test_a_cut_off_primary_acknowledges_nothing_and_all_converge_after_healing(
         old, old_view = replicas.primary(IDS)
         replicas.converged()
         replicas.agent.call("load_start", workers=WORKERS)
-        time.sleep(LOAD_S)
+        replicas.committed_in_phase()
 
         majority = tuple(i for i in IDS if i != old)
         lab.split([replicas.hosts[old]], [replicas.hosts[i] for i in majority])
@@ -140,13 +148,13 @@ def test_a_cut_off_primary_acknowledges_nothing_and_all_converge_after_healing(
             "direct_writes", timeout=60, replica=old, count=5, book=UNTOUCHED, tag="cut"
         )
         assert answers == ["unavailable"] * 5, answers
-        time.sleep(LOAD_S)
+        replicas.committed_in_phase()  # the majority goes on
         still = replicas.status()[old]
         assert still is not None and still["commit_index"] == cut_off["commit_index"], still
 
         lab.heal()
         replicas.agent.call("phase", phase="healed")
-        time.sleep(LOAD_S)
+        replicas.committed_in_phase()
         told = replicas.agent.call("load_stop", timeout=30)
         during = Counter(outcome for phase, outcome in told.values() if phase == "partition")
         print(f"told: {Counter(tuple(v) for v in told.values())}")

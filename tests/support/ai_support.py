@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
+from bookstore.ai.client import AiModel, AiRequest, M
 from bookstore.cards import summarize_card
 from bookstore.pb import checkout_pb2, common_pb2
 from bookstore.settings import Settings
@@ -69,3 +70,16 @@ def make_order(
             device_language="en-US",
         ),
     )
+
+
+@dataclass
+class DeadlineRecorder:
+    """An AI model that passes every call on and records the deadline it was given:
+    what a caller grants the AI is read here, not timed on a clock."""
+
+    model: AiModel
+    deadlines: list[float] = field(default_factory=list)
+
+    async def generate(self, request: AiRequest[M], timeout_s: float) -> M:
+        self.deadlines.append(timeout_s)
+        return await self.model.generate(request, timeout_s)
