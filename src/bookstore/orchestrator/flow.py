@@ -21,7 +21,9 @@ Rules, as implemented:
    passing -> DONE (the adapter forgets the order).
 4. The answer: a link that went down before a failure was reported -> the service is
    unavailable; the timeout passing before a failure was reported -> timed out;
-   otherwise the outcome (approved only with six successes and no failure).
+   otherwise the outcome (approved only with six successes, no failure and no
+   cancel: events still running at a cancel report into the final clock, but a
+   cancelled checkout is never approved).
 5. The caller giving up while RUNNING cancels the order ("the checkout was
    abandoned"); while CANCELLING it finalizes at once with what was reported, so the
    services never keep an order nobody finalizes.
@@ -129,6 +131,7 @@ class Checkout:
         self._failed: EventRecord | None = None
         self._down: str | None = None
         self._timed_out = False
+        self._cancelled = False
         self._suggestions: list[Suggestion] = []
         self._payment_token = ""
         self._cancel_clocks: dict[str, Clock] = {}
@@ -233,6 +236,7 @@ class Checkout:
 
     def _cancel(self, reason: str, now: float) -> list[Action]:
         self.state = State.CANCELLING
+        self._cancelled = True
         self._awaiting = set(self._connected)
         if not self._awaiting:
             return self._finalize(now)
@@ -278,7 +282,9 @@ class Checkout:
         self._awaiting.clear()
 
     def _outcome(self) -> Outcome:
-        approved = self._failed is None and len(self._succeeded) == len(EVENTS)
+        approved = (
+            self._failed is None and len(self._succeeded) == len(EVENTS) and not self._cancelled
+        )
         return Outcome(
             order_id=self.order_id,
             approved=approved,

@@ -93,6 +93,31 @@ def test_no_decision_within_the_checkout_timeout_cancels_and_answers_timed_out()
     assert answer.outcome.final_clock == (2, 0, 0)
 
 
+def test_events_finishing_during_a_cancel_reach_the_final_clock_but_do_not_approve() -> None:
+    # Found by `bookstore simulate` (seed 0): a slow event outlived the checkout's
+    # timeout; the running events finished during the cancel and made six successes.
+    machine = Checkout("o1", ALL, 10.0, TIMEOUTS)
+    feed(machine, "a", "b", "c", "d", "e", now=11.0)
+    assert machine.on_tick(15.0) == [Cancel(ALL, "checkout timed out")]
+    assert feed(machine, "f", now=15.1) == []
+    for service in (TV, FD, SUG):
+        actions = machine.on_cancel_ack(service, CLOCKS["f"], 15.2)
+    answer = answer_of(actions)
+    assert answer.timed_out and not answer.outcome.approved
+    assert answer.outcome.final_clock == (3, 2, 1) and answer.outcome.suggestions == []
+
+
+def test_an_abandoned_checkout_is_not_approved_by_events_finishing_after_it() -> None:
+    machine = Checkout("o1", ALL, 0.0, TIMEOUTS)
+    feed(machine, "a", "b", "c", "d", "e")
+    machine.on_abandon(1.0)
+    feed(machine, "f", now=1.1)
+    for service in (TV, FD, SUG):
+        actions = machine.on_cancel_ack(service, CLOCKS["f"], 1.2)
+    answer = answer_of(actions)
+    assert answer.down is None and not answer.timed_out and not answer.outcome.approved
+
+
 def test_the_caller_giving_up_while_cancel_acks_are_awaited_still_finalizes_the_order() -> None:
     machine = Checkout("o1", ALL, 0.0, TIMEOUTS)
     feed(machine, "a")
