@@ -287,8 +287,11 @@ class Cluster:
     def executions(self) -> dict[str, tuple[int, int, int, str]]:
         """order id -> (executor, epoch, sequence, executed_at), read from the file."""
         path = self.data_dir / "order-queue" / "queue.db"
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         try:
+            # Both reads in one transaction, so from one snapshot: the queue may commit
+            # an execution between two separate reads.
+            conn.execute("BEGIN")
             rows = conn.execute(
                 "SELECT order_id, executor, epoch, sequence, executed_at FROM executions"
             ).fetchall()
