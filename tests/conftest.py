@@ -17,6 +17,7 @@ come first so that the short ones fill the gaps at the end.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 
 import pytest
@@ -129,6 +130,7 @@ def _rank(item: pytest.Item, group: str | None) -> tuple[int, int]:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _unique_node_ids(items)
     groups = {item.nodeid: _group(item) for item in items}
     items.sort(key=lambda item: _rank(item, groups[item.nodeid]))
     for item in items:
@@ -137,6 +139,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
         if group is not None and getattr(config.option, "loadgroup", False):
             _name_group(item, group)
+
+
+def _unique_node_ids(items: list[pytest.Item]) -> None:
+    """Give every item a node id of its own: xdist schedules tests by node id, and
+    schemathesis gives its cases (one per API operation) their function's id, so all
+    but one of them would never run. Their names tell them apart ("...[GET /healthz]")."""
+    seen = Counter(item.nodeid for item in items)
+    for item in items:
+        if seen[item.nodeid] > 1:
+            parent = item.parent.nodeid if item.parent is not None else ""
+            item._id = NodeId.parse(f"{parent}::{item.name}")  # type: ignore[attr-defined]
 
 
 def _name_group(item: pytest.Item, group: str) -> None:

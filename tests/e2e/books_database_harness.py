@@ -26,7 +26,7 @@ from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.pb import books_database_pb2 as pb
 
 IDS = (1, 2, 3)
-WAIT_S = 20.0  # generous: the tests wait for things, they never assert how fast
+WAIT_S = 60.0  # generous: the tests wait for things, they never assert how fast
 BOOK = "b001"
 
 
