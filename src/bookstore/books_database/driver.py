@@ -3,12 +3,15 @@
 The replica's inputs (client requests, peer messages, and a tick every
 `tick_s`) go through a group commit (`bookstore.group_commit`) whose commit
 is a turn: it feeds the replica every input that arrived while the previous
-turn was on its way to disk, lets it tick, writes the merged Output's durable
+turn was on its way to disk, lets it tick, sends the eager messages (the
+primary's Appends) and gives the answers, writes the merged Output's durable
 part in one transaction (one fsync for the whole turn), and only then sends
-the messages and answers the clients (replication rule 2). A turn that fails
-stops the replica. Peer messages leave through one `PeerLink` per peer, which
-sends whatever has accumulated as one batch while the previous batch is in
-flight.
+the other messages (replication rule 2) and tells the replica its writes are
+done (`on_persisted`: the primary counts itself, and may commit and answer
+at once; the stock that applies is written with the next turn). A turn that
+fails stops the replica. Peer messages leave through one `PeerLink` per
+peer, which sends whatever has accumulated as one batch while the previous
+batch is in flight.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import grpc
 
 from bookstore import grpcutil
 from bookstore.books_database import wire
-from bookstore.books_database.messages import Answer, Message, Output
+from bookstore.books_database.messages import Answer, Message, Outgoing, Output
 from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import Op
 from bookstore.books_database.storage import Storage, StorageFailure, snapshot
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 PEER_TIMEOUT_S = 0.5  # one Deliver call; a lost batch is the protocol's business
 PEER_QUEUE_MAX = 20_000  # messages waiting for one peer; older ones are dropped beyond it
 PEER_BATCH_MAX = 2_000
+PEER_BATCH_BYTES = 2 * 1024 * 1024  # under grpcutil's message limit; a snapshot goes alone
 TURN_MAX_INPUTS = 10_000  # inputs of one turn: a flood is taken in several turns
 
 
@@ -64,12 +68,22 @@ class PeerLink:
             await self._ready.wait()
             self._ready.clear()
             while self._queue:
-                count = min(len(self._queue), PEER_BATCH_MAX)
-                batch = pb.PeerBatch(messages=[self._queue.popleft() for _ in range(count)])
+                batch = self._batch()
                 try:
                     await self._stub.Deliver(batch, timeout=PEER_TIMEOUT_S)
                 except grpc.RpcError:
                     await asyncio.sleep(0.02)  # peer down: lose the batch, back off a little
+
+    def _batch(self) -> pb.PeerBatch:
+        """The oldest messages, at most PEER_BATCH_MAX and about PEER_BATCH_BYTES."""
+        messages = [self._queue.popleft()]
+        size = messages[0].ByteSize()
+        while self._queue and len(messages) < PEER_BATCH_MAX:
+            size += self._queue[0].ByteSize()
+            if size > PEER_BATCH_BYTES:
+                break
+            messages.append(self._queue.popleft())
+        return pb.PeerBatch(messages=messages)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -111,6 +125,7 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
         self._saved_applied = replica.machine.applied
+        self._carried = Output()  # on_persisted's durable part, written with the next turn
 
     def start(self) -> asyncio.Task[None]:
         """Start the replica; the task ends only if storage fails (StorageFailure)."""
@@ -183,12 +198,19 @@ class Driver:
         if self.failed is None:
             try:
                 now = asyncio.get_running_loop().time()
-                out = Output()
+                out, self._carried = self._carried, Output()
                 for take in inputs:
                     out.merge(take(self.replica, now))
                 out.merge(self.replica.on_tick(now))
+                self._send(out.early())
+                self._answer(out)
                 await self._persist(out)
-                self._emit(out)
+                self._send(out.late())
+                self._carried = self._answer(self.replica.on_persisted(now))
+                if early := self._carried.early():
+                    self._send(early)
+                    self._carried.eager = []
+                self._notify()
             except Exception as exc:  # storage failed or an invariant broke: stop
                 self._fail(exc)
         return [None] * len(inputs)
@@ -204,17 +226,24 @@ class Driver:
             await asyncio.to_thread(self.storage.write, snapshot(out, self.replica.machine))
             self._saved_applied = out.applied
 
-    def _emit(self, out: Output) -> None:
-        for note in out.notes:
-            log.info("%s", note)
-        for o in out.messages:
+    def _send(self, messages: list[Outgoing]) -> None:
+        for o in messages:
             link = self.peers.get(o.to)
             if link is not None:
                 link.send(o.message)
+
+    def _answer(self, out: Output) -> Output:
+        """Give `out`'s answers (taken out of it) and log its notes; `out`."""
+        for note in out.notes:
+            log.info("%s", note)
         for answer in out.answers:
             future = self._futures.get(answer.ticket)
             if future is not None and not future.done():
                 future.set_result(answer)
+        out.answers, out.notes = [], []
+        return out
+
+    def _notify(self) -> None:
         if self.replica.caught_up and self.on_caught_up is not None:
             callback, self.on_caught_up = self.on_caught_up, None
             callback()

@@ -10,10 +10,16 @@ Viewstamped Replication's words (view = term). Rules, as implemented:
    on seeing a higher view, adopts it and becomes a backup. This check is
    written once, in `on_message`, and lives in the receiving replica: a
    deposed primary that wakes from a pause can change nothing anywhere.
-2. Durable state: the view, the vote of that view, the log, and the applied
-   stock (storage.py). The adapter persists an Output's `hard_state`,
-   `log_writes` and `changes` (one fsync) *before* it sends the Output's
-   messages or answers: nothing is promised that is not on disk.
+2. Durable state: the view, the vote of that view, the log (after its
+   snapshot), and the applied stock, which is the snapshot (storage.py). The
+   adapter persists an Output's `hard_state`, `log_writes`, compaction and
+   `changes` (one fsync) *before* it sends the Output's `messages`: a vote, an
+   acknowledgement, is never given for what is not on disk. Only the primary's
+   Appends and snapshots are `eager`: they leave while its own log is being
+   written (Raft's leader does the same), since they promise nothing about its
+   disk; the adapter tells the replica when its writes are done
+   (`on_persisted`), and only then does the primary count itself (rule 5).
+   Nothing eager leaves in an Output that changes the hard state.
 3. Election: a backup that hears no primary for a randomised election timeout
    first asks the others whether they would vote for it in view+1 (pre-vote:
    nothing changes; a replica says yes only if its log is not ahead and it
@@ -32,15 +38,26 @@ Viewstamped Replication's words (view = term). Rules, as implemented:
    otherwise it answers with a hint and the primary resends from there. A
    conflicting uncommitted suffix is truncated. The writes of one client batch
    (`submit_many`) enter the log in one append, so they share that round too.
-5. An entry is committed once a majority holds it durably and it (or a later
+5. An entry is committed once a majority holds it durably (the primary counts
+   itself only for what `on_persisted` said is on its disk) and it (or a later
    entry) is of the primary's own view; committed entries are applied to the
-   stock machine in log order on every replica.
+   stock machine in log order on every replica. An answer is given once its
+   entry is applied, without waiting for the applied stock to reach this disk:
+   the entry is on a majority's, and replaying it gives the same state.
 6. Reads are linearizable (read index, reads.py): a read is answered once a
    majority has answered the round after it arrived and the stock is applied
    up to the commit index it arrived at. Backups never answer reads.
 7. A primary that has not heard from a majority for the longest election
    timeout steps down (so clients go elsewhere); requests it was still
    waiting on are answered UNKNOWN (they may yet commit: retry by request id).
+8. Compaction (etcd's raft): every replica drops applied entries behind the
+   newest `Compaction.keep` ones; the applied stock is the snapshot, and the
+   log (log.py) remembers the index and view of its last entry. A backup
+   whose next entry is compacted gets an InstallSnapshot (the primary's
+   applied state at its applied index), at most once per `election_max`; it
+   installs it unless it already holds that entry, and answers as to an
+   Append. Entries behind a replica's snapshot are committed, so an Append
+   reaching behind it is matched from the snapshot on.
 
 What happens to the log's entries is told to an `Observer` (messages.py): by
 default nobody listens, and nothing here depends on who does.
@@ -51,11 +68,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
+from bookstore.books_database.log import Log
 from bookstore.books_database.messages import (
     Answer,
     Append,
     AppendReply,
+    Compaction,
     Entry,
+    InstallSnapshot,
     LogWrite,
     Message,
     Observer,
@@ -75,7 +95,8 @@ MAX_BATCH = 512  # entries per Append
 
 
 class Replica:
-    """One replica. `log`, `view`, `voted_for` and `machine` come from storage."""
+    """One replica. `log` (the entries after `snapshot`, its (index, view)), `view`,
+    `voted_for` and `machine` (the applied stock) come from storage."""
 
     def __init__(
         self,
@@ -86,7 +107,9 @@ class Replica:
         view: int = 0,
         voted_for: int = 0,
         log: Iterable[Entry] = (),
+        snapshot: tuple[int, int] = (0, 0),
         timings: Timings | None = None,
+        compaction: Compaction | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
     ) -> None:
@@ -96,10 +119,12 @@ class Replica:
         self.machine = machine
         self.view = view
         self.voted_for = voted_for
-        self.log: list[Entry] = list(log)
-        if machine.applied > len(self.log):
-            raise ValueError("applied state is ahead of the log")
+        self.log = Log(log, *snapshot)
+        if not self.log.snap_index <= machine.applied <= self.log.last_index:
+            raise ValueError("the applied state is not within the log")
         self.timings = timings or Timings()
+        self.compaction = compaction or Compaction()
+        self.snapshots_installed = 0
         self.rng = rng or random.Random()
         self.role = BACKUP
         self.leader = 0
@@ -117,6 +142,8 @@ class Replica:
         self._acked_at: dict[int, float] = {}
         self._last_broadcast = float("-inf")
         self._noop_index = 0
+        self._durable = self.log.last_index  # on this replica's disk (on_persisted)
+        self._snapshot_sent: dict[int, float] = {}  # peer -> when
         self._pending: dict[int, int] = {}  # log index -> ticket
         self._reads = ReadIndex()
         self.observer = observer or Observer()  # told what happens to the log's entries
@@ -125,11 +152,11 @@ class Replica:
 
     @property
     def last_index(self) -> int:
-        return len(self.log)
+        return self.log.last_index
 
     @property
     def last_view(self) -> int:
-        return self.log[-1].view if self.log else 0
+        return self.log.last_view
 
     def on_message(self, msg: Message, now: float) -> Output:
         self._arm(now)
@@ -148,6 +175,8 @@ class Replica:
             self._on_vote(msg, now)
         elif isinstance(msg, Append):
             self._on_append(msg, now)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_install(msg, now)
         else:
             self._on_append_reply(msg, now)
         return self.take_output()
@@ -162,6 +191,15 @@ class Replica:
                 self._broadcast(now)
         elif self._deadline is not None and now >= self._deadline:
             self._start_pre_vote(now)
+        return self.take_output()
+
+    def on_persisted(self, now: float) -> Output:
+        """The adapter wrote every Output taken so far: the primary may count itself
+        for its whole log (rule 5)."""
+        self._arm(now)
+        self._durable = self.last_index
+        if self.role == PRIMARY:
+            self._primary_commit()
         return self.take_output()
 
     def submit_many(self, writes: Sequence[tuple[int, Op]], now: float) -> Output:
@@ -208,7 +246,7 @@ class Replica:
     def _refuse_stale(self, msg: Message) -> None:
         if isinstance(msg, RequestVote):
             self._send(msg.sender, Vote(self.view, self.my_id, False))
-        elif isinstance(msg, Append):
+        elif isinstance(msg, Append | InstallSnapshot):
             self._send(msg.sender, AppendReply(self.view, self.my_id, False, 0, msg.round))
 
     def _on_request_vote(self, msg: RequestVote, now: float) -> None:
@@ -226,7 +264,8 @@ class Replica:
             if len(self._votes) + 1 >= self.majority:
                 self._become_primary(now)
 
-    def _on_append(self, msg: Append, now: float) -> None:
+    def _follow(self, msg: Append | InstallSnapshot, now: float) -> None:
+        """The primary of my view spoke: follow it."""
         if self.role == PRIMARY:  # impossible: one primary per view
             raise AssertionError(f"two primaries in view {self.view}")
         if self.role == CANDIDATE:
@@ -237,14 +276,21 @@ class Replica:
         self._heard_at = now
         self._prevotes = None
         self._reset_deadline(now)
-        if msg.prev_index > self.last_index:
+
+    def _on_append(self, msg: Append, now: float) -> None:
+        self._follow(msg, now)
+        prev, entries = msg.prev_index, msg.entries
+        if prev > self.last_index:
             self._reply(msg, False, self.last_index)
             return
-        if msg.prev_index > 0 and self.log[msg.prev_index - 1].view != msg.prev_view:
+        if prev < self.log.snap_index:  # committed here, so they match: skip them
+            skip = min(self.log.snap_index - prev, len(entries))
+            prev, entries = prev + skip, entries[skip:]
+        elif self.log.view_at(prev) != msg.prev_view:
             self._reply(msg, False, self.commit)
             return
-        self._store_entries(msg.prev_index, msg.entries)
-        match = msg.prev_index + len(msg.entries)
+        self._store_entries(prev, entries)
+        match = prev + len(entries)
         self._advance_commit(min(msg.commit, match))
         if self.machine.applied >= msg.commit:
             self._catch_up()
@@ -253,15 +299,34 @@ class Replica:
     def _store_entries(self, prev_index: int, entries: tuple[Entry, ...]) -> None:
         for offset, entry in enumerate(entries):
             index = prev_index + 1 + offset
-            if index <= self.last_index and self.log[index - 1].view == entry.view:
+            if index <= self.last_index and self.log.view_at(index) == entry.view:
                 continue  # already held
             if index <= self.commit:
                 raise AssertionError(f"a committed entry at {index} conflicts")
-            del self.log[index - 1 :]
-            self.log.extend(entries[offset:])
+            self.log.truncate_from(index)
+            self._durable = min(self._durable, index - 1)
+            self.log.append(entries[offset:])
             self._out.log_writes.append(LogWrite(index, entries[offset:]))
             self.observer.stored(index, entries[offset:])
             return
+
+    def _on_install(self, msg: InstallSnapshot, now: float) -> None:
+        """Rule 8: take the primary's state, unless this log already holds its entry."""
+        self._follow(msg, now)
+        held = msg.index <= self.commit or (
+            msg.index <= self.last_index and self.log.view_at(msg.index) == msg.last_view
+        )
+        if not held:
+            self.machine.restore(msg.image, msg.index)
+            self.log.reset(msg.index, msg.last_view)
+            self.commit = msg.index
+            self._durable = 0  # until this is written (on_persisted)
+            self.snapshots_installed += 1
+            self._out.log_writes = []
+            self._out.installed = True
+            self._out.compacted = (msg.index, msg.last_view)
+            self._note(f"installed a snapshot at index {msg.index} from {msg.sender}")
+        self._send(msg.sender, AppendReply(self.view, self.my_id, True, msg.index, msg.round))
 
     def _on_append_reply(self, msg: AppendReply, now: float) -> None:
         if self.role != PRIMARY:
@@ -271,7 +336,7 @@ class Replica:
         self._acked_at[peer] = now
         if msg.ok:
             if msg.match_index > self._match[peer]:
-                self.observer.acked(peer, self._match[peer], msg.match_index, self.log)
+                self.observer.acked(peer, self._match[peer], msg.match_index, self.log.get)
             self._match[peer] = max(self._match[peer], msg.match_index)
             self._next[peer] = max(self._next[peer], self._match[peer] + 1)
             self._primary_commit()
@@ -329,6 +394,7 @@ class Replica:
         self._note(f"primary of view {self.view}")
         self._next = {p: self.last_index + 1 for p in self.peers}
         self._match = {p: 0 for p in self.peers}
+        self._snapshot_sent = {}
         self._acked_round = {}
         self._acked_at = {p: now for p in self.peers}
         self._append_local(Entry(self.view, NOOP_OP))
@@ -364,20 +430,42 @@ class Replica:
         self._last_broadcast = now
         for peer in self.peers:
             start = self._next[peer]
-            entries = tuple(self.log[start - 1 : start - 1 + MAX_BATCH])
-            prev_view = self.log[start - 2].view if start > 1 else 0
+            if start > self.log.snap_index:
+                entries = self.log.slice(start, MAX_BATCH)
+                self._next[peer] = start + len(entries)
+            elif self._snapshot_due(peer, now):
+                self._send_snapshot(peer, now)
+                continue
+            else:  # its snapshot is on the way: a heartbeat meanwhile
+                start, entries = self.log.snap_index + 1, ()
+            prev_view = self.log.view_at(start - 1)
             append = Append(
                 self.view, self.my_id, start - 1, prev_view, entries, self.commit, self.round
             )
-            self._send(peer, append)
-            self._next[peer] = start + len(entries)
+            self._send(peer, append, eager=True)
         self._serve_reads()
+
+    def _snapshot_due(self, peer: int, now: float) -> bool:
+        """One snapshot in flight per backup: another only after election_max."""
+        return now - self._snapshot_sent.get(peer, float("-inf")) >= self.timings.election_max
+
+    def _send_snapshot(self, peer: int, now: float) -> None:
+        """Rule 8: the applied state, for a backup whose next entry is compacted."""
+        index = self.machine.applied
+        image = self.machine.image()
+        snap = InstallSnapshot(
+            self.view, self.my_id, index, self.log.view_at(index), image, self.round
+        )
+        self._send(peer, snap, eager=True)
+        self._snapshot_sent[peer] = now
+        self._next[peer] = index + 1
 
     def _primary_commit(self) -> None:
         for index in range(self.last_index, self.commit, -1):
-            if self.log[index - 1].view != self.view:
+            if self.log[index].view != self.view:
                 break
-            holders = 1 + sum(1 for p in self.peers if self._match[p] >= index)
+            mine = 1 if self._durable >= index else 0  # rule 5: once on my own disk
+            holders = mine + sum(1 for p in self.peers if self._match[p] >= index)
             if holders >= self.majority:
                 self._advance_commit(index)
                 break
@@ -388,13 +476,21 @@ class Replica:
         self.commit = index
         while self.machine.applied < self.commit:
             at = self.machine.applied + 1
-            result = self.machine.apply(at, self.log[at - 1].op)
-            self.observer.applied(at, self.log[at - 1])
+            result = self.machine.apply(at, self.log[at].op)
+            self.observer.applied(at, self.log[at])
             ticket = self._pending.pop(at, None)
             if ticket is not None:
                 self._answer(ticket, result)
         if self.role == PRIMARY and self.commit >= self._noop_index:
             self._catch_up()
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rule 8: drop the applied entries behind the newest `keep`."""
+        upto = self.machine.applied - self.compaction.keep
+        if upto - self.log.snap_index >= max(1, self.compaction.every):
+            self.log.compact(upto)
+            self._out.compacted = (upto, self.log.snap_view)
 
     def _serve_reads(self) -> None:
         if self.role != PRIMARY:
@@ -414,7 +510,7 @@ class Replica:
         if not entries:
             return
         start = self.last_index + 1
-        self.log.extend(entries)
+        self.log.append(entries)
         self._out.log_writes.append(LogWrite(start, entries))
         for offset, entry in enumerate(entries):
             self.observer.appended(start + offset, entry)
@@ -433,8 +529,8 @@ class Replica:
     def _answer(self, ticket: int, result: Result) -> None:
         self._out.answers.append(Answer(ticket, result))
 
-    def _send(self, to: int, msg: Message) -> None:
-        self._out.messages.append(Outgoing(to, msg))
+    def _send(self, to: int, msg: Message, eager: bool = False) -> None:
+        (self._out.eager if eager else self._out.messages).append(Outgoing(to, msg))
 
     def _note(self, text: str) -> None:
         self._out.notes.append(f"replica {self.my_id}: {text}")

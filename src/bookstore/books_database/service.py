@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2
 from bookstore import grpcutil
 from bookstore.books_database import stock, wire
 from bookstore.books_database.driver import Driver
-from bookstore.books_database.messages import Answer, Timings
+from bookstore.books_database.messages import Answer, Compaction, Timings
 from bookstore.books_database.replication import NOT_PRIMARY, UNKNOWN, Replica
 from bookstore.books_database.stock import Op, Result
 from bookstore.books_database.storage import Storage, StorageFailure, seed_rows
@@ -192,6 +192,8 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
             digest=r.machine.digest(),
             caught_up=r.caught_up,
             max_epoch=r.machine.max_epoch,
+            snapshot_index=r.log.snap_index,
+            snapshots_installed=r.snapshots_installed,
         )
 
     async def OrderEvents(
@@ -220,6 +222,7 @@ class ReplicaConfig:
     path: Path
     initial_stock: int | None = None
     timings: Timings = field(default_factory=Timings)
+    compaction: Compaction = field(default_factory=Compaction)
 
 
 class BooksDatabaseReplica:
@@ -249,7 +252,9 @@ class BooksDatabaseReplica:
             view=loaded.view,
             voted_for=loaded.voted_for,
             log=loaded.log,
+            snapshot=loaded.snapshot,
             timings=config.timings,
+            compaction=config.compaction,
             rng=random.Random(),
             observer=self.trail,
         )

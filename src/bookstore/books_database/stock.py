@@ -108,6 +108,17 @@ class Changes:
 NOOP_OP = Op(NOOP)
 
 
+@dataclass(frozen=True)
+class Image:
+    """The whole applied state, as a snapshot carries it (replication's log compaction):
+    every book (id, title, stock, reserved), every txn, every request's first answer."""
+
+    books: tuple[tuple[str, str, int, int], ...]
+    txns: tuple[Txn, ...]
+    answers: tuple[tuple[str, Result], ...]
+    max_epoch: int
+
+
 class StockMachine:
     def __init__(
         self,
@@ -232,6 +243,26 @@ class StockMachine:
                 if after.state is State.COMMITTED:
                     row.stock -= quantity
                 self.changes.books.add(book_id)
+
+    def image(self) -> Image:
+        """A copy of the applied state (at `applied`)."""
+        return Image(
+            tuple((b, r.title, r.stock, r.reserved) for b, r in sorted(self.books.items())),
+            tuple(self.txns.values()),
+            tuple(self.answers.items()),
+            self.max_epoch,
+        )
+
+    def restore(self, image: Image, applied: int) -> None:
+        """Replace the whole state by a snapshot's, taken at log index `applied`."""
+        self.books = {
+            b: BookRow(title, stock, reserved) for b, title, stock, reserved in image.books
+        }
+        self.txns = {t.txn_id: t for t in image.txns}
+        self.answers = dict(image.answers)
+        self.max_epoch = image.max_epoch
+        self.applied = applied
+        self.changes = Changes()
 
     def take_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()

@@ -1,5 +1,9 @@
 """One replica's SQLite file: its view, vote, log and applied stock.
 
+The applied stock (with its txns and answers) is the snapshot of the log: the
+log table holds only the entries after `snap_index` (replication rule 8), so
+the file, and a restart's reading of it, grow with the stock, not with history.
+
 WAL mode with `synchronous=FULL`, writes in `BEGIN IMMEDIATE` transactions,
 and any failure to commit is fatal (`StorageFailure`: the process stops
 rather than answer from a state it could not make durable). The adapter
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +65,8 @@ CREATE TABLE IF NOT EXISTS answers (
 _ADDED_COLUMNS = (
     ("txns", "epoch", "INTEGER NOT NULL DEFAULT 0"),
     ("txns", "reason", "TEXT NOT NULL DEFAULT ''"),
+    ("meta", "snap_index", "INTEGER NOT NULL DEFAULT 0"),  # the log starts after it
+    ("meta", "snap_view", "INTEGER NOT NULL DEFAULT 0"),  # the view of the entry there
 )
 # The txn states an earlier release wrote, as the participant's states.
 _STATES = {"reserved": State.PREPARED, "released": State.ABORTED} | {s.value: s for s in State}
@@ -74,7 +80,8 @@ class StorageFailure(Exception):
 class Loaded:
     view: int
     voted_for: int
-    log: list[Entry]
+    log: list[Entry]  # the entries after `snapshot`
+    snapshot: tuple[int, int]  # (index, view) of the last entry compacted
     machine: StockMachine
 
 
@@ -128,8 +135,8 @@ class Storage:
                     [(b, row.title, row.stock) for b, row in seed.items()],
                 )
             )
-        view, voted_for, applied, max_epoch = self.conn.execute(
-            "SELECT view, voted_for, applied, max_epoch FROM meta WHERE id = 1"
+        view, voted_for, applied, max_epoch, snap_index, snap_view = self.conn.execute(
+            "SELECT view, voted_for, applied, max_epoch, snap_index, snap_view FROM meta"
         ).fetchone()
         books = {
             b: BookRow(title, stock, reserved)
@@ -145,10 +152,12 @@ class Storage:
         answers = {r: Result(code, message) for r, code, message in rows}
         log = [
             Entry(v, op_from_json(op))
-            for v, op in self.conn.execute("SELECT view, op FROM log ORDER BY idx")
+            for v, op in self.conn.execute(
+                "SELECT view, op FROM log WHERE idx > ? ORDER BY idx", (snap_index,)
+            )
         ]
         machine = StockMachine(books, txns, answers, max_epoch, applied)
-        return Loaded(view, voted_for, log, machine)
+        return Loaded(view, voted_for, log, (snap_index, snap_view), machine)
 
     def write(self, batch: Snapshot) -> None:
         """Make one loop turn's outputs durable in one transaction (one fsync)."""
@@ -158,12 +167,19 @@ class Storage:
         c = self.conn
         if b.hard_state is not None:
             c.execute("UPDATE meta SET view = ?, voted_for = ? WHERE id = 1", b.hard_state)
+        if b.installed is not None:  # a snapshot replaces everything
+            for table in ("log", "stock", "txns", "answers"):
+                c.execute(f"DELETE FROM {table}")
+            c.executemany("INSERT INTO stock VALUES (?, ?, ?, ?)", b.installed)
         for start, entries in b.log_writes:
             c.execute("DELETE FROM log WHERE idx >= ?", (start,))
             c.executemany(
                 "INSERT INTO log (idx, view, op) VALUES (?, ?, ?)",
                 [(start + k, view, op) for k, (view, op) in enumerate(entries)],
             )
+        if b.compacted is not None:
+            c.execute("DELETE FROM log WHERE idx <= ?", (b.compacted[0],))
+            c.execute("UPDATE meta SET snap_index = ?, snap_view = ? WHERE id = 1", b.compacted)
         c.executemany("UPDATE stock SET stock = ?, reserved = ? WHERE book_id = ?", b.books)
         c.executemany(
             "INSERT OR REPLACE INTO txns (txn_id, state, items, epoch, reason)"
@@ -190,7 +206,9 @@ class Snapshot:
     """An Output's durable part as plain rows, taken on the event loop before the write."""
 
     hard_state: tuple[int, int] | None
+    installed: list[tuple[str, str, int, int]] | None  # a snapshot's stock: every row
     log_writes: list[tuple[int, list[tuple[int, str]]]]
+    compacted: tuple[int, int] | None
     books: list[tuple[int, int, str]]
     txns: list[tuple[str, str, str, int, str]]
     answers: list[tuple[str, str, str]]
@@ -205,12 +223,21 @@ def snapshot(out: Output, machine: StockMachine) -> Snapshot:
         items = json.dumps(txn.request or ())
         return (txn.txn_id, txn.state.value, items, txn.epoch, txn.reason)
 
-    ch = out.changes
+    ch, m = out.changes, machine
+    if out.installed:  # every row, after the tables are emptied
+        installed = [(b, r.title, r.stock, r.reserved) for b, r in m.books.items()]
+        books: Iterable[str] = ()
+        txns: Iterable[str] = m.txns
+        answers: Mapping[str, Result] = m.answers
+    else:
+        installed, books, txns, answers = None, ch.books, ch.txns, ch.answers
     return Snapshot(
         hard_state=out.hard_state,
+        installed=installed,
         log_writes=[(w.start, rows(w.entries)) for w in out.log_writes],
-        books=[(machine.books[b].stock, machine.books[b].reserved, b) for b in sorted(ch.books)],
-        txns=[txn_row(machine.txns[t]) for t in sorted(ch.txns)],
-        answers=[(r, a.code, a.message) for r, a in sorted(ch.answers.items())],
-        applied=(out.applied, machine.max_epoch),
+        compacted=out.compacted,
+        books=[(m.books[b].stock, m.books[b].reserved, b) for b in sorted(books)],
+        txns=[txn_row(m.txns[t]) for t in sorted(txns)],
+        answers=[(r, answers[r].code, answers[r].message) for r in sorted(answers)],
+        applied=(out.applied, m.max_epoch),
     )

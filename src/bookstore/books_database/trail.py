@@ -12,7 +12,7 @@ with a txn id (reserve, commit, release) are recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bookstore.books_database.messages import Entry, Observer
@@ -56,14 +56,16 @@ class Trail(Observer):
     def appended(self, index: int, entry: Entry) -> None:
         self._add(entry, "appended", index)
 
-    def stored(self, first: int, entries: Sequence[Entry]) -> None:
+    def stored(self, first: int, entries: tuple[Entry, ...]) -> None:
         for offset, entry in enumerate(entries):
             self._add(entry, "stored", first + offset)
 
-    def acked(self, peer: int, before: int, now: int, log: Sequence[Entry]) -> None:
+    def acked(self, peer: int, before: int, now: int, entry: Callable[[int], Entry | None]) -> None:
         """Backup `peer`'s match index went from `before` to `now`."""
         for index in range(max(before, now - ACK_WINDOW) + 1, now + 1):
-            self._add(log[index - 1], "acked", index, peer)
+            found = entry(index)
+            if found is not None:
+                self._add(found, "acked", index, peer)
 
     def applied(self, index: int, entry: Entry) -> None:
         self._add(entry, "applied", index)

@@ -8,11 +8,13 @@ from bookstore.books_database.messages import (
     Append,
     AppendReply,
     Entry,
+    InstallSnapshot,
     Message,
     RequestVote,
     Vote,
 )
-from bookstore.books_database.stock import COMMIT, RELEASE, RESERVE, Op
+from bookstore.books_database.stock import COMMIT, RELEASE, RESERVE, Image, Op, Result, Txn
+from bookstore.commitment.participant import State
 from bookstore.pb import books_database_pb2 as pb
 
 
@@ -77,11 +79,57 @@ def message_pb(msg: Message) -> pb.PeerMessage:
                 round=msg.round,
             )
         )
+    elif isinstance(msg, InstallSnapshot):
+        out.install_snapshot.CopyFrom(snapshot_pb(msg))
     else:
         out.append_reply.CopyFrom(
             pb.AppendReply(ok=msg.ok, match_index=msg.match_index, round=msg.round)
         )
     return out
+
+
+def snapshot_pb(msg: InstallSnapshot) -> pb.InstallSnapshot:
+    image = msg.image
+    return pb.InstallSnapshot(
+        index=msg.index,
+        last_view=msg.last_view,
+        books=[pb.StockRow(book_id=b, title=t, stock=s, reserved=r) for b, t, s, r in image.books],
+        txns=[
+            pb.TxnRow(
+                txn_id=t.txn_id,
+                state=t.state.value,
+                epoch=t.epoch,
+                items=lines(t.request or ()),
+                first_seen_as_release=t.request is None,
+                reason=t.reason,
+            )
+            for t in image.txns
+        ],
+        answers=[
+            pb.AnswerRow(request_id=r, code=a.code, message=a.message) for r, a in image.answers
+        ],
+        max_epoch=image.max_epoch,
+        round=msg.round,
+    )
+
+
+def snapshot_from_pb(view: int, sender: int, m: pb.InstallSnapshot) -> InstallSnapshot:
+    image = Image(
+        books=tuple((b.book_id, b.title, b.stock, b.reserved) for b in m.books),
+        txns=tuple(
+            Txn(
+                t.txn_id,
+                State(t.state),
+                t.epoch,
+                None if t.first_seen_as_release else items_of(t.items),
+                t.reason,
+            )
+            for t in m.txns
+        ),
+        answers=tuple((a.request_id, Result(a.code, a.message)) for a in m.answers),
+        max_epoch=m.max_epoch,
+    )
+    return InstallSnapshot(view, sender, m.index, m.last_view, image, m.round)
 
 
 def message_from_pb(m: pb.PeerMessage) -> Message | None:
@@ -96,6 +144,8 @@ def message_from_pb(m: pb.PeerMessage) -> Message | None:
         a = m.append
         entries = tuple(Entry(e.view, op_from_pb(e.op)) for e in a.entries)
         return Append(m.view, m.sender, a.prev_index, a.prev_view, entries, a.commit, a.round)
+    if kind == "install_snapshot":
+        return snapshot_from_pb(m.view, m.sender, m.install_snapshot)
     if kind == "append_reply":
         r2 = m.append_reply
         return AppendReply(m.view, m.sender, r2.ok, r2.match_index, r2.round)

@@ -531,6 +531,142 @@ class AppendReply(_message.Message):
 Global___AppendReply: _TypeAlias = AppendReply  # noqa: Y015
 
 @_typing.final
+class StockRow(_message.Message):
+    """A snapshot's rows: the applied stock, every txn and every request's first answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOK_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    book_id: _builtins.str
+    title: _builtins.str
+    stock: _builtins.int
+    reserved: _builtins.int
+    def __init__(
+        self,
+        *,
+        book_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        stock: _builtins.int = ...,
+        reserved: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["book_id", b"book_id", "reserved", b"reserved", "stock", b"stock", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockRow: _TypeAlias = StockRow  # noqa: Y015
+
+@_typing.final
+class TxnRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TXN_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_AS_RELEASE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    txn_id: _builtins.str
+    state: _builtins.str
+    """the participant's state: "prepared" | "committed" | "aborted" """
+    epoch: _builtins.int
+    first_seen_as_release: _builtins.bool
+    """no items: presumed abort"""
+    reason: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLine]: ...
+    def __init__(
+        self,
+        *,
+        txn_id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        items: _abc.Iterable[Global___StockLine] | None = ...,
+        first_seen_as_release: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "first_seen_as_release", b"first_seen_as_release", "items", b"items", "reason", b"reason", "state", b"state", "txn_id", b"txn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TxnRow: _TypeAlias = TxnRow  # noqa: Y015
+
+@_typing.final
+class AnswerRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    code: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerRow: _TypeAlias = AnswerRow  # noqa: Y015
+
+@_typing.final
+class InstallSnapshot(_message.Message):
+    """The primary's applied state at `index` (the entry there is of `last_view`), for a
+    backup whose next entry the primary has compacted. Answered by an AppendReply.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    LAST_VIEW_FIELD_NUMBER: _builtins.int
+    BOOKS_FIELD_NUMBER: _builtins.int
+    TXNS_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    MAX_EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    last_view: _builtins.int
+    max_epoch: _builtins.int
+    round: _builtins.int
+    @_builtins.property
+    def books(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockRow]: ...
+    @_builtins.property
+    def txns(self) -> _containers.RepeatedCompositeFieldContainer[Global___TxnRow]: ...
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnswerRow]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        last_view: _builtins.int = ...,
+        books: _abc.Iterable[Global___StockRow] | None = ...,
+        txns: _abc.Iterable[Global___TxnRow] | None = ...,
+        answers: _abc.Iterable[Global___AnswerRow] | None = ...,
+        max_epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "books", b"books", "index", b"index", "last_view", b"last_view", "max_epoch", b"max_epoch", "round", b"round", "txns", b"txns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallSnapshot: _TypeAlias = InstallSnapshot  # noqa: Y015
+
+@_typing.final
 class PeerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -540,6 +676,7 @@ class PeerMessage(_message.Message):
     VOTE_FIELD_NUMBER: _builtins.int
     APPEND_FIELD_NUMBER: _builtins.int
     APPEND_REPLY_FIELD_NUMBER: _builtins.int
+    INSTALL_SNAPSHOT_FIELD_NUMBER: _builtins.int
     view: _builtins.int
     sender: _builtins.int
     @_builtins.property
@@ -550,6 +687,8 @@ class PeerMessage(_message.Message):
     def append(self) -> Global___Append: ...
     @_builtins.property
     def append_reply(self) -> Global___AppendReply: ...
+    @_builtins.property
+    def install_snapshot(self) -> Global___InstallSnapshot: ...
     def __init__(
         self,
         *,
@@ -559,12 +698,13 @@ class PeerMessage(_message.Message):
         vote: Global___Vote | None = ...,
         append: Global___Append | None = ...,
         append_reply: Global___AppendReply | None = ...,
+        install_snapshot: Global___InstallSnapshot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_reply", b"append_reply", "body", b"body", "request_vote", b"request_vote", "vote", b"vote"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_reply", b"append_reply", "body", b"body", "install_snapshot", b"install_snapshot", "request_vote", b"request_vote", "vote", b"vote"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_reply", b"append_reply", "body", b"body", "request_vote", b"request_vote", "sender", b"sender", "view", b"view", "vote", b"vote"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append", b"append", "append_reply", b"append_reply", "body", b"body", "install_snapshot", b"install_snapshot", "request_vote", b"request_vote", "sender", b"sender", "view", b"view", "vote", b"vote"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["request_vote", "vote", "append", "append_reply"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["request_vote", "vote", "append", "append_reply", "install_snapshot"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -606,6 +746,8 @@ class ReplicaStatus(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
     MAX_EPOCH_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_INDEX_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_INSTALLED_FIELD_NUMBER: _builtins.int
     replica_id: _builtins.int
     address: _builtins.str
     pid: _builtins.int
@@ -621,6 +763,10 @@ class ReplicaStatus(_message.Message):
     """sha256 of the sorted (book id, stock, reserved) rows"""
     caught_up: _builtins.bool
     max_epoch: _builtins.int
+    snapshot_index: _builtins.int
+    """the log holds the entries after it (compacted before)"""
+    snapshots_installed: _builtins.int
+    """snapshots taken from a primary since this start"""
     def __init__(
         self,
         *,
@@ -636,10 +782,12 @@ class ReplicaStatus(_message.Message):
         digest: _builtins.str = ...,
         caught_up: _builtins.bool = ...,
         max_epoch: _builtins.int = ...,
+        snapshot_index: _builtins.int = ...,
+        snapshots_installed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_index", b"applied_index", "caught_up", b"caught_up", "commit_index", b"commit_index", "digest", b"digest", "last_index", b"last_index", "max_epoch", b"max_epoch", "pid", b"pid", "primary", b"primary", "replica_id", b"replica_id", "role", b"role", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_index", b"applied_index", "caught_up", b"caught_up", "commit_index", b"commit_index", "digest", b"digest", "last_index", b"last_index", "max_epoch", b"max_epoch", "pid", b"pid", "primary", b"primary", "replica_id", b"replica_id", "role", b"role", "snapshot_index", b"snapshot_index", "snapshots_installed", b"snapshots_installed", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,7 +1,10 @@
 """A simulated cluster of replicas: fake time, a network that drops, delays
-(and so reorders) and partitions messages, crashes that keep only what was
-persisted, and clients whose history (invoke / ok / fail / info) is
-recorded for the linearizability checker. Invariants are checked as it runs.
+(and so reorders) and partitions messages, disks that take a while to write
+(a replica takes no input meanwhile, as the driver's turns; its eager messages
+and answers leave at once, the rest once written), crashes that keep only what
+was written, and clients whose history (invoke / ok / fail / info) is recorded
+for the linearizability checker. Invariants are checked as it runs. The log is
+compacted often (a few entries), so snapshots are installed in most runs.
 """
 
 from __future__ import annotations
@@ -15,13 +18,23 @@ from typing import Any
 
 from linearizability import INFO, BookState, Operation
 
-from bookstore.books_database.messages import Answer, Entry, Message, Output, Timings
+from bookstore.books_database.messages import (
+    Answer,
+    Compaction,
+    Entry,
+    Message,
+    Outgoing,
+    Output,
+    Timings,
+)
 from bookstore.books_database.replication import NOT_PRIMARY, PRIMARY, Replica
 from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn
 from bookstore.books_database.trail import Trail
 
 TIMINGS = Timings(heartbeat=0.05, election_min=0.3, election_max=0.6)
 TICK = 0.01
+COMPACTION = Compaction(keep=2, every=3)
+DISK_S = (0.001, 0.015)  # how long one write takes
 
 
 @dataclass
@@ -31,25 +44,44 @@ class Disk:
     books: dict[str, tuple[int, int]]
     view: int = 0
     voted_for: int = 0
-    log: list[Entry] = field(default_factory=list)
+    log: list[Entry] = field(default_factory=list)  # after the snapshot
+    snap_index: int = 0
+    snap_view: int = 0
     txns: dict[str, Txn] = field(default_factory=dict)
     answers: dict[str, Result] = field(default_factory=dict)
     max_epoch: int = 0
     applied: int = 0
 
-    def persist(self, out: Output, machine: StockMachine) -> None:
-        if out.hard_state is not None:
-            self.view, self.voted_for = out.hard_state
-        for write in out.log_writes:
-            del self.log[write.start - 1 :]
-            self.log.extend(write.entries)
-        for b in out.changes.books:
-            self.books[b] = (machine.books[b].stock, machine.books[b].reserved)
-        for t in out.changes.txns:
-            self.txns[t] = machine.txns[t]
-        self.answers.update(out.changes.answers)
-        self.max_epoch = machine.max_epoch
-        self.applied = out.applied
+    def capture(self, out: Output, machine: StockMachine) -> Callable[[], None]:
+        """The write of `out`, with the rows as they are now; done when called."""
+        changed = machine.books if out.installed else out.changes.books
+        books = {b: (machine.books[b].stock, machine.books[b].reserved) for b in changed}
+        txns = (
+            dict(machine.txns) if out.installed else {t: machine.txns[t] for t in out.changes.txns}
+        )
+        answers = dict(machine.answers) if out.installed else dict(out.changes.answers)
+        max_epoch = machine.max_epoch
+
+        def write() -> None:
+            if out.hard_state is not None:
+                self.view, self.voted_for = out.hard_state
+            if out.installed:
+                assert out.compacted is not None
+                self.log, self.books, self.txns, self.answers = [], {}, {}, {}
+                self.snap_index, self.snap_view = out.compacted
+            for w in out.log_writes:
+                del self.log[w.start - self.snap_index - 1 :]
+                self.log.extend(w.entries)
+            if out.compacted is not None and not out.installed:
+                del self.log[: out.compacted[0] - self.snap_index]
+                self.snap_index, self.snap_view = out.compacted
+            self.books.update(books)
+            self.txns.update(txns)
+            self.answers.update(answers)
+            self.max_epoch = max_epoch
+            self.applied = out.applied
+
+        return write
 
     def boot(self, my_id: int, ids: list[int], rng: random.Random, trail: Trail) -> Replica:
         rows = {b: BookRow(b, s, r) for b, (s, r) in self.books.items()}
@@ -63,7 +95,9 @@ class Disk:
             view=self.view,
             voted_for=self.voted_for,
             log=list(self.log),
+            snapshot=(self.snap_index, self.snap_view),
             timings=TIMINGS,
+            compaction=COMPACTION,
             rng=rng,
             observer=trail,
         )
@@ -97,6 +131,11 @@ class Cluster:
         # writes that reach a replica in the same step arrive as one batch (submit_many)
         self._held_writes: dict[int, list[tuple[int, Op]]] = {i: [] for i in self.ids}
         self._wire: list[tuple[float, int, int, Message]] = []
+        # each replica's writes on their way to disk: (done at, the write, messages after it)
+        self._writes: dict[int, list[tuple[float, Callable[[], None], list[Outgoing]]]] = {
+            i: [] for i in self.ids
+        }
+        self.digests: dict[int, str] = {}  # applied index -> the digest there
         self._seq = itertools.count()
         self._clock = itertools.count(1)  # logical time of invocations and returns
         self._tickets = itertools.count(1)
@@ -115,6 +154,7 @@ class Cluster:
         if self.nodes[node_id] is None:
             return
         self.nodes[node_id] = None
+        self._writes[node_id].clear()  # never written
         self._held[node_id].clear()
         self._held_writes[node_id].clear()
         for key in [k for k in self.pending if k[0] == node_id]:
@@ -145,12 +185,28 @@ class Cluster:
 
     # -- the run --------------------------------------------------------------
 
+    def _busy(self, node_id: int) -> bool:
+        return node_id in self.paused or bool(self._writes[node_id])
+
+    def _complete_writes(self) -> None:
+        for i, node in self.nodes.items():
+            writes = self._writes[i]
+            if node is None or i in self.paused or not writes:
+                continue
+            while writes and writes[0][0] <= self.now:
+                _, write, late = writes.pop(0)
+                write()
+                self._send(i, late)
+            if not writes:
+                self._handle(i, node.on_persisted(self.now))
+
     def run(self, seconds: float, clients: int = 0) -> None:
         end = self.now + seconds
         while self.now < end:
             self.now = round(self.now + TICK, 6)
+            self._complete_writes()
             for i, node in self.nodes.items():  # client requests first: a woken replica
-                if node is not None and i not in self.paused:  # may see them before news
+                if node is not None and not self._busy(i):  # may see them before news
                     for request in self._held[i]:
                         self._handle(i, request(node))
                     self._held[i].clear()
@@ -159,7 +215,7 @@ class Cluster:
                     self._held_writes[i] = []
             self._deliver()
             for i, node in self.nodes.items():
-                if node is not None and i not in self.paused:
+                if node is not None and not self._busy(i):
                     self._handle(i, node.on_tick(self.now))
             for client in range(clients):
                 if client not in self.busy and self.rng.random() < 0.3:
@@ -171,7 +227,7 @@ class Cluster:
             item = heapq.heappop(self._wire)
             _, _, to, msg = item
             node = self.nodes[to]
-            if to in self.paused:
+            if self._busy(to):
                 waiting.append(item)
             elif node is not None and self._connected(msg.sender, to):
                 self._handle(to, node.on_message(msg, self.now))
@@ -179,17 +235,27 @@ class Cluster:
             heapq.heappush(self._wire, item)
 
     def _handle(self, node_id: int, out: Output) -> None:
+        """Eager messages and answers now; the write, then the other messages, later."""
         node = self.nodes[node_id]
         assert node is not None
-        self.disks[node_id].persist(out, node.machine)
-        for o in out.messages:
-            if self._connected(node_id, o.to) and self.rng.random() >= self.drop:
-                delay = self.rng.uniform(0.001, 0.03)
-                heapq.heappush(self._wire, (self.now + delay, next(self._seq), o.to, o.message))
+        self._send(node_id, out.early())
         for answer in out.answers:
             self.answers_seen.append((node_id, answer))
             self._answered(node_id, answer)
+        writes = self._writes[node_id]
+        if out.durable_work or writes:
+            start = max(self.now, writes[-1][0] if writes else 0.0)
+            done = start + self.rng.uniform(*DISK_S)
+            writes.append((done, self.disks[node_id].capture(out, node.machine), out.late()))
+        else:
+            self._send(node_id, out.late())
         self._check(node_id, node)
+
+    def _send(self, node_id: int, messages: list[Outgoing]) -> None:
+        for o in messages:
+            if self._connected(node_id, o.to) and self.rng.random() >= self.drop:
+                delay = self.rng.uniform(0.001, 0.03)
+                heapq.heappush(self._wire, (self.now + delay, next(self._seq), o.to, o.message))
 
     # -- invariants -----------------------------------------------------------
 
@@ -198,9 +264,12 @@ class Cluster:
             self.primaries.setdefault(node.view, set()).add(node_id)
             assert len(self.primaries[node.view]) == 1, f"two primaries in view {node.view}"
             self.leader_hint = node_id
-        for index in range(1, node.commit + 1):
-            entry = node.log[index - 1]
+        for index in range(node.log.snap_index + 1, node.commit + 1):
+            entry = node.log[index]
             assert self.committed.setdefault(index, entry) == entry, f"committed {index} lost"
+        digest = node.machine.digest()
+        applied = node.machine.applied
+        assert self.digests.setdefault(applied, digest) == digest, f"two states at {applied}"
         for row in node.machine.books.values():
             assert row.stock >= 0 and row.reserved >= 0 and row.available >= 0
 
