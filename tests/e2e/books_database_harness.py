@@ -140,9 +140,13 @@ class Replicas:
 
     async def converged(self) -> str:
         """Wait until every replica has applied the same state; its digest."""
+        return await self.converged_among(list(IDS))
+
+    async def converged_among(self, ids: list[int]) -> str:
+        """Wait until the replicas `ids` have applied the same state; its digest."""
 
         async def same() -> str:
-            states = [await self.status(i) for i in IDS]
+            states = [await self.status(i) for i in ids]
             if any(s is None for s in states):
                 return ""
             keys = {(s.applied_index, s.digest) for s in states if s is not None}
