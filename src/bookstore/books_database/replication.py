@@ -85,13 +85,13 @@ from bookstore.books_database.messages import (
     Timings,
     Vote,
 )
+from bookstore.books_database.progress import Backups
 from bookstore.books_database.reads import ReadIndex
 from bookstore.books_database.stock import NOOP_OP, Op, Result, StockMachine
 
 BACKUP, CANDIDATE, PRIMARY = "backup", "candidate", "primary"
 NOT_PRIMARY = "NOT_PRIMARY"  # definitely not done: ask the primary
 UNKNOWN = "UNKNOWN"  # the primary lost its view while the op was in flight
-MAX_BATCH = 512  # entries per Append
 
 
 class Replica:
@@ -136,14 +136,10 @@ class Replica:
         self._votes: set[int] = set()
         self._prevotes: set[int] | None = None  # pre-voting for view + 1
         self._heard_at = float("-inf")  # last Append from the primary of my view
-        self._next: dict[int, int] = {}
-        self._match: dict[int, int] = {}
-        self._acked_round: dict[int, int] = {}
-        self._acked_at: dict[int, float] = {}
+        self._backups = Backups((), 0, 0.0)  # the primary's record of them (progress.py)
         self._last_broadcast = float("-inf")
         self._noop_index = 0
         self._durable = self.log.last_index  # on this replica's disk (on_persisted)
-        self._snapshot_sent: dict[int, float] = {}  # peer -> when
         self._pending: dict[int, int] = {}  # log index -> ticket
         self._reads = ReadIndex()
         self.observer = observer or Observer()  # told what happens to the log's entries
@@ -331,17 +327,10 @@ class Replica:
     def _on_append_reply(self, msg: AppendReply, now: float) -> None:
         if self.role != PRIMARY:
             return
-        peer = msg.sender
-        self._acked_round[peer] = max(self._acked_round.get(peer, 0), msg.round)
-        self._acked_at[peer] = now
-        if msg.ok:
-            if msg.match_index > self._match[peer]:
-                self.observer.acked(peer, self._match[peer], msg.match_index, self.log.get)
-            self._match[peer] = max(self._match[peer], msg.match_index)
-            self._next[peer] = max(self._next[peer], self._match[peer] + 1)
+        before = self._backups.on_reply(msg, now)
+        if before is not None:
+            self.observer.acked(msg.sender, before, msg.match_index, self.log.get)
             self._primary_commit()
-        else:
-            self._next[peer] = max(1, min(self._next[peer], msg.match_index + 1))
         self._serve_reads()
 
     def _start_pre_vote(self, now: float) -> None:
@@ -392,11 +381,7 @@ class Replica:
         self.role = PRIMARY
         self.leader = self.my_id
         self._note(f"primary of view {self.view}")
-        self._next = {p: self.last_index + 1 for p in self.peers}
-        self._match = {p: 0 for p in self.peers}
-        self._snapshot_sent = {}
-        self._acked_round = {}
-        self._acked_at = {p: now for p in self.peers}
+        self._backups = Backups(self.peers, self.last_index, now)
         self._append_local(Entry(self.view, NOOP_OP))
         self._noop_index = self.last_index
         self._primary_commit()
@@ -421,7 +406,7 @@ class Replica:
 
     def _broadcast(self, now: float, force: bool = False) -> None:
         """One Append per backup: what it has not been sent, or a heartbeat."""
-        behind = any(self._next[p] <= self.last_index for p in self.peers)
+        behind = self._backups.behind(self.last_index)
         reads_waiting = self._reads.waiting_for(self.round)
         due = now - self._last_broadcast >= self.timings.heartbeat
         if not (force or behind or reads_waiting or due):
@@ -429,25 +414,18 @@ class Replica:
         self.round += 1
         self._last_broadcast = now
         for peer in self.peers:
-            start = self._next[peer]
-            if start > self.log.snap_index:
-                entries = self.log.slice(start, MAX_BATCH)
-                self._next[peer] = start + len(entries)
-            elif self._snapshot_due(peer, now):
+            planned = self._backups.next_append(peer, self.log)
+            if planned is None and self._backups.snapshot_due(peer, now, self.timings.election_max):
                 self._send_snapshot(peer, now)
                 continue
-            else:  # its snapshot is on the way: a heartbeat meanwhile
-                start, entries = self.log.snap_index + 1, ()
-            prev_view = self.log.view_at(start - 1)
+            # None: its snapshot is on the way, a heartbeat meanwhile
+            prev, entries = planned or (self.log.snap_index, ())
+            prev_view = self.log.view_at(prev)
             append = Append(
-                self.view, self.my_id, start - 1, prev_view, entries, self.commit, self.round
+                self.view, self.my_id, prev, prev_view, entries, self.commit, self.round
             )
             self._send(peer, append, eager=True)
         self._serve_reads()
-
-    def _snapshot_due(self, peer: int, now: float) -> bool:
-        """One snapshot in flight per backup: another only after election_max."""
-        return now - self._snapshot_sent.get(peer, float("-inf")) >= self.timings.election_max
 
     def _send_snapshot(self, peer: int, now: float) -> None:
         """Rule 8: the applied state, for a backup whose next entry is compacted."""
@@ -457,15 +435,14 @@ class Replica:
             self.view, self.my_id, index, self.log.view_at(index), image, self.round
         )
         self._send(peer, snap, eager=True)
-        self._snapshot_sent[peer] = now
-        self._next[peer] = index + 1
+        self._backups.snapshot_sent(peer, index, now)
 
     def _primary_commit(self) -> None:
         for index in range(self.last_index, self.commit, -1):
             if self.log[index].view != self.view:
                 break
             mine = 1 if self._durable >= index else 0  # rule 5: once on my own disk
-            holders = mine + sum(1 for p in self.peers if self._match[p] >= index)
+            holders = mine + self._backups.holders(index)
             if holders >= self.majority:
                 self._advance_commit(index)
                 break
@@ -495,13 +472,11 @@ class Replica:
     def _serve_reads(self) -> None:
         if self.role != PRIMARY:
             return
-        confirmed = sorted((self._acked_round.get(p, 0) for p in self.peers), reverse=True)
-        # the round a majority (me included) has answered in this view
-        majority_round = confirmed[self.majority - 2] if self.majority > 1 else self.round
+        majority_round = self._backups.majority_round(self.majority, self.round)
         self._out.answers += self._reads.serve(majority_round, self.machine)
 
     def _has_quorum(self, now: float) -> bool:
-        recent = sum(1 for p in self.peers if now - self._acked_at[p] <= self.timings.election_max)
+        recent = self._backups.recent(now, self.timings.election_max)
         return 1 + recent >= self.majority
 
     # -- helpers --------------------------------------------------------------

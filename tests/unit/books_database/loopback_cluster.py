@@ -8,21 +8,22 @@ from pathlib import Path
 
 from ports import free_ports
 
+from bookstore.books_database.messages import Compaction
 from bookstore.books_database.service import BooksDatabaseReplica, ReplicaConfig
 
 WAIT_S = 15.0  # generous: the tests wait for things, they never assert how fast
 
 
 class Cluster:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, compaction: Compaction | None = None) -> None:
         self.addresses = {i: f"127.0.0.1:{p}" for i, p in enumerate(free_ports(3), 1)}
         self.tmp_path = tmp_path
+        self.compaction = compaction or Compaction()
         self.replicas: dict[int, BooksDatabaseReplica] = {}
 
     async def start(self, replica_id: int) -> None:
-        config = ReplicaConfig(
-            replica_id, self.addresses, self.tmp_path / f"books-database-{replica_id}.sqlite3"
-        )
+        path = self.tmp_path / f"books-database-{replica_id}.sqlite3"
+        config = ReplicaConfig(replica_id, self.addresses, path, compaction=self.compaction)
         replica = BooksDatabaseReplica(config, self.addresses[replica_id])
         await replica.start()
         self.replicas[replica_id] = replica

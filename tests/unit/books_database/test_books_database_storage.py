@@ -12,7 +12,7 @@ import pytest
 from bookstore.books_database.driver import Driver
 from bookstore.books_database.messages import Entry, LogWrite, Output
 from bookstore.books_database.replication import Replica
-from bookstore.books_database.stock import BookRow, Op
+from bookstore.books_database.stock import BookRow, Op, StockMachine
 from bookstore.books_database.storage import (
     Snapshot,
     Storage,
@@ -104,3 +104,33 @@ async def test_a_turn_whose_write_fails_stops_the_replica(
     finally:
         await driver.stop()
         storage.close()
+
+
+def test_a_compacted_log_and_an_installed_snapshot_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "books-database-1.sqlite3"
+    storage = Storage(path)
+    machine = storage.load(dict(SEED)).machine
+    entries = tuple(Entry(1, Op("set_stock", f"s{i}", items=(("b1", i),))) for i in range(1, 6))
+    for index, entry in enumerate(entries, 1):
+        machine.apply(index, entry.op)
+    out = Output(log_writes=[LogWrite(1, entries)], compacted=(3, 1))
+    out.changes, out.applied = machine.take_changes(), machine.applied
+    storage.write(snapshot(out, machine))
+    storage.close()
+    storage = Storage(path)
+    loaded = storage.load(dict(SEED))
+    assert (loaded.snapshot, loaded.log) == ((3, 1), list(entries[3:]))
+    assert loaded.machine.books["b1"].stock == 5 and loaded.machine.applied == 5
+
+    # a snapshot from a primary replaces the stock, the txns, the answers and the log
+    image = StockMachine({"b1": BookRow("Dune", 7), "b9": BookRow("New", 1)}).image()
+    loaded.machine.restore(image, 40)
+    installed = Output(installed=True, compacted=(40, 3), applied=40)
+    storage.write(snapshot(installed, loaded.machine))
+    storage.close()
+    again = Storage(path)
+    after = again.load(dict(SEED))
+    assert (after.snapshot, after.log, after.machine.applied) == ((40, 3), [], 40)
+    assert after.machine.digest() == loaded.machine.digest()
+    assert not after.machine.answers and set(after.machine.books) == {"b1", "b9"}
+    again.close()

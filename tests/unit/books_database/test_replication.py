@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from linearizability import is_linearizable
-from replication_sim import Cluster
+from replication_sim import COMPACTION, Cluster
 
 from bookstore.books_database.messages import Append, AppendReply, Entry, RequestVote, Vote
 from bookstore.books_database.replication import PRIMARY, Replica
@@ -244,3 +244,70 @@ def test_a_batch_of_writes_is_one_append_and_one_round_with_an_answer_each() -> 
         505: "OK",
     }
     assert cluster.converged()
+
+
+def elect(replicas: dict[int, Replica]) -> tuple[Replica, float]:
+    """Run `replicas` (writing at once, losing nothing) until replica 1 is primary."""
+    now = 0.0
+    while replicas[1].role != PRIMARY or not replicas[1].caught_up:
+        now += 0.01
+        assert now < 30, "no primary"
+        outs = [r.on_tick(now) for r in replicas.values()]
+        outs += [r.on_persisted(now) for r in replicas.values()]
+        while outs:
+            out = outs.pop()
+            for o in out.early() + out.late():
+                if o.to in replicas:
+                    outs += [replicas[o.to].on_message(o.message, now)]
+                    outs += [replicas[o.to].on_persisted(now)]
+        if replicas[1].role != PRIMARY:
+            for r in replicas.values():
+                r._deadline = now + (0.001 if r.my_id == 1 else 10.0)  # let 1 call it
+    return replicas[1], now
+
+
+def test_the_primary_sends_before_its_write_and_counts_itself_only_once_written() -> None:
+    replicas = {i: Replica(i, [1, 2, 3], StockMachine({"b1": BookRow("B", 3)})) for i in (1, 2)}
+    primary, now = elect(replicas)
+    write = Op("set_stock", "w1", items=(("b1", 1),))
+    out = primary.submit_many([(7, write)], now).merge(primary.on_tick(now))
+    (append,) = [o.message for o in out.early() if o.to == 2]  # leaves while it is written
+    assert isinstance(append, Append) and [e.op for e in append.entries] == [write]
+    assert out.log_writes and not out.answers
+    backup = replicas[2].on_message(append, now)
+    assert not backup.early()  # the backup acknowledges only after its own write
+    (ack,) = [o.message for o in backup.late()]
+    assert isinstance(ack, AppendReply) and ack.ok
+    acked = primary.on_message(ack, now)
+    assert not acked.answers  # one backup, and the primary's write not done: no majority
+    done = primary.on_persisted(now)
+    assert [(a.ticket, a.result.ok) for a in done.answers] == [(7, True)]
+
+
+def test_two_backups_commit_without_the_primarys_own_write() -> None:
+    replicas = {i: Replica(i, [1, 2, 3], StockMachine({"b1": BookRow("B", 3)})) for i in (1, 2, 3)}
+    primary, now = elect(replicas)
+    out = primary.submit_many([(7, Op("set_stock", "w1", items=(("b1", 1),)))], now)
+    out.merge(primary.on_tick(now))
+    answers = []
+    for o in out.early():
+        ack = replicas[o.to].on_message(o.message, now).late()[0].message
+        answers += primary.on_message(ack, now).answers
+    assert [a.ticket for a in answers] == [7]  # a majority holds it on disk
+
+
+def test_a_replica_down_while_the_log_was_compacted_catches_up_from_a_snapshot() -> None:
+    cluster = Cluster(seed=9, stock=STOCK)
+    primary = settle(cluster)
+    down = next(i for i in cluster.ids if i != primary)
+    cluster.crash(down)
+    cluster.run(3.0, clients=3)
+    live = cluster.nodes[primary]
+    assert live is not None and live.log.snap_index > cluster.disks[down].applied
+    assert len(live.log.entries) < 3 * (COMPACTION.keep + COMPACTION.every)  # bounded
+    cluster.restart(down)
+    settle(cluster)
+    node = cluster.nodes[down]
+    assert node is not None and node.snapshots_installed >= 1
+    assert node.machine.digest() == live.machine.digest()
+    check_histories(cluster)
