@@ -161,3 +161,30 @@ async def test_all_three_killed_and_restarted_lose_no_acknowledged_write(
     # every order acknowledged before the crash is still taken; the ones whose
     # outcome was unknown are settled by the check (committed or not, never half)
     await check_stock(replicas, load)
+
+
+@pytest.mark.timeout(300)
+async def test_a_backup_down_for_many_orders_catches_up_from_a_snapshot(
+    replicas: Replicas,
+) -> None:
+    # Past Compaction's defaults (keep 1,000 entries, compact every 1,000 more): the
+    # primary's log no longer holds what the stopped backup lacks.
+    load = Load()
+    primary = await replicas.primary()
+    down = next(i for i in IDS if i != primary)
+    replicas.kill(down)
+    tasks = await under_load(replicas, load)
+    await more_committed(load, 1_100)  # two log entries each
+    replicas.spawn(down)
+    await replicas.wait_serving(down)
+    await more_committed(load)
+    load.stop.set()
+    await asyncio.gather(*tasks)
+    await check_stock(replicas, load)
+    back = await replicas.status(down)
+    assert back is not None and back.snapshots_installed >= 1
+    for i in IDS:
+        status = await replicas.status(i)
+        assert status is not None and status.snapshot_index > 0
+        assert status.last_index - status.snapshot_index <= 2_000 + 600  # + a turn's entries
+    print(f"replica {down} installed a snapshot at index {back.snapshot_index}")
