@@ -2,7 +2,8 @@
 as a pure state machine: messages, client requests and time in, `Output` out.
 
 No sockets and no clocks here (the adapter is driver.py; the messages and the
-Output are in messages.py). It is Raft's log replication and election, in
+Output are in messages.py; the replica's state and plumbing in replica_state.py,
+its log in log.py, the primary's record of its backups in progress.py). It is Raft's log replication and election, in
 Viewstamped Replication's words (view = term). Rules, as implemented:
 
 1. Every message carries its sender's view. A replica refuses anything from a
@@ -65,94 +66,37 @@ default nobody listens, and nothing here depends on who does.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from bookstore.books_database.log import Log
 from bookstore.books_database.messages import (
-    Answer,
     Append,
     AppendReply,
-    Compaction,
     Entry,
     InstallSnapshot,
     LogWrite,
     Message,
-    Observer,
-    Outgoing,
     Output,
     RequestVote,
-    Timings,
     Vote,
 )
 from bookstore.books_database.progress import Backups
-from bookstore.books_database.reads import ReadIndex
-from bookstore.books_database.stock import NOOP_OP, Op, Result, StockMachine
+from bookstore.books_database.replica_state import (
+    BACKUP,
+    CANDIDATE,
+    NOT_PRIMARY,
+    PRIMARY,
+    UNKNOWN,
+    ReplicaState,
+)
+from bookstore.books_database.stock import NOOP_OP, Op, Result
 
-BACKUP, CANDIDATE, PRIMARY = "backup", "candidate", "primary"
-NOT_PRIMARY = "NOT_PRIMARY"  # definitely not done: ask the primary
-UNKNOWN = "UNKNOWN"  # the primary lost its view while the op was in flight
+__all__ = ["BACKUP", "CANDIDATE", "NOT_PRIMARY", "PRIMARY", "UNKNOWN", "Replica"]
 
 
-class Replica:
-    """One replica. `log` (the entries after `snapshot`, its (index, view)), `view`,
-    `voted_for` and `machine` (the applied stock) come from storage."""
-
-    def __init__(
-        self,
-        my_id: int,
-        peer_ids: Iterable[int],
-        machine: StockMachine,
-        *,
-        view: int = 0,
-        voted_for: int = 0,
-        log: Iterable[Entry] = (),
-        snapshot: tuple[int, int] = (0, 0),
-        timings: Timings | None = None,
-        compaction: Compaction | None = None,
-        rng: random.Random | None = None,
-        observer: Observer | None = None,
-    ) -> None:
-        self.my_id = my_id
-        self.peers = sorted(set(peer_ids) - {my_id})
-        self.majority = (len(self.peers) + 1) // 2 + 1
-        self.machine = machine
-        self.view = view
-        self.voted_for = voted_for
-        self.log = Log(log, *snapshot)
-        if not self.log.snap_index <= machine.applied <= self.log.last_index:
-            raise ValueError("the applied state is not within the log")
-        self.timings = timings or Timings()
-        self.compaction = compaction or Compaction()
-        self.snapshots_installed = 0
-        self.rng = rng or random.Random()
-        self.role = BACKUP
-        self.leader = 0
-        self.commit = machine.applied
-        self.caught_up = False  # latched: joined a view and applied what it had committed
-        self.round = 0
-        self._out = Output()
-        self._deadline: float | None = None
-        self._votes: set[int] = set()
-        self._prevotes: set[int] | None = None  # pre-voting for view + 1
-        self._heard_at = float("-inf")  # last Append from the primary of my view
-        self._backups = Backups((), 0, 0.0)  # the primary's record of them (progress.py)
-        self._last_broadcast = float("-inf")
-        self._noop_index = 0
-        self._durable = self.log.last_index  # on this replica's disk (on_persisted)
-        self._pending: dict[int, int] = {}  # log index -> ticket
-        self._reads = ReadIndex()
-        self.observer = observer or Observer()  # told what happens to the log's entries
+class Replica(ReplicaState):
+    """One replica: the rules above over its state (replica_state.py)."""
 
     # -- inputs ---------------------------------------------------------------
-
-    @property
-    def last_index(self) -> int:
-        return self.log.last_index
-
-    @property
-    def last_view(self) -> int:
-        return self.log.last_view
 
     def on_message(self, msg: Message, now: float) -> Output:
         self._arm(now)
@@ -230,12 +174,6 @@ class Replica:
             self._reads.add(ticket, book_ids, max(self.commit, self._noop_index), self.round + 1)
             self._serve_reads()
         return self.take_output()
-
-    def take_output(self) -> Output:
-        out, self._out = self._out, Output()
-        out.changes = self.machine.take_changes()
-        out.applied = self.machine.applied
-        return out
 
     # -- the rules ------------------------------------------------------------
 
@@ -478,42 +416,3 @@ class Replica:
     def _has_quorum(self, now: float) -> bool:
         recent = self._backups.recent(now, self.timings.election_max)
         return 1 + recent >= self.majority
-
-    # -- helpers --------------------------------------------------------------
-
-    def _append_local(self, *entries: Entry) -> None:
-        if not entries:
-            return
-        start = self.last_index + 1
-        self.log.append(entries)
-        self._out.log_writes.append(LogWrite(start, entries))
-        for offset, entry in enumerate(entries):
-            self.observer.appended(start + offset, entry)
-
-    def _reply(self, msg: Append, ok: bool, match: int) -> None:
-        self._send(msg.sender, AppendReply(self.view, self.my_id, ok, match, msg.round))
-
-    def _catch_up(self) -> None:
-        if not self.caught_up:
-            self.caught_up = True
-            self._note(f"caught up at index {self.machine.applied} in view {self.view}")
-
-    def _not_primary(self) -> Result:
-        return Result(NOT_PRIMARY, f"primary is {self.leader}")
-
-    def _answer(self, ticket: int, result: Result) -> None:
-        self._out.answers.append(Answer(ticket, result))
-
-    def _send(self, to: int, msg: Message, eager: bool = False) -> None:
-        (self._out.eager if eager else self._out.messages).append(Outgoing(to, msg))
-
-    def _note(self, text: str) -> None:
-        self._out.notes.append(f"replica {self.my_id}: {text}")
-
-    def _arm(self, now: float) -> None:
-        if self._deadline is None:
-            self._reset_deadline(now)
-
-    def _reset_deadline(self, now: float) -> None:
-        t = self.timings
-        self._deadline = now + self.rng.uniform(t.election_min, t.election_max)
