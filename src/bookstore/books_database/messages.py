@@ -67,6 +67,8 @@ class InstallSnapshot:
     last_view: int
     image: Image
     round: int
+    part: int = 0  # a large image comes in parts: this one of `parts`
+    parts: int = 1
 
 
 Message = RequestVote | Vote | Append | AppendReply | InstallSnapshot

@@ -16,6 +16,7 @@ from bookstore.books_database.messages import (
     AppendReply,
     Compaction,
     Entry,
+    InstallSnapshot,
     LogWrite,
     Message,
     Observer,
@@ -63,6 +64,7 @@ class ReplicaState:
         self.timings = timings or Timings()
         self.compaction = compaction or Compaction()
         self.snapshots_installed = 0
+        self._snapshot_parts: dict[int, InstallSnapshot] = {}  # of one snapshot, by part
         self.rng = rng or random.Random()
         self.role = BACKUP
         self.leader = 0

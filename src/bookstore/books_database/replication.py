@@ -3,8 +3,9 @@ as a pure state machine: messages, client requests and time in, `Output` out.
 
 No sockets and no clocks here (the adapter is driver.py; the messages and the
 Output are in messages.py; the replica's state and plumbing in replica_state.py,
-its log in log.py, the primary's record of its backups in progress.py). It is Raft's log replication and election, in
-Viewstamped Replication's words (view = term). Rules, as implemented:
+its log in log.py, the primary's record of its backups in progress.py). It is
+Raft's log replication and election, in Viewstamped Replication's words (view =
+term). Rules, as implemented:
 
 1. Every message carries its sender's view. A replica refuses anything from a
    lower view (answering with its own, so the sender learns it is stale) and,
@@ -88,9 +89,10 @@ from bookstore.books_database.replica_state import (
     UNKNOWN,
     ReplicaState,
 )
-from bookstore.books_database.stock import NOOP_OP, Op, Result
+from bookstore.books_database.stock import NOOP_OP, Image, Op, Result
 
 __all__ = ["BACKUP", "CANDIDATE", "NOT_PRIMARY", "PRIMARY", "UNKNOWN", "Replica"]
+SNAPSHOT_ROWS = 5_000  # txns and answers per part of a snapshot: about 0.7 MB on the wire
 
 
 class Replica(ReplicaState):
@@ -251,7 +253,10 @@ class Replica(ReplicaState):
             msg.index <= self.last_index and self.log.view_at(msg.index) == msg.last_view
         )
         if not held:
-            self.machine.restore(msg.image, msg.index)
+            image = self._assemble(msg)
+            if image is None:
+                return  # more parts to come
+            self.machine.restore(image, msg.index)
             self.log.reset(msg.index, msg.last_view)
             self.commit = msg.index
             self._durable = 0  # until this is written (on_persisted)
@@ -261,6 +266,17 @@ class Replica(ReplicaState):
             self._out.compacted = (msg.index, msg.last_view)
             self._note(f"installed a snapshot at index {msg.index} from {msg.sender}")
         self._send(msg.sender, AppendReply(self.view, self.my_id, True, msg.index, msg.round))
+
+    def _assemble(self, msg: InstallSnapshot) -> Image | None:
+        """The whole image once every part of `msg`'s snapshot has arrived."""
+        first = next(iter(self._snapshot_parts.values()), None)
+        if first is not None and (first.view, first.index) != (msg.view, msg.index):
+            self._snapshot_parts = {}  # parts of an older snapshot: forgotten
+        self._snapshot_parts[msg.part] = msg
+        if len(self._snapshot_parts) < msg.parts:
+            return None
+        parts, self._snapshot_parts = self._snapshot_parts, {}
+        return Image.join([parts[k].image for k in range(msg.parts)])
 
     def _on_append_reply(self, msg: AppendReply, now: float) -> None:
         if self.role != PRIMARY:
@@ -367,12 +383,13 @@ class Replica(ReplicaState):
 
     def _send_snapshot(self, peer: int, now: float) -> None:
         """Rule 8: the applied state, for a backup whose next entry is compacted."""
-        index = self.machine.applied
-        image = self.machine.image()
-        snap = InstallSnapshot(
-            self.view, self.my_id, index, self.log.view_at(index), image, self.round
-        )
-        self._send(peer, snap, eager=True)
+        index, view = self.machine.applied, self.log.view_at(self.machine.applied)
+        parts = self.machine.image().split(SNAPSHOT_ROWS)
+        for k, image in enumerate(parts):
+            snap = InstallSnapshot(
+                self.view, self.my_id, index, view, image, self.round, k, len(parts)
+            )
+            self._send(peer, snap, eager=True)
         self._backups.snapshot_sent(peer, index, now)
 
     def _primary_commit(self) -> None:

@@ -118,6 +118,29 @@ class Image:
     answers: tuple[tuple[str, Result], ...]
     max_epoch: int
 
+    def split(self, rows: int) -> list[Image]:
+        """In parts of at most `rows` txns and `rows` answers each (the books and the
+        epoch in the first), so that no part outgrows a message."""
+        count = max(1, -(-max(len(self.txns), len(self.answers)) // rows))
+        return [
+            Image(
+                self.books if k == 0 else (),
+                self.txns[k * rows : (k + 1) * rows],
+                self.answers[k * rows : (k + 1) * rows],
+                self.max_epoch,
+            )
+            for k in range(count)
+        ]
+
+    @staticmethod
+    def join(parts: list[Image]) -> Image:
+        return Image(
+            tuple(b for p in parts for b in p.books),
+            tuple(t for p in parts for t in p.txns),
+            tuple(a for p in parts for a in p.answers),
+            parts[0].max_epoch,
+        )
+
 
 class StockMachine:
     def __init__(

@@ -110,6 +110,8 @@ def snapshot_pb(msg: InstallSnapshot) -> pb.InstallSnapshot:
         ],
         max_epoch=image.max_epoch,
         round=msg.round,
+        part=msg.part,
+        parts=msg.parts,
     )
 
 
@@ -129,7 +131,9 @@ def snapshot_from_pb(view: int, sender: int, m: pb.InstallSnapshot) -> InstallSn
         answers=tuple((a.request_id, Result(a.code, a.message)) for a in m.answers),
         max_epoch=m.max_epoch,
     )
-    return InstallSnapshot(view, sender, m.index, m.last_view, image, m.round)
+    return InstallSnapshot(
+        view, sender, m.index, m.last_view, image, m.round, m.part, max(1, m.parts)
+    )
 
 
 def message_from_pb(m: pb.PeerMessage) -> Message | None:

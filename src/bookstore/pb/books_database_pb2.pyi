@@ -637,10 +637,16 @@ class InstallSnapshot(_message.Message):
     ANSWERS_FIELD_NUMBER: _builtins.int
     MAX_EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     last_view: _builtins.int
     max_epoch: _builtins.int
     round: _builtins.int
+    part: _builtins.int
+    """a large snapshot comes in parts (each under the message limit):"""
+    parts: _builtins.int
+    """this is part `part` (from 0) of `parts`; the books are in part 0"""
     @_builtins.property
     def books(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockRow]: ...
     @_builtins.property
@@ -657,10 +663,12 @@ class InstallSnapshot(_message.Message):
         answers: _abc.Iterable[Global___AnswerRow] | None = ...,
         max_epoch: _builtins.int = ...,
         round: _builtins.int = ...,
+        part: _builtins.int = ...,
+        parts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "books", b"books", "index", b"index", "last_view", b"last_view", "max_epoch", b"max_epoch", "round", b"round", "txns", b"txns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "books", b"books", "index", b"index", "last_view", b"last_view", "max_epoch", b"max_epoch", "part", b"part", "parts", b"parts", "round", b"round", "txns", b"txns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,8 +9,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 from loopback_cluster import WAIT_S, Cluster
 
+from bookstore.books_database import replication
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.books_database.messages import Compaction
 
@@ -25,8 +27,9 @@ def log_rows(path: Path) -> int:
 
 
 async def test_a_replica_restarted_after_many_orders_catches_up_from_a_snapshot(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(replication, "SNAPSHOT_ROWS", 25)  # a snapshot in several parts
     cluster = Cluster(tmp_path, COMPACTION)
     for i in (1, 2, 3):
         await cluster.start(i)

@@ -5,13 +5,15 @@ its end: the replicas converge and every book's history is linearizable."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from linearizability import is_linearizable
 from replication_sim import COMPACTION, Cluster
 
+from bookstore.books_database import replication
 from bookstore.books_database.messages import Append, AppendReply, Entry, RequestVote, Vote
-from bookstore.books_database.replication import PRIMARY, Replica
+from bookstore.books_database.replication import PRIMARY, SNAPSHOT_ROWS, Replica
 from bookstore.books_database.stock import BookRow, Op, StockMachine
 
 STOCK = {"b1": 4, "b2": 2}
@@ -296,7 +298,11 @@ def test_two_backups_commit_without_the_primarys_own_write() -> None:
     assert [a.ticket for a in answers] == [7]  # a majority holds it on disk
 
 
-def test_a_replica_down_while_the_log_was_compacted_catches_up_from_a_snapshot() -> None:
+@pytest.mark.parametrize("rows", [SNAPSHOT_ROWS, 1])  # 1: the snapshot comes in many parts
+def test_a_replica_down_while_the_log_was_compacted_catches_up_from_a_snapshot(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replication, "SNAPSHOT_ROWS", rows)
     cluster = Cluster(seed=9, stock=STOCK)
     primary = settle(cluster)
     down = next(i for i in cluster.ids if i != primary)

@@ -5,6 +5,8 @@ precise refusals that change nothing."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bookstore.books_database.stock import (
     BAD_REQUEST,
@@ -14,8 +16,11 @@ from bookstore.books_database.stock import (
     UNKNOWN_TXN,
     VOTED_NO,
     BookRow,
+    Image,
     Op,
+    Result,
     StockMachine,
+    Txn,
 )
 from bookstore.commitment.participant import State
 
@@ -140,3 +145,18 @@ def test_equal_states_have_equal_digests(machine: StockMachine) -> None:
     assert machine.digest() != twin.digest()
     with pytest.raises(ValueError, match="applying index 5 after 1"):
         machine.apply(5, reserve("t2", b1=1))
+
+
+@given(
+    txns=st.integers(0, 30),
+    answers=st.integers(0, 30),
+    rows=st.integers(1, 40),
+)
+def test_an_image_split_in_parts_joins_back_to_itself(txns: int, answers: int, rows: int) -> None:
+    machine = StockMachine({"b1": BookRow("Dune", 5), "b2": BookRow("Emma", 2)}, max_epoch=3)
+    machine.txns = {f"t{i}": Txn(f"t{i}", State.ABORTED, 1, None) for i in range(txns)}
+    machine.answers = {f"r{i}": Result() for i in range(answers)}
+    image = machine.image()
+    parts = image.split(rows)
+    assert Image.join(parts) == image
+    assert all(len(p.txns) <= rows and len(p.answers) <= rows for p in parts)
