@@ -12,6 +12,12 @@
   Completes and logged decisions share LeaderBatch calls
   (`order_queue.client.LeaderCalls`), each fenced on its own.
 
+The logged decision is the order's commit point: the queue records the order
+executed (or rejected) with it and its customer is answered then. The
+Complete that follows the participants' acknowledgements finishes the
+decision, so that no later leader redrives it; until then, whatever happens
+to this replica, the next leader's recovery finishes it.
+
 A queue refusal of my epoch, or a participant's, goes to the `Leader` (which
 steps down); so does a queue unreachable for too long. An order enqueued
 without a payment token and amount (the queue's own tests and benchmarks, which
@@ -254,9 +260,9 @@ class Work:
                 await asyncio.sleep(0.05)
                 continue
             self.leader.queue_answered()
-            self._done[order_id] = None
-            if not done.duplicate:
+            if not done.duplicate and order_id not in self._done:
                 self.executed += 1
+            self._done[order_id] = None
             e = done.execution
             log.info(
                 "completed order=%s outcome=%s reason=%s sequence=%d epoch=%d duplicate=%s",

@@ -350,7 +350,14 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         own replica id)."""
         if op.HasField("log_decision"):
             d = op.log_decision
-            return Decide(d.order_id.value, d.decision, d.epoch, d.reason)
+            return Decide(
+                d.order_id.value,
+                d.decision,
+                d.epoch,
+                d.reason,
+                d.amount_cents,
+                d.customer_reason,
+            )
         if op.HasField("complete"):
             refusal = replica_refusal(context, EXECUTOR, op.complete.replica_id)
             if refusal is not None:

@@ -438,12 +438,21 @@ class LogDecisionRequest(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_REASON_FIELD_NUMBER: _builtins.int
     decision: _builtins.str
     """"commit" | "abort" """
     epoch: _builtins.int
     """the leader's epoch"""
     reason: _builtins.str
     """why an abort, e.g. "payment: card declined" """
+    amount_cents: _builtins.int
+    """The decision is the order's commit point: logged, the order counts as
+    executed (commit) or rejected (abort), and the queue records its execution
+    with it. commit: the amount authorized, to be captured (0: the enqueued
+    amount); abort: the reason the customer reads (empty: `reason`).
+    """
+    customer_reason: _builtins.str
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     def __init__(
@@ -453,10 +462,12 @@ class LogDecisionRequest(_message.Message):
         decision: _builtins.str = ...,
         epoch: _builtins.int = ...,
         reason: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        customer_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "epoch", b"epoch", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "customer_reason", b"customer_reason", "decision", b"decision", "epoch", b"epoch", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -524,7 +535,7 @@ class DecisionList(_message.Message):
     RECENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pending(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRecord]:
-        """decided, the order not yet executed"""
+        """decided, not yet finished (phase 2 may be due)"""
 
     @_builtins.property
     def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRecord]:

@@ -124,7 +124,12 @@ class OrderQueueServicer:
         log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-        complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+        complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

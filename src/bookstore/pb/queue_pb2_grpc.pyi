@@ -55,7 +55,12 @@ class OrderQueueStub:
       log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-      complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+      complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
     """
     WatchExecutions: _grpc.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]
     """Every execution as it is recorded (the orchestrator listens here)."""
@@ -86,7 +91,12 @@ class OrderQueueAsyncStub(OrderQueueStub):
       log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-      complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+      complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
     """
     WatchExecutions: _aio.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]  # type: ignore[assignment]
     """Every execution as it is recorded (the orchestrator listens here)."""
@@ -144,7 +154,12 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
           log_decision: the two-phase-commit coordinator log (txn id = order id),
             durable before the reply. The first decision logged for an order wins and
             never changes: a repeat answers it (idempotent); a stale epoch is refused.
-          complete: records the execution durably; idempotent by order id.
+            The first one also records the order's execution (executed or rejected),
+            in the same transaction: the order leaves the queue, and WatchExecutions
+            brings it (the customer is answered at the commit point).
+          complete: the order is finished (its decision acknowledged by every
+            participant; without a decision: its execution recorded), durably;
+            idempotent by order id.
         """
 
     @_abc_1.abstractmethod
