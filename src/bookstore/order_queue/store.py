@@ -234,6 +234,15 @@ class QueueStore:
         self, replica_id: int, epoch: int, wait_s: float
     ) -> tuple[Order, Lease] | None:
         """Lease the highest-priority order, waiting up to `wait_s` for one."""
+        taken = await self.dequeue_many(replica_id, epoch, wait_s, 1)
+        return taken[0] if taken else None
+
+    async def dequeue_many(
+        self, replica_id: int, epoch: int, wait_s: float, max_orders: int
+    ) -> list[tuple[Order, Lease]]:
+        """Lease up to `max_orders` orders, by priority, waiting up to `wait_s` for the
+        first; [] if none came. A change wakes every waiting long poll; the leader
+        keeps one, which takes every order waiting then (up to its `max_orders`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_s)
         again = False
@@ -242,11 +251,17 @@ class QueueStore:
             # Fenced every time round: a new leader may have registered meanwhile.
             taken = self.state.take(replica_id, epoch, self.clock(), again=again)
             if taken is not None:
+                leased = [taken]
+                while len(leased) < max_orders:
+                    more = self.state.take(replica_id, epoch, self.clock(), again=True)
+                    if more is None:
+                        break
+                    leased.append(more)
                 self._schedule_expiry()
-                return taken
+                return leased
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return None
+                return []
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
             again = True

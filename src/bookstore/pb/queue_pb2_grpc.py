@@ -106,7 +106,8 @@ class OrderQueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Dequeue(self, request, context):
-        """Long poll: waits up to wait_ms for an order, returns a lease on it.
+        """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+        up to max_orders - 1 more that are waiting then, by priority).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

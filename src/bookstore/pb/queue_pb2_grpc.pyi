@@ -47,7 +47,9 @@ class OrderQueueStub:
     RegisterLeader: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _grpc.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]
-    """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+    """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+    up to max_orders - 1 more that are waiting then, by priority).
+    """
     RenewLease: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]
     LeaderBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]
     """The leader executor's decisions and completions, many in one call (its
@@ -83,7 +85,9 @@ class OrderQueueAsyncStub(OrderQueueStub):
     RegisterLeader: _aio.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]  # type: ignore[assignment]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _aio.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]  # type: ignore[assignment]
-    """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+    """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+    up to max_orders - 1 more that are waiting then, by priority).
+    """
     RenewLease: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]  # type: ignore[assignment]
     LeaderBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]  # type: ignore[assignment]
     """The leader executor's decisions and completions, many in one call (its
@@ -134,7 +138,9 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.DequeueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.DequeueReply, _abc.Awaitable[_queue_pb2.DequeueReply]]:
-        """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+        """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+        up to max_orders - 1 more that are waiting then, by priority).
+        """
 
     @_abc_1.abstractmethod
     def RenewLease(
