@@ -1,9 +1,10 @@
 """Orders against the whole system and the audit of their two-phase commits.
 
 `Shop` posts checkouts (concurrently, from threads) and records what each was
-told. `audit` waits until every acknowledged order is finished, the replicas
-have converged and payment holds nothing in doubt, then reads the files of
-the run (read-only, while the services run) and checks, Jepsen style:
+told. `audit` waits until every acknowledged order is finished, every decision
+is finished (a customer is answered at the commit point, before the commits),
+the replicas have converged and payment holds nothing in doubt, then reads the
+files of the run (read-only, while the services run) and checks, Jepsen style:
 
 - every order answered "Order Approved" was executed: the queue records it
   executed, payment captured it once for the amount the queue recorded;
@@ -115,6 +116,12 @@ def _read(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql).fetchall())
 
 
+def _decisions_due(system: System) -> int:
+    """Decisions whose commits or aborts are not all acknowledged yet."""
+    queue = system.data_dir / "order-queue" / "queue.db"
+    return int(_read(queue, "SELECT COUNT(*) FROM decisions WHERE finished = 0")[0][0])
+
+
 def _as_launcher(system: System) -> grpcutil.Transport:
     """The operator's identity (mutual TLS with the run's certificates, or plaintext)."""
     return transport(system.env, "launcher")
@@ -156,6 +163,7 @@ def audit(shop: Shop, initial_stock: Callable[[str], int]) -> Report:
     """Wait until the run is quiet, then check it (see the module's rules)."""
     system = shop.system
     finished = {oid: shop.finished(oid) for oid, a in shop.answers.items() if _acknowledged(a)}
+    wait_for(lambda: _decisions_due(system) == 0, WAIT_S, "every decision finished")
     wait_for(lambda: asyncio.run(_replicas_converged(system)), WAIT_S, "replicas converged")
     wait_for(lambda: asyncio.run(_payment_in_doubt(system)) == 0, WAIT_S, "payment in doubt")
     data = system.data_dir

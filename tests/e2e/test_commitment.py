@@ -100,13 +100,14 @@ def test_concurrent_orders_share_payment_calls(shop: Shop) -> None:
         answers = shop.post_all([order({"b026": 1}) for _ in range(24)], workers=24)
         assert [a["status"] for a in answers] == ["Order Approved"] * 24, answers
         executed += [a["orderId"] for a in answers]
+        # Answered at their decisions: the audit waits for their captures too.
+        report = audit(shop, initial_stock)
         calls, operations = batched(shop.system, "payment")
         calls, operations = calls - calls_before, operations - operations_before
         if operations > calls:
             break
     assert operations >= 2 * len(executed)  # an authorization and a capture each
     assert operations > calls
-    report = audit(shop, initial_stock)
     assert set(executed) <= set(report.executed)
 
 

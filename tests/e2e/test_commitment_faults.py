@@ -99,6 +99,26 @@ def test_the_leader_killed_at_each_point_of_the_protocol(point: str) -> None:
             assert re.search(r"recovering order=\S+ decision=commit", system.log())
 
 
+def test_an_order_confirmed_at_its_decision_is_committed_by_the_next_leader() -> None:
+    """The customer is answered at the commit point: the leader dies right after its
+    decision is logged, before any commit is sent. The order is confirmed all the
+    same, and the next leader's recovery commits it: copies taken, payment captured,
+    once."""
+    env = {"BOOKS_INITIAL_STOCK": str(STOCK), "BOOKSTORE_TEST_CRASH_AT": "after-log"}
+    with start_system(env) as system:
+        shop = Shop(system)
+        answer = shop.post(order({"b001": 2}))
+        order_id = answer["orderId"]
+        assert answer["status"] == "Order Approved"
+        assert answer["execution"]["state"] == "executed", answer
+        crash = f"test crash at after-log order={order_id}"
+        wait_for(lambda: crash in system.log(), 60.0, "the leader's crash after the decision")
+        report = audit(shop, initial_stock)
+        assert report.executed == {order_id: answer["payment"]["amountCents"]}
+        assert report.stock[1]["b001"] == STOCK - 2
+        assert f"recovering order={order_id} decision=commit" in system.log()
+
+
 def _books_primary(system: System) -> int:
     addresses = {
         int(k): v

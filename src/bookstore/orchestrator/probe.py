@@ -30,7 +30,7 @@ from bookstore.settings import Settings
 
 STATUS_TIMEOUT_S = 0.5
 ELECTION_STEPS = 100  # the cluster view shows at most this many recent election steps
-IN_DOUBT_SHOWN = 50  # decided orders not yet executed, oldest first (payment sends <= 100)
+IN_DOUBT_SHOWN = 50  # decided orders not yet finished, oldest first (payment sends <= 100)
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class PaymentState:
 @dataclass(frozen=True)
 class InDoubt:
     """A transaction not finished everywhere: decided in the queue's log with its order
-    not yet executed (where="decision-log"), or prepared at payment (where="payment")."""
+    not yet finished (where="decision-log"), or prepared at payment (where="payment")."""
 
     txn_id: str
     where: str
@@ -201,7 +201,7 @@ class ClusterProbe:
             asyncio.gather(*(self._executor_state(i, a) for i, a in addresses.items())),
             self._replica_states(),
             self._payment_state(),
-            self._decided_not_executed(),
+            self._decided_not_finished(),
         )
         executors = tuple(entry for entry, _ in answers)
         steps = sorted(
@@ -260,7 +260,7 @@ class ClusterProbe:
         )
         return state, prepared
 
-    async def _decided_not_executed(self) -> tuple[InDoubt, ...]:
+    async def _decided_not_finished(self) -> tuple[InDoubt, ...]:
         try:
             found = await self._queue().ListDecisions(
                 queue_pb2.ListDecisionsRequest(limit=IN_DOUBT_SHOWN), timeout=STATUS_TIMEOUT_S

@@ -5,8 +5,9 @@
 - a sender delivering `Outgoing` messages with short deadlines, fire and
   forget (a failure only means no reply, which the timeouts handle);
 - the registration task: a freshly won leader asks the queue for an epoch;
-- the work loops (`execution_concurrency` of them, work.py), only while
-  leader with an epoch: recovery, then each order's two-phase commit.
+- the work loop (work.py), only while leader with an epoch: recovery, then
+  one Dequeue long poll at a time for as many orders as there are free slots
+  (`execution_concurrency`), each order's two-phase commit in a task of its own.
   STALE_EPOCH or LEADER_ALIVE -> `on_fenced`; the queue unreachable for
   queue_unreachable_s -> `on_queue_unreachable`.
 """
@@ -324,10 +325,7 @@ class Executor:
         self._loops = [
             asyncio.create_task(self.tick_loop(), name="bully-tick"),
         ]
-        self._loops += [
-            asyncio.create_task(self.work.loop(), name=f"work-loop-{i}")
-            for i in range(self.settings.execution_concurrency)
-        ]
+        self._loops.append(asyncio.create_task(self.work.loop(), name="work-loop"))
 
     async def close(self) -> None:
         for task in [*self._loops, *self._tasks]:

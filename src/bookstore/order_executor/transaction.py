@@ -9,7 +9,9 @@ id, epoch = the leader's queue epoch) between two participants:
   (operations of its Apply).
 
 The decision goes to the queue's decision log (log_decision) before any commit
-or abort is sent; whatever the log answers is the decision. `TwoPhaseCommit.run`
+or abort is sent; whatever the log answers is the decision. It is also the
+order's commit point: the queue records the order executed (or rejected) with
+it, and the customer is answered then; the commits that follow finish it. `TwoPhaseCommit.run`
 performs every action the coordinator returns (one RPC in flight per action
 and participant), feeds the answers back, ticks it every resend interval, and
 returns how the transaction ended. Many orders run at once, each in its own
@@ -266,11 +268,16 @@ class TwoPhaseCommit:
 
     async def _log_decision(self, action: Action, txn: Txn) -> Feed:
         assert action.decision is not None
+        # The commit point: the queue records the order's execution with its first
+        # decision (the amount to capture, or the reason the customer reads).
+        commit = action.decision is Decision.COMMIT
         request = queue_pb2.LogDecisionRequest(
             order_id=common_pb2.OrderId(value=txn.order_id),
             decision=action.decision.value,
             epoch=txn.epoch,
             reason=action.reason[:512],
+            amount_cents=txn.amount_cents if commit else 0,
+            customer_reason="" if commit else customer_reason(action.reason)[:512],
         )
         try:  # in a LeaderBatch call with the other orders' decisions and completions
             reply = await self.leader_calls.log_decision(request)

@@ -1,16 +1,24 @@
 """The leader's work: what a replica does while it leads with an epoch.
 
 `service.py`'s `Executor` runs the Bully node and says when this replica leads
-(`Leader`); each of its `execution_concurrency` work loops then:
+(`Leader`); its work loop (the feeder) then:
 
 - first, once per epoch, recovers: every order with a logged decision that is
-  not yet completed is finished (its decision resent to the participants, as a
-  new coordinator that reads the log first) and completed; the other loops wait;
-- then Dequeue (long poll) -> the order's two-phase commit (`transaction.py`;
+  not yet finished is finished (its decision resent to the participants, as a
+  new coordinator that reads the log first) and completed;
+- then one Dequeue long poll at a time leases as many orders as there are free
+  slots (of `execution_concurrency`), and each order runs in a task of its own:
+  the order's two-phase commit (`transaction.py`;
   txn id = order id, epoch = mine) -> Complete with the outcome (executed, or
   rejected with the reason), the lease and the epoch. Concurrent orders'
   Completes and logged decisions share LeaderBatch calls
   (`order_queue.client.LeaderCalls`), each fenced on its own.
+
+The logged decision is the order's commit point: the queue records the order
+executed (or rejected) with it and its customer is answered then. The
+Complete that follows the participants' acknowledgements finishes the
+decision, so that no later leader redrives it; until then, whatever happens
+to this replica, the next leader's recovery finishes it.
 
 A queue refusal of my epoch, or a participant's, goes to the `Leader` (which
 steps down); so does a queue unreachable for too long. An order enqueued
@@ -96,19 +104,29 @@ class Work:
         self._done: BoundedMapping[str, None] = BoundedMapping(REMEMBERED_ORDERS)
         self._inflight: set[str] = set()  # orders whose transaction runs here now
         self._recovered_epoch = 0  # the epoch whose in-doubt orders are finished
-        self._recovering = asyncio.Lock()
+        self._running: set[asyncio.Task[None]] = set()  # the orders' executions
+        self._slot_freed = asyncio.Event()
 
     async def loop(self) -> None:
-        """One work loop: it works only while this replica leads with an epoch."""
+        """The feeder: while this replica leads with an epoch, one Dequeue long poll at
+        a time leases as many orders as there are free slots (of
+        `execution_concurrency`), and each order runs in a task of its own."""
         while True:
             epoch = await self.leader.leading()
             if self._recovered_epoch != epoch:
                 await self._recover(epoch)
                 continue
+            while len(self._running) >= self.settings.execution_concurrency:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            free = self.settings.execution_concurrency - len(self._running)
             try:
                 reply = await self.queue.Dequeue(
                     queue_pb2.DequeueRequest(
-                        replica_id=self.leader.replica_id, epoch=epoch, wait_ms=DEQUEUE_WAIT_MS
+                        replica_id=self.leader.replica_id,
+                        epoch=epoch,
+                        wait_ms=DEQUEUE_WAIT_MS,
+                        max_orders=free,
                     ),
                     timeout=DEQUEUE_WAIT_MS / 1000 + 0.5,
                 )
@@ -118,42 +136,68 @@ class Work:
                 continue
             self.leader.queue_answered()
             if reply.has_order:
-                # The execution joins the checkout's trace through the queue's record.
-                with propagation.order_step(
-                    _TRACER,
-                    "execute",
-                    reply.order.order_id.value,
-                    parent=reply.order.trace_context,
-                    kind=SpanKind.CONSUMER,
-                    attributes={
-                        "bookstore.replica_id": self.leader.replica_id,
-                        "bookstore.epoch": epoch,
-                    },
-                ):
-                    await self._execute(epoch, reply)
+                self._start(epoch, reply.order, reply.lease_id, reply.lease_ms)
+            for leased in reply.more:
+                self._start(epoch, leased.order, leased.lease_id, reply.lease_ms)
+
+    def _start(
+        self, epoch: int, order: queue_pb2.QueuedOrder, lease_id: str, lease_ms: int
+    ) -> None:
+        task = self.leader.spawn(self._traced(epoch, order, lease_id, lease_ms))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("an execution failed", exc_info=task.exception())
+
+    async def _traced(
+        self, epoch: int, order: queue_pb2.QueuedOrder, lease_id: str, lease_ms: int
+    ) -> None:
+        # The execution joins the checkout's trace through the queue's record.
+        with propagation.order_step(
+            _TRACER,
+            "execute",
+            order.order_id.value,
+            parent=order.trace_context,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "bookstore.replica_id": self.leader.replica_id,
+                "bookstore.epoch": epoch,
+            },
+        ):
+            await self._execute(epoch, order, lease_id, lease_ms)
 
     async def _recover(self, epoch: int) -> None:
-        """Before any new order of this epoch: finish every decided, uncompleted one."""
-        async with self._recovering:
-            if self._recovered_epoch == epoch or self.leader.epoch != epoch:
-                return
-            try:
-                reply = await self.queue.ListDecisions(
-                    queue_pb2.ListDecisionsRequest(limit=1), timeout=self.settings.rpc_timeout_s
+        """Before any new order of this epoch: finish every decided, unfinished one
+        (all at once, as the coordinators of their transactions)."""
+        if self.leader.epoch != epoch:
+            return
+        try:
+            reply = await self.queue.ListDecisions(
+                queue_pb2.ListDecisionsRequest(limit=1), timeout=self.settings.rpc_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if not self.leader.queue_failed(exc, epoch):
+                await asyncio.sleep(0.05)
+            return
+        for record in reply.pending:
+            log.info("recovering order=%s decision=%s", record.order_id.value, record.decision)
+        finished = await asyncio.gather(
+            *(
+                self._run_and_complete(
+                    epoch, Txn(r.order_id.value, epoch, {}, "", 0, read_log=True), lease_id=""
                 )
-            except grpc.aio.AioRpcError as exc:
-                if not self.leader.queue_failed(exc, epoch):
-                    await asyncio.sleep(0.05)
-                return
-            for record in reply.pending:
-                order_id = record.order_id.value
-                log.info("recovering order=%s decision=%s", order_id, record.decision)
-                txn = Txn(order_id, epoch, {}, "", 0, read_log=True)
-                if not await self._run_and_complete(epoch, txn, lease_id=""):
-                    return  # fenced or the queue refused: try again (or step down)
-            if len(reply.pending) < MAX_PENDING_LISTED:
-                self._recovered_epoch = epoch
-                log.info("recovery done epoch=%d finished=%d", epoch, len(reply.pending))
+                for r in reply.pending
+            )
+        )
+        if not all(finished):
+            return  # fenced or the queue refused: try again (or step down)
+        if len(reply.pending) < MAX_PENDING_LISTED:
+            self._recovered_epoch = epoch
+            log.info("recovery done epoch=%d finished=%d", epoch, len(reply.pending))
 
     def _txn_of(self, epoch: int, order: queue_pb2.QueuedOrder) -> Txn | None:
         """The order's transaction (None for an order without payment: no transaction)."""
@@ -173,21 +217,21 @@ class Work:
         first = order.deliveries <= 1
         return Txn(order.order_id.value, epoch, items, order.payment_token, amount, not first)
 
-    async def _execute(self, epoch: int, reply: queue_pb2.DequeueReply) -> None:
-        order_id = reply.order.order_id.value
+    async def _execute(
+        self, epoch: int, order: queue_pb2.QueuedOrder, lease_id: str, lease_ms: int
+    ) -> None:
+        order_id = order.order_id.value
         if order_id in self._inflight:
             return  # redelivered while its transaction still runs here; that one completes it
-        txn = self._txn_of(epoch, reply.order)
+        txn = self._txn_of(epoch, order)
         self._inflight.add(order_id)
         try:
             if txn is None:
                 if order_id not in self._done:  # idempotent by order id
-                    await self._work(
-                        self._lease(epoch, reply.lease_id, order_id), reply.lease_ms / 1000
-                    )
-                await self._complete(epoch, self._lease(epoch, reply.lease_id, order_id))
+                    await self._work(self._lease(epoch, lease_id, order_id), lease_ms / 1000)
+                await self._complete(epoch, self._lease(epoch, lease_id, order_id))
             else:
-                await self._run_and_complete(epoch, txn, reply.lease_id, reply.lease_ms / 1000)
+                await self._run_and_complete(epoch, txn, lease_id, lease_ms / 1000)
         finally:
             self._inflight.discard(order_id)
 
@@ -254,9 +298,9 @@ class Work:
                 await asyncio.sleep(0.05)
                 continue
             self.leader.queue_answered()
-            self._done[order_id] = None
-            if not done.duplicate:
+            if not done.duplicate and order_id not in self._done:
                 self.executed += 1
+            self._done[order_id] = None
             e = done.execution
             log.info(
                 "completed order=%s outcome=%s reason=%s sequence=%d epoch=%d duplicate=%s",

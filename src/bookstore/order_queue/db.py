@@ -77,8 +77,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision TEXT NOT NULL CHECK (decision IN ('commit', 'abort')),
     epoch INTEGER NOT NULL,
     reason TEXT NOT NULL,
-    decided_at TEXT NOT NULL
+    decided_at TEXT NOT NULL,
+    -- 1 once every participant acknowledged it (the leader's complete): the next
+    -- leader's recovery finishes the decisions still at 0.
+    finished INTEGER NOT NULL DEFAULT 0
 );
+"""
+# After the columns are added (an earlier file has no `finished` before that).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS decisions_unfinished ON decisions (decided_at) WHERE finished = 0;
 """
 
 
@@ -127,6 +134,7 @@ _ADDED_COLUMNS = (
     ("executions", "outcome", "TEXT NOT NULL DEFAULT 'executed'"),
     ("executions", "reason", "TEXT NOT NULL DEFAULT ''"),
     ("executions", "amount_cents", "INTEGER NOT NULL DEFAULT 0"),
+    ("decisions", "finished", "INTEGER NOT NULL DEFAULT 0"),
 )
 _EXECUTION_COLUMNS = (
     "order_id, executor, epoch, sequence, executed_at, outcome, reason, amount_cents"
@@ -177,6 +185,12 @@ class Database:
             names = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
             if column not in names:
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                if column == "finished":  # only a queued order's decision is due
+                    self.conn.execute(
+                        "UPDATE decisions SET finished = 1 WHERE order_id NOT IN"
+                        " (SELECT order_id FROM orders WHERE state = 'queued')"
+                    )
+        self.conn.executescript(INDEXES)
 
     def _scalar(self, sql: str, *args: object) -> int:
         return int(self.conn.execute(sql, args).fetchone()[0])
@@ -279,15 +293,39 @@ class Database:
         outcome: str = "executed",
         reason: str = "",
         amount_cents: int = 0,
-    ) -> tuple[Execution, bool]:
-        """Record the execution and mark the order executed, or return the record.
+    ) -> tuple[Execution, bool, bool]:
+        """The order is finished: (its execution, duplicate, created).
 
-        An executed order's amount defaults to the one it was enqueued with."""
+        An order with a logged decision got its execution with the decision
+        (`record_execution`); completing it marks the decision finished (every
+        participant acknowledged it). An order without one (no payment) gets its
+        execution here. `duplicate`: it was finished before; `created`: its
+        execution was recorded by this call."""
         if epoch != self.epoch or replica_id != self.leader_id:
             raise StaleEpoch(f"current epoch is {self.epoch}")
-        existing = self.execution(order_id)
-        if existing is not None:
-            return existing, True
+        record = self.execution(order_id)
+        created = record is None
+        if record is None:
+            record = self.record_execution(
+                order_id, replica_id, epoch, outcome, reason, amount_cents
+            )
+        finished = self.conn.execute(
+            "UPDATE decisions SET finished = 1 WHERE order_id = ? AND finished = 0", (order_id,)
+        ).rowcount
+        return record, not (created or finished), created
+
+    def record_execution(
+        self,
+        order_id: str,
+        replica_id: int,
+        epoch: int,
+        outcome: str = "executed",
+        reason: str = "",
+        amount_cents: int = 0,
+    ) -> Execution:
+        """Record the order's execution and mark it executed (it leaves the queue).
+
+        An executed order's amount defaults to the one it was enqueued with."""
         row = self.conn.execute(
             "SELECT amount_cents FROM orders WHERE order_id = ?", (order_id,)
         ).fetchone()
@@ -319,15 +357,18 @@ class Database:
         )
         self.conn.execute("UPDATE orders SET state = 'executed' WHERE order_id = ?", (order_id,))
         self.next_execution += 1
-        return record, False
+        return record
 
     def sweep(self, executed_before: str, limit: int) -> int:
         """Delete up to `limit` orders executed before `executed_before` (RFC 3339,
-        UTC, the format of `executed_at`, so text order is time order)."""
+        UTC, the format of `executed_at`, so text order is time order); never one
+        whose decision is not finished (the next leader still needs it)."""
         ids = [
             row[0]
             for row in self.conn.execute(
-                "SELECT order_id FROM executions WHERE executed_at < ? LIMIT ?",
+                "SELECT e.order_id FROM executions e LEFT JOIN decisions d"
+                " ON d.order_id = e.order_id"
+                " WHERE e.executed_at < ? AND COALESCE(d.finished, 1) = 1 LIMIT ?",
                 (executed_before, limit),
             )
         ]

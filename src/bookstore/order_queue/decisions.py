@@ -8,7 +8,14 @@ next leader finds it. Rules:
   refused with STALE_EPOCH; an epoch never granted is a BAD_REQUEST);
 - the first decision logged for an order wins and is immutable: logging
   again, whatever the decision, answers the logged one (idempotent);
-- the order must be known to the queue (UNKNOWN_ORDER).
+- the order must be known to the queue (UNKNOWN_ORDER);
+- the decision is the order's commit point: the first one logged also records
+  the order's execution in the same transaction (commit: executed, with the
+  amount to capture; abort: rejected, with the customer's reason), so the
+  order leaves the queue and its customer is answered once it is on disk;
+- a decision stays pending (`pending`) until the leader completes the order,
+  once every participant acknowledged it (`finished`): the next leader's
+  recovery finishes the pending ones.
 
 The writes run inside `Database.run_batch` (group commit, durable before the
 reply); the reads on the database thread. The store checks a decision's epoch
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bookstore.order_queue.db import Database
+from bookstore.order_queue.db import Database, Execution
 from bookstore.order_queue.state import BadRequest, StaleEpoch, UnknownOrder
 from bookstore.timestamps import utc_iso
 
@@ -39,6 +46,15 @@ class LoggedDecision:
     decided_at: str
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A log_decision's answer: the logged decision, and the execution recorded with
+    it (None when the decision was logged before, or the order was already executed)."""
+
+    logged: LoggedDecision
+    execution: Execution | None = None
+
+
 def validate(decision: str, epoch: int, reason: str) -> None:
     """BadRequest unless the request is well formed (checked before any write)."""
     if decision not in DECISIONS:
@@ -49,15 +65,24 @@ def validate(decision: str, epoch: int, reason: str) -> None:
         raise BadRequest(f"reason longer than {MAX_REASON_CHARS} characters")
 
 
-def log(db: Database, order_id: str, decision: str, epoch: int, reason: str) -> LoggedDecision:
-    """Log the decision unless one is logged; the logged one either way."""
+def log(
+    db: Database,
+    order_id: str,
+    decision: str,
+    epoch: int,
+    reason: str,
+    amount_cents: int = 0,
+    customer_reason: str = "",
+) -> Decided:
+    """Log the decision unless one is logged, and record the order's execution with
+    it; the logged decision either way."""
     if epoch < db.epoch:
         raise StaleEpoch(f"current epoch is {db.epoch}")
     if epoch > db.epoch:
         raise BadRequest(f"epoch {epoch} was never granted (current epoch is {db.epoch})")
     existing = get(db, order_id)
     if existing is not None:
-        return existing
+        return Decided(existing)
     if db.order_row(order_id) is None:
         raise UnknownOrder(f"no order {order_id}")
     logged = LoggedDecision(order_id, decision, epoch, reason, utc_iso())
@@ -65,7 +90,18 @@ def log(db: Database, order_id: str, decision: str, epoch: int, reason: str) -> 
         f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
         (logged.order_id, logged.decision, logged.epoch, logged.reason, logged.decided_at),
     )
-    return logged
+    if db.execution(order_id) is not None:
+        return Decided(logged)
+    commit = decision == "commit"
+    execution = db.record_execution(
+        order_id,
+        db.leader_id,
+        epoch,
+        "executed" if commit else "rejected",
+        "" if commit else (customer_reason or reason),
+        amount_cents if commit else 0,
+    )
+    return Decided(logged, execution)
 
 
 def get(db: Database, order_id: str) -> LoggedDecision | None:
@@ -76,11 +112,9 @@ def get(db: Database, order_id: str) -> LoggedDecision | None:
 
 
 def pending(db: Database, limit: int) -> list[LoggedDecision]:
-    """Decided orders the queue has not yet seen executed, oldest first."""
+    """Decisions not yet finished (a participant may still be in doubt), oldest first."""
     rows = db.conn.execute(
-        f"SELECT {', '.join('d.' + c for c in _COLUMNS.split(', '))} FROM decisions d"
-        " JOIN orders o ON o.order_id = d.order_id WHERE o.state != 'executed'"
-        " ORDER BY d.decided_at LIMIT ?",
+        f"SELECT {_COLUMNS} FROM decisions WHERE finished = 0 ORDER BY decided_at LIMIT ?",
         (min(limit, MAX_LISTED),),
     ).fetchall()
     return [LoggedDecision(*row) for row in rows]

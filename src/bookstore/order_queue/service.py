@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "bookstore.queue.OrderQueue"
 MAX_WAIT_MS = 10_000
+MAX_DEQUEUE_ORDERS = 256  # orders one Dequeue leases at most
 MAX_BATCH_OPS = 1024  # operations in one batch call (the clients send at most 64)
 CURRENCY = "EUR"  # amounts are integer cents in EUR (as payment's ledger)
 
@@ -247,19 +248,21 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
     ) -> queue_pb2.DequeueReply:
         await require_replica(context, EXECUTOR, request.replica_id)
         wait_s = min(request.wait_ms, MAX_WAIT_MS) / 1000
+        most = min(max(1, request.max_orders), MAX_DEQUEUE_ORDERS)
         try:
-            taken = await self.store.dequeue(request.replica_id, request.epoch, wait_s)
+            taken = await self.store.dequeue_many(request.replica_id, request.epoch, wait_s, most)
         except QueueError as exc:
             await _abort(context, exc)
             raise
-        if taken is None:
+        if not taken:
             return queue_pb2.DequeueReply(has_order=False)
-        order, lease = taken
+        (order, lease), *more = taken
         return queue_pb2.DequeueReply(
             has_order=True,
             order=order_pb(order),
             lease_id=lease.lease_id,
             lease_ms=int(self.store.state.lease_s * 1000),
+            more=[queue_pb2.LeasedOrder(order=order_pb(o), lease_id=x.lease_id) for o, x in more],
         )
 
     async def RenewLease(
@@ -350,7 +353,14 @@ class OrderQueueServicer(queue_pb2_grpc.OrderQueueServicer):
         own replica id)."""
         if op.HasField("log_decision"):
             d = op.log_decision
-            return Decide(d.order_id.value, d.decision, d.epoch, d.reason)
+            return Decide(
+                d.order_id.value,
+                d.decision,
+                d.epoch,
+                d.reason,
+                d.amount_cents,
+                d.customer_reason,
+            )
         if op.HasField("complete"):
             refusal = replica_refusal(context, EXECUTOR, op.complete.replica_id)
             if refusal is not None:

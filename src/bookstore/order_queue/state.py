@@ -36,6 +36,11 @@ Rules, as implemented:
    completed under the same epoch. Its outcome is `executed` or `rejected`.
 8. A decision for the coordinator log under an epoch older than the current
    one is refused (STALE_EPOCH); the log (decisions.py) keeps the first.
+9. The first decision is the order's commit point: once it is on disk the
+   order is executed (commit) or rejected (abort) and leaves the queue, as a
+   completion makes an order without a decision leave it (`on_completed`).
+   Its lease goes with it; the completion the leader sends after the
+   participants acknowledged the decision only finishes the decision.
 """
 
 from __future__ import annotations
@@ -301,8 +306,8 @@ class QueueState:
             raise LeaseLost(f"order {order_id} is leased under another lease")
 
     def on_completed(self, order_id: str, duplicate: bool) -> None:
-        """The execution is on disk: the order leaves the queue (its heap entry is
-        skipped when it surfaces)."""
+        """The execution is on disk (its decision's, or its completion's): the order
+        leaves the queue (its heap entry is skipped when it surfaces)."""
         self.orders.pop(order_id, None)
         self.leases.pop(order_id, None)
         if not duplicate:

@@ -83,12 +83,16 @@ class Completion:
 
 @dataclass(frozen=True)
 class Decide:
-    """The leader's LogDecision for the coordinator log (decisions.py)."""
+    """The leader's LogDecision for the coordinator log (decisions.py): the order's
+    commit point, which records its execution (the amount to capture, or the
+    customer's reason) with the decision."""
 
     order_id: str
     decision: str
     epoch: int
     reason: str = ""
+    amount_cents: int = 0
+    customer_reason: str = ""
 
 
 LeaderOp = Completion | Decide
@@ -230,6 +234,15 @@ class QueueStore:
         self, replica_id: int, epoch: int, wait_s: float
     ) -> tuple[Order, Lease] | None:
         """Lease the highest-priority order, waiting up to `wait_s` for one."""
+        taken = await self.dequeue_many(replica_id, epoch, wait_s, 1)
+        return taken[0] if taken else None
+
+    async def dequeue_many(
+        self, replica_id: int, epoch: int, wait_s: float, max_orders: int
+    ) -> list[tuple[Order, Lease]]:
+        """Lease up to `max_orders` orders, by priority, waiting up to `wait_s` for the
+        first; [] if none came. A change wakes every waiting long poll; the leader
+        keeps one, which takes every order waiting then (up to its `max_orders`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_s)
         again = False
@@ -238,11 +251,17 @@ class QueueStore:
             # Fenced every time round: a new leader may have registered meanwhile.
             taken = self.state.take(replica_id, epoch, self.clock(), again=again)
             if taken is not None:
+                leased = [taken]
+                while len(leased) < max_orders:
+                    more = self.state.take(replica_id, epoch, self.clock(), again=True)
+                    if more is None:
+                        break
+                    leased.append(more)
                 self._schedule_expiry()
-                return taken
+                return leased
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return None
+                return []
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
             again = True
@@ -276,17 +295,26 @@ class QueueStore:
         return result
 
     async def log_decision(
-        self, order_id: str, decision: str, epoch: int, reason: str
+        self,
+        order_id: str,
+        decision: str,
+        epoch: int,
+        reason: str,
+        amount_cents: int = 0,
+        customer_reason: str = "",
     ) -> decisions.LoggedDecision:
-        """The first decision logged for the order, once it is on disk."""
-        (logged,) = await self.leader_ops([Decide(order_id, decision, epoch, reason)])
+        """The first decision logged for the order, once it is on disk (and with it
+        the order's execution: the order leaves the queue)."""
+        decide = Decide(order_id, decision, epoch, reason, amount_cents, customer_reason)
+        (logged,) = await self.leader_ops([decide])
         result: decisions.LoggedDecision = raised(logged)
         return result
 
     async def leader_ops(self, ops: Sequence[LeaderOp]) -> list[Any]:
         """Each op's outcome, in order: (execution, duplicate), the logged decision, or
         its refusal (a QueueError). The ops the rules accept are written in one
-        transaction; once it is on disk the completed orders leave the queue."""
+        transaction; once it is on disk the orders executed by it (a first decision,
+        or a completion without one) leave the queue and go out on the feed."""
         return await _to_the_end(self._leader_ops(ops))
 
     async def _leader_ops(self, ops: Sequence[LeaderOp]) -> list[Any]:
@@ -300,9 +328,16 @@ class QueueStore:
                 outcomes.append(exc)
         results = await self.disk.write_all(list(writes.values()))
         for index, result in zip(writes, results, strict=True):
+            if isinstance(result, decisions.Decided):
+                if result.execution is not None:
+                    self._executed(result.execution)
+                result = result.logged
+            elif not isinstance(result, QueueError):
+                record, duplicate, created = result
+                if created:
+                    self._executed(record)
+                result = (record, duplicate)
             outcomes[index] = result
-            if isinstance(ops[index], Completion) and not isinstance(result, QueueError):
-                self._completed(*result)
         return outcomes
 
     def _checked(self, op: LeaderOp) -> Op:
@@ -316,6 +351,8 @@ class QueueStore:
                 decision=op.decision,
                 epoch=op.epoch,
                 reason=op.reason,
+                amount_cents=op.amount_cents,
+                customer_reason=op.customer_reason,
             )
         c = op
         self.state.check_complete(
@@ -331,12 +368,12 @@ class QueueStore:
             amount_cents=c.amount_cents,
         )
 
-    def _completed(self, record: Execution, duplicate: bool) -> None:
-        self.state.on_completed(record.order_id, duplicate)
+    def _executed(self, record: Execution) -> None:
+        """The order's execution is on disk: it leaves the queue, and the feed has it."""
+        self.state.on_completed(record.order_id, duplicate=False)
         self._schedule_expiry()
-        if not duplicate:
-            metrics.EXECUTIONS.labels(str(record.executor)).inc()
-            self._publish(record)
+        metrics.EXECUTIONS.labels(str(record.executor)).inc()
+        self._publish(record)
 
     # -- reads ----------------------------------------------------------------------
 

@@ -165,23 +165,52 @@ class DequeueRequest(_message.Message):
     REPLICA_ID_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     WAIT_MS_FIELD_NUMBER: _builtins.int
+    MAX_ORDERS_FIELD_NUMBER: _builtins.int
     replica_id: _builtins.int
     epoch: _builtins.int
     wait_ms: _builtins.int
+    max_orders: _builtins.int
+    """The most orders to lease (0 means 1): the leader asks for as many as it has
+    free slots, so one long poll keeps its pipeline full.
+    """
     def __init__(
         self,
         *,
         replica_id: _builtins.int = ...,
         epoch: _builtins.int = ...,
         wait_ms: _builtins.int = ...,
+        max_orders: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "replica_id", b"replica_id", "wait_ms", b"wait_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "max_orders", b"max_orders", "replica_id", b"replica_id", "wait_ms", b"wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DequeueRequest: _TypeAlias = DequeueRequest  # noqa: Y015
+
+@_typing.final
+class LeasedOrder(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    @_builtins.property
+    def order(self) -> Global___QueuedOrder: ...
+    def __init__(
+        self,
+        *,
+        order: Global___QueuedOrder | None = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeasedOrder: _TypeAlias = LeasedOrder  # noqa: Y015
 
 @_typing.final
 class DequeueReply(_message.Message):
@@ -191,11 +220,17 @@ class DequeueReply(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
     LEASE_MS_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     has_order: _builtins.bool
     lease_id: _builtins.str
     lease_ms: _builtins.int
+    """every lease's length"""
     @_builtins.property
     def order(self) -> Global___QueuedOrder: ...
+    @_builtins.property
+    def more(self) -> _containers.RepeatedCompositeFieldContainer[Global___LeasedOrder]:
+        """the orders after the first, by priority"""
+
     def __init__(
         self,
         *,
@@ -203,10 +238,11 @@ class DequeueReply(_message.Message):
         order: Global___QueuedOrder | None = ...,
         lease_id: _builtins.str = ...,
         lease_ms: _builtins.int = ...,
+        more: _abc.Iterable[Global___LeasedOrder] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_order", b"has_order", "lease_id", b"lease_id", "lease_ms", b"lease_ms", "order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_order", b"has_order", "lease_id", b"lease_id", "lease_ms", b"lease_ms", "more", b"more", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -438,12 +474,21 @@ class LogDecisionRequest(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_REASON_FIELD_NUMBER: _builtins.int
     decision: _builtins.str
     """"commit" | "abort" """
     epoch: _builtins.int
     """the leader's epoch"""
     reason: _builtins.str
     """why an abort, e.g. "payment: card declined" """
+    amount_cents: _builtins.int
+    """The decision is the order's commit point: logged, the order counts as
+    executed (commit) or rejected (abort), and the queue records its execution
+    with it. commit: the amount authorized, to be captured (0: the enqueued
+    amount); abort: the reason the customer reads (empty: `reason`).
+    """
+    customer_reason: _builtins.str
     @_builtins.property
     def order_id(self) -> _common_pb2.OrderId: ...
     def __init__(
@@ -453,10 +498,12 @@ class LogDecisionRequest(_message.Message):
         decision: _builtins.str = ...,
         epoch: _builtins.int = ...,
         reason: _builtins.str = ...,
+        amount_cents: _builtins.int = ...,
+        customer_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "epoch", b"epoch", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "customer_reason", b"customer_reason", "decision", b"decision", "epoch", b"epoch", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -524,7 +571,7 @@ class DecisionList(_message.Message):
     RECENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pending(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRecord]:
-        """decided, the order not yet executed"""
+        """decided, not yet finished (phase 2 may be due)"""
 
     @_builtins.property
     def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecisionRecord]:

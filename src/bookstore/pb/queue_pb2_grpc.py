@@ -106,7 +106,8 @@ class OrderQueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Dequeue(self, request, context):
-        """Long poll: waits up to wait_ms for an order, returns a lease on it.
+        """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+        up to max_orders - 1 more that are waiting then, by priority).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +125,12 @@ class OrderQueueServicer:
         log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-        complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+        complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

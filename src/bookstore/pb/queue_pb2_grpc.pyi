@@ -47,7 +47,9 @@ class OrderQueueStub:
     RegisterLeader: _grpc.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _grpc.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]
-    """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+    """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+    up to max_orders - 1 more that are waiting then, by priority).
+    """
     RenewLease: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]
     LeaderBatch: _grpc.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]
     """The leader executor's decisions and completions, many in one call (its
@@ -55,7 +57,12 @@ class OrderQueueStub:
       log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-      complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+      complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
     """
     WatchExecutions: _grpc.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]
     """Every execution as it is recorded (the orchestrator listens here)."""
@@ -78,7 +85,9 @@ class OrderQueueAsyncStub(OrderQueueStub):
     RegisterLeader: _aio.UnaryUnaryMultiCallable[_queue_pb2.RegisterLeaderRequest, _queue_pb2.RegisterLeaderReply]  # type: ignore[assignment]
     """A newly elected leader gets a fresh, persisted epoch (fencing token)."""
     Dequeue: _aio.UnaryUnaryMultiCallable[_queue_pb2.DequeueRequest, _queue_pb2.DequeueReply]  # type: ignore[assignment]
-    """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+    """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+    up to max_orders - 1 more that are waiting then, by priority).
+    """
     RenewLease: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaseRequest, _queue_pb2.RenewLeaseReply]  # type: ignore[assignment]
     LeaderBatch: _aio.UnaryUnaryMultiCallable[_queue_pb2.LeaderBatchRequest, _queue_pb2.LeaderBatchReply]  # type: ignore[assignment]
     """The leader executor's decisions and completions, many in one call (its
@@ -86,7 +95,12 @@ class OrderQueueAsyncStub(OrderQueueStub):
       log_decision: the two-phase-commit coordinator log (txn id = order id),
         durable before the reply. The first decision logged for an order wins and
         never changes: a repeat answers it (idempotent); a stale epoch is refused.
-      complete: records the execution durably; idempotent by order id.
+        The first one also records the order's execution (executed or rejected),
+        in the same transaction: the order leaves the queue, and WatchExecutions
+        brings it (the customer is answered at the commit point).
+      complete: the order is finished (its decision acknowledged by every
+        participant; without a decision: its execution recorded), durably;
+        idempotent by order id.
     """
     WatchExecutions: _aio.UnaryStreamMultiCallable[_queue_pb2.WatchRequest, _queue_pb2.ExecutionRecord]  # type: ignore[assignment]
     """Every execution as it is recorded (the orchestrator listens here)."""
@@ -124,7 +138,9 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.DequeueRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_pb2.DequeueReply, _abc.Awaitable[_queue_pb2.DequeueReply]]:
-        """Long poll: waits up to wait_ms for an order, returns a lease on it."""
+        """Long poll: waits up to wait_ms for an order, returns a lease on it (and on
+        up to max_orders - 1 more that are waiting then, by priority).
+        """
 
     @_abc_1.abstractmethod
     def RenewLease(
@@ -144,7 +160,12 @@ class OrderQueueServicer(metaclass=_abc_1.ABCMeta):
           log_decision: the two-phase-commit coordinator log (txn id = order id),
             durable before the reply. The first decision logged for an order wins and
             never changes: a repeat answers it (idempotent); a stale epoch is refused.
-          complete: records the execution durably; idempotent by order id.
+            The first one also records the order's execution (executed or rejected),
+            in the same transaction: the order leaves the queue, and WatchExecutions
+            brings it (the customer is answered at the commit point).
+          complete: the order is finished (its decision acknowledged by every
+            participant; without a decision: its execution recorded), durably;
+            idempotent by order id.
         """
 
     @_abc_1.abstractmethod

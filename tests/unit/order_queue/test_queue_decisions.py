@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 from queue_calls import log_decision
-from queue_fakes import FakeClock
+from queue_fakes import FakeClock, Wall
 
 from bookstore.order_queue.state import BadRequest, Item, StaleEpoch, UnknownOrder
 from bookstore.order_queue.store import QueueStore
@@ -65,17 +66,69 @@ async def test_malformed_or_unknown_decisions_change_nothing(
     assert await store.get_decision(order_id) is None
 
 
-async def test_decided_orders_are_pending_until_executed(store: QueueStore) -> None:
+async def test_a_decision_is_the_commit_point_and_stays_pending_until_finished(
+    store: QueueStore,
+) -> None:
     epoch = await leader_with_orders(store, "o1", "o2")
-    await store.log_decision("o1", "commit", epoch, "")
-    await store.log_decision("o2", "abort", epoch, "books: out of stock")
     taken = await store.dequeue(1, epoch, 0)
-    assert taken is not None
-    await store.complete(1, epoch, taken[1].lease_id, taken[0].order_id)
+    assert taken is not None and taken[0].order_id == "o1"
+    async with store.subscribe() as feed:
+        await store.log_decision("o1", "commit", epoch, "", amount_cents=2497)
+        await store.log_decision("o2", "abort", epoch, "books: out of stock", 0, "out of stock")
+        executed, rejected = feed.get_nowait(), feed.get_nowait()
+    # Both orders are decided: executed or rejected at once, out of the queue.
+    assert executed is not None and rejected is not None
+    assert (executed.order_id, executed.outcome, executed.amount_cents) == ("o1", "executed", 2497)
+    assert (executed.executor, executed.epoch) == (1, epoch)
+    assert (rejected.order_id, rejected.outcome) == ("o2", "rejected")
+    assert rejected.reason == "out of stock"  # the customer's, not the coordinator's
+    assert (await store.get_order("o1")).state == "executed"
+    assert await store.dequeue(1, epoch, 0) is None
+    assert store.state.depth == 0 and store.state.executed == 2
     pending, recent = await store.list_decisions(10)
-    assert [d.order_id for d in pending] == [o for o in ("o1", "o2") if o != taken[0].order_id]
+    assert [d.order_id for d in pending] == ["o1", "o2"]  # until the participants acked
     assert [d.order_id for d in recent] == ["o2", "o1"]
     assert recent[0].reason == "books: out of stock"
+    # The leader's completion after phase 2 finishes the decision: no second execution.
+    record, duplicate = await store.complete(1, epoch, taken[1].lease_id, "o1")
+    assert record == executed and not duplicate
+    assert (await store.complete(1, epoch, taken[1].lease_id, "o1")) == (executed, True)
+    pending, _ = await store.list_decisions(10)
+    assert [d.order_id for d in pending] == ["o2"]
+    assert store.state.executed == 2
+
+
+async def test_a_repeated_decision_records_no_second_execution(store: QueueStore) -> None:
+    epoch = await leader_with_orders(store, "o1")
+    async with store.subscribe() as feed:
+        await store.log_decision("o1", "commit", epoch, "")
+        await store.register_leader(1)  # a new epoch: the next leader's recovery
+        await store.log_decision("o1", "commit", epoch + 1, "")
+        first = feed.get_nowait()
+        assert feed.empty()
+    assert first is not None and first.amount_cents == 0 and first.epoch == epoch
+
+
+async def test_an_unfinished_decisions_order_outlives_the_retention(
+    db_path: Path, clock: FakeClock
+) -> None:
+    wall = Wall()
+    store = QueueStore(db_path, sweep_interval_s=0, retention_s=60, clock=clock, wall_clock=wall)
+    await store.open()
+    try:
+        epoch = await leader_with_orders(store, "o1", "o2")
+        await store.log_decision("o1", "commit", epoch, "")
+        await store.log_decision("o2", "commit", epoch, "")
+        await store.complete(1, epoch, "", "o2")
+        wall.now += timedelta(hours=1)
+        assert await store.disk.sweep() == 1  # o2 only: o1's decision is still due
+        assert (await store.get_order("o1")).state == "executed"
+        with pytest.raises(UnknownOrder):
+            await store.get_order("o2")
+        pending, _ = await store.list_decisions(10)
+        assert [d.order_id for d in pending] == ["o1"]
+    finally:
+        await store.close()
 
 
 def log_request(order_id: str, decision: str, epoch: int) -> queue_pb2.LogDecisionRequest:

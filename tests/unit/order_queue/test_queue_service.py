@@ -36,6 +36,39 @@ async def test_enqueue_and_dequeue_over_grpc(stub: queue_pb2_grpc.OrderQueueAsyn
     assert status.state == "executed" and status.execution.epoch == epoch
 
 
+async def test_one_dequeue_leases_up_to_max_orders_by_priority(
+    stub: queue_pb2_grpc.OrderQueueAsyncStub,
+) -> None:
+    for order_id, books in (("small", 1), ("big", 9), ("mid", 4)):
+        await enqueue(stub, order(order_id, books))
+    epoch = (await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=2))).epoch
+    ask = queue_pb2.DequeueRequest(replica_id=2, epoch=epoch, wait_ms=10, max_orders=2)
+    got = await stub.Dequeue(ask)
+    leased = [(got.order, got.lease_id)] + [(m.order, m.lease_id) for m in got.more]
+    assert [o.order_id.value for o, _ in leased] == ["big", "mid"]
+    assert len({lease_id for _, lease_id in leased}) == 2
+    rest = await stub.Dequeue(ask)
+    assert rest.order.order_id.value == "small" and not rest.more
+    assert not (await stub.Dequeue(ask)).has_order
+
+
+async def test_a_parked_dequeue_takes_every_order_of_the_enqueue_that_wakes_it(
+    stub: queue_pb2_grpc.OrderQueueAsyncStub,
+) -> None:
+    epoch = (await stub.RegisterLeader(queue_pb2.RegisterLeaderRequest(replica_id=2))).epoch
+    parked = stub.Dequeue(
+        queue_pb2.DequeueRequest(replica_id=2, epoch=epoch, wait_ms=5000, max_orders=8)
+    )
+    batch = queue_pb2.EnqueueBatchRequest(enqueues=[order(f"o{i}", 1) for i in range(3)])
+    await stub.EnqueueBatch(batch)
+    got = await parked
+    assert [got.order.order_id.value] + [m.order.order_id.value for m in got.more] == [
+        "o0",
+        "o1",
+        "o2",
+    ]
+
+
 @pytest.mark.parametrize("quantities", [(0,), (-3,), (100_000,), ()])
 async def test_malformed_orders_are_invalid_argument(
     stub: queue_pb2_grpc.OrderQueueAsyncStub, quantities: tuple[int, ...]
