@@ -31,6 +31,8 @@ def admission_of(settings: Settings) -> Admission:
         settings.admission_wait_s,
         settings.admission_interval_s,
         settings.admission_queue,
+        settings.min_in_flight,
+        settings.admission_target_s,
     )
 
 
@@ -92,8 +94,7 @@ class AdmissionMiddleware:
             self._release()
 
     def _release(self) -> None:
-        token = self.admission.release(time.perf_counter())
-        if token is not None:
+        for token in self.admission.release(time.perf_counter()):
             self._waiters.pop(token).set_result(True)
 
     async def _refuse(self, send: Send, started: float) -> None:

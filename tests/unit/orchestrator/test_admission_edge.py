@@ -92,6 +92,7 @@ async def test_beyond_the_slots_a_checkout_waits_and_is_approved_once_a_slot_fre
         assert admission == {
             "inFlight": SLOTS,
             "capacity": SLOTS,
+            "maxInFlight": SLOTS,
             "waiting": 3,
             "overloaded": False,
             "maxWaitMs": 60_000,
