@@ -156,16 +156,19 @@ async def _flood(base_url: str, clients: int, stop: asyncio.Event) -> dict[int, 
     until `stop`; the count of answers by status."""
     statuses: dict[int, int] = {}
 
-    async def client_loop() -> None:
-        async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
-            while not stop.is_set():
-                answer = await _post(client)
-                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
-                if answer.status_code == 503:
-                    assert answer.json()["error"]["code"] == "BUSY"
-                    assert answer.headers["retry-after"] == "1"
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            answer = await _post(client)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            if answer.status_code == 503:
+                assert answer.json()["error"]["code"] == "BUSY"
+                assert answer.headers["retry-after"] == "1"
 
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    # One client with a connection for each loop: a client each would load the CA bundle
+    # 300 times (half a second each on a busy machine) before the first request.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
     return statuses
 
 
