@@ -72,6 +72,8 @@ class Settings:
     # flight wait for a slot, first come first served (newest first under an overload);
     # one still waiting at its deadline, or arriving at a full queue, answers 503.
     max_in_flight: int = 64  # checkouts in flight at most (at least 1)
+    min_in_flight: int = 16  # under an overload, the slots never fall below this (>= 1)
+    admission_target_s: float = 0.5  # under an overload, slots = answers/s x this (> 0)
     admission_wait_s: float = 3.0  # a checkout waits this long for a slot at most
     admission_interval_s: float = 1.0  # a queue not empty this long is an overload (> 0)
     admission_queue: int = 1024  # checkouts waiting for a slot at most
@@ -283,6 +285,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         orders_kept_bytes=_int(e, "ORCHESTRATOR_ORDERS_KEPT_BYTES", d.orders_kept_bytes),
         enqueue_retry_s=_float(e, "ORCHESTRATOR_ENQUEUE_RETRY_S", d.enqueue_retry_s),
         max_in_flight=_int(e, "ORCHESTRATOR_MAX_IN_FLIGHT", d.max_in_flight),
+        min_in_flight=_int(e, "ORCHESTRATOR_MIN_IN_FLIGHT", d.min_in_flight),
+        admission_target_s=_float(e, "ORCHESTRATOR_ADMISSION_TARGET_S", d.admission_target_s),
         admission_wait_s=_float(e, "ORCHESTRATOR_ADMISSION_WAIT_S", d.admission_wait_s),
         admission_interval_s=_float(e, "ORCHESTRATOR_ADMISSION_INTERVAL_S", d.admission_interval_s),
         admission_queue=_int(e, "ORCHESTRATOR_ADMISSION_QUEUE", d.admission_queue),
@@ -343,8 +347,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         chaos=_bool(e, "BOOKSTORE_CHAOS", d.chaos),
         chaos_allow_remote=_bool(e, "BOOKSTORE_CHAOS_ALLOW_REMOTE", d.chaos_allow_remote),
     )
-    if settings.max_in_flight < 1:
-        raise SettingsError("ORCHESTRATOR_MAX_IN_FLIGHT must be at least 1")
+    if settings.max_in_flight < 1 or settings.min_in_flight < 1:
+        raise SettingsError(
+            "ORCHESTRATOR_MAX_IN_FLIGHT and ORCHESTRATOR_MIN_IN_FLIGHT must be at least 1"
+        )
+    if settings.admission_target_s <= 0:
+        raise SettingsError("ORCHESTRATOR_ADMISSION_TARGET_S must be more than 0")
     if settings.admission_wait_s < 0 or settings.admission_queue < 0:
         raise SettingsError(
             "ORCHESTRATOR_ADMISSION_WAIT_S and ORCHESTRATOR_ADMISSION_QUEUE must not be negative"

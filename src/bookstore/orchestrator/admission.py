@@ -8,6 +8,13 @@ answer in time.
 - At most `capacity` checkouts are in flight. One arriving with a slot free is
   admitted at once: a fault that makes checkouts slow (a paused leader, a failover)
   never refuses anybody while slots are free, because latency is not read at all.
+- While a queue stands (an overload, below), the slots follow the rate at which
+  checkouts finish: as many as finish in `target_s` (Little's law: slots = rate x
+  time in the system), at least `floor`, at most `capacity`. A slow machine then
+  holds few checkouts in flight, each answered in about `target_s`, instead of
+  `capacity` of them each answered in `capacity / rate`. The rate is the answers of
+  the last `interval_s`; the slots are never fewer than `floor`, so a light load (or
+  a fault under one) never queues on account of them.
 - Otherwise it waits for a slot, at most `max_wait_s`: that is its deadline. A
   checkout still waiting then is refused (503 BUSY with Retry-After): it could not
   have been answered in time.
@@ -52,10 +59,16 @@ class Admission:
         max_wait_s: float = 3.0,
         interval_s: float = 1.0,
         queue_limit: int = 1024,
+        floor: int = 16,
+        target_s: float = 0.5,
     ) -> None:
         if capacity < 1 or queue_limit < 0 or max_wait_s < 0 or interval_s <= 0:
             raise ValueError("capacity >= 1, queue_limit >= 0, max_wait_s >= 0, interval_s > 0")
+        if floor < 1 or target_s <= 0:
+            raise ValueError("floor >= 1, target_s > 0")
         self.capacity = capacity
+        self.floor = min(floor, capacity)
+        self.target_s = target_s
         self.max_wait_s = max_wait_s
         self.interval_s = interval_s
         self.queue_limit = queue_limit
@@ -64,6 +77,7 @@ class Admission:
         self._order: deque[int] = deque()  # waiting tokens, oldest first (and some gone)
         self._next_token = 0
         self._busy_since: float | None = None  # when the queue last stopped being empty
+        self._answered: deque[float] = deque()  # when checkouts were released, last interval
 
     @property
     def waiting(self) -> int:
@@ -72,6 +86,15 @@ class Admission:
     def standing(self, now: float) -> bool:
         """Whether the queue has not been empty for `interval_s`: an overload."""
         return self._busy_since is not None and now - self._busy_since >= self.interval_s
+
+    def slots(self, now: float) -> int:
+        """Checkouts allowed in flight: `capacity`, or while the queue stands, as many
+        as finish in `target_s` at the rate of the last `interval_s` (within bounds)."""
+        if not self.standing(now):
+            return self.capacity
+        self._forget(now)
+        rate = len(self._answered) / self.interval_s
+        return max(self.floor, min(self.capacity, int(rate * self.target_s)))
 
     def arrive(self, now: float) -> Arrival:
         """A checkout arrives: admitted, waiting, or refused."""
@@ -91,19 +114,27 @@ class Admission:
         self._order.append(token)
         return Arrival(admitted=False, token=token, refused=refused)
 
-    def release(self, now: float) -> int | None:
-        """An admitted checkout was answered: the token admitted to its slot, if any."""
+    def release(self, now: float) -> tuple[int, ...]:
+        """An admitted checkout was answered: the tokens admitted now (none, one, or
+        several when the slots have grown with the rate)."""
         self.in_flight -= 1
-        if not self._arrived:
-            return None
-        token = self._pop(oldest=not self.standing(now))
-        self.in_flight += 1
-        return token
+        self._answered.append(now)
+        self._forget(now)
+        admitted: list[int] = []
+        while self._arrived and self.in_flight < self.slots(now):
+            admitted.append(self._pop(oldest=not self.standing(now)))
+            self.in_flight += 1
+        return tuple(admitted)
 
     def cancel(self, token: int) -> None:
         """Waiter `token` leaves the queue (its deadline passed, or its client left)."""
         if self._arrived.pop(token, None) is not None:
             self._trim()
+
+    def _forget(self, now: float) -> None:
+        """Answers older than `interval_s` leave the rate."""
+        while self._answered and self._answered[0] <= now - self.interval_s:
+            self._answered.popleft()
 
     def _pop(self, oldest: bool) -> int:
         token = self._order.popleft() if oldest else self._order.pop()

@@ -31,6 +31,8 @@ def admission_of(settings: Settings) -> Admission:
         settings.admission_wait_s,
         settings.admission_interval_s,
         settings.admission_queue,
+        settings.min_in_flight,
+        settings.admission_target_s,
     )
 
 
@@ -49,6 +51,7 @@ class AdmissionMiddleware:
         self._http_duration = metrics.HTTP_DURATION.labels(CHECKOUT_PATH)
         metrics.CHECKOUTS_IN_FLIGHT.set_function(lambda: admission.in_flight)
         metrics.CHECKOUTS_WAITING.set_function(lambda: admission.waiting)
+        metrics.ADMISSION_LIMIT.set_function(lambda: admission.slots(time.perf_counter()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != CHECKOUT_PATH or scope["method"] != "POST":
@@ -58,6 +61,8 @@ class AdmissionMiddleware:
         if not await self._admitted(started):
             await self._refuse(send, started)
             return
+        # The route times the checkout from here: its wait for a slot is the customer's too.
+        scope.setdefault("state", {})["arrived"] = started
         try:
             await self.app(scope, receive, send)
         finally:
@@ -92,8 +97,7 @@ class AdmissionMiddleware:
             self._release()
 
     def _release(self) -> None:
-        token = self.admission.release(time.perf_counter())
-        if token is not None:
+        for token in self.admission.release(time.perf_counter()):
             self._waiters.pop(token).set_result(True)
 
     async def _refuse(self, send: Send, started: float) -> None:

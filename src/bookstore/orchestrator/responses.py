@@ -323,7 +323,8 @@ def admission_json(admission: Admission, now: float) -> JSON:
     """GET /api/cluster's "admission": checkouts in flight and waiting for a slot."""
     return {
         "inFlight": admission.in_flight,
-        "capacity": admission.capacity,
+        "capacity": admission.slots(now),
+        "maxInFlight": admission.capacity,
         "waiting": admission.waiting,
         "overloaded": admission.standing(now),
         "maxWaitMs": round(admission.max_wait_s * 1000),

@@ -114,7 +114,8 @@ BATCH_SIZE = Histogram(
 )
 CHECKOUT_DURATION = Histogram(
     "bookstore_checkout_duration_seconds",
-    "Time from a checkout's request to its answer, by outcome (approved: admitted ones).",
+    "Time from a checkout's arrival to its answer, its wait for a slot included, by outcome "
+    "(approved: admitted ones).",
     ["outcome"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
@@ -123,6 +124,12 @@ CHECKOUT_DURATION = Histogram(
 CHECKOUTS_WAITING = Gauge(
     "bookstore_checkouts_waiting",
     "Checkouts waiting for a slot (admission control's queue).",
+    registry=REGISTRY,
+)
+ADMISSION_LIMIT = Gauge(
+    "bookstore_admission_limit",
+    "Checkouts allowed in flight: the maximum, or under an overload those that finish in "
+    "the target time.",
     registry=REGISTRY,
 )
 CHECKOUTS_IN_FLIGHT = Gauge(

@@ -4,6 +4,7 @@ at their deadline, before routing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,6 +15,7 @@ from orchestrator_fakes import FakePipeline, FakeTracker
 from starlette.types import Message
 from test_orchestrator_app import assert_error, course_request
 
+from bookstore.orchestrator import admission_edge
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
@@ -92,6 +94,7 @@ async def test_beyond_the_slots_a_checkout_waits_and_is_approved_once_a_slot_fre
         assert admission == {
             "inFlight": SLOTS,
             "capacity": SLOTS,
+            "maxInFlight": SLOTS,
             "waiting": 3,
             "overloaded": False,
             "maxWaitMs": 60_000,
@@ -184,3 +187,24 @@ async def test_a_refusal_counts_as_an_unavailable_checkout_and_a_503_on_checkout
     assert pipeline.gate is not None
     pipeline.gate.set()
     await asyncio.gather(*admitted)
+
+
+async def test_an_admitted_checkouts_duration_counts_from_its_arrival(
+    gated: httpx.AsyncClient, pipeline: FakePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Early:
+        """Admission control's clock, 100 s behind: as if every checkout arrived
+        100 s before it reached the route."""
+
+        @staticmethod
+        def perf_counter() -> float:
+            return time.perf_counter() - 100.0
+
+    monkeypatch.setattr(admission_edge, "time", Early)
+    approved = {"outcome": "approved"}
+    before = _sample("bookstore_checkout_duration_seconds_sum", approved)
+    assert pipeline.gate is not None
+    pipeline.gate.set()
+    answer = await gated.post("/checkout", json=course_request())
+    assert answer.json()["status"] == "Order Approved"
+    assert _sample("bookstore_checkout_duration_seconds_sum", approved) - before >= 100.0

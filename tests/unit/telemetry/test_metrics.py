@@ -32,6 +32,7 @@ EXPECTED = {
     "bookstore_checkout_duration_seconds": ("histogram", {"outcome"}),
     "bookstore_checkouts_waiting": ("gauge", set()),
     "bookstore_checkouts_in_flight": ("gauge", set()),
+    "bookstore_admission_limit": ("gauge", set()),
     "bookstore_event_duration_seconds": ("histogram", {"event"}),
     "bookstore_ai_calls": ("counter", {"check", "outcome"}),
     "bookstore_ai_fallbacks": ("counter", {"check", "reason"}),

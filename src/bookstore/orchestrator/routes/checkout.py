@@ -85,7 +85,8 @@ class CheckoutRoute:
         self.keys = IdempotencyKeys(settings.idempotency_keys_kept, settings.idempotency_keys_bytes)
 
     async def checkout(self, request: Request) -> Response:
-        started = time.perf_counter()
+        # From its arrival at admission control (its wait for a slot included), if it came that way.
+        started: float = getattr(request.state, "arrived", None) or time.perf_counter()
         response = await self._checkout(request)
         outcome = _outcome(response)
         metrics.CHECKOUTS.labels(outcome).inc()
