@@ -57,6 +57,8 @@ class Settings:
     bind_host: str = "127.0.0.1"  # interface every service binds (containers: 0.0.0.0)
     data_dir: Path = Path.home() / ".local" / "share" / "bookstore"  # state (the queue's database)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
+    uvloop: bool = True  # every process's event loop is uvloop (off: asyncio's own)
+    gc_freeze: bool = True  # the heap built at start-up is frozen out of the collector
 
     # Orchestrator
     checkout_timeout_s: float = 5.0  # whole checkout pipeline; past it: 503
@@ -273,6 +275,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         bind_host=e.get("BOOKSTORE_BIND_HOST") or d.bind_host,
         data_dir=Path(e.get("BOOKSTORE_DATA_DIR") or d.data_dir),
         log_level=(e.get("BOOKSTORE_LOG_LEVEL") or d.log_level).upper(),
+        uvloop=_bool(e, "BOOKSTORE_UVLOOP", d.uvloop),
+        gc_freeze=_bool(e, "BOOKSTORE_GC_FREEZE", d.gc_freeze),
         checkout_timeout_s=_float(e, "ORCHESTRATOR_CHECKOUT_TIMEOUT_S", d.checkout_timeout_s),
         rpc_timeout_s=_float(e, "BOOKSTORE_RPC_TIMEOUT_S", d.rpc_timeout_s),
         execution_wait_s=_float(e, "ORCHESTRATOR_EXECUTION_WAIT_S", d.execution_wait_s),
