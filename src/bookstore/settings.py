@@ -94,7 +94,10 @@ class Settings:
     group_commit_max: int = 256  # most writes fsynced together
 
     # Order executors (Bully). ping_interval < failure_timeout; aim: failover <= 1.5 s.
-    ping_interval_s: float = 0.1  # followers ping the leader this often
+    # The worst detection is failure_timeout after the leader's death whatever the ping
+    # interval (the timeout runs from the last answered PING's departure); each PING and
+    # PONG is a mutual-TLS call, so three followers at 0.1 s were 60 calls a second idle.
+    ping_interval_s: float = 0.2  # followers ping the leader this often
     failure_timeout_s: float = 0.5  # leader silent this long -> election
     election_timeout_s: float = 0.25  # no ANSWER this long -> I win
     coordinator_timeout_s: float = 0.6  # ANSWER but no COORDINATOR this long -> re-elect
@@ -138,7 +141,10 @@ class Settings:
         default_factory=lambda: {i: f"127.0.0.1:{50058 + i}" for i in BOOKS_DATABASE_IDS}
     )
     books_initial_stock: int | None = None  # every book's stock at first start (unset: catalogue)
-    books_heartbeat_s: float = 0.05  # the primary's heartbeat to the backups
+    # A backup's election timer runs from the last message it heard, so the heartbeat
+    # sets how often the idle primary calls each backup, not how soon a dead one is
+    # replaced; under load the Appends are the heartbeats.
+    books_heartbeat_s: float = 0.1  # the primary's heartbeat to the backups
     books_election_min_s: float = 0.3  # no primary heard for a random time in [min, max]:
     books_election_max_s: float = 0.6  # a backup starts a new view
 
