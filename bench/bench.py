@@ -23,6 +23,11 @@ highest executor leading) and `--settle` seconds more, then measures in turn:
 
 The load average (1 / 5 / 15 min) closes each run's column.
 
+Tracing (`--tracing off,sampled,all`; default off): each tree runs once per choice,
+`sampled` and `all` exporting over OTLP to a local sink (bench/otlp_sink.py), `sampled`
+with the parent-based 10% ratio sampler (OTEL_TRACES_SAMPLER=parentbased_traceidratio,
+OTEL_TRACES_SAMPLER_ARG=0.1), `all` every span (parentbased_always_on).
+
 A tree (`--tree NAME=PATH[:VAR=VALUE...]`, as in bench/goodput.py) is a source tree
 whose `src` goes first on the PYTHONPATH of the system's processes, with environment
 variables of its own. Each tree runs in turn, round after round (`--rounds`), so the
@@ -54,11 +59,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +82,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from checkout_requests import course_page_request  # noqa: E402
 from goodput import BASE_ENV, Tree, check_tree, parse_env, parse_tree  # noqa: E402
 from harness import children, start_system  # noqa: E402
+from ports import free_ports  # noqa: E402
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -539,9 +548,46 @@ def run_system(
     return rows
 
 
-def run_tree(tree: Tree, args: argparse.Namespace) -> Rows:
+TRACING = ("off", "sampled", "all")
+
+
+def tracing_env(choice: str, sink: str) -> dict[str, str]:
+    """The variables of a tracing choice (TRACING), spans going to `sink`."""
+    if choice == "off":
+        return {}
+    sampler = {
+        "sampled": {
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+        "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    }[choice]
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_EXPORTER_OTLP_INSECURE": "true", **sampler}
+
+
+@contextlib.contextmanager
+def otlp_sink(needed: bool) -> Iterator[str]:
+    """A local OTLP sink's endpoint for the run ("" when no choice traces)."""
+    if not needed:
+        yield ""
+        return
+    (port,) = free_ports(1)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "otlp_sink.py"), "--port", str(port)]
+    )
+    try:
+        time.sleep(1.0)  # the sink binds at once; give its interpreter a moment to start
+        if process.poll() is not None:
+            raise SystemExit("the OTLP sink did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run_tree(tree: Tree, args: argparse.Namespace, tracing: dict[str, str]) -> Rows:
     """A fresh system of `tree`, measured, stopped."""
-    env = tree.system_env(args.env)
+    env = {**tree.system_env(args.env), **tracing}
     with start_system(env) as system:
         names = {pid: name for name, pid in system.pids().items()}
         names[system.process.pid] = "launcher"
@@ -551,7 +597,16 @@ def run_tree(tree: Tree, args: argparse.Namespace) -> Rows:
             log(f"restarted by the launcher meanwhile: {', '.join(sorted(restarted))}")
     tls = env.get("BOOKSTORE_TLS", "") or "on (default)"
     rows["mutual TLS between the services (BOOKSTORE_TLS)"] = tls
+    rows["tracing (OTEL_TRACES_SAMPLER)"] = env.get("OTEL_TRACES_SAMPLER", "off")
     return rows
+
+
+def _tracing_choices(text: str) -> list[str]:
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in chosen if v not in TRACING]
+    if wrong or not chosen:
+        raise argparse.ArgumentTypeError(f"{wrong or text!r}: choose from {','.join(TRACING)}")
+    return chosen
 
 
 def parser() -> argparse.ArgumentParser:
@@ -569,6 +624,12 @@ def parser() -> argparse.ArgumentParser:
         help="a source tree to benchmark (repeatable; default: this checkout, as 'this')",
     )
     p.add_argument("--rounds", type=int, default=1, help="times each tree runs")
+    p.add_argument(
+        "--tracing",
+        type=_tracing_choices,
+        default=["off"],
+        help="tracing choices, comma-separated, each a run of every tree: " + ",".join(TRACING),
+    )
     p.add_argument("--orders", type=int, default=3000, help="orders in the throughput phase")
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--latency-orders", type=int, default=1500)
@@ -626,11 +687,15 @@ def main(argv: list[str] | None = None) -> int:
     for tree in trees:
         log(f"tree {tree.describe()}: bookstore from {check_tree(tree, args.env)}")
     columns, results = [], []
-    for r in range(args.rounds):
-        for tree in trees:
-            log(f"round {r + 1}, {tree.name}")
-            columns.append(tree.name if args.rounds == 1 else f"{tree.name} #{r + 1}")
-            results.append(run_tree(tree, args))
+    with otlp_sink(args.tracing != ["off"]) as sink:
+        for r in range(args.rounds):
+            for tree in trees:
+                for choice in args.tracing:
+                    name = tree.name if len(args.tracing) == 1 else f"{tree.name}, tracing {choice}"
+                    name = name if args.rounds == 1 else f"{name} #{r + 1}"
+                    log(f"round {r + 1}, {name}")
+                    columns.append(name)
+                    results.append(run_tree(tree, args, tracing_env(choice, sink)))
     print(table(columns, results))
     print()
     print("Trees: " + "; ".join(t.describe() for t in trees) + ".")
