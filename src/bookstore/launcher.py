@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bookstore import event_loop, health
+from bookstore import health
 from bookstore.backoff import Backoff
 from bookstore.chaos.control import Control
 from bookstore.parent_death import die_with_parent
@@ -489,7 +489,7 @@ def _announce(launcher: Launcher, settings: Settings) -> None:
 def main(settings: Settings, color: bool) -> int:
     """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
     use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
-    return event_loop.run(run(settings, use_color), use_uvloop=settings.uvloop, gc_freeze=False)
+    return asyncio.run(run(settings, use_color))
 
 
 if __name__ == "__main__":
