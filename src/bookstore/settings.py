@@ -57,7 +57,7 @@ class Settings:
     bind_host: str = "127.0.0.1"  # interface every service binds (containers: 0.0.0.0)
     data_dir: Path = Path.home() / ".local" / "share" / "bookstore"  # state (the queue's database)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
-    uvloop: bool = True  # every process's event loop is uvloop (off: asyncio's own)
+    uvloop: bool = True  # every service's event loop is uvloop (off: asyncio's own)
     gc_freeze: bool = True  # the heap built at start-up is frozen out of the collector
 
     # Orchestrator
