@@ -1,6 +1,6 @@
 """How a service process (`bookstore serve`) runs its event loop: on uvloop, its start-up
 heap frozen. (The launcher, `bookstore up`, keeps asyncio's own loop: it spends little
-CPU, and its supervision of the services is tested on that loop.)
+CPU on it.)
 
 - uvloop (libuv under asyncio's API, from uvicorn[standard]) wakes, reads and writes
   with less Python per call than asyncio's own loop, on every hop of a checkout.
