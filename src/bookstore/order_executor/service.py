@@ -1,7 +1,7 @@
 """An order executor replica: thin adapters around the Bully `Node`.
 
 - the gRPC servicer: `Deliver` feeds `Node.on_message`; `Status` reports;
-- a timer calling `Node.on_tick` every min(ping_interval/2, election_timeout/5);
+- a timer calling `Node.on_tick` every ping_interval/2;
 - a sender delivering `Outgoing` messages with short deadlines, fire and
   forget (a failure only means no reply, which the timeouts handle);
 - the registration task: a freshly won leader asks the queue for an epoch;
@@ -314,10 +314,7 @@ class Executor:
     # -- lifecycle ----------------------------------------------------------------
 
     async def tick_loop(self) -> None:
-        # The timers' granularity: a fraction of the shortest of them, not of the ping
-        # interval (a tick sends nothing unless a timer is due).
-        t = self.timings
-        interval = max(0.01, min(t.ping_interval / 2, t.election_timeout / 5))
+        interval = max(0.01, self.timings.ping_interval / 2)
         while True:
             self.tick()
             await asyncio.sleep(interval)
