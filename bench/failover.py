@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import shutil
 import statistics
 import sys
@@ -87,6 +88,12 @@ async def current(cluster: Cluster) -> tuple[int, int] | None:
     return None
 
 
+async def led_by(cluster: Cluster, replica: int) -> tuple[int, int] | None:
+    """`current`, once `replica` is the leader."""
+    now = await current(cluster)
+    return now if now is not None and now[0] == replica else None
+
+
 async def trickle(cluster: Cluster, every: float) -> None:
     while True:
         await cluster.enqueue(1, timeout=1.0)
@@ -117,8 +124,9 @@ async def main(kills: int, trickle_ms: int, transactions: bool) -> None:
                 times.append(took)
                 print(f"kill {n:2d}: leader {leader} -> {rec[1]} executing after {took:.3f}s")
                 await cluster.start_executor(leader)
-                # The restarted replica calls an election; let it settle before the next kill.
-                await cluster.wait_for(lambda: current(cluster), 15.0)
+                # The restarted replica calls an election and takes leadership back (it has
+                # the highest id): wait for that, not for its successor still leading.
+                await cluster.wait_for(functools.partial(led_by, cluster, leader), 30.0)
                 await asyncio.sleep(1.0)
             for t in tasks:
                 t.cancel()

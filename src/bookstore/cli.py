@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib
 import logging
@@ -12,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bookstore import logs
+from bookstore import event_loop, logs
 from bookstore.chaos import filter as chaos_filter
 from bookstore.chaos.control import rules_path
 from bookstore.identity import plaintext_warning, tls_dir
@@ -81,7 +80,11 @@ def serve(service: str, replica_id: int | None) -> int:
     metrics_server = _serve_metrics(settings, service, replica_id)
     module = importlib.import_module(MODULES[service])
     try:
-        asyncio.run(module.serve(settings, replica_id))
+        event_loop.run(
+            module.serve(settings, replica_id),
+            use_uvloop=settings.uvloop,
+            gc_freeze=settings.gc_freeze,
+        )
     finally:
         if metrics_server is not None:
             metrics_server.close()

@@ -8,6 +8,7 @@ span's name, attributes, events, links and status with the same rule as the logs
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Status
 
 from bookstore.logs import has_card_number, redact
+from bookstore.telemetry.trace_sampling import sampler_from_env
 
 
 def make_tracer_provider(
@@ -31,14 +33,18 @@ def make_tracer_provider(
 ) -> TracerProvider:
     """A provider exporting in batches through `exporter`, card numbers masked.
 
-    The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
+    The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, 10% of the
+    checkouts; `trace_sampling`).
     """
     attributes: dict[str, str | int] = {"service.name": service_name}
     if replica_id is not None:
         attributes["service.instance.id"] = f"{service_name}-{replica_id}"
         attributes["bookstore.replica_id"] = replica_id
     resource = Resource.create(attributes)
-    provider = TracerProvider(resource=_HashedOnce(resource.attributes, resource.schema_url))
+    provider = TracerProvider(
+        sampler=sampler_from_env(os.environ),
+        resource=_HashedOnce(resource.attributes, resource.schema_url),
+    )
     provider.add_span_processor(RedactingSpanProcessor(BatchSpanProcessor(exporter)))
     return provider
 

@@ -10,7 +10,8 @@ The exporter speaks the protocol `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (or else
 `OTEL_EXPORTER_OTLP_ENDPOINT` then gets `/v1/traces` appended, a traces endpoint is used
 as it is). Unset, it is `grpc`, as it always was here, so existing deployments keep
 working; the OpenTelemetry specification's default is `http/protobuf`. The SDK and the
-exporter read every other standard variable themselves: `OTEL_TRACES_SAMPLER` / `_ARG`,
+exporter read every other standard variable themselves: `OTEL_TRACES_SAMPLER` / `_ARG` (unset:
+10% of the checkouts, `trace_sampling`),
 `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_INSECURE` (gRPC), `_COMPRESSION`,
 `_CERTIFICATE`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`. Every
 exported span passes `sdk.RedactingSpanProcessor` (no card number).
@@ -166,11 +167,21 @@ def caller_context() -> str:
     return traceparent(context) if context.is_valid else ""
 
 
+def _sampled(caller: str) -> bool:
+    """Whether a traceparent value (`caller_context`) says its span is sampled."""
+    flags = caller[-2:]
+    return (
+        len(caller) == 55
+        and all(c in "0123456789abcdef" for c in flags)
+        and bool(int(flags, 16) & 1)
+    )
+
+
 def carry_batch(callers: Sequence[str], size: int) -> None:
     """Make the calls of the current task (a batch's own, `batching.Coalescer`) carry
     `callers`' contexts (from `caller_context`; "" skipped) and the batch's size."""
-    linked = " ".join([caller for caller in callers if caller][:MAX_LINKED_CALLERS])
-    # A batch of untraced callers carries nothing: its server starts no trace.
+    linked = " ".join([caller for caller in callers if _sampled(caller)][:MAX_LINKED_CALLERS])
+    # A batch of untraced (or unsampled) callers carries nothing: its server starts no trace.
     _batch.set(((BATCH_CALLERS, linked), (BATCH_SIZE, str(size))) if linked else None)
 
 

@@ -1,4 +1,8 @@
-"""An SDK tracer provider of the test's own (never the global one), exporting to memory."""
+"""An SDK tracer provider of the test's own (never the global one), exporting to memory.
+
+These tests look at exported spans, so every trace is sampled here
+(OTEL_TRACES_SAMPLER=parentbased_always_on); the shipped default keeps 10% of them
+(test_trace_sampling.py)."""
 
 from __future__ import annotations
 
@@ -17,3 +21,8 @@ def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield provider, exporter
     provider.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def every_trace_sampled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")

@@ -8,11 +8,12 @@ import sys
 
 
 def run_python(code: str, **otel_env: str) -> None:
-    """Run `code` in a new interpreter whose only OTEL_* variables are `otel_env`."""
+    """Run `code` in a new interpreter whose only OTEL_* variables are `otel_env` (and
+    every trace sampled, unless `otel_env` names a sampler)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**env, **otel_env},
+        env={**env, "OTEL_TRACES_SAMPLER": "parentbased_always_on", **otel_env},
         capture_output=True,
         text=True,
         timeout=60,
