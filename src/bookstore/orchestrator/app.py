@@ -4,14 +4,10 @@
     GET  /healthz         liveness
     GET  /api/books       the catalogue with live stock (?q= searches; ?title= ?author= ?genre=)
     GET  /orders/{id}     one order: status, events with their vector clocks, execution
-    GET  /orders/{id}/replication   its steps in the books database's replicas
-    GET  /orders/{id}/commitment    its two-phase commit's messages
     GET  /api/orders      recent orders, newest first
-    GET  /api/cluster     every service: address, pid, health, cache size; queue and leader;
-                          the books database's replicas, payment, in-doubt transactions;
-                          the orchestrator's admission control
-    GET  /api/charts      the cluster view's live chart series (charts.py)
     GET  /metrics         this process's Prometheus metrics
+    /api/cluster, /api/charts, /orders/{id}/replication, /orders/{id}/commitment
+                          the cluster view's (bookstore.cluster_view.routes)
     /api/chaos...         the fault panel, load button and scenarios (chaos on only)
 
 The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-openapi.yaml
@@ -19,7 +15,7 @@ The HTTP contract is the course spec, tests/unit/orchestrator/data/bookstore-ope
 `errors`), and carries CORS headers (`edge.EdgeMiddleware`); bodies are read and validated
 in `parsing`. Admission control (`admission_edge`) holds a POST /checkout beyond the
 bound on checkouts in flight before any of that, and before the HTTP metrics. The shop
-and the cluster view (`bookstore.web.routes`) are served too.
+and the cluster view's pages (`bookstore.web.routes`) are served too.
 """
 
 from __future__ import annotations
@@ -29,9 +25,10 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.chaos.scenarios import Chaos
-from bookstore.orchestrator import charts
+from bookstore.cluster_view import routes as cluster_view
+from bookstore.cluster_view.charts import ChartFeed
+from bookstore.cluster_view.probe import ClusterProbe, ClusterSource
 from bookstore.orchestrator.admission_edge import AdmissionMiddleware, admission_of
-from bookstore.orchestrator.commitment import CommitmentSource, ExecutorCommitments
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
@@ -39,19 +36,11 @@ from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
-from bookstore.orchestrator.routes import (
-    books,
-    chaos,
-    checkout,
-    cluster,
-    commitment,
-    orders,
-    replication,
-)
+from bookstore.orchestrator.routes import books, chaos, checkout, orders
 from bookstore.orchestrator.stock import DatabaseStock, StockSource
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
-from bookstore.telemetry import tracing
+from bookstore.telemetry import metrics, tracing
 from bookstore.telemetry.http import HttpMetricsMiddleware
 from bookstore.web import routes as web
 
@@ -68,12 +57,12 @@ def create_app(
     catalogue: Catalogue | None = None,
     store: OrderStore | None = None,
     stock: StockSource | None = None,
-    commitments: CommitmentSource | None = None,
+    cluster: ClusterSource | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
-    A pipeline, tracker, stock or commitment source not given is created here, and owned:
-    the app's lifespan starts and closes it. Components given are the caller's to start
+    A pipeline, tracker, stock or cluster source not given is created here, and owned:
+    the app's lifespan starts and closes it. Components given are the caller's to start.
     """
     owned: list[Component] = []
     if pipeline is None:
@@ -85,10 +74,10 @@ def create_app(
     if stock is None:
         stock = DatabaseStock(settings)
         owned.append(stock)
-    if commitments is None:
-        commitments = ExecutorCommitments(settings)
-        owned.append(commitments)
-    feed = charts.ChartFeed(settings)
+    if cluster is None:
+        cluster = ClusterProbe(settings)
+        owned.append(cluster)
+    feed = ChartFeed(settings)
     owned.append(feed)
     catalogue = catalogue if catalogue is not None else load_catalogue()
     store = (
@@ -113,33 +102,38 @@ def create_app(
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
     books.install(app, books.BookRoutes(catalogue, stock))
     orders.install(app, order_routes)
-    cluster.install(app, cluster.ClusterRoute(settings, pipeline, tracker, admission))
+    # Prometheus' text format, not JSON: outside the JSON API's OpenAPI document.
+    app.add_api_route(
+        "/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False
+    )
+    routes = cluster_view.ClusterRoutes(settings, pipeline, cluster, admission)
+    cluster_view.install(app, routes, feed)
     if settings.chaos:
-        chaos.install(app, chaos.ChaosRoutes(settings, chaos_of(settings, tracker, owned)))
-    replication.install(app, replication.ReplicationRoute(stock))
-    commitment.install(app, commitment.CommitmentRoute(commitments))
-    charts.install(app, feed)
+        runner = chaos_of(settings, tracker, cluster)
+        owned.append(runner)
+        chaos.install(app, chaos.ChaosRoutes(settings, runner))
     web.install(app, get_order=order_routes.get_order)
     return app
 
 
-def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Chaos:
-    """The load generator and scenario runner, reading executions from `tracker`."""
+def chaos_of(settings: Settings, tracker: Tracker, cluster: ClusterSource) -> Chaos:
+    """The load generator and scenario runner, reading executions from `tracker` and
+    the leaders from `cluster`."""
 
     async def status_of(order_id: str) -> tuple[str, str | None] | None:
         info = await tracker.status(order_id)
         return None if info is None else (info.state, info.executed_at)
 
     async def leader() -> int | None:
-        state = await tracker.cluster()
+        state = await cluster.state()
         return state.leader.replica_id if state.leader else None
 
     async def db_primary() -> int | None:
-        state = await tracker.cluster()
+        state = await cluster.state()
         return next((r.replica_id for r in state.replicas if r.role == "primary"), None)
 
     executions = tracker.executions if isinstance(tracker, ExecutionTracker) else None
-    runner = Chaos(
+    return Chaos(
         settings.data_dir,
         settings.orchestrator_address,
         status_of,
@@ -147,5 +141,3 @@ def chaos_of(settings: Settings, tracker: Tracker, owned: list[Component]) -> Ch
         leader,
         db_primary,
     )
-    owned.append(runner)
-    return runner

@@ -12,7 +12,6 @@ from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import Outcome
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import ServiceStats
-from bookstore.orchestrator.probe import ClusterState
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ class Tracker(Component, Protocol):
     ) -> None: ...
     async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None: ...
     async def status(self, order_id: str) -> ExecutionInfo | None: ...
-    async def cluster(self) -> ClusterState: ...
 
 
 async def bounded(awaitable: Awaitable[T], timeout: float) -> T | BaseException:

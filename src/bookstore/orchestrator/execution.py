@@ -7,7 +7,6 @@ A `WatchExecutions` stream stays open (reconnecting with back-off); every
 record it brings resolves the futures of `wait_executed` callers, so nobody
 polls. After each (re)connect the orders still waited on are re-checked with
 `GetOrder`, since executions may have happened while the stream was down.
-`cluster()` asks the queue and the executors for their status (`probe`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import grpc
 from bookstore import grpcutil
 from bookstore.backoff import Backoff, reconnect
 from bookstore.bounded import BoundedMapping
-from bookstore.orchestrator.probe import ClusterProbe, ClusterState
 from bookstore.order_queue.client import Enqueues
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -112,7 +110,6 @@ class ExecutionTracker:
         self.settings = settings
         self._channel: grpc.aio.Channel | None = None
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
-        self._probe = ClusterProbe(settings, lambda: self.queue)
         self._enqueues = Enqueues(lambda: self.queue, settings.rpc_timeout_s)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
         self._recent: BoundedMapping[str, ExecutionInfo] = BoundedMapping(RECENT_EXECUTIONS)
@@ -150,7 +147,6 @@ class ExecutionTracker:
                 f.cancel()
         self._waiters.clear()
         await self._enqueues.close()
-        await self._probe.close()
         if self._channel is not None:
             await self._channel.close()
         self._channel = None
@@ -309,7 +305,3 @@ class ExecutionTracker:
         if reply.state == "executed" and reply.HasField("execution"):
             return _info(reply.execution)
         return ExecutionInfo(state=reply.state)
-
-    async def cluster(self) -> ClusterState:
-        """The queue's and the executors' status (unknown where they do not answer)."""
-        return await self._probe.state()

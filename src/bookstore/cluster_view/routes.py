@@ -1,4 +1,16 @@
-"""GET /api/cluster: every service with its health, the executors, the queue, the elections,
+"""The cluster view's API, served by the orchestrator's app.
+
+    GET /api/cluster                 every service and the cluster's state (below)
+    GET /api/charts                  the live chart series (`charts`)
+    GET /orders/{id}/replication     what each books-database replica did with the
+                                     order's reserve, commit or release (appended,
+                                     stored, acked, applied, at which log position);
+                                     "answered" names the replicas that did
+    GET /orders/{id}/commitment      the order's two-phase commit: prepare, vote,
+                                     decision, logged, ack messages between its
+                                     coordinator, the decision log and the participants
+
+GET /api/cluster: every service with its health, the executors, the queue, the elections,
 the books database's replicas, payment and the in-doubt transactions ("database", "payment",
 "inDoubt"; not in "services" until `bookstore up` starts them), and the orchestrator's
 admission control ("admission": checkouts in flight and the bound on them, checkouts
@@ -22,12 +34,21 @@ import time
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from bookstore.books_database.stock import MAX_ID
+from bookstore.cluster_view.charts import ChartFeed
+from bookstore.cluster_view.probe import ClusterSource
+from bookstore.cluster_view.responses import (
+    ServiceRow,
+    admission_json,
+    cluster_json,
+    commitment_json,
+    replication_json,
+)
+from bookstore.cluster_view.state import ClusterState, cluster_unknown
 from bookstore.orchestrator.admission import Admission
-from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
-from bookstore.orchestrator.errors import json_response
+from bookstore.orchestrator.components import CheckoutPipeline, bounded
+from bookstore.orchestrator.errors import error_response, json_response
 from bookstore.orchestrator.pipeline import ServiceStats
-from bookstore.orchestrator.probe import ClusterState, cluster_unknown
-from bookstore.orchestrator.responses import ServiceRow, admission_json, cluster_json
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 from bookstore.telemetry.metrics import metrics_target
 
@@ -36,23 +57,23 @@ log = logging.getLogger(__name__)
 CLUSTER_TIMEOUT_S = 1.5
 
 
-class ClusterRoute:
+class ClusterRoutes:
     def __init__(
         self,
         settings: Settings,
         pipeline: CheckoutPipeline,
-        tracker: Tracker,
+        probe: ClusterSource,
         admission: Admission,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
-        self.tracker = tracker
+        self.probe = probe
         self.admission = admission
 
     async def cluster(self) -> Response:
         stats, state = await asyncio.gather(
             bounded(self.pipeline.stats(), CLUSTER_TIMEOUT_S),
-            bounded(self.tracker.cluster(), CLUSTER_TIMEOUT_S),
+            bounded(self.probe.state(), CLUSTER_TIMEOUT_S),
         )
         if not isinstance(stats, list):
             log.warning("checkout services' stats unavailable: %r", stats)
@@ -101,6 +122,33 @@ class ClusterRoute:
         ]
         return rows
 
+    async def replication(self, order_id: str) -> Response:
+        if len(order_id) > MAX_ID:
+            return _bad_order_id()
+        return json_response(replication_json(order_id, await self.probe.replication(order_id)))
 
-def install(app: FastAPI, route: ClusterRoute) -> None:
-    app.add_api_route("/api/cluster", route.cluster, methods=["GET"], summary="Every service")
+    async def commitment(self, order_id: str) -> Response:
+        if len(order_id) > MAX_ID:
+            return _bad_order_id()
+        return json_response(commitment_json(order_id, await self.probe.commitment(order_id)))
+
+
+def _bad_order_id() -> Response:
+    return error_response(400, "BAD_ORDER_ID", f"An order id has at most {MAX_ID} characters.")
+
+
+def install(app: FastAPI, routes: ClusterRoutes, feed: ChartFeed) -> None:
+    app.add_api_route("/api/cluster", routes.cluster, methods=["GET"], summary="Every service")
+    app.add_api_route("/api/charts", feed.charts, methods=["GET"], summary="Live chart series")
+    app.add_api_route(
+        "/orders/{order_id}/replication",
+        routes.replication,
+        methods=["GET"],
+        summary="An order's replication steps in the books database",
+    )
+    app.add_api_route(
+        "/orders/{order_id}/commitment",
+        routes.commitment,
+        methods=["GET"],
+        summary="An order's two-phase commit messages",
+    )

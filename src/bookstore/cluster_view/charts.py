@@ -1,9 +1,9 @@
-"""GET /api/charts: the cluster view's live chart series.
+"""The cluster view's live chart series (GET /api/charts).
 
 `ChartFeed` takes a snapshot once a second of the orchestrator's own metrics (checkouts
 by outcome, checkout latency) and of the queue's, scraped from its metrics port
 (depth, executions by replica, the leader's epoch and replica), and keeps the points in
-`telemetry.sampler.Sampler`'s ring buffer. A scrape that fails or takes longer than
+`sampler.Sampler`'s ring buffer. A scrape that fails or takes longer than
 SCRAPE_TIMEOUT_S leaves the queue's figures out of that snapshot; nothing waits on it.
 Only the series a snapshot reads are collected and scraped (`name[]`): parsing the
 queue's whole exposition took the event loop 20 ms a second, more under load, and
@@ -18,15 +18,14 @@ import logging
 import time
 
 import httpx
-from fastapi import FastAPI
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
+from bookstore.cluster_view.sampler import SERIES, Sampler, snapshot_from_metrics
 from bookstore.orchestrator.errors import json_response
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
-from bookstore.telemetry.sampler import SERIES, Sampler, snapshot_from_metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +77,3 @@ class ChartFeed:
 
     async def charts(self) -> Response:
         return json_response({"intervalS": self._interval_s, "points": self.sampler.as_json()})
-
-
-def install(app: FastAPI, feed: ChartFeed) -> None:
-    app.add_api_route("/api/charts", feed.charts, methods=["GET"], summary="Live chart series")
-    # Prometheus' text format, not JSON: outside the JSON API's OpenAPI document.
-    app.add_api_route(
-        "/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False
-    )
