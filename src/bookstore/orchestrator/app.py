@@ -20,6 +20,9 @@ and the cluster view's pages (`bookstore.web.routes`) are served too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -28,6 +31,7 @@ from bookstore.chaos.scenarios import Chaos
 from bookstore.cluster_view import routes as cluster_view
 from bookstore.cluster_view.charts import ChartFeed
 from bookstore.cluster_view.probe import ClusterProbe, ClusterSource
+from bookstore.orchestrator.admission import Admission
 from bookstore.orchestrator.admission_edge import AdmissionMiddleware, admission_of
 from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
@@ -43,6 +47,8 @@ from bookstore.settings import Settings
 from bookstore.telemetry import metrics, tracing
 from bookstore.telemetry.http import HttpMetricsMiddleware
 from bookstore.web import routes as web
+
+C = TypeVar("C", bound=Component)
 
 
 async def healthz() -> Response:
@@ -65,38 +71,16 @@ def create_app(
     the app's lifespan starts and closes it. Components given are the caller's to start.
     """
     owned: list[Component] = []
-    if pipeline is None:
-        pipeline = Pipeline(settings)
-        owned.append(pipeline)
-    if tracker is None:
-        tracker = ExecutionTracker(settings)
-        owned.append(tracker)
-    if stock is None:
-        stock = DatabaseStock(settings)
-        owned.append(stock)
-    if cluster is None:
-        cluster = ClusterProbe(settings)
-        owned.append(cluster)
-    feed = ChartFeed(settings)
-    owned.append(feed)
+    pipeline = _own(pipeline, lambda: Pipeline(settings), owned)
+    tracker = _own(tracker, lambda: ExecutionTracker(settings), owned)
+    stock = _own(stock, lambda: DatabaseStock(settings), owned)
+    cluster = _own(cluster, lambda: ClusterProbe(settings), owned)
+    feed = _own(None, lambda: ChartFeed(settings), owned)
     catalogue = catalogue if catalogue is not None else load_catalogue()
-    store = (
-        store if store is not None else OrderStore(settings.orders_kept, settings.orders_kept_bytes)
-    )
-    app = FastAPI(
-        title="Online Bookshop Checkout API",
-        version="1.0.0",
-        description="The bookstore's orchestrator: the course's checkout operation and "
-        "the shop's read API.",
-        lifespan=lifespan_of(owned),
-    )
+    if store is None:
+        store = OrderStore(settings.orders_kept, settings.orders_kept_bytes)
     admission = admission_of(settings)
-    app.add_middleware(EdgeMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(AdmissionMiddleware, admission=admission)  # the last added runs first
-    tracing.instrument_app(app)
-    install_error_handlers(app)
-    install_openapi(app)
+    app = _bare_app(admission, owned)
     order_routes = orders.OrderRoutes(tracker, store)
     checkout.install(app, checkout.CheckoutRoute(settings, pipeline, tracker, catalogue, store))
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Liveness")
@@ -109,10 +93,36 @@ def create_app(
     routes = cluster_view.ClusterRoutes(settings, pipeline, cluster, admission)
     cluster_view.install(app, routes, feed)
     if settings.chaos:
-        runner = chaos_of(settings, tracker, cluster)
-        owned.append(runner)
+        runner = _own(None, lambda: chaos_of(settings, tracker, cluster), owned)
         chaos.install(app, chaos.ChaosRoutes(settings, runner))
     web.install(app, get_order=order_routes.get_order)
+    return app
+
+
+def _own(given: C | None, make: Callable[[], C], owned: list[Component]) -> C:
+    """`given`, or one made here and added to the components the app owns."""
+    if given is not None:
+        return given
+    made = make()
+    owned.append(made)
+    return made
+
+
+def _bare_app(admission: Admission, owned: list[Component]) -> FastAPI:
+    """The app with its middleware, error handlers and OpenAPI document, and no route."""
+    app = FastAPI(
+        title="Online Bookshop Checkout API",
+        version="1.0.0",
+        description="The bookstore's orchestrator: the course's checkout operation and "
+        "the shop's read API.",
+        lifespan=lifespan_of(owned),
+    )
+    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(AdmissionMiddleware, admission=admission)  # the last added runs first
+    tracing.instrument_app(app)
+    install_error_handlers(app)
+    install_openapi(app)
     return app
 
 
