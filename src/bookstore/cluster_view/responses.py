@@ -4,23 +4,29 @@ API"); the cluster page and the course page read them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, fields
 from typing import Any
 
-from bookstore.cluster_view.state import (
-    ClusterState,
-    CoordinatedStep,
-    ElectionStep,
-    ExecutorState,
-    InDoubt,
-    PaymentState,
-    QueueState,
-    ReplicaState,
-    Replication,
-)
+from bookstore.cluster_view.state import ClusterState, CoordinatedStep, ReplicaState, Replication
 from bookstore.orchestrator.admission import Admission
 
 JSON = dict[str, Any]
+
+
+def camel_json(value: Any) -> Any:
+    """A dataclass as JSON: its fields in order under their camelCase names
+    (`replica_id` -> "replicaId"), nested dataclasses and tuples too."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_camel(f.name): camel_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [camel_json(v) for v in value]
+    return value
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def replication_json(order_id: str, replication: Replication) -> JSON:
@@ -28,17 +34,7 @@ def replication_json(order_id: str, replication: Replication) -> JSON:
     return {
         "orderId": order_id,
         "answered": list(replication.answered),
-        "steps": [
-            {
-                "replicaId": s.replica_id,
-                "kind": s.kind,
-                "index": s.index,
-                "view": s.view,
-                "op": s.op,
-                "peer": s.peer or None,
-            }
-            for s in replication.steps
-        ],
+        "steps": [{**camel_json(s), "peer": s.peer or None} for s in replication.steps],
     }
 
 
@@ -73,73 +69,6 @@ class ServiceRow:
     cached_orders: int | None = None
     metrics: str | None = None  # where its Prometheus metrics are served (None: off)
 
-    def to_json(self) -> JSON:
-        return {
-            "name": self.name,
-            "replicaId": self.replica_id,
-            "address": self.address,
-            "pid": self.pid,
-            "healthy": self.healthy,
-            "cachedOrders": self.cached_orders,
-            "metrics": self.metrics,
-        }
-
-
-def queue_json(queue: QueueState) -> JSON:
-    return {
-        "depth": queue.depth,
-        "next": [
-            {"orderId": n.order_id, "books": n.books, "sequence": n.sequence} for n in queue.next
-        ],
-        "epoch": queue.epoch,
-        "leaderId": queue.leader_id,
-        "leased": queue.leased,
-        "executed": queue.executed,
-        "pid": queue.pid,
-        "healthy": queue.healthy,
-    }
-
-
-def executor_json(executor: ExecutorState) -> JSON:
-    return {
-        "replicaId": executor.replica_id,
-        "address": executor.address,
-        "pid": executor.pid,
-        "alive": executor.alive,
-        "role": executor.role,
-        "leaderId": executor.leader_id,
-        "epoch": executor.epoch,
-        "executed": executor.executed,
-    }
-
-
-def election_json(step: ElectionStep) -> JSON:
-    return {
-        "at": step.at,
-        "replicaId": step.replica_id,
-        "step": step.step,
-        "detail": step.detail,
-        "epoch": step.epoch,
-    }
-
-
-def replica_json(replica: ReplicaState) -> JSON:
-    return {
-        "replicaId": replica.replica_id,
-        "address": replica.address,
-        "pid": replica.pid,
-        "alive": replica.alive,
-        "role": replica.role,
-        "view": replica.view,
-        "primaryId": replica.primary_id,
-        "commitIndex": replica.commit_index,
-        "appliedIndex": replica.applied_index,
-        "lastIndex": replica.last_index,
-        "digest": replica.digest,
-        "caughtUp": replica.caught_up,
-        "maxEpoch": replica.max_epoch,
-    }
-
 
 def database_json(replicas: tuple[ReplicaState, ...]) -> JSON:
     """The replicas, the primary of the highest view, and whether every replica that
@@ -149,38 +78,11 @@ def database_json(replicas: tuple[ReplicaState, ...]) -> JSON:
         (r for r in alive if r.role == "primary"), key=lambda r: r.view or 0, reverse=True
     )
     return {
-        "replicas": [replica_json(r) for r in replicas],
+        "replicas": camel_json(replicas),
         "primary": None
         if not primaries
         else {"replicaId": primaries[0].replica_id, "view": primaries[0].view},
         "converged": bool(alive) and len({(r.applied_index, r.digest) for r in alive}) == 1,
-    }
-
-
-def payment_service_json(payment: PaymentState | None) -> JSON | None:
-    if payment is None:
-        return None
-    return {
-        "address": payment.address,
-        "pid": payment.pid,
-        "healthy": payment.healthy,
-        "capturedCents": payment.captured_cents,
-        "currency": payment.currency,
-        "prepared": payment.prepared,
-        "committed": payment.committed,
-        "aborted": payment.aborted,
-        "epoch": payment.epoch,
-    }
-
-
-def in_doubt_json(txn: InDoubt) -> JSON:
-    return {
-        "txnId": txn.txn_id,
-        "where": txn.where,
-        "state": txn.state,
-        "epoch": txn.epoch,
-        "reason": txn.reason,
-        "since": txn.since,
     }
 
 
@@ -197,16 +99,13 @@ def admission_json(admission: Admission, now: float) -> JSON:
 
 def cluster_json(services: list[ServiceRow], state: ClusterState) -> JSON:
     """The GET /api/cluster body."""
-    leader = state.leader
     return {
-        "services": [s.to_json() for s in services],
-        "queue": queue_json(state.queue),
-        "executors": [executor_json(e) for e in state.executors],
-        "leader": None
-        if leader is None
-        else {"replicaId": leader.replica_id, "epoch": leader.epoch},
-        "elections": [election_json(s) for s in state.elections],
+        "services": camel_json(tuple(services)),
+        "queue": camel_json(state.queue),
+        "executors": camel_json(state.executors),
+        "leader": camel_json(state.leader),
+        "elections": camel_json(state.elections),
         "database": database_json(state.replicas),
-        "payment": payment_service_json(state.payment),
-        "inDoubt": [in_doubt_json(t) for t in state.in_doubt],
+        "payment": camel_json(state.payment),
+        "inDoubt": camel_json(state.in_doubt),
     }
