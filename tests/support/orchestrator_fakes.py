@@ -117,6 +117,7 @@ class FakeTracker:
         order_id: str,
         items: list[QueuedItem],
         customer_name: str,
+        *,
         payment_token: str = "",
         amount_cents: int = 0,
     ) -> None:

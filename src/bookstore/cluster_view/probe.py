@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Protocol, cast
+from typing import cast
 
 import grpc
 
@@ -51,14 +51,6 @@ ELECTION_STEPS = 100  # the cluster view shows at most this many recent election
 IN_DOUBT_SHOWN = 50  # decided orders not yet executed, oldest first (payment sends <= 100)
 # The order of an operation's steps at one log position.
 STEP_ORDER = {"appended": 0, "stored": 1, "acked": 2, "applied": 3}
-
-
-class ClusterSource(Protocol):
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def state(self) -> ClusterState: ...
-    async def replication(self, order_id: str) -> Replication: ...
-    async def commitment(self, order_id: str) -> tuple[CoordinatedStep, ...]: ...
 
 
 class ClusterProbe:

@@ -36,7 +36,7 @@ from starlette.responses import Response
 
 from bookstore.books_database.stock import MAX_ID
 from bookstore.cluster_view.charts import ChartFeed
-from bookstore.cluster_view.probe import ClusterSource
+from bookstore.cluster_view.probe import ClusterProbe
 from bookstore.cluster_view.responses import (
     ServiceRow,
     admission_json,
@@ -46,9 +46,9 @@ from bookstore.cluster_view.responses import (
 )
 from bookstore.cluster_view.state import ClusterState, cluster_unknown
 from bookstore.orchestrator.admission import Admission
-from bookstore.orchestrator.components import CheckoutPipeline, bounded
+from bookstore.orchestrator.components import bounded
 from bookstore.orchestrator.errors import error_response, json_response
-from bookstore.orchestrator.pipeline import ServiceStats
+from bookstore.orchestrator.pipeline import Pipeline, ServiceStats
 from bookstore.settings import CHECKOUT_SERVICES, Settings
 from bookstore.telemetry.metrics import metrics_target
 
@@ -61,8 +61,8 @@ class ClusterRoutes:
     def __init__(
         self,
         settings: Settings,
-        pipeline: CheckoutPipeline,
-        probe: ClusterSource,
+        pipeline: Pipeline,
+        probe: ClusterProbe,
         admission: Admission,
     ) -> None:
         self.settings = settings

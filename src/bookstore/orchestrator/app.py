@@ -30,10 +30,10 @@ from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.chaos.scenarios import Chaos
 from bookstore.cluster_view import routes as cluster_view
 from bookstore.cluster_view.charts import ChartFeed
-from bookstore.cluster_view.probe import ClusterProbe, ClusterSource
+from bookstore.cluster_view.probe import ClusterProbe
 from bookstore.orchestrator.admission import Admission
 from bookstore.orchestrator.admission_edge import AdmissionMiddleware, admission_of
-from bookstore.orchestrator.components import CheckoutPipeline, Component, Tracker, lifespan_of
+from bookstore.orchestrator.components import Component, lifespan_of
 from bookstore.orchestrator.edge import EdgeMiddleware
 from bookstore.orchestrator.error_handlers import install_error_handlers
 from bookstore.orchestrator.errors import json_response
@@ -41,7 +41,7 @@ from bookstore.orchestrator.execution import ExecutionTracker
 from bookstore.orchestrator.openapi import install_openapi
 from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.routes import books, chaos, checkout, orders
-from bookstore.orchestrator.stock import DatabaseStock, StockSource
+from bookstore.orchestrator.stock import DatabaseStock
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics, tracing
@@ -57,13 +57,13 @@ async def healthz() -> Response:
 
 def create_app(
     settings: Settings,
-    pipeline: CheckoutPipeline | None = None,
-    tracker: Tracker | None = None,
+    pipeline: Pipeline | None = None,
+    tracker: ExecutionTracker | None = None,
     *,
     catalogue: Catalogue | None = None,
     store: OrderStore | None = None,
-    stock: StockSource | None = None,
-    cluster: ClusterSource | None = None,
+    stock: DatabaseStock | None = None,
+    cluster: ClusterProbe | None = None,
 ) -> FastAPI:
     """The orchestrator app.
 
@@ -126,7 +126,7 @@ def _bare_app(admission: Admission, owned: list[Component]) -> FastAPI:
     return app
 
 
-def chaos_of(settings: Settings, tracker: Tracker, cluster: ClusterSource) -> Chaos:
+def chaos_of(settings: Settings, tracker: ExecutionTracker, cluster: ClusterProbe) -> Chaos:
     """The load generator and scenario runner, reading executions from `tracker` and
     the leaders from `cluster`."""
 
@@ -142,12 +142,11 @@ def chaos_of(settings: Settings, tracker: Tracker, cluster: ClusterSource) -> Ch
         state = await cluster.state()
         return next((r.replica_id for r in state.replicas if r.role == "primary"), None)
 
-    executions = tracker.executions if isinstance(tracker, ExecutionTracker) else None
     return Chaos(
         settings.data_dir,
         settings.orchestrator_address,
         status_of,
-        executions or (lambda order_id: 0),
+        tracker.executions,
         leader,
         db_primary,
     )

@@ -82,6 +82,7 @@ def _enqueue_request(
     order_id: str,
     items: list[QueuedItem],
     customer_name: str,
+    *,
     payment_token: str,
     amount_cents: int,
 ) -> queue_pb2.EnqueueRequest:
@@ -164,11 +165,14 @@ class ExecutionTracker:
         order_id: str,
         items: list[QueuedItem],
         customer_name: str,
+        *,
         payment_token: str = "",
         amount_cents: int = 0,
     ) -> None:
         """Returns once the queue has the order on disk; raises ServiceUnavailable."""
-        request = _enqueue_request(order_id, items, customer_name, payment_token, amount_cents)
+        request = _enqueue_request(
+            order_id, items, customer_name, payment_token=payment_token, amount_cents=amount_cents
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.enqueue_retry_s
         backoff = Backoff(ENQUEUE_BACKOFF_MIN_S, ENQUEUE_BACKOFF_MAX_S)

@@ -8,7 +8,6 @@ says the stock is unknown instead of showing a stale or invented number.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from bookstore import grpcutil
 from bookstore.books_database.client import BooksDatabaseClient
@@ -17,14 +16,6 @@ from bookstore.settings import Settings
 log = logging.getLogger(__name__)
 
 STOCK_DEADLINE_S = 0.5  # the whole read, redirects to the primary included
-
-
-class StockSource(Protocol):
-    async def start(self) -> None: ...
-    async def close(self) -> None: ...
-    async def available(self) -> dict[str, int] | None:
-        """Copies that can be ordered (stock - reserved) by book id; None: unknown."""
-        ...
 
 
 class DatabaseStock:

@@ -65,7 +65,9 @@ async def test_the_feed_samples_its_own_metrics_and_the_queues(queue_metrics: in
     feed = ChartFeed(settings, interval_s=0.05)
     await feed.start()
     try:
-        while len(feed.sampler.points()) < 2:  # the feed's own pace: a point every 0.05 s
+        for _ in range(200):  # the feed's own pace: a point every 0.05 s
+            if len(feed.sampler.points()) >= 2:
+                break
             await asyncio.sleep(0.05)
         body = json.loads((await feed.charts()).body)
     finally:

@@ -32,14 +32,14 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
+from bookstore.orchestrator.components import bounded
 from bookstore.orchestrator.errors import (
     ApiError,
     from_api_error,
     json_response,
     unavailable_response,
 )
-from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.execution import ExecutionInfo, ExecutionTracker, QueuedItem
 from bookstore.orchestrator.flow import Outcome
 from bookstore.orchestrator.idempotency import (
     HEADER,
@@ -50,6 +50,7 @@ from bookstore.orchestrator.idempotency import (
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.openapi import CHECKOUT_OPENAPI
 from bookstore.orchestrator.parsing import parse_checkout, read_body
+from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.responses import checkout_json
 from bookstore.orchestrator.store import (
     APPROVED,
@@ -72,8 +73,8 @@ class CheckoutRoute:
     def __init__(
         self,
         settings: Settings,
-        pipeline: CheckoutPipeline,
-        tracker: Tracker,
+        pipeline: Pipeline,
+        tracker: ExecutionTracker,
         catalogue: Catalogue,
         store: OrderStore,
     ) -> None:
@@ -162,8 +163,9 @@ class CheckoutRoute:
             budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
             async with asyncio.timeout(budget):
                 with propagation.order_step(_TRACER, "enqueue", order_id):
+                    amount = self.catalogue.amount_cents(record.items)
                     await self.tracker.enqueue(
-                        order_id, queued, name, token, self.catalogue.amount_cents(record.items)
+                        order_id, queued, name, payment_token=token, amount_cents=amount
                     )
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;
