@@ -21,7 +21,7 @@ from typing import Generic, Protocol, TypeVar
 import grpc
 
 from bookstore import grpcutil
-from bookstore.backoff import Backoff, reconnect
+from bookstore.backoff import Backoff, cancelled, reconnect
 from bookstore.grpcutil import describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
@@ -145,9 +145,7 @@ class StreamLink(Generic[T]):
 
     async def close(self) -> None:
         self.outbox.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancelled(self._task)
         await self.channel.close()
 
     async def _run(self) -> None:

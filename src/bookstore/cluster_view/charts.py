@@ -13,7 +13,6 @@ every request waiting behind it (a 503 BUSY too) waited that long.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -22,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
+from bookstore.backoff import cancelled
 from bookstore.cluster_view.sampler import SERIES, Sampler, snapshot_from_metrics
 from bookstore.orchestrator.errors import json_response
 from bookstore.settings import Settings
@@ -49,11 +49,8 @@ class ChartFeed:
         self._task = asyncio.create_task(self._run(), name="chart-feed")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -20,7 +20,7 @@ from typing import cast
 import grpc
 
 from bookstore import grpcutil
-from bookstore.backoff import Backoff, reconnect
+from bookstore.backoff import Backoff, cancelled, reconnect
 from bookstore.bounded import BoundedMapping
 from bookstore.order_queue.client import Enqueues
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
@@ -136,11 +136,8 @@ class ExecutionTracker:
         self._watch = asyncio.create_task(self._watch_loop(), name="watch-executions")
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        await cancelled(self._watch)
+        self._watch = None
         for task in list(self._checks):
             task.cancel()
         for futures in self._waiters.values():
