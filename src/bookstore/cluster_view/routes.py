@@ -57,18 +57,12 @@ log = logging.getLogger(__name__)
 CLUSTER_TIMEOUT_S = 1.5
 
 
+@dataclasses.dataclass(eq=False)
 class ClusterRoutes:
-    def __init__(
-        self,
-        settings: Settings,
-        pipeline: Pipeline,
-        probe: ClusterProbe,
-        admission: Admission,
-    ) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.probe = probe
-        self.admission = admission
+    settings: Settings
+    pipeline: Pipeline
+    probe: ClusterProbe
+    admission: Admission
 
     async def cluster(self) -> Response:
         stats, state = await asyncio.gather(

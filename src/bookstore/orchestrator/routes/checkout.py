@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 import orjson
 from fastapi import FastAPI, Request
@@ -69,21 +70,17 @@ log = logging.getLogger(__name__)
 _TRACER = propagation.tracer(__name__)
 
 
+@dataclass(eq=False)
 class CheckoutRoute:
-    def __init__(
-        self,
-        settings: Settings,
-        pipeline: Pipeline,
-        tracker: ExecutionTracker,
-        catalogue: Catalogue,
-        store: OrderStore,
-    ) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.tracker = tracker
-        self.catalogue = catalogue
-        self.store = store
-        self.keys = IdempotencyKeys(settings.idempotency_keys_kept, settings.idempotency_keys_bytes)
+    settings: Settings
+    pipeline: Pipeline
+    tracker: ExecutionTracker
+    catalogue: Catalogue
+    store: OrderStore
+
+    def __post_init__(self) -> None:
+        kept = self.settings.idempotency_keys_kept, self.settings.idempotency_keys_bytes
+        self.keys = IdempotencyKeys(*kept)
 
     async def checkout(self, request: Request) -> Response:
         started = time.perf_counter()
