@@ -76,7 +76,11 @@ class ClusterRoutes:
             log.warning("queue and executors' state unavailable: %r", state)
             state = cluster_unknown(self.settings)
         me = ServiceRow("orchestrator", self.settings.orchestrator_address, os.getpid(), True)
-        services = [me, *(self._checkout_row(s) for s in stats), *self._queue_rows(state)]
+        checkout = [
+            ServiceRow(s.service, s.address, s.pid, s.healthy, cached_orders=s.cached_orders)
+            for s in stats
+        ]
+        services = [me, *checkout, *self._queue_rows(state)]
         body = cluster_json([self._with_metrics(s) for s in services], state)
         body["admission"] = admission_json(self.admission, time.perf_counter())
         return json_response(body)
@@ -94,16 +98,6 @@ class ClusterRoutes:
             ServiceStats(name, self.settings.checkout_address(name), False, None, None)
             for name in CHECKOUT_SERVICES
         ]
-
-    @staticmethod
-    def _checkout_row(stats: ServiceStats) -> ServiceRow:
-        return ServiceRow(
-            stats.service,
-            stats.address,
-            stats.pid,
-            stats.healthy,
-            cached_orders=stats.cached_orders,
-        )
 
     def _queue_rows(self, state: ClusterState) -> list[ServiceRow]:
         queue = state.queue
