@@ -4,7 +4,8 @@ A session (open a stream and pump it, or run a child) is started again after eac
 end; between two starts the loop waits a delay that doubles from `min_s` up to
 `max_s`, with jitter so peers that lost the same server do not return in step.
 A session that reports success (it connected, or stayed up long enough) resets
-the delay. The loop ends when `stopped()` says so or its task is cancelled.
+the delay. The loop ends when `stopped()` says so or its task is cancelled
+(`cancelled(task)` cancels a loop and waits for its end).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class Backoff:
@@ -77,3 +79,10 @@ async def reconnect(
         if stopped():
             return
         await sleep(backoff.next())
+
+
+async def cancelled(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a loop's task (None: there is none) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

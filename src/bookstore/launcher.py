@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from bookstore import health
+from bookstore import health, readiness
 from bookstore.backoff import Backoff
 from bookstore.chaos.control import Control
 from bookstore.parent_death import die_with_parent
@@ -69,6 +69,10 @@ class ServiceSpec:
     def name(self) -> str:
         return self.service if self.replica_id is None else f"{self.service}-{self.replica_id}"
 
+    @property
+    def target(self) -> readiness.Target:
+        return readiness.Target(self.name, self.address, self.http)
+
     def argv(self, python: str) -> list[str]:
         args = [python, "-m", "bookstore", "serve", self.service]
         if self.replica_id is not None:
@@ -96,59 +100,6 @@ def services_of(settings: Settings) -> list[ServiceSpec]:
     ]
     specs.append(ServiceSpec("orchestrator", None, settings.orchestrator_address, http=True))
     return specs
-
-
-async def healthy(spec: ServiceSpec) -> bool:
-    if spec.http:
-        return await health.http_healthy(spec.address)
-    return await health.grpc_serving(spec.address)
-
-
-async def probe(specs: list[ServiceSpec], timeout: float, out: TextIO) -> bool:
-    """Poll every service until it is healthy, writing "ready NAME" as each one is;
-    at the deadline write "not-ready NAME ..." and return False."""
-    deadline = time.monotonic() + timeout
-    pending = {s.name: s for s in specs}
-    while pending:
-        checks = await asyncio.gather(*(healthy(s) for s in pending.values()))
-        for spec, ok in zip(list(pending.values()), checks, strict=True):
-            if ok:
-                del pending[spec.name]
-                out.write(f"ready {spec.name}\n")
-                out.flush()
-        if pending and time.monotonic() >= deadline:
-            out.write("not-ready " + " ".join(sorted(pending)) + "\n")
-            out.flush()
-            return False
-        if pending:
-            await asyncio.sleep(0.2)
-    return True
-
-
-def _probe_main(argv: list[str]) -> int:
-    """`python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS...` (KIND grpc|http).
-
-    The probes present the launcher's certificate (`bookstore up` made it)."""
-    from bookstore.identity.credentials import use_identity
-    from bookstore.settings import from_env
-
-    use_identity(from_env(), "launcher")
-    timeout = float(argv[1])
-    specs: list[ServiceSpec] = []
-    for arg in argv[2:]:
-        name, _, rest = arg.partition("=")
-        kind, _, address = rest.partition(":")
-        specs.append(_NamedSpec(name, None, address, http=kind == "http"))
-    return 0 if asyncio.run(probe(specs, timeout, sys.stdout)) else 1
-
-
-@dataclass(frozen=True)
-class _NamedSpec(ServiceSpec):
-    """A spec whose `service` is already the display name (for the probe)."""
-
-    @property
-    def name(self) -> str:
-        return self.service
 
 
 @dataclass
@@ -346,41 +297,12 @@ class Launcher:
         """Until every service is healthy; LaunchError names those that never were, or
         at once the service given up on (`self.failure`) with its last lines.
 
-        The health checks run in a short-lived probe process, so the launcher
-        itself never loads gRPC (it stays small while it supervises). A service the
-        probe reports ready has come up: from then on it is always restarted."""
-        specs = {r.spec.name: r.spec for r in self._services}
-        args = [
-            f"{spec.name}={'http' if spec.http else 'grpc'}:{spec.address}"
-            for spec in specs.values()
-        ]
-        checker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bookstore.launcher",
-            "probe",
-            str(timeout),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            env=self.env,
-            preexec_fn=die_with_parent,
-        )
-        assert checker.stdout is not None
-        stdout = checker.stdout
-        pending = set(specs)
-        policies = {r.spec.name: r.policy for r in self._services}
-
-        async def read() -> None:
-            async for raw in stdout:
-                word, _, rest = raw.decode().strip().partition(" ")
-                if word == "ready" and rest in pending:
-                    pending.discard(rest)
-                    policies[rest].ready()
-                    self.say(f"{rest} is ready on {specs[rest].address}")
-            await checker.wait()
-
-        reading = asyncio.create_task(read())
+        The health checks run in a short-lived probe process (`bookstore.readiness`).
+        A service it reports ready has come up: from then on it is always restarted."""
+        targets = [r.spec.target for r in self._services]
+        checker = await readiness.spawn(targets, timeout, self.env)
+        pending = {t.name for t in targets}
+        reading = asyncio.create_task(self._read_ready(checker, pending))
         failed = asyncio.create_task(self._failed.wait())
         try:
             await asyncio.wait(
@@ -398,6 +320,18 @@ class Launcher:
             raise self.failure
         if pending:
             raise LaunchError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
+
+    async def _read_ready(self, checker: asyncio.subprocess.Process, pending: set[str]) -> None:
+        """Note each service the probe reports ready, removing it from `pending`."""
+        assert checker.stdout is not None
+        running = {r.spec.name: r for r in self._services}
+        async for raw in checker.stdout:
+            word, _, name = raw.decode().strip().partition(" ")
+            if word == "ready" and name in pending:
+                pending.discard(name)
+                running[name].policy.ready()
+                self.say(f"{name} is ready on {running[name].spec.address}")
+        await checker.wait()
 
     def pids(self) -> dict[str, int]:
         """The current pid of each service, by name ("order-executor-2")."""
@@ -490,9 +424,3 @@ def main(settings: Settings, color: bool) -> int:
     """`bookstore up`: run until Ctrl-C or SIGTERM; 1 if a service never came up."""
     use_color = color and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
     return asyncio.run(run(settings, use_color))
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["probe"]:
-        raise SystemExit(_probe_main(sys.argv[1:]))
-    raise SystemExit("usage: python -m bookstore.launcher probe TIMEOUT NAME=KIND:ADDRESS ...")

@@ -24,7 +24,6 @@ from bookstore.launcher import services_of
 from bookstore.settings import Settings, split_address
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
-_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 @dataclass(frozen=True)
@@ -120,11 +119,6 @@ def _holder_from_ss(port: int) -> str:
         return ""
     match = re.search(r'users:\(\("([^"]*)",pid=(\d+)', out)
     return f"pid {match.group(2)} ({match.group(1)})" if match else ""
-
-
-def holder_of(port: int, proc: Path = Path("/proc")) -> str:
-    """Who listens on TCP `port` on this machine, or "" when it cannot be told."""
-    return _holders_from_proc({port}, proc).get(port) or _holder_from_ss(port)
 
 
 def busy_ports(settings: Settings) -> list[Busy]:

@@ -160,7 +160,7 @@ def test_the_build_context_builds_the_package(tmp_path: Path) -> None:
     )
     assert imports.returncode == 0, imports.stderr
     modules = imports.stdout.split()
-    assert "bookstore.orchestrator.charts" in modules and "bookstore.pb.queue_pb2" in modules
+    assert "bookstore.cluster_view.charts" in modules and "bookstore.pb.queue_pb2" in modules
     assert "bookstore.healthcheck" in modules
     installed = Path(imports.stdout.split()[0])
     for needed in ("catalogue/books.json", "py.typed", "web/static"):

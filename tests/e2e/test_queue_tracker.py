@@ -1,4 +1,5 @@
-"""The orchestrator's ExecutionTracker against a real queue and executors."""
+"""The orchestrator's ExecutionTracker and the cluster view's probe against a real queue
+and executors."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from queue_harness import Cluster
 
 from bookstore import grpcutil
+from bookstore.cluster_view.probe import ClusterProbe
+from bookstore.cluster_view.state import Leader
 from bookstore.grpcutil import Rejected, ServiceUnavailable
 from bookstore.orchestrator.execution import ExecutionTracker, QueuedItem
-from bookstore.orchestrator.probe import Leader
 from bookstore.settings import from_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -36,6 +38,15 @@ async def tracker(cluster: Cluster) -> AsyncIterator[ExecutionTracker]:
         yield t
     finally:
         await t.close()
+
+
+@pytest.fixture
+async def probe(cluster: Cluster) -> AsyncIterator[ClusterProbe]:
+    p = ClusterProbe(from_env(cluster.env))
+    try:
+        yield p
+    finally:
+        await p.close()
 
 
 ITEMS = [QueuedItem("b1", "A book", 2), QueuedItem("b2", "Another", 1)]
@@ -125,7 +136,7 @@ async def test_the_feed_reconnects_after_the_queue_restarts(
 
 
 async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
-    cluster: Cluster, tracker: ExecutionTracker
+    cluster: Cluster, tracker: ExecutionTracker, probe: ClusterProbe
 ) -> None:
     await cluster.start()
 
@@ -135,7 +146,7 @@ async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
         return settled and await cluster.leader() == 4
 
     await cluster.wait_for(led, 10.0)
-    view = await tracker.cluster()
+    view = await probe.state()
     assert view.queue.healthy and view.queue.leader_id == 4
     assert view.leader == Leader(4, view.queue.epoch)
     assert [e.replica_id for e in view.executors] == [1, 2, 3, 4]
@@ -147,7 +158,7 @@ async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
     assert [s.at for s in steps] == sorted(s.at for s in steps)
 
     cluster.kill("executor-2")
-    view = await tracker.cluster()
+    view = await probe.state()
     dead = next(e for e in view.executors if e.replica_id == 2)
     assert dead.alive is False and dead.role is None
 
@@ -157,6 +168,6 @@ async def test_cluster_view_shows_the_queue_the_replicas_and_the_elections(
     cluster.kill("executor-1")
     for books in (1, 5, 3):
         await tracker.enqueue(str(uuid.uuid4()), [QueuedItem("b", "t", books)], "n")
-    view = await tracker.cluster()
+    view = await probe.state()
     assert [n.books for n in view.queue.next] == [5, 3, 1]
     assert view.queue.depth == 3

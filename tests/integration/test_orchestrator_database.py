@@ -1,24 +1,24 @@
-"""The orchestrator's window on the books database over real gRPC: three replicas in
-this process on loopback, each with its own SQLite file; the live stock, an order's
-replication steps, the cluster probe's replicas, and stock unknown once they are gone."""
+"""The orchestrator's and the cluster view's windows on the books database over real
+gRPC: three replicas in this process on loopback, each with its own SQLite file; the live
+stock, an order's replication steps, the cluster probe's replicas, and stock unknown
+once they are gone."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import pytest
 from ports import free_ports
 
-from bookstore import grpcutil
 from bookstore.books_database.client import BooksDatabaseClient
 from bookstore.books_database.service import BooksDatabaseReplica, ReplicaConfig
 from bookstore.catalogue import load_catalogue
-from bookstore.orchestrator.probe import ClusterProbe, ClusterState
-from bookstore.orchestrator.stock import DatabaseStock, Replication
-from bookstore.pb import queue_pb2_grpc
+from bookstore.cluster_view.probe import ClusterProbe
+from bookstore.cluster_view.state import ClusterState, Replication
+from bookstore.orchestrator.stock import DatabaseStock
 from bookstore.settings import Settings
 
 T = TypeVar("T")
@@ -59,12 +59,11 @@ async def test_stock_replication_and_status_from_the_replicas(
         books_database_addresses=addresses,
         order_executor_addresses={i: f"127.0.0.1:{p}" for i, p in enumerate(unused[:4], 1)},
         payment_address=f"127.0.0.1:{unused[4]}",
+        order_queue_address=f"127.0.0.1:{unused[5]}",
     )
     stock = DatabaseStock(settings)
     await stock.start()
-    queue_channel = grpcutil.channel(f"127.0.0.1:{unused[5]}")
-    queue = cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(queue_channel))
-    probe = ClusterProbe(settings, lambda: queue)
+    probe = ClusterProbe(settings)
     db = BooksDatabaseClient(addresses, deadline_s=WAIT_S)
     try:
         initial = {b.book_id: b.stock for b in load_catalogue().all()}
@@ -75,7 +74,7 @@ async def test_stock_replication_and_status_from_the_replicas(
         assert available is not None and available[BOOK] == initial[BOOK] - 2
 
         async def replicated() -> Replication | None:
-            found = await stock.replication("o-int")
+            found = await probe.replication("o-int")
             kinds = [s.kind for s in found.steps]
             return found if kinds.count("applied") == 3 and "acked" in kinds else None
 
@@ -108,4 +107,3 @@ async def test_stock_replication_and_status_from_the_replicas(
         await db.close()
         await stock.close()
         await probe.close()
-        await queue_channel.close()

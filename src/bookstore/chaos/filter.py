@@ -191,32 +191,40 @@ class _ServerFilter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, self.filter, caller)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, mf: MessageFilter, caller: str) -> grpc.RpcMethodHandler:
-    me = mf.name
+class _Call:
+    """The filter between one caller and this process, applied to a call's messages."""
 
-    async def inbound(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    def __init__(self, mf: MessageFilter, caller: str) -> None:
+        self.filter = mf
+        self.me = mf.name
+        self.caller = caller
+
+    async def inbound(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         async for request in requests:
-            if await mf.pass_message(caller, me, context):
+            if await self.filter.pass_message(self.caller, self.me, context):
                 yield request
 
-    async def outbound(responses: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-        async for response in responses:
-            if await mf.pass_message(me, caller, context):
-                yield response
+    async def unary_in(self, context: Any) -> None:
+        if not await self.filter.pass_message(self.caller, self.me, context):
+            await self.filter.drop_call(self.caller, self.me, context)
 
-    async def unary_in(request: Any, context: Any) -> None:
-        if not await mf.pass_message(caller, me, context):
-            await mf.drop_call(caller, me, context)
+    async def unary_out(self, context: Any) -> None:
+        if not await self.filter.pass_message(self.me, self.caller, context):
+            await self.filter.drop_call(self.me, self.caller, context)
 
-    async def unary_out(context: Any) -> None:
-        if not await mf.pass_message(me, caller, context):
-            await mf.drop_call(me, caller, context)
-
-    def respond(behavior: Any, first: Any, context: Any) -> Any:
+    async def streamed(self, behavior: Any, first: Any, context: Any) -> AsyncIterator[Any]:
+        """The responses of a stream handler, each passed through the filter, whether the
+        handler yields them or writes them."""
         if inspect.isasyncgenfunction(behavior):
-            return outbound(behavior(first, context), context)
-        return behavior(first, _WritingContext(context, mf, me, caller))
+            async for response in behavior(first, context):
+                if await self.filter.pass_message(self.me, self.caller, context):
+                    yield response
+        else:
+            await behavior(first, _WritingContext(context, self.filter, self.me, self.caller))
 
+
+def _wrap(handler: grpc.RpcMethodHandler, mf: MessageFilter, caller: str) -> grpc.RpcMethodHandler:
+    call = _Call(mf, caller)
     kw = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -225,9 +233,9 @@ def _wrap(handler: grpc.RpcMethodHandler, mf: MessageFilter, caller: str) -> grp
         inner_uu = handler.unary_unary
 
         async def uu(request: Any, context: Any) -> Any:
-            await unary_in(request, context)
+            await call.unary_in(context)
             response = await inner_uu(request, context)
-            await unary_out(context)
+            await call.unary_out(context)
             return response
 
         return grpc.unary_unary_rpc_method_handler(uu, **kw)
@@ -235,33 +243,25 @@ def _wrap(handler: grpc.RpcMethodHandler, mf: MessageFilter, caller: str) -> grp
         inner_us = handler.unary_stream
 
         async def us(request: Any, context: Any) -> AsyncIterator[Any]:
-            await unary_in(request, context)
-            result = respond(inner_us, request, context)
-            if inspect.isasyncgen(result):
-                async for response in result:
-                    yield response
-            else:
-                await result
+            await call.unary_in(context)
+            async for response in call.streamed(inner_us, request, context):
+                yield response
 
         return grpc.unary_stream_rpc_method_handler(us, **kw)
     if handler.stream_unary is not None:
         inner_su = handler.stream_unary
 
         async def su(requests: Any, context: Any) -> Any:
-            response = await inner_su(inbound(requests, context), context)
-            await unary_out(context)
+            response = await inner_su(call.inbound(requests, context), context)
+            await call.unary_out(context)
             return response
 
         return grpc.stream_unary_rpc_method_handler(su, **kw)
     inner_ss = handler.stream_stream
 
     async def ss(requests: Any, context: Any) -> AsyncIterator[Any]:
-        result = respond(inner_ss, inbound(requests, context), context)
-        if inspect.isasyncgen(result):
-            async for response in result:
-                yield response
-        else:
-            await result
+        async for response in call.streamed(inner_ss, call.inbound(requests, context), context):
+            yield response
 
     return grpc.stream_stream_rpc_method_handler(ss, **kw)
 

@@ -51,25 +51,19 @@ class Busy(RuntimeError):
     """A load or scenario is already running."""
 
 
+@dataclass(eq=False)
 class Chaos:
     """The orchestrator's side of chaos: the load generator, the scenarios, and
     the relay of faults to the launcher's control socket."""
 
-    def __init__(
-        self,
-        data_dir: Path,
-        address: str,
-        status_of: StatusOf,
-        executions_of: Callable[[str], int],
-        leader: Callable[[], Awaitable[int | None]],
-        db_primary: Callable[[], Awaitable[int | None]] | None = None,
-    ) -> None:
-        self.data_dir = data_dir
-        self.address = address
-        self.status_of = status_of
-        self.executions_of = executions_of
-        self.leader = leader
-        self.db_primary = db_primary
+    data_dir: Path
+    address: str
+    status_of: StatusOf
+    executions_of: Callable[[str], int]
+    leader: Callable[[], Awaitable[int | None]]
+    db_primary: Callable[[], Awaitable[int | None]] | None = None
+
+    def __post_init__(self) -> None:
         self.load: LoadRun | None = None
         self.scenario: ScenarioRun | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

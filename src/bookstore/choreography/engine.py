@@ -34,6 +34,7 @@ import grpc
 
 from bookstore import vclock
 from bookstore.ai.budget import AiBudget
+from bookstore.backoff import cancelled
 from bookstore.choreography import protocol, spans, wire
 from bookstore.choreography.events import EVENTS, EventResult, EventSpec, Handler
 from bookstore.choreography.links import Outbox, PeerLink
@@ -138,9 +139,7 @@ class Participant(checkout_pb2_grpc.CheckoutParticipantServicer):
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="ttl-sweep")
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        await cancelled(self._sweeper)
         for io in self.io.values():
             for task in io.tasks.values():
                 task.cancel()

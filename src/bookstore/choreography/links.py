@@ -1,4 +1,5 @@
-"""Batching outboxes and the long-lived peer streams.
+"""Batching outboxes and the long-lived streams to the checkout services (`StreamLink`:
+the peers' `PeerLink` here, the orchestrator's `ServiceSession`).
 
 A sender appends messages to an `Outbox` (no await, no copy); one writer task
 per stream takes everything accumulated since its last send and sends it as
@@ -20,7 +21,7 @@ from typing import Generic, Protocol, TypeVar
 import grpc
 
 from bookstore import grpcutil
-from bookstore.backoff import Backoff, reconnect
+from bookstore.backoff import Backoff, cancelled, reconnect
 from bookstore.grpcutil import describe
 from bookstore.pb import checkout_pb2, checkout_pb2_grpc
 
@@ -121,7 +122,41 @@ class Outbox(Generic[T]):
             self._wakeup.set()
 
 
-class PeerLink:
+class StreamLink(Generic[T]):
+    """A long-lived stream to one checkout service, opened again with a short back-off
+    until the link is closed; `outbox` holds what waits to be sent. A subclass gives
+    `_session`: one stream until it breaks, True when it was up."""
+
+    task_name = "link"
+
+    def __init__(self, service: str, address: str) -> None:
+        self.service = service
+        self.address = address
+        self.outbox: Outbox[T] = Outbox()
+        self.channel = grpcutil.channel(address)
+        self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.task_name}-{self.service}")
+
+    def send(self, message: T) -> None:
+        self.outbox.put(message)
+
+    async def close(self) -> None:
+        self.outbox.close()
+        await cancelled(self._task)
+        await self.channel.close()
+
+    async def _run(self) -> None:
+        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
+        await reconnect(self._session, backoff, stopped=lambda: self.outbox.closed)
+
+    async def _session(self) -> bool:
+        raise NotImplementedError
+
+
+class PeerLink(StreamLink[checkout_pb2.ClockUpdate]):
     """One long-lived client-streaming `Exchange` call to a peer service.
 
     Reconnects with a short back-off when the peer is down or restarts; the
@@ -130,36 +165,16 @@ class PeerLink:
     and an event starts once).
     """
 
+    task_name = "peer-link"
+
     def __init__(self, service: str, address: str) -> None:
-        self.service = service
-        self.address = address
-        self.outbox: Outbox[checkout_pb2.ClockUpdate] = Outbox()
-        self._channel = grpcutil.channel(address)
-        self._stub = checkout_pb2_grpc.CheckoutParticipantStub(self._channel)
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(service, address)
         self._unsent: list[checkout_pb2.ClockUpdate] = []
         self.connected = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"peer-link-{self.service}")
-
-    def send(self, update: checkout_pb2.ClockUpdate) -> None:
-        self.outbox.put(update)
-
-    async def close(self) -> None:
-        self.outbox.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._channel.close()
-
-    async def _run(self) -> None:
-        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
-        await reconnect(self._session, backoff, stopped=lambda: self.outbox.closed)
-
     async def _session(self) -> bool:
         """One Exchange stream until it ends; True when it ended cleanly (on close)."""
-        call = self._stub.Exchange()
+        call = self.stub.Exchange()
         call.add_done_callback(lambda _call: self.outbox.wake())
         try:
             await self._pump(call)

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from bookstore.ai.client import AiModel
 
 NAME = FD
-FLAGGED = "The order was flagged as possible fraud."
 
 
 def make_judge(settings: Settings) -> FraudJudge:

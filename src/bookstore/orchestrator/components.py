@@ -1,4 +1,4 @@
-"""What the routes run on: the pipeline and tracker interfaces, bounded waits, lifecycles."""
+"""What the app's components share: a start and a close (their lifespan), bounded waits."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
-from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
-from bookstore.orchestrator.flow import Outcome
-from bookstore.orchestrator.models import CheckoutRequest
-from bookstore.orchestrator.pipeline import ServiceStats
-from bookstore.orchestrator.probe import ClusterState
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -22,25 +16,6 @@ T = TypeVar("T")
 class Component(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-
-
-class CheckoutPipeline(Component, Protocol):
-    async def run(self, order_id: str, request: CheckoutRequest) -> Outcome: ...
-    async def stats(self) -> list[ServiceStats]: ...
-
-
-class Tracker(Component, Protocol):
-    async def enqueue(
-        self,
-        order_id: str,
-        items: list[QueuedItem],
-        customer_name: str,
-        payment_token: str = "",
-        amount_cents: int = 0,
-    ) -> None: ...
-    async def wait_executed(self, order_id: str, timeout: float) -> ExecutionInfo | None: ...
-    async def status(self, order_id: str) -> ExecutionInfo | None: ...
-    async def cluster(self) -> ClusterState: ...
 
 
 async def bounded(awaitable: Awaitable[T], timeout: float) -> T | BaseException:

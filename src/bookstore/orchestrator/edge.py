@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bookstore.orchestrator.errors import error_body
+from bookstore.telemetry.http import HttpMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +23,11 @@ CORS_HEADERS = [
 ]
 
 
-class EdgeMiddleware:
+class EdgeMiddleware(HttpMiddleware):
     """CORS on every response (errors included), preflight answers, and a JSON 500
-    without a stack trace for anything unhandled. Pure ASGI: little per-request cost."""
+    without a stack trace for anything unhandled."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
             headers = dict(scope["headers"])
             if b"access-control-request-method" in headers:

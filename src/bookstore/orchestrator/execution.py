@@ -7,7 +7,6 @@ A `WatchExecutions` stream stays open (reconnecting with back-off); every
 record it brings resolves the futures of `wait_executed` callers, so nobody
 polls. After each (re)connect the orders still waited on are re-checked with
 `GetOrder`, since executions may have happened while the stream was down.
-`cluster()` asks the queue and the executors for their status (`probe`).
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from typing import cast
 import grpc
 
 from bookstore import grpcutil
-from bookstore.backoff import Backoff, reconnect
+from bookstore.backoff import Backoff, cancelled, reconnect
 from bookstore.bounded import BoundedMapping
-from bookstore.orchestrator.probe import ClusterProbe, ClusterState
 from bookstore.order_queue.client import Enqueues
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
@@ -84,6 +82,7 @@ def _enqueue_request(
     order_id: str,
     items: list[QueuedItem],
     customer_name: str,
+    *,
     payment_token: str,
     amount_cents: int,
 ) -> queue_pb2.EnqueueRequest:
@@ -112,7 +111,6 @@ class ExecutionTracker:
         self.settings = settings
         self._channel: grpc.aio.Channel | None = None
         self._queue: queue_pb2_grpc.OrderQueueAsyncStub | None = None
-        self._probe = ClusterProbe(settings, lambda: self.queue)
         self._enqueues = Enqueues(lambda: self.queue, settings.rpc_timeout_s)
         self._waiters: dict[str, list[asyncio.Future[ExecutionInfo]]] = {}
         self._recent: BoundedMapping[str, ExecutionInfo] = BoundedMapping(RECENT_EXECUTIONS)
@@ -138,11 +136,8 @@ class ExecutionTracker:
         self._watch = asyncio.create_task(self._watch_loop(), name="watch-executions")
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        await cancelled(self._watch)
+        self._watch = None
         for task in list(self._checks):
             task.cancel()
         for futures in self._waiters.values():
@@ -150,7 +145,6 @@ class ExecutionTracker:
                 f.cancel()
         self._waiters.clear()
         await self._enqueues.close()
-        await self._probe.close()
         if self._channel is not None:
             await self._channel.close()
         self._channel = None
@@ -168,11 +162,14 @@ class ExecutionTracker:
         order_id: str,
         items: list[QueuedItem],
         customer_name: str,
+        *,
         payment_token: str = "",
         amount_cents: int = 0,
     ) -> None:
         """Returns once the queue has the order on disk; raises ServiceUnavailable."""
-        request = _enqueue_request(order_id, items, customer_name, payment_token, amount_cents)
+        request = _enqueue_request(
+            order_id, items, customer_name, payment_token=payment_token, amount_cents=amount_cents
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.enqueue_retry_s
         backoff = Backoff(ENQUEUE_BACKOFF_MIN_S, ENQUEUE_BACKOFF_MAX_S)
@@ -309,7 +306,3 @@ class ExecutionTracker:
         if reply.state == "executed" and reply.HasField("execution"):
             return _info(reply.execution)
         return ExecutionInfo(state=reply.state)
-
-    async def cluster(self) -> ClusterState:
-        """The queue's and the executors' status (unknown where they do not answer)."""
-        return await self._probe.state()

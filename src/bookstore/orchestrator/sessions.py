@@ -16,11 +16,9 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from bookstore import grpcutil
-from bookstore.backoff import Backoff, reconnect
-from bookstore.choreography.links import BACKOFF_MAX_S, BACKOFF_MIN_S, Outbox
+from bookstore.choreography.links import StreamLink
 from bookstore.grpcutil import describe
-from bookstore.pb import checkout_pb2, checkout_pb2_grpc, common_pb2
+from bookstore.pb import checkout_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +54,9 @@ class LinkEvents:
 LinkFactory = Callable[[str, str, LinkEvents, float], Link]
 
 
-class ServiceSession:
+class ServiceSession(StreamLink[checkout_pb2.OrchestratorMessage]):
+    task_name = "session"
+
     def __init__(
         self,
         service: str,
@@ -64,22 +64,11 @@ class ServiceSession:
         events: LinkEvents,
         connect_timeout_s: float,
     ) -> None:
-        self.service = service
-        self.address = address
-        self.channel = grpcutil.channel(address)
-        self.stub = checkout_pb2_grpc.CheckoutParticipantStub(self.channel)
-        self.outbox: Outbox[checkout_pb2.OrchestratorMessage] = Outbox()
+        super().__init__(service, address)
         self._events = events
         self._connect_timeout_s = connect_timeout_s
-        self._task: asyncio.Task[None] | None = None
         self.up = False
         self.became_up = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"session-{self.service}")
-
-    def send(self, message: checkout_pb2.OrchestratorMessage) -> None:
-        self.outbox.put(message)
 
     async def stats(self, timeout: float) -> tuple[int, int] | None:
         """The service's (pid, cached orders), or None if it does not answer."""
@@ -88,17 +77,6 @@ class ServiceSession:
         except grpc.RpcError:
             return None
         return int(reply.pid), int(reply.cached_orders)
-
-    async def close(self) -> None:
-        self.outbox.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.channel.close()
-
-    async def _run(self) -> None:
-        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
-        await reconnect(self._session, backoff, stopped=lambda: self.outbox.closed)
 
     async def _session(self) -> bool:
         """One Session stream until it breaks; True when it was up (a fresh outage follows)."""

@@ -6,5 +6,6 @@
   messages (one context per order), and the span helper for an order.
 - `metrics`: every Prometheus metric, the metrics port of a gRPC service and the
   orchestrator's `/metrics` handler.
-- `sampler`: the in-process ring buffer turning metrics into the cluster view's series.
+
+The cluster view's chart series are taken from these metrics in bookstore.cluster_view.
 """

@@ -17,14 +17,25 @@ from bookstore.telemetry import metrics
 UNMATCHED = "unmatched"
 
 
-class HttpMetricsMiddleware:
+class HttpMiddleware:
+    """A pure ASGI middleware (little per-request cost) that sees the HTTP requests in
+    `http`; anything else (the lifespan) passes through."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class HttpMetricsMiddleware(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from orchestrator_fakes import FakeCommitments, FakePipeline, FakeStock, FakeTracker
+from orchestrator_fakes import FakeCluster, FakePipeline, FakeStock, FakeTracker
 
 from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.store import OrderStore
@@ -51,9 +51,7 @@ async def client(
     store: OrderStore,
     stock: FakeStock,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        settings, pipeline, tracker, store=store, stock=stock, commitments=FakeCommitments()
-    )
+    app = create_app(settings, pipeline, tracker, store=store, stock=stock, cluster=FakeCluster())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://orchestrator") as c:
         yield c

@@ -6,14 +6,7 @@ from typing import Any
 import httpx
 import pytest
 from checkout_requests import card_secrets_in
-from commitment_steps import COMMITTED
-from orchestrator_fakes import (
-    UNAVAILABLE,
-    FakeCommitments,
-    FakePipeline,
-    FakeStock,
-    FakeTracker,
-)
+from orchestrator_fakes import UNAVAILABLE, FakeCluster, FakePipeline, FakeStock, FakeTracker
 
 from bookstore.catalogue import load_catalogue
 from bookstore.grpcutil import ServiceUnavailable
@@ -21,9 +14,9 @@ from bookstore.orchestrator.app import create_app
 from bookstore.orchestrator.components import lifespan_of
 from bookstore.orchestrator.execution import ExecutionInfo
 from bookstore.orchestrator.pipeline import CheckoutTimeout
-from bookstore.orchestrator.routes import cluster as cluster_routes
 from bookstore.orchestrator.store import OrderStore
 from bookstore.settings import Settings
+from bookstore.telemetry import metrics
 
 CARD = "4111111111111111"
 ORIGIN = {"Origin": "http://localhost:8080"}
@@ -463,89 +456,6 @@ async def test_books_answer_with_stock_unknown_when_the_database_does_not(
     assert books and all(b["stock"] is None and b["stockKnown"] is False for b in books)
 
 
-async def test_an_orders_replication_steps_in_log_order(
-    client: httpx.AsyncClient, stock: FakeStock
-) -> None:
-    body = (await client.get("/orders/o-replicated/replication")).json()
-    assert body["orderId"] == "o-replicated" and body["answered"] == [1, 2, 3]
-    assert [(s["replicaId"], s["kind"], s["peer"]) for s in body["steps"]] == [
-        (2, "appended", None),
-        (1, "stored", None),
-        (2, "acked", 1),
-        (2, "applied", None),
-    ]
-    assert body["steps"][0] == {
-        "replicaId": 2,
-        "kind": "appended",
-        "index": 7,
-        "view": 3,
-        "op": "reserve",
-        "peer": None,
-    }
-    unknown = (await client.get("/orders/o-unseen/replication")).json()
-    assert unknown["steps"] == []
-    too_long = await client.get("/orders/" + "x" * 300 + "/replication")
-    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "BAD_ORDER_ID"
-
-
-async def test_an_orders_commitment_messages_in_time_order(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/orders/o-committed/commitment")).json()
-    assert body["orderId"] == "o-committed"
-    assert [(s["kind"], s["from"], s["to"], s["detail"]) for s in body["steps"]] == [*COMMITTED]
-    assert body["steps"][0] == {
-        "at": "2026-01-01T00:00:00.000Z",
-        "coordinator": 4,
-        "kind": "prepare",
-        "from": "coordinator",
-        "to": "books-database",
-        "detail": "",
-        "epoch": 2,
-    }
-    assert (await client.get("/orders/o-other/commitment")).json()["steps"] == []
-
-
-async def test_cluster_lists_every_service(client: httpx.AsyncClient) -> None:
-    cluster = (await client.get("/api/cluster")).json()
-    names = [s["name"] for s in cluster["services"]]
-    assert names[:4] == [
-        "orchestrator",
-        "transaction-verification",
-        "fraud-detection",
-        "suggestions",
-    ]
-    assert "order-queue" in names and "order-executor" in names
-    orchestrator = cluster["services"][0]
-    assert isinstance(orchestrator["pid"], int) and orchestrator["healthy"] is True
-    suggestions = cluster["services"][3]
-    assert suggestions["healthy"] is False and suggestions["cachedOrders"] is None
-    assert orchestrator["metrics"].endswith(":8081/metrics")
-    # A gRPC service's metrics port: its configured gRPC port + the offset (1000).
-    assert cluster["services"][1]["metrics"] == "http://127.0.0.1:51052/metrics"
-    assert all(s["metrics"].endswith("/metrics") for s in cluster["services"])
-    assert cluster["leader"] == {"replicaId": 1, "epoch": 2}
-    assert cluster["queue"]["depth"] == 0
-    assert set(cluster) >= {"services", "executors", "leader", "queue", "elections"}
-
-
-async def test_cluster_with_everything_down_is_bounded_and_not_an_error(
-    client: httpx.AsyncClient,
-    pipeline: FakePipeline,
-    tracker: FakeTracker,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(cluster_routes, "CLUSTER_TIMEOUT_S", 0.2)
-    pipeline.stats_error = UNAVAILABLE
-    tracker.cluster_hangs = True
-    response = await client.get("/api/cluster")
-    assert response.status_code == 200
-    cluster = response.json()
-    assert [s["healthy"] for s in cluster["services"][1:]] == [False] * (
-        len(cluster["services"]) - 1
-    )
-    assert cluster["leader"] is None
-    assert len(cluster["executors"]) == 4
-
-
 async def test_healthz(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers=ORIGIN)
     assert response.json() == {"status": "ok"}
@@ -592,8 +502,42 @@ async def test_injected_components_are_left_to_the_caller() -> None:
         _Lifecycle(log, "pipeline"),
         FakeTracker(),
         stock=FakeStock(),
-        commitments=FakeCommitments(),
+        cluster=FakeCluster(),
     )
     async with injected.router.lifespan_context(injected):
         pass
     assert log == []
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def _durations() -> float:
+    """Checkouts timed, every outcome."""
+    return sum(
+        _sample("bookstore_checkout_duration_seconds_count", {"outcome": outcome})
+        for outcome in metrics.CHECKOUT_OUTCOMES
+    )
+
+
+async def test_metrics_count_checkouts_by_outcome_and_requests_by_route(
+    client: httpx.AsyncClient,
+) -> None:
+    approved = _sample("bookstore_checkouts_total", {"outcome": "approved"})
+    invalid = _sample("bookstore_checkouts_total", {"outcome": "invalid"})
+    timed = _durations()
+    assert (await client.post("/checkout", json=course_request())).status_code == 200
+    assert (await client.post("/checkout", content=b"not json")).status_code == 400
+    assert (await client.get("/orders/no-such-order")).status_code == 404
+    answer = await client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert "bookstore_checkouts_total" in answer.text
+    assert _sample("bookstore_checkouts_total", {"outcome": "approved"}) == approved + 1
+    assert _sample("bookstore_checkouts_total", {"outcome": "invalid"}) == invalid + 1
+    assert _durations() == timed + 2
+    # The route template, never the order id.
+    route = {"method": "GET", "route": "/orders/{order_id}", "code": "404"}
+    assert _sample("bookstore_http_requests_total", route) >= 1
+    assert 'route="/orders/no-such-order"' not in (await client.get("/metrics")).text

@@ -9,11 +9,11 @@ from starlette.responses import Response
 from bookstore.catalogue import Catalogue
 from bookstore.orchestrator.errors import json_response
 from bookstore.orchestrator.responses import book_json
-from bookstore.orchestrator.stock import StockSource
+from bookstore.orchestrator.stock import DatabaseStock
 
 
 class BookRoutes:
-    def __init__(self, catalogue: Catalogue, stock: StockSource) -> None:
+    def __init__(self, catalogue: Catalogue, stock: DatabaseStock) -> None:
         self.catalogue = catalogue
         self.stock = stock
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 import orjson
 from fastapi import FastAPI, Request
@@ -32,14 +33,14 @@ from starlette.responses import Response
 
 from bookstore.catalogue import Catalogue
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.components import CheckoutPipeline, Tracker, bounded
+from bookstore.orchestrator.components import bounded
 from bookstore.orchestrator.errors import (
     ApiError,
     from_api_error,
     json_response,
     unavailable_response,
 )
-from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
+from bookstore.orchestrator.execution import ExecutionInfo, ExecutionTracker, QueuedItem
 from bookstore.orchestrator.flow import Outcome
 from bookstore.orchestrator.idempotency import (
     HEADER,
@@ -50,6 +51,7 @@ from bookstore.orchestrator.idempotency import (
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.openapi import CHECKOUT_OPENAPI
 from bookstore.orchestrator.parsing import parse_checkout, read_body
+from bookstore.orchestrator.pipeline import Pipeline
 from bookstore.orchestrator.responses import checkout_json
 from bookstore.orchestrator.store import (
     APPROVED,
@@ -68,21 +70,17 @@ log = logging.getLogger(__name__)
 _TRACER = propagation.tracer(__name__)
 
 
+@dataclass(eq=False)
 class CheckoutRoute:
-    def __init__(
-        self,
-        settings: Settings,
-        pipeline: CheckoutPipeline,
-        tracker: Tracker,
-        catalogue: Catalogue,
-        store: OrderStore,
-    ) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.tracker = tracker
-        self.catalogue = catalogue
-        self.store = store
-        self.keys = IdempotencyKeys(settings.idempotency_keys_kept, settings.idempotency_keys_bytes)
+    settings: Settings
+    pipeline: Pipeline
+    tracker: ExecutionTracker
+    catalogue: Catalogue
+    store: OrderStore
+
+    def __post_init__(self) -> None:
+        kept = self.settings.idempotency_keys_kept, self.settings.idempotency_keys_bytes
+        self.keys = IdempotencyKeys(*kept)
 
     async def checkout(self, request: Request) -> Response:
         # From its arrival at admission control (its wait for a slot included), if it came that way.
@@ -163,8 +161,9 @@ class CheckoutRoute:
             budget = self.settings.enqueue_retry_s + self.settings.rpc_timeout_s * 2
             async with asyncio.timeout(budget):
                 with propagation.order_step(_TRACER, "enqueue", order_id):
+                    amount = self.catalogue.amount_cents(record.items)
                     await self.tracker.enqueue(
-                        order_id, queued, name, token, self.catalogue.amount_cents(record.items)
+                        order_id, queued, name, payment_token=token, amount_cents=amount
                     )
         except (ServiceUnavailable, TimeoutError) as exc:
             # Outcome unknown: the queue may have it on disk all the same. Ask once;

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.responses import Response
 
-from bookstore.orchestrator.components import Tracker, bounded
+from bookstore.orchestrator.components import bounded
 from bookstore.orchestrator.errors import error_response, json_response
-from bookstore.orchestrator.execution import ExecutionInfo
+from bookstore.orchestrator.execution import ExecutionInfo, ExecutionTracker
 from bookstore.orchestrator.responses import order_json, order_line_json
 from bookstore.orchestrator.store import (
     OrderRecord,
@@ -24,7 +24,7 @@ REFRESH_MAX = 50  # GET /api/orders refreshes at most this many unexecuted order
 
 
 class OrderRoutes:
-    def __init__(self, tracker: Tracker, store: OrderStore) -> None:
+    def __init__(self, tracker: ExecutionTracker, store: OrderStore) -> None:
         self.tracker = tracker
         self.store = store
 

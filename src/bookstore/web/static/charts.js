@@ -75,6 +75,8 @@ export async function pollCharts() {
       }
       document.body.dataset.chartsUpdated = String(Date.now());
     }
+  } catch {
+    // the orchestrator unreachable: the cluster line says so, the next poll tries again
   } finally {
     setTimeout(pollCharts, CHARTS_MS);
   }

@@ -248,7 +248,7 @@ async function loadOrder(orderId, scroll) {
   chosenOrder = body;
   if (same && $("chosen-execution")) {
     $("chosen-execution").textContent = executionText(body.execution) || "";
-    loadReplication(orderId);
+    loadOrderSteps(orderId);
     return;
   }
   const approved = body.status === "Order Approved";
@@ -281,51 +281,39 @@ async function loadOrder(orderId, scroll) {
       h("span", {}, "the leader executor coordinates: prepare, votes, the decision logged first, then sent, acks")),
     h("div", { class: "diagram-wrap", id: "commitment" }, h("p", { class: "empty" }, "Loading…")),
   );
-  replicationDrawn = null;
-  commitmentDrawn = null;
-  loadReplication(orderId);
+  drawn.replication = drawn.commitment = null;
+  loadOrderSteps(orderId);
   if ((body.clockErrors || []).length) {
     detail.append(h("ul", { class: "error-text", id: "clock-errors" }, body.clockErrors.map((e) => h("li", {}, e))));
   }
   if (scroll) $("order-panel").scrollIntoView({ block: "nearest" });
 }
 
-// The chosen order's steps in the books database's replicas, redrawn when they change.
-let replicationDrawn = null;
+// The chosen order's steps in the books database's replicas and in its two-phase
+// commit, each redrawn when they change.
+const drawn = { replication: null, commitment: null };
 
-let commitmentDrawn = null;
-
-async function loadReplication(orderId) {
-  loadCommitment(orderId);
-  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/replication`).catch(() => ({ ok: false }));
-  const box = $("replication");
-  if (orderId !== chosen || !box) return;
-  const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
-  if (key === replicationDrawn) return;
-  replicationDrawn = key;
-  if (!ok || !body) {
-    box.replaceChildren(h("p", { class: "empty" }, "The books database could not be asked."));
-  } else if (!(body.steps || []).length) {
-    box.replaceChildren(h("p", { class: "empty", id: "replication-empty" },
-      `No replica has recorded this order (${(body.answered || []).length} answered): its copies have not been reserved.`));
-  } else {
-    box.replaceChildren(renderReplication(body));
-  }
+function loadOrderSteps(orderId) {
+  loadSteps(orderId, "commitment", "The executors could not be asked.",
+    () => "No executor has recorded a two-phase commit of this order.", renderCommitment);
+  loadSteps(orderId, "replication", "The books database could not be asked.",
+    (body) => `No replica has recorded this order (${(body.answered || []).length} answered): its copies have not been reserved.`,
+    renderReplication);
 }
 
-async function loadCommitment(orderId) {
-  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/commitment`).catch(() => ({ ok: false }));
-  const box = $("commitment");
+async function loadSteps(orderId, kind, unavailable, empty, render) {
+  const { ok, body } = await getJSON(`/orders/${encodeURIComponent(orderId)}/${kind}`).catch(() => ({ ok: false }));
+  const box = $(kind);
   if (orderId !== chosen || !box) return;
   const key = ok && body ? JSON.stringify(body.steps) : "unavailable";
-  if (key === commitmentDrawn) return;
-  commitmentDrawn = key;
+  if (key === drawn[kind]) return;
+  drawn[kind] = key;
   if (!ok || !body) {
-    box.replaceChildren(h("p", { class: "empty" }, "The executors could not be asked."));
+    box.replaceChildren(h("p", { class: "empty" }, unavailable));
   } else if (!(body.steps || []).length) {
-    box.replaceChildren(h("p", { class: "empty", id: "commitment-empty" }, "No executor has recorded a two-phase commit of this order."));
+    box.replaceChildren(h("p", { class: "empty", id: `${kind}-empty` }, empty(body)));
   } else {
-    box.replaceChildren(renderCommitment(body));
+    box.replaceChildren(render(body));
   }
 }
 

@@ -1,9 +1,9 @@
-"""GET /api/charts: the cluster view's live chart series.
+"""The cluster view's live chart series (GET /api/charts).
 
 `ChartFeed` takes a snapshot once a second of the orchestrator's own metrics (checkouts
 by outcome, checkout latency) and of the queue's, scraped from its metrics port
 (depth, executions by replica, the leader's epoch and replica), and keeps the points in
-`telemetry.sampler.Sampler`'s ring buffer. A scrape that fails or takes longer than
+`sampler.Sampler`'s ring buffer. A scrape that fails or takes longer than
 SCRAPE_TIMEOUT_S leaves the queue's figures out of that snapshot; nothing waits on it.
 Only the series a snapshot reads are collected and scraped (`name[]`): parsing the
 queue's whole exposition took the event loop 20 ms a second, more under load, and
@@ -13,20 +13,19 @@ every request waiting behind it (a 503 BUSY too) waited that long.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 import httpx
-from fastapi import FastAPI
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.responses import Response
 
+from bookstore.backoff import cancelled
+from bookstore.cluster_view.sampler import SERIES, Sampler, snapshot_from_metrics
 from bookstore.orchestrator.errors import json_response
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
-from bookstore.telemetry.sampler import SERIES, Sampler, snapshot_from_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,8 @@ class ChartFeed:
         self._task = asyncio.create_task(self._run(), name="chart-feed")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -78,11 +74,3 @@ class ChartFeed:
 
     async def charts(self) -> Response:
         return json_response({"intervalS": self._interval_s, "points": self.sampler.as_json()})
-
-
-def install(app: FastAPI, feed: ChartFeed) -> None:
-    app.add_api_route("/api/charts", feed.charts, methods=["GET"], summary="Live chart series")
-    # Prometheus' text format, not JSON: outside the JSON API's OpenAPI document.
-    app.add_api_route(
-        "/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False
-    )

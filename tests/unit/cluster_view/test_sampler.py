@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bookstore.telemetry.sampler import (
+from bookstore.cluster_view.sampler import (
     LeaderChange,
     Sampler,
     Snapshot,

@@ -1,4 +1,4 @@
-"""The orchestrator's /metrics and /api/charts, and the chart feed scraping the queue."""
+"""GET /api/charts, and the chart feed scraping the queue."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_orchestrator_app import course_request
 
-from bookstore.orchestrator.charts import ChartFeed
+from bookstore.cluster_view.charts import ChartFeed
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics
 
@@ -26,36 +25,6 @@ bookstore_leader_replica 2
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def _durations() -> float:
-    """Checkouts timed, every outcome."""
-    return sum(
-        _sample("bookstore_checkout_duration_seconds_count", {"outcome": outcome})
-        for outcome in metrics.CHECKOUT_OUTCOMES
-    )
-
-
-async def test_metrics_count_checkouts_by_outcome_and_requests_by_route(
-    client: httpx.AsyncClient,
-) -> None:
-    approved = _sample("bookstore_checkouts_total", {"outcome": "approved"})
-    invalid = _sample("bookstore_checkouts_total", {"outcome": "invalid"})
-    timed = _durations()
-    assert (await client.post("/checkout", json=course_request())).status_code == 200
-    assert (await client.post("/checkout", content=b"not json")).status_code == 400
-    assert (await client.get("/orders/no-such-order")).status_code == 404
-    answer = await client.get("/metrics")
-    assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/plain")
-    assert "bookstore_checkouts_total" in answer.text
-    assert _sample("bookstore_checkouts_total", {"outcome": "approved"}) == approved + 1
-    assert _sample("bookstore_checkouts_total", {"outcome": "invalid"}) == invalid + 1
-    assert _durations() == timed + 2
-    # The route template, never the order id.
-    route = {"method": "GET", "route": "/orders/{order_id}", "code": "404"}
-    assert _sample("bookstore_http_requests_total", route) >= 1
-    assert 'route="/orders/no-such-order"' not in (await client.get("/metrics")).text
 
 
 async def test_charts_answer_the_series_even_before_the_first_point(

@@ -1,26 +1,44 @@
-"""What the queue, the executors, the books database's replicas and payment say about
-themselves, for the cluster view.
+"""The cluster view's questions to the queue, the executors, the books database's
+replicas and payment.
 
 `ClusterProbe.state()` asks them all for their status at once (each bounded by
 STATUS_TIMEOUT_S), with the queue's decision log and payment's prepared list (the
-in-doubt transactions), and returns dataclasses; anything that does not answer is
-reported unknown. The JSON of the cluster view is built in `responses`.
+in-doubt transactions); `replication(order_id)` asks every replica what it did with
+the order's operations, `commitment(order_id)` every executor what it recorded of the
+order's two-phase commit (after a failover it may have had more than one coordinator).
+Anything that does not answer is reported unknown or left out.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import cast
 
 import grpc
 
 from bookstore import grpcutil
 from bookstore.books_database.client import BooksDatabaseClient
+from bookstore.books_database.trail import TrailEvent
+from bookstore.cluster_view.state import (
+    ClusterState,
+    CoordinatedStep,
+    ElectionStep,
+    ExecutorState,
+    InDoubt,
+    PaymentState,
+    QueuedEntry,
+    QueueState,
+    ReplicaState,
+    Replication,
+    leader_of,
+    replicas_unknown,
+)
+from bookstore.commitment.trace import CommitmentStep
 from bookstore.pb import (
     books_database_pb2,
     common_pb2,
+    executor_pb2,
     executor_pb2_grpc,
     payment_pb2_grpc,
     queue_pb2,
@@ -31,157 +49,21 @@ from bookstore.settings import Settings
 STATUS_TIMEOUT_S = 0.5
 ELECTION_STEPS = 100  # the cluster view shows at most this many recent election steps
 IN_DOUBT_SHOWN = 50  # decided orders not yet finished, oldest first (payment sends <= 100)
-
-
-@dataclass(frozen=True)
-class QueuedEntry:
-    order_id: str
-    books: int
-    sequence: int
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """The queue's status; the defaults say it did not answer."""
-
-    depth: int | None = None
-    next: tuple[QueuedEntry, ...] = ()
-    epoch: int | None = None
-    leader_id: int | None = None
-    leased: int | None = None
-    executed: int | None = None
-    pid: int | None = None
-    healthy: bool = False
-
-
-@dataclass(frozen=True)
-class ExecutorState:
-    """One executor's status; the defaults say it did not answer."""
-
-    replica_id: int
-    address: str
-    pid: int | None = None
-    alive: bool = False
-    role: str | None = None
-    leader_id: int | None = None
-    epoch: int | None = None
-    executed: int | None = None
-
-
-@dataclass(frozen=True)
-class ElectionStep:
-    at: str  # RFC 3339
-    replica_id: int
-    step: str
-    detail: str
-    epoch: int
-
-
-@dataclass(frozen=True)
-class Leader:
-    replica_id: int
-    epoch: int | None
-
-
-@dataclass(frozen=True)
-class ReplicaState:
-    """One books-database replica's status; the defaults say it did not answer."""
-
-    replica_id: int
-    address: str
-    pid: int | None = None
-    alive: bool = False
-    role: str | None = None
-    view: int | None = None
-    primary_id: int | None = None  # the primary it follows
-    commit_index: int | None = None
-    applied_index: int | None = None
-    last_index: int | None = None
-    digest: str | None = None  # of the stock table: equal digests, same stock
-    caught_up: bool | None = None
-    max_epoch: int | None = None
-
-
-@dataclass(frozen=True)
-class PaymentState:
-    """The payment service's status; the defaults say it did not answer."""
-
-    address: str
-    pid: int | None = None
-    healthy: bool = False
-    captured_cents: int | None = None
-    currency: str | None = None
-    prepared: int | None = None
-    committed: int | None = None
-    aborted: int | None = None
-    epoch: int | None = None
-
-
-@dataclass(frozen=True)
-class InDoubt:
-    """A transaction not finished everywhere: decided in the queue's log with its order
-    not yet finished (where="decision-log"), or prepared at payment (where="payment")."""
-
-    txn_id: str
-    where: str
-    state: str  # decision-log: "commit" | "abort"; payment: "prepared"
-    epoch: int
-    reason: str
-    since: str  # RFC 3339: decided or last updated
-
-
-@dataclass(frozen=True)
-class ClusterState:
-    queue: QueueState
-    executors: tuple[ExecutorState, ...]
-    leader: Leader | None
-    elections: tuple[ElectionStep, ...]
-    replicas: tuple[ReplicaState, ...] = ()
-    payment: PaymentState | None = None
-    in_doubt: tuple[InDoubt, ...] = ()
-
-
-def cluster_unknown(settings: Settings) -> ClusterState:
-    """The cluster state when nothing answers."""
-    executors = tuple(
-        ExecutorState(rid, address)
-        for rid, address in sorted(settings.order_executor_addresses.items())
-    )
-    return ClusterState(
-        QueueState(),
-        executors,
-        None,
-        (),
-        replicas_unknown(settings),
-        PaymentState(settings.payment_address),
-    )
-
-
-def replicas_unknown(settings: Settings) -> tuple[ReplicaState, ...]:
-    addresses = settings.books_database_addresses
-    return tuple(ReplicaState(rid, address) for rid, address in sorted(addresses.items()))
-
-
-def leader_of(queue: QueueState, executors: tuple[ExecutorState, ...]) -> Leader | None:
-    """A live replica claiming leadership, preferring the one holding the queue's current
-    epoch (a paused or deposed one may still claim)."""
-    leading = [e for e in executors if e.alive and e.role == "leader"]
-    leading.sort(key=lambda e: (e.epoch == queue.epoch, e.epoch or 0), reverse=True)
-    return Leader(leading[0].replica_id, leading[0].epoch) if leading else None
+# The order of an operation's steps at one log position.
+STEP_ORDER = {"appended": 0, "stored": 1, "acked": 2, "applied": 3}
 
 
 class ClusterProbe:
-    """Asks the queue (through the tracker's stub), each executor, each books-database
-    replica and payment for their status."""
+    """Asks the queue, each executor, each books-database replica and payment; its
+    channels open on first use and close with it."""
 
-    def __init__(
-        self, settings: Settings, queue: Callable[[], queue_pb2_grpc.OrderQueueAsyncStub]
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._queue = queue
-        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
         self._database: BooksDatabaseClient | None = None
-        self._payment_channel: grpc.aio.Channel | None = None
+
+    async def start(self) -> None:
+        pass
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -190,9 +72,29 @@ class ClusterProbe:
         if self._database is not None:
             await self._database.close()
             self._database = None
-        if self._payment_channel is not None:
-            await self._payment_channel.close()
-            self._payment_channel = None
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpcutil.channel(address)
+        return channel
+
+    def _queue(self) -> queue_pb2_grpc.OrderQueueAsyncStub:
+        channel = self._channel(self.settings.order_queue_address)
+        return cast("queue_pb2_grpc.OrderQueueAsyncStub", queue_pb2_grpc.OrderQueueStub(channel))
+
+    def _executor(self, address: str) -> executor_pb2_grpc.OrderExecutorAsyncStub:
+        return cast(
+            "executor_pb2_grpc.OrderExecutorAsyncStub",
+            executor_pb2_grpc.OrderExecutorStub(self._channel(address)),
+        )
+
+    def _replicas(self) -> BooksDatabaseClient:
+        if self._database is None:
+            self._database = BooksDatabaseClient(
+                self.settings.books_database_addresses, rpc_timeout_s=STATUS_TIMEOUT_S
+            )
+        return self._database
 
     async def state(self) -> ClusterState:
         addresses = self.settings.order_executor_addresses
@@ -218,11 +120,7 @@ class ClusterProbe:
         )
 
     async def _replica_states(self) -> tuple[ReplicaState, ...]:
-        if self._database is None:
-            self._database = BooksDatabaseClient(
-                self.settings.books_database_addresses, rpc_timeout_s=STATUS_TIMEOUT_S
-            )
-        database = self._database
+        database = self._replicas()
         unknown = replicas_unknown(self.settings)
         answers = await asyncio.gather(
             *(database.status(r.replica_id) for r in unknown), return_exceptions=True
@@ -234,10 +132,9 @@ class ClusterProbe:
 
     async def _payment_state(self) -> tuple[PaymentState, tuple[InDoubt, ...]]:
         address = self.settings.payment_address
-        if self._payment_channel is None:
-            self._payment_channel = grpcutil.channel(address)
         stub = cast(
-            "payment_pb2_grpc.PaymentAsyncStub", payment_pb2_grpc.PaymentStub(self._payment_channel)
+            "payment_pb2_grpc.PaymentAsyncStub",
+            payment_pb2_grpc.PaymentStub(self._channel(address)),
         )
         try:
             s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
@@ -291,15 +188,9 @@ class ClusterProbe:
     async def _executor_state(
         self, replica_id: int, address: str
     ) -> tuple[ExecutorState, list[ElectionStep]]:
-        channel = self._channels.get(replica_id)
-        if channel is None:
-            channel = self._channels[replica_id] = grpcutil.channel(address)
-        stub = cast(
-            "executor_pb2_grpc.OrderExecutorAsyncStub", executor_pb2_grpc.OrderExecutorStub(channel)
-        )
         unknown = ExecutorState(replica_id, address)
         try:
-            s = await stub.Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
+            s = await self._executor(address).Status(common_pb2.Empty(), timeout=STATUS_TIMEOUT_S)
         except grpc.aio.AioRpcError:
             return unknown, []
         entry = replace(
@@ -316,6 +207,46 @@ class ClusterProbe:
             for st in s.recent_steps
         ]
         return entry, steps
+
+    async def replication(self, order_id: str) -> Replication:
+        """What every replica that answers did with the order's operations, in log order."""
+        database = self._replicas()
+        found = await asyncio.gather(
+            *(database.order_events(i, order_id) for i in database.ids), return_exceptions=True
+        )
+        answered = tuple(
+            i for i, r in zip(database.ids, found, strict=True) if not isinstance(r, BaseException)
+        )
+        steps = [
+            TrailEvent(e.replica_id, e.kind, e.index, e.view, e.op, e.peer)
+            for events in found
+            if not isinstance(events, BaseException)
+            for e in events
+        ]
+        steps.sort(key=lambda s: (s.index, STEP_ORDER.get(s.kind, 9), s.replica_id, s.peer))
+        return Replication(answered, tuple(steps))
+
+    async def commitment(self, order_id: str) -> tuple[CoordinatedStep, ...]:
+        """The order's two-phase-commit steps from every executor that answers, in time
+        order."""
+        asked = (
+            self._executor(a).Commitment(
+                common_pb2.OrderId(value=order_id), timeout=STATUS_TIMEOUT_S
+            )
+            for a in self.settings.order_executor_addresses.values()
+        )
+        found = await asyncio.gather(*asked, return_exceptions=True)
+        steps = [
+            CoordinatedStep(
+                log.replica_id,
+                CommitmentStep(s.at, s.kind, s.sender, s.receiver, s.detail, s.epoch),
+            )
+            for log in found
+            if isinstance(log, executor_pb2.CommitmentLog)
+            for s in log.steps
+        ]
+        steps.sort(key=lambda c: (c.step.at, c.step.epoch))  # stable: each log's own order
+        return tuple(steps)
 
 
 def _replica_state(unknown: ReplicaState, s: books_database_pb2.ReplicaStatus) -> ReplicaState:

@@ -1,4 +1,5 @@
-"""Fake pipeline, tracker and stock source for the HTTP layer's tests (no gRPC)."""
+"""Fake pipeline, tracker, stock and cluster sources for the HTTP layer's tests (no gRPC):
+the orchestrator's and the cluster view's."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from commitment_steps import COMMITTED
 
 from bookstore.books_database.trail import TrailEvent
 from bookstore.catalogue import load_catalogue
+from bookstore.cluster_view.state import (
+    ClusterState,
+    CoordinatedStep,
+    ExecutorState,
+    Leader,
+    QueueState,
+    Replication,
+)
 from bookstore.commitment.trace import CommitmentStep
 from bookstore.grpcutil import ServiceUnavailable
-from bookstore.orchestrator.commitment import CoordinatedStep
 from bookstore.orchestrator.execution import ExecutionInfo, QueuedItem
 from bookstore.orchestrator.flow import EventRecord, Outcome, Suggestion
 from bookstore.orchestrator.models import CheckoutRequest
 from bookstore.orchestrator.pipeline import ServiceStats
-from bookstore.orchestrator.probe import ClusterState, ExecutorState, Leader, QueueState
-from bookstore.orchestrator.stock import Replication
 
 
 @dataclass
@@ -95,7 +101,6 @@ class FakeTracker:
     enqueue_error: Exception | None = None
     enqueue_calls: int = 0
     lose_enqueue_answer: bool = False  # on disk, but the caller hears a failure
-    cluster_hangs: bool = False
     enqueued: list[tuple[str, list[QueuedItem], str]] = field(default_factory=list)
     executed: dict[str, ExecutionInfo] = field(default_factory=dict)
     payments: dict[str, tuple[str, int]] = field(default_factory=dict)  # token, amount
@@ -112,6 +117,7 @@ class FakeTracker:
         order_id: str,
         items: list[QueuedItem],
         customer_name: str,
+        *,
         payment_token: str = "",
         amount_cents: int = 0,
     ) -> None:
@@ -146,25 +152,13 @@ class FakeTracker:
             return self.executed[order_id]
         return ExecutionInfo("queued") if any(o == order_id for o, _, _ in self.enqueued) else None
 
-    async def cluster(self) -> ClusterState:
-        if self.cluster_hangs:
-            await asyncio.sleep(60)
-        queue = QueueState(
-            depth=0, epoch=2, leader_id=1, leased=0, executed=0, pid=20, healthy=True
-        )
-        executor = ExecutorState(
-            1, "127.0.0.1:5", pid=21, alive=True, role="follower", leader_id=1, epoch=2, executed=0
-        )
-        return ClusterState(queue, (executor,), Leader(1, 2), ())
-
 
 UNAVAILABLE = ServiceUnavailable("fraud-detection", "unavailable")
 
 
 @dataclass
 class FakeStock:
-    """The books database: available copies (`down`: unknown), and the replication steps
-    of the order "o-replicated"."""
+    """The books database: available copies (`down`: unknown)."""
 
     copies: dict[str, int] = field(default_factory=dict)
     default: int = 7
@@ -181,6 +175,33 @@ class FakeStock:
             return None
         return {b.book_id: self.copies.get(b.book_id, self.default) for b in load_catalogue().all()}
 
+
+@dataclass
+class FakeCluster:
+    """The cluster's state (`hangs`: it never answers); the replication steps of the
+    order "o-replicated" (`down`: no replica answers); executor 4 coordinated
+    "o-committed" at epoch 2."""
+
+    hangs: bool = False
+    down: bool = False
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def state(self) -> ClusterState:
+        if self.hangs:
+            await asyncio.sleep(60)
+        queue = QueueState(
+            depth=0, epoch=2, leader_id=1, leased=0, executed=0, pid=20, healthy=True
+        )
+        executor = ExecutorState(
+            1, "127.0.0.1:5", pid=21, alive=True, role="follower", leader_id=1, epoch=2, executed=0
+        )
+        return ClusterState(queue, (executor,), Leader(1, 2), ())
+
     async def replication(self, order_id: str) -> Replication:
         if self.down:
             return Replication((), ())
@@ -192,18 +213,7 @@ class FakeStock:
         ]
         return Replication((1, 2, 3), tuple(steps if order_id == "o-replicated" else ()))
 
-
-@dataclass
-class FakeCommitments:
-    """Executor 4 coordinated "o-committed" at epoch 2."""
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def steps(self, order_id: str) -> tuple[CoordinatedStep, ...]:
+    async def commitment(self, order_id: str) -> tuple[CoordinatedStep, ...]:
         if order_id != "o-committed":
             return ()
         return tuple(
