@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from linearizability import INFO, BookState, Operation, is_linearizable
+from bookstore.books_database.linearizability import INFO, BookState, Operation, is_linearizable
 
 
 def op(call: float, ret: float, *args: object, out: Hashable | None = None) -> Operation:
