@@ -29,21 +29,16 @@ class _Watch(Observer):
     def __init__(self, proc: BooksReplica) -> None:
         self.proc = proc
 
-    def appended(self, index: int, entry: Entry) -> None:
-        if entry.op.request_id:
-            self.proc.index_of[entry.op.request_id] = index
-
     def applied(self, index: int, entry: Entry) -> None:
         self.proc.world.inv.stock_applied(self.proc, index, entry)  # type: ignore[union-attr]
 
 
 class BooksReplica(Proc):
-    tick_s = 0.05
+    tick_s = 0.1
 
     def __init__(self, world: World, my_id: int) -> None:
         super().__init__(world, f"db{my_id}")
         self.my_id = my_id
-        self.index_of: dict[str, int] = {}  # request id -> log index (as primary)
         self.replica = self._replica()
 
     def _replica(self) -> Replica:
@@ -74,17 +69,17 @@ class BooksReplica(Proc):
         return self.up and self.replica.role == PRIMARY
 
     def recover(self) -> None:
-        self.index_of.clear()
         self.replica = self._replica()
 
     def receive(self, src: str, m: tuple[Any, ...]) -> None:
         now = self.now()
         if m[0] == "repl":
-            out = self.replica.on_message(m[1], now)
-        else:  # ("write", request id, op)
-            self.next_ticket += 1
-            self.tickets[self.next_ticket] = (src, m[1])
-            out = self.replica.submit_many([(self.next_ticket, m[2])], now)
+            self._turn(self.replica.on_message(m[1], now))
+            return
+        # ("write", request id, op): its turn ends with a tick, which sends it to the backups
+        self.next_ticket += 1
+        self.tickets[self.next_ticket] = (src, m[1])
+        out = self.replica.submit_many([(self.next_ticket, m[2])], now)
         self._turn(out.merge(self.replica.on_tick(now)))
 
     def tick(self) -> None:

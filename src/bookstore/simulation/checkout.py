@@ -21,7 +21,7 @@ from bookstore.simulation import mutants
 from bookstore.simulation.workload import Plan
 from bookstore.simulation.world import Proc, World
 
-TTL_S = 2.0
+TTL_S = 1.0
 TIMEOUTS = flow.Timeouts(checkout=1.0, ack=0.3)
 ORCHESTRATOR = "orchestrator"
 QUEUE = "queue"
@@ -108,7 +108,7 @@ class Service(Proc):
 
 
 class Orchestrator(Proc):
-    tick_s = 0.05
+    tick_s = 0.1
 
     def __init__(self, world: World, plans: dict[str, Plan]) -> None:
         super().__init__(world, ORCHESTRATOR)

@@ -25,12 +25,12 @@ PAYMENT = "payment"
 QUEUE = "queue"
 COORDINATOR_TIMINGS = Timings(vote_timeout=1.0, resend_interval=0.2)
 BULLY_TIMINGS = bully.Timings()
-MAX_INFLIGHT = 4  # orders one leader works on at once
+MAX_INFLIGHT = 8  # orders one leader works on at once
 RETRY_S = 0.2
 
 
 class Executor(Proc):
-    tick_s = 0.05
+    tick_s = 0.1
 
     def __init__(self, world: World, my_id: int) -> None:
         super().__init__(world, f"x{my_id}")
@@ -83,12 +83,17 @@ class Executor(Proc):
         if node.epoch != self.work_epoch:
             self._drop_work()
             self.work_epoch = node.epoch
-        if len(self.coords) < MAX_INFLIGHT and self._due("take", now, 0.1):
-            self.send(QUEUE, ("take", self.my_id, node.epoch))
+        self._take(now)
         for oid, coordinator in list(self.coords.items()):
             self._perform(coordinator, coordinator.on_tick(now))
             if oid in self.completing and self._due(f"complete {oid}", now):
                 self.send(QUEUE, self.completing[oid])
+
+    def _take(self, now: float) -> None:
+        """Lease another order (one Dequeue in flight) while under MAX_INFLIGHT."""
+        node = self.node
+        if node.is_working_leader and len(self.coords) < MAX_INFLIGHT and self._due("take", now):
+            self.send(QUEUE, ("take", self.my_id, node.epoch))
 
     def _drop_work(self) -> None:
         if self.coords:
@@ -137,6 +142,7 @@ class Executor(Proc):
         if not self.node.is_working_leader or epoch != self.node.epoch:
             return
         self.leases[oid] = lease_id
+        self._take(now)
         if oid in self.coords:
             return  # redelivered while its transaction runs here: that one completes it
         coordinator = self.coordinator_class(oid, epoch, (BOOKS, PAYMENT), COORDINATOR_TIMINGS)
@@ -169,6 +175,7 @@ class Executor(Proc):
             actions = c.on_decision_read(Decision(d[0]) if d else None, d[1] if d else "", now)
         else:  # "completed"
             self._forget(oid)
+            self._take(now)
             return
         self._perform(c, actions)
 

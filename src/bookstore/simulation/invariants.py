@@ -44,6 +44,7 @@ class Invariants:
         self.completed: dict[str, str] = {}  # order -> executed | rejected
         self.grants: dict[int, int] = {}  # epoch -> the replica the queue granted it
         self.applied_at: dict[int, Entry] = {}  # log index -> the entry applied there
+        self.index_of: dict[str, int] = {}  # request id -> the log index it was applied at
         self.epochs: dict[str, int] = {}  # participant -> highest epoch that took effect
         # (txn, kind) -> [first call, first answer, op, answer]: one logical op per
         # txn and kind (every request of it is idempotent by txn id)
@@ -119,25 +120,30 @@ class Invariants:
         self._took_effect(participant, kind, oid, epoch)
 
     def stock_applied(self, replica: BooksReplica, index: int, entry: Entry) -> None:
-        first = self.applied_at.setdefault(index, entry)
-        if first != entry:
+        first = self.applied_at.get(index)
+        if first is not None and first != entry:
             self.fail(f"{replica.name} applied {entry} at {index}, another replica {first}")
         machine = replica.replica.machine
         for book_id, _ in entry.op.items:
             row = machine.books[book_id]
             if row.stock < 0 or row.reserved < 0 or row.available < 0:
                 self.fail(f"{replica.name}: book {book_id} went negative: {row}")
+        if first is not None:
+            return
+        self.applied_at[index] = entry
         op = entry.op
-        if first is entry and op.kind in (RESERVE, COMMIT, RELEASE):
+        if op.request_id:
+            self.index_of[op.request_id] = index
+        if op.kind in (RESERVE, COMMIT, RELEASE):
             result = machine.answers.get(op.request_id)
             if result is not None and result.code in ("OK", "VOTED_NO"):
                 self._took_effect("books-database", op.kind, op.txn_id, op.epoch)
 
     def answered_write(self, replica: BooksReplica, request_id: str) -> None:
-        index = replica.index_of.get(request_id)
+        index = self.index_of.get(request_id)
         if index is None:
-            return  # answered from the replica's answers of committed requests
-        entry = replica.replica.log[index - 1] if index <= replica.replica.last_index else None
+            self.fail(f"{replica.name} answered {request_id}, which no replica applied")
+        entry = self.applied_at[index]
         holders = 0
         for i in (1, 2, 3):
             log = self.world.procs[f"db{i}"].disk.log("log")

@@ -93,7 +93,8 @@ class Queue(Proc):
             else:
                 self.disk.fsync()
             self.state.on_enqueued(order, sequence)
-        self.inv.enqueue_acked(oid, self.disk.durable.get(f"o:{oid}") is not None)
+        durable = self.disk.durable
+        self.inv.enqueue_acked(oid, durable.get(f"o:{oid}") or durable.get(f"x:{oid}"))
         self.send(src, ("enqueued", oid))
 
     def _late_fsync(self, incarnation: int) -> None:
