@@ -49,13 +49,14 @@ class Network:
             self.dropped += 1
             return
         rng = self.sched.rng
+        label = f"{src}>{dst} {payload[0]} {_detail(payload)}"
         delay = BASE_DELAY + JITTER * rng.random()
         if src in self.streams and dst in self.streams:
             delay += self.slow.get(src, 0.0) + self.slow.get(dst, 0.0)
             link = (src, dst)
             when = max(self.sched.now + delay, self._last.get(link, 0.0))
             self._last[link] = when
-            self.sched.at(when, self._deliver, (src, dst, payload), f"{src}>{dst} {payload[0]}")
+            self.sched.at(when, self._deliver, (src, dst, payload), label)
             return
         fault = self.fault
         copies = 1
@@ -67,5 +68,17 @@ class Network:
                 copies = 2
             delay += fault.reorder * rng.random()
         for _ in range(copies):
-            self.sched.after(delay, self._deliver, (src, dst, payload), f"{src}>{dst} {payload[0]}")
+            self.sched.after(delay, self._deliver, (src, dst, payload), label)
             delay += JITTER * rng.random()
+
+
+def _detail(payload: tuple[Any, ...]) -> str:
+    """The order id, or the protocol message's kind."""
+    second = payload[1] if len(payload) > 1 else ""
+    if isinstance(second, str):
+        return second
+    order_id = getattr(second, "order_id", None)
+    if isinstance(order_id, str):
+        return order_id
+    kind = getattr(second, "kind", None)  # a Bully message
+    return kind.name if kind is not None else type(second).__name__
