@@ -10,7 +10,7 @@ from typing import Any
 
 from bookstore.books_database.messages import Entry, Observer, Output, Timings
 from bookstore.books_database.replication import PRIMARY, Replica
-from bookstore.books_database.stock import BookRow, StockMachine
+from bookstore.books_database.stock import BookRow
 from bookstore.simulation import mutants
 from bookstore.simulation.workload import BOOKS, INITIAL_STOCK
 from bookstore.simulation.world import Proc, World

@@ -55,8 +55,10 @@ def check(world: World, inv: Invariants) -> None:
             if record.state is State.COMMITTED:
                 captured.add(record.txn_id)
     if captured != committed:
-        inv.fail(f"captured but not committed: {sorted(captured - committed)}; "
-                 f"committed but not captured: {sorted(committed - captured)}")
+        inv.fail(
+            f"captured but not committed: {sorted(captured - committed)}; "
+            f"committed but not captured: {sorted(committed - captured)}"
+        )
     executed = {oid for oid, outcome in inv.completed.items() if outcome == "executed"}
     if executed != committed:
         inv.fail(f"executed {sorted(executed ^ committed)} differs from the stock committed")

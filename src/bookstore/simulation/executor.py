@@ -244,12 +244,15 @@ class Executor(Proc):
                 self.send(PAYMENT, ("pay_abort", oid, epoch, a.reason))
             return
         kind = {Kind.PREPARE: RESERVE, Kind.COMMIT: COMMIT, Kind.ABORT: RELEASE}[a.kind]
-        items = tuple(sorted((i.book_id, i.quantity) for i in order.items)) if kind == RESERVE else ()
+        items = (
+            tuple(sorted((i.book_id, i.quantity) for i in order.items)) if kind == RESERVE else ()
+        )
         request_id = f"{oid}/{kind}/{epoch}"
         self.world.inv.invoked(request_id, Op(kind, request_id, oid, epoch, items))  # type: ignore[union-attr]
         self.unanswered += 1
         if self.unanswered > 3:
             self.unanswered = 0
             self.primary = self.primary % 3 + 1
-        self.send(f"db{self.primary}", ("write", request_id, Op(kind, request_id, oid, epoch, items)))
-
+        self.send(
+            f"db{self.primary}", ("write", request_id, Op(kind, request_id, oid, epoch, items))
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from bookstore.simulation.network import MessageFault
+from bookstore.simulation.network import MessageFault, Network
 from bookstore.simulation.world import Proc, World
 
 KINDS = ("crash", "pause", "partition", "messages", "clock-jump", "slow-link")
@@ -80,7 +80,7 @@ def _fire(world: World, fault: Fault) -> None:
         return
     if fault.kind == "slow-link":
         net.slow[fault.target] = fault.size
-        sched.after(fault.duration, lambda _: net.slow.pop(fault.target, None), None, "heal slow")
+        sched.after(fault.duration, lambda _: _heal_slow(net, fault.target), None, "heal slow")
         return
     proc = _resolve(world, fault.target)
     if not proc.up:
@@ -96,3 +96,7 @@ def _fire(world: World, fault: Fault) -> None:
         sched.after(fault.duration, net.isolated.discard, proc.name, f"heal {proc.name}")
     else:
         proc.clock_offset += fault.size
+
+
+def _heal_slow(net: Network, target: str) -> None:
+    net.slow.pop(target, None)

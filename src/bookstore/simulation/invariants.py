@@ -18,7 +18,7 @@ highest executor leads.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bookstore import vclock
 from bookstore.books_database.messages import Entry
@@ -51,7 +51,7 @@ class Invariants:
         self.history: dict[tuple[str, str], list[Any]] = {}
         self.approved = 0
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         raise Violation(message)
 
     # -- the checkout ---------------------------------------------------------------
@@ -95,7 +95,9 @@ class Invariants:
         if epoch < current:
             self.fail(f"{what} by x{replica} under epoch {epoch} took effect in epoch {current}")
         if self.grants.get(epoch) != replica:
-            self.fail(f"{what} by x{replica} under epoch {epoch}, granted to {self.grants.get(epoch)}")
+            self.fail(
+                f"{what} by x{replica} under epoch {epoch}, granted to {self.grants.get(epoch)}"
+            )
 
     def completed_order(self, oid: str, outcome: str) -> None:
         if oid in self.completed:
@@ -142,7 +144,7 @@ class Invariants:
     def answered_write(self, replica: BooksReplica, request_id: str) -> None:
         index = self.index_of.get(request_id)
         if index is None:
-            self.fail(f"{replica.name} answered {request_id}, which no replica applied")
+            raise Violation(f"{replica.name} answered {request_id}, which no replica applied")
         entry = self.applied_at[index]
         holders = 0
         for i in (1, 2, 3):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from bookstore.books_database.replication import Replica
 from bookstore.books_database.stock import StockMachine
-from bookstore.commitment.coordinator import Coordinator
+from bookstore.commitment.coordinator import Action, Coordinator, Phase
 from bookstore.commitment.participant import Decision
-from bookstore.order_executor import bully
 from bookstore.orchestrator import flow
+from bookstore.order_executor import bully
 
 IGNORES_EPOCH = "participant-ignores-epoch"
 ACKS_BEFORE_MAJORITY = "primary-acks-before-majority"
@@ -57,15 +57,15 @@ def checkout_class(mutant: str) -> type[flow.Checkout]:
 
 
 class _CommitsOnMissingVote(Coordinator):
-    def on_tick(self, now: float) -> list:  # type: ignore[type-arg]
-        if self.phase.value == "preparing" and now - self._phase_since >= self.timings.vote_timeout:
-            if all(self.votes.values()):
-                return self._decide(Decision.COMMIT, "", now)
+    def on_tick(self, now: float) -> list[Action]:
+        timed_out = now - self._phase_since >= self.timings.vote_timeout
+        if self.phase is Phase.PREPARING and timed_out and all(self.votes.values()):
+            return self._decide(Decision.COMMIT, "", now)
         return super().on_tick(now)
 
 
 class _SkipsDecisionLog(Coordinator):
-    def _decide(self, decision: Decision, reason: str, now: float) -> list:  # type: ignore[type-arg]
+    def _decide(self, decision: Decision, reason: str, now: float) -> list[Action]:
         return self._send_decision(decision, reason, now)
 
 
@@ -100,7 +100,7 @@ def patch_bully(node: bully.Node, mutant: str) -> None:
 class _ForgetfulMachine(StockMachine):
     """Its highest epoch always reads 0: the participant's fencing never refuses."""
 
-    @property  # type: ignore[override]
+    @property
     def max_epoch(self) -> int:
         return 0
 

@@ -15,6 +15,7 @@ from bookstore.simulation.faults import Fault
 from bookstore.simulation.invariants import Invariants, Violation
 from bookstore.simulation.payment import Payment
 from bookstore.simulation.queue import EXECUTORS, Queue
+from bookstore.simulation.scheduler import trace_hash
 from bookstore.simulation.world import World
 
 CHECKOUTS = 50
@@ -94,8 +95,13 @@ def _run(
     except Violation as broken:
         result.violation = str(broken)
     result.steps, result.sim_time = world.sched.steps, world.sched.now
-    result.trace, result.trace_hash = world.sched.trace, world.sched.trace_hash()
-    result.stats = {**world.stats, "approved": world.inv.approved, "executed": len(world.inv.completed)}
+    result.trace = world.sched.trace
+    result.trace_hash = trace_hash(result.trace)
+    result.stats = {
+        **world.stats,
+        "approved": world.inv.approved,
+        "executed": len(world.inv.completed),
+    }
     result.cpu_s = time.process_time() - started
     return result
 

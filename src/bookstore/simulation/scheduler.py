@@ -21,7 +21,7 @@ class Scheduler:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.steps = 0
-        self.trace: list[str] = []
+        self._trace: list[tuple[float, str]] = []
         self._heap: list[tuple[float, int, Handler, Any, str]] = []
         self._seq = 0
 
@@ -41,7 +41,7 @@ class Scheduler:
         self.now = when
         self.steps += 1
         if label:
-            self.trace.append(f"{when:.6f} {label}")
+            self._trace.append((when, label))
         fn(arg)
         return True
 
@@ -49,5 +49,11 @@ class Scheduler:
     def next_time(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
-    def trace_hash(self) -> str:
-        return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()[:16]
+    @property
+    def trace(self) -> list[str]:
+        """The events run so far, one line each: the time and what happened."""
+        return [f"{when:.6f} {label}" for when, label in self._trace]
+
+
+def trace_hash(trace: list[str]) -> str:
+    return hashlib.sha256("\n".join(trace).encode()).hexdigest()[:16]

@@ -121,4 +121,3 @@ class World:
             proc.inbox.append(message)
             return
         proc.receive(message[0], message[2])
-

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bookstore.books_database.linearizability import INFO, BookState, Operation
-
 from bookstore.books_database.messages import Answer, Entry, Message, Output, Timings
 from bookstore.books_database.replication import NOT_PRIMARY, PRIMARY, Replica
 from bookstore.books_database.stock import BookRow, Op, Result, StockMachine, Txn

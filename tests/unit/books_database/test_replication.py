@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from bookstore.books_database.linearizability import is_linearizable
 from replication_sim import Cluster
 
+from bookstore.books_database.linearizability import is_linearizable
 from bookstore.books_database.messages import Append, AppendReply, Entry, RequestVote, Vote
 from bookstore.books_database.replication import PRIMARY, Replica
 from bookstore.books_database.stock import BookRow, Op, StockMachine
