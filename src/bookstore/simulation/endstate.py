@@ -13,20 +13,24 @@ from bookstore.simulation.workload import BOOKS, INITIAL_STOCK
 from bookstore.simulation.world import World
 
 
-def drained(world: World, inv: Invariants) -> bool:
-    """Nothing left to do: the end state may be judged."""
+def waiting_for(world: World, inv: Invariants) -> str:
+    """What the end state still waits for ("" when it may be judged)."""
     procs = world.procs
     orchestrator = procs["orchestrator"]
     assert isinstance(orchestrator, Orchestrator)
-    if orchestrator.busy or not inv.acked <= inv.completed.keys():
-        return False
+    if orchestrator.busy:
+        return "checkouts still running"
+    if not inv.acked <= inv.completed.keys():
+        return f"orders not executed: {sorted(inv.acked - inv.completed.keys())[:5]}"
     if any(isinstance(p, Service) and p.node.orders for p in procs.values()):
-        return False
+        return "orders left in a checkout service"
     replicas = [p.replica for p in procs.values() if isinstance(p, BooksReplica)]
     if len({(r.machine.applied, r.last_index) for r in replicas}) != 1:
-        return False
+        return "replicas not caught up"
     leaders = [p.name for p in procs.values() if isinstance(p, Executor) and p.leading]
-    return leaders == ["x4"]
+    if leaders != ["x4"]:
+        return f"the highest executor x4 is up, but the leaders are {leaders}"
+    return ""
 
 
 def check(world: World, inv: Invariants) -> None:

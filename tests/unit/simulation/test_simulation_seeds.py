@@ -3,11 +3,14 @@ least three faults, with every invariant checked."""
 
 from __future__ import annotations
 
+import pytest
+
 from bookstore.simulation import runner
 
 SEEDS = 200
 
 
+@pytest.mark.timeout(1800)  # about 20 CPU-seconds; a shared machine may give few of them
 def test_200_seeds_pass_every_invariant() -> None:
     failed = []
     checkouts = faults = 0
