@@ -9,6 +9,7 @@ retrying until the queue acknowledges it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,15 @@ class Service(Proc):
         self.plans = plans
         self.node: p.Node[Result] = p.Node(name, ttl_s=TTL_S)
         self.running: set[tuple[str, str]] = set()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            p.Run: self._run,
+            p.SendClock: self._send_clock,
+            p.Report: self._report,
+            p.AckCancel: self._ack_cancel,
+            p.AckFinalize: self._ack_finalize,
+            p.Stop: self._stop,
+            p.ClockError: self._clock_error,
+        }
 
     def receive(self, src: str, m: tuple[Any, ...]) -> None:
         kind, oid = m[0], m[1]
@@ -72,25 +82,33 @@ class Service(Proc):
         self.act(self.node.on_tick(self.now()))
 
     def act(self, actions: list[p.Action[Result]]) -> None:
-        for a in actions:
-            if isinstance(a, p.Run):
-                self.running.add((a.order_id, a.event))
-                delay = 0.0005 + 0.004 * self.world.rng.random()
-                self.world.sched.after(delay, self._done, (a.order_id, a.event))
-            elif isinstance(a, p.SendClock):
-                for peer in a.to:
-                    self.send(peer, ("update", a.order_id, a.event, a.clock, self.name))
-            elif isinstance(a, p.Report):
-                self.send(ORCHESTRATOR, ("report", a.order_id, a.event, a.clock, a.result))
-            elif isinstance(a, p.AckCancel):
-                self.send(ORCHESTRATOR, ("cancel_ack", a.order_id, a.clock, self.name))
-            elif isinstance(a, p.AckFinalize):
-                error = None if a.consistent else a.error
-                self.send(ORCHESTRATOR, ("finalize_ack", a.order_id, error, self.name))
-            elif isinstance(a, p.Stop):
-                self._stop(a)
-            elif isinstance(a, p.ClockError):
-                self.world.count("clock errors made visible")
+        handlers = self._handlers
+        for action in actions:
+            handler = handlers.get(type(action))
+            if handler is not None:
+                handler(action)
+
+    def _run(self, a: p.Run) -> None:
+        self.running.add((a.order_id, a.event))
+        delay = 0.0005 + 0.004 * self.world.rng.random()
+        self.world.sched.after(delay, self._done, (a.order_id, a.event))
+
+    def _send_clock(self, a: p.SendClock) -> None:
+        for peer in a.to:
+            self.send(peer, ("update", a.order_id, a.event, a.clock, self.name))
+
+    def _report(self, a: p.Report[Result]) -> None:
+        self.send(ORCHESTRATOR, ("report", a.order_id, a.event, a.clock, a.result))
+
+    def _ack_cancel(self, a: p.AckCancel) -> None:
+        self.send(ORCHESTRATOR, ("cancel_ack", a.order_id, a.clock, self.name))
+
+    def _ack_finalize(self, a: p.AckFinalize) -> None:
+        error = None if a.consistent else a.error
+        self.send(ORCHESTRATOR, ("finalize_ack", a.order_id, error, self.name))
+
+    def _clock_error(self, a: p.ClockError) -> None:
+        self.world.count("clock errors made visible")
 
     def _stop(self, stop: p.Stop) -> None:
         for event in stop.events:  # half the time the event stops; else it finishes

@@ -28,10 +28,13 @@ class Scheduler:
     def at(self, when: float, fn: Handler, arg: Any = None, label: str = "") -> None:
         """Run `fn(arg)` at simulated time `when` (never in the past)."""
         self._seq += 1
-        heapq.heappush(self._heap, (max(when, self.now), self._seq, fn, arg, label))
+        if when < self.now:
+            when = self.now
+        heapq.heappush(self._heap, (when, self._seq, fn, arg, label))
 
     def after(self, delay: float, fn: Handler, arg: Any = None, label: str = "") -> None:
-        self.at(self.now + delay, fn, arg, label)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + delay, self._seq, fn, arg, label))
 
     def step(self) -> bool:
         """Run the next event; False when there is none."""

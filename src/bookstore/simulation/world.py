@@ -32,6 +32,7 @@ class Proc:
         self.inbox: list[tuple[str, str, Any]] = []
         self.clock_offset = 0.0
         self.incarnation = 0
+        self._send = world.net.send
 
     # -- what a subclass provides ------------------------------------------------
 
@@ -53,7 +54,7 @@ class Proc:
         return self.world.sched.now + self.clock_offset
 
     def send(self, dst: str, payload: tuple[Any, ...]) -> None:
-        self.world.net.send(self.name, dst, payload)
+        self._send(self.name, dst, payload)
 
     def start_ticking(self) -> None:
         if self.tick_s:
