@@ -1,0 +1,108 @@
+"""A books-database replica: `replication.Replica` over its `StockMachine`, with a
+simulated disk, driven like driver.py does: every input is one turn that ends
+with the replica's own tick, whose Output is made durable (one fsync) before
+its messages and answers leave."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from bookstore.books_database.messages import Entry, Observer, Output, Timings
+from bookstore.books_database.replication import PRIMARY, Replica
+from bookstore.books_database.stock import BookRow
+from bookstore.simulation import mutants
+from bookstore.simulation.workload import BOOKS, INITIAL_STOCK
+from bookstore.simulation.world import Proc, World
+
+REPLICAS = (1, 2, 3)
+TIMINGS = Timings(heartbeat=0.05, election_min=0.3, election_max=0.6)
+
+
+def initial_books() -> dict[str, BookRow]:
+    return {b: BookRow(b, INITIAL_STOCK) for b in BOOKS}
+
+
+class _Watch(Observer):
+    """Tells the invariants what this replica applies and what its primary appends."""
+
+    def __init__(self, proc: BooksReplica) -> None:
+        self.proc = proc
+
+    def applied(self, index: int, entry: Entry) -> None:
+        self.proc.world.inv.stock_applied(self.proc, index, entry)  # type: ignore[union-attr]
+
+
+class BooksReplica(Proc):
+    tick_s = 0.1
+
+    def __init__(self, world: World, my_id: int) -> None:
+        super().__init__(world, f"db{my_id}")
+        self.my_id = my_id
+        self.replica = self._replica()
+
+    def _replica(self) -> Replica:
+        machine = mutants.machine_class(self.world.mutant)(initial_books())
+        log: list[Entry] = list(self.disk.log("log"))
+        for index in range(1, self.disk.durable.get("applied", 0) + 1):
+            machine.apply(index, log[index - 1].op)
+        machine.take_changes()
+        view, voted = self.disk.durable.get("hard", (0, 0))
+        replica = Replica(
+            self.my_id,
+            REPLICAS,
+            machine,
+            view=view,
+            voted_for=voted,
+            log=log,
+            timings=TIMINGS,
+            rng=random.Random(self.world.rng.random()),
+            observer=_Watch(self),
+        )
+        mutants.patch_replica(replica, self.world.mutant)
+        self.tickets: dict[int, tuple[str, str]] = {}  # ticket -> (client, request id)
+        self.next_ticket = 0
+        return replica
+
+    @property
+    def primary_now(self) -> bool:
+        return self.up and self.replica.role == PRIMARY
+
+    def recover(self) -> None:
+        self.replica = self._replica()
+
+    def receive(self, src: str, m: tuple[Any, ...]) -> None:
+        now = self.now()
+        if m[0] == "repl":
+            self._turn(self.replica.on_message(m[1], now))
+            return
+        # ("write", request id, op): its turn ends with a tick, which sends it to the backups
+        self.next_ticket += 1
+        self.tickets[self.next_ticket] = (src, m[1])
+        out = self.replica.submit_many([(self.next_ticket, m[2])], now)
+        self._turn(out.merge(self.replica.on_tick(now)))
+
+    def tick(self) -> None:
+        self._turn(self.replica.on_tick(self.now()))
+
+    def _turn(self, out: Output) -> None:
+        disk = self.disk
+        if out.hard_state is not None:
+            disk.put("hard", out.hard_state)
+        for write in out.log_writes:
+            disk.append("log", write.start, write.entries)
+        if out.applied != disk.durable.get("applied", 0):
+            disk.put("applied", out.applied)
+        if disk.dirty:
+            disk.fsync()
+        for outgoing in out.messages:
+            self.send(f"db{outgoing.to}", ("repl", outgoing.message))
+        for answer in out.answers:
+            client, request_id = self.tickets.pop(answer.ticket, ("", ""))
+            if not client:
+                continue
+            result = answer.result
+            if result.code in ("OK", "VOTED_NO"):
+                self.world.inv.answered_write(self, request_id)  # type: ignore[union-attr]
+            leader = self.replica.leader
+            self.send(client, ("db_answer", request_id, result.code, result.message, leader))

@@ -1,0 +1,34 @@
+"""Without a mutant every seed passes: 200 seeds of 50 checkouts, each through at
+least three faults, with every invariant checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from bookstore.simulation import runner
+
+SEEDS = 200
+
+
+@pytest.mark.timeout(1800)  # about 20 CPU-seconds; a shared machine may give few of them
+def test_200_seeds_pass_every_invariant() -> None:
+    failed = []
+    checkouts = faults = 0
+    for seed in range(SEEDS):
+        result = runner.run(seed)
+        checkouts += result.checkouts
+        faults += len(result.faults)
+        assert len(result.faults) >= 3
+        if not result.ok:
+            failed.append((seed, result.violation))
+    assert failed == []
+    assert checkouts == SEEDS * runner.CHECKOUTS
+    print(f"{SEEDS} seeds: {checkouts} checkouts, {faults} faults")
+
+
+def test_a_seed_runs_every_kind_of_checkout() -> None:
+    result = runner.run(0)
+    kinds = {plan.kind for plan in runner.build(0, runner.CHECKOUTS, "")[1]}
+    assert kinds == {"approved", "rejected", "out-of-stock", "declined", "abandoned"}
+    assert result.ok, result.violation
+    assert 0 < result.stats["executed"] <= result.stats["approved"]
