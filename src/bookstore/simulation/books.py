@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from bookstore.books_database.messages import Entry, Observer, Output, Timings
+from bookstore.books_database.messages import Compaction, Entry, Observer, Outgoing, Output, Timings
 from bookstore.books_database.replication import PRIMARY, Replica
 from bookstore.books_database.stock import BookRow
 from bookstore.simulation import mutants
@@ -17,6 +17,8 @@ from bookstore.simulation.world import Proc, World
 
 REPLICAS = (1, 2, 3)
 TIMINGS = Timings(heartbeat=0.05, election_min=0.3, election_max=0.6)
+# small, so that runs compact their logs and a lagging backup gets a snapshot
+COMPACTION = Compaction(keep=20, every=20)
 
 
 def initial_books() -> dict[str, BookRow]:
@@ -44,8 +46,12 @@ class BooksReplica(Proc):
     def _replica(self) -> Replica:
         machine = mutants.machine_class(self.world.mutant)(initial_books())
         log: list[Entry] = list(self.disk.log("log"))
-        for index in range(1, self.disk.durable.get("applied", 0) + 1):
-            machine.apply(index, log[index - 1].op)
+        snap_index, snap_view = self.disk.durable.get("snap", (0, 0))
+        image = self.disk.durable.get("image")
+        if image is not None:
+            machine.restore(image[0], image[1])
+        for index in range(machine.applied + 1, self.disk.durable.get("applied", 0) + 1):
+            machine.apply(index, log[index - snap_index - 1].op)
         machine.take_changes()
         view, voted = self.disk.durable.get("hard", (0, 0))
         replica = Replica(
@@ -55,18 +61,30 @@ class BooksReplica(Proc):
             view=view,
             voted_for=voted,
             log=log,
+            snapshot=(snap_index, snap_view),
             timings=TIMINGS,
+            compaction=COMPACTION,
             rng=random.Random(self.world.rng.random()),
             observer=_Watch(self),
         )
         mutants.patch_replica(replica, self.world.mutant)
         self.tickets: dict[int, tuple[str, str]] = {}  # ticket -> (client, request id)
         self.next_ticket = 0
+        self.carried = Output()  # on_persisted's durable part, written with the next turn
         return replica
 
     @property
     def primary_now(self) -> bool:
         return self.up and self.replica.role == PRIMARY
+
+    def holds(self, index: int, entry: Entry) -> bool:
+        """Whether this replica's disk holds `entry` at `index` (in its snapshot, or
+        in its log after it)."""
+        snap_index: int = self.disk.durable.get("snap", (0, 0))[0]
+        if index <= snap_index:
+            return True  # compacted: only committed entries are, and this one is
+        log: list[Entry] = self.disk.log("log")
+        return len(log) >= index - snap_index and log[index - snap_index - 1] == entry
 
     def recover(self) -> None:
         self.replica = self._replica()
@@ -86,17 +104,47 @@ class BooksReplica(Proc):
         self._turn(self.replica.on_tick(self.now()))
 
     def _turn(self, out: Output) -> None:
+        """As driver.py's turn: the eager messages (the primary's Appends) leave and
+        the answers go at once, the durable part is fsynced, then the other messages
+        leave and the replica hears its writes are done (`on_persisted`); what that
+        applies is written with the next turn."""
+        out = self.carried.merge(out)
+        self.carried = Output()
+        self._emit(out.early())
+        self._answer(out)
+        self._persist(out)
+        self._emit(out.late())
+        after = self.replica.on_persisted(self.now())
+        self._answer(after)
+        self._emit(after.early())
+        after.eager = []
+        self.carried = after
+
+    def _persist(self, out: Output) -> None:
         disk = self.disk
         if out.hard_state is not None:
             disk.put("hard", out.hard_state)
-        for write in out.log_writes:
-            disk.append("log", write.start, write.entries)
-        if out.applied != disk.durable.get("applied", 0):
+        log = self.replica.log
+        if out.installed:
+            self.world.count("snapshots installed")
+        if out.compacted is not None or out.installed:
+            # the applied stock is the snapshot: store it, and the log after it
+            disk.put("snap", (log.snap_index, log.snap_view))
+            disk.put("image", (self.replica.machine.image(), self.replica.machine.applied))
+            disk.append("log", 1, log.entries)
+        else:
+            for write in out.log_writes:
+                disk.append("log", write.start - log.snap_index, write.entries)
+        if out.applied != disk.get("applied", 0):
             disk.put("applied", out.applied)
         if disk.dirty:
             disk.fsync()
-        for outgoing in out.messages:
+
+    def _emit(self, messages: list[Outgoing]) -> None:
+        for outgoing in messages:
             self.send(f"db{outgoing.to}", ("repl", outgoing.message))
+
+    def _answer(self, out: Output) -> None:
         for answer in out.answers:
             client, request_id = self.tickets.pop(answer.ticket, ("", ""))
             if not client:
@@ -106,3 +154,4 @@ class BooksReplica(Proc):
                 self.world.inv.answered_write(self, request_id)  # type: ignore[union-attr]
             leader = self.replica.leader
             self.send(client, ("db_answer", request_id, result.code, result.message, leader))
+        out.answers = []

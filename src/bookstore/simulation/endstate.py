@@ -22,6 +22,9 @@ def waiting_for(world: World, inv: Invariants) -> str:
         return "checkouts still running"
     if not inv.acked <= inv.completed.keys():
         return f"orders not executed: {sorted(inv.acked - inv.completed.keys())[:5]}"
+    unfinished = procs["queue"].unfinished()  # type: ignore[attr-defined]
+    if unfinished:
+        return f"{unfinished} decisions not finished"
     if any(isinstance(p, Service) and p.node.orders for p in procs.values()):
         return "orders left in a checkout service"
     replicas = [p.replica for p in procs.values() if isinstance(p, BooksReplica)]

@@ -46,6 +46,8 @@ class Executor(Proc):
         self.leases: dict[str, str] = {}
         self.completing: dict[str, tuple[Any, ...]] = {}
         self.work_epoch = 0
+        self.recovered = False  # this epoch's unfinished decisions are finished
+        self.recovering: set[str] = set()
         self.sent_at: dict[str, float] = {}  # "register", "take", "probe" -> when
         self.primary = 1
         self.unanswered = 0  # books writes sent since the last answer
@@ -83,17 +85,41 @@ class Executor(Proc):
         if node.epoch != self.work_epoch:
             self._drop_work()
             self.work_epoch = node.epoch
+        self._recover(now)
         self._take(now)
         for oid, coordinator in list(self.coords.items()):
             self._perform(coordinator, coordinator.on_tick(now))
             if oid in self.completing and self._due(f"complete {oid}", now):
                 self.send(QUEUE, self.completing[oid])
 
+    def _recover(self, now: float) -> None:
+        """Once per epoch, before any new order: list the unfinished decisions."""
+        if not self.recovered and self._due("list", now):
+            self.send(QUEUE, ("list_decisions", self.node.epoch))
+
+    def _recovered(self, epoch: int, oids: tuple[str, ...], now: float) -> None:
+        """Finish each listed decision as a new coordinator that reads the log first."""
+        if self.recovered or not self.node.is_working_leader or epoch != self.node.epoch:
+            return
+        self.recovered = True
+        for oid in oids:
+            if oid in self.coords:
+                continue
+            coordinator = self.coordinator_class(oid, epoch, (BOOKS, PAYMENT), COORDINATOR_TIMINGS)
+            self.coords[oid] = coordinator
+            self.recovering.add(oid)
+            self._perform(coordinator, coordinator.start(now))
+        self._take(now)
+
     def _take(self, now: float) -> None:
-        """Lease another order (one Dequeue in flight) while under MAX_INFLIGHT."""
+        """One Dequeue in flight, for as many orders as there are free slots, once the
+        epoch's recovery is done."""
         node = self.node
-        if node.is_working_leader and len(self.coords) < MAX_INFLIGHT and self._due("take", now):
-            self.send(QUEUE, ("take", self.my_id, node.epoch))
+        free = MAX_INFLIGHT - len(self.coords)
+        if not (node.is_working_leader and self.recovered and not self.recovering):
+            return
+        if free > 0 and self._due("take", now):
+            self.send(QUEUE, ("take", self.my_id, node.epoch, free))
 
     def _drop_work(self) -> None:
         if self.coords:
@@ -101,7 +127,10 @@ class Executor(Proc):
             self.orders.clear()
             self.leases.clear()
             self.completing.clear()
+        self.recovered = False
+        self.recovering.clear()
         self.sent_at.pop("take", None)
+        self.sent_at.pop("list", None)
 
     # -- messages --------------------------------------------------------------------
 
@@ -119,7 +148,9 @@ class Executor(Proc):
         elif kind == "empty":
             self.sent_at.pop("take", None)
         elif kind == "leased":
-            self._leased(m[1], m[2], m[3], m[4], now)
+            self._leased(m[1], m[2], now)
+        elif kind == "decisions":
+            self._recovered(m[1], m[2], now)
         elif kind == "db_answer":
             self._db_answer(m[1], m[2], m[3], m[4], now)
         else:
@@ -137,21 +168,22 @@ class Executor(Proc):
         elif what == "take":
             self.sent_at.pop("take", None)
 
-    def _leased(self, oid: str, epoch: int, lease_id: str, order: Order, now: float) -> None:
+    def _leased(self, epoch: int, batch: tuple[tuple[str, str, Order], ...], now: float) -> None:
         self.sent_at.pop("take", None)
         if not self.node.is_working_leader or epoch != self.node.epoch:
             return
-        self.leases[oid] = lease_id
+        for oid, lease_id, order in batch:
+            self.leases[oid] = lease_id
+            if oid in self.coords:
+                continue  # redelivered while its transaction runs here: that one completes it
+            coordinator = self.coordinator_class(oid, epoch, (BOOKS, PAYMENT), COORDINATOR_TIMINGS)
+            self.coords[oid] = coordinator
+            self.orders[oid] = order
+            actions = coordinator.start(now)
+            if order.deliveries <= 1:  # a first delivery: no decision can be logged yet
+                actions = coordinator.on_decision_read(None, "", now)
+            self._perform(coordinator, actions)
         self._take(now)
-        if oid in self.coords:
-            return  # redelivered while its transaction runs here: that one completes it
-        coordinator = self.coordinator_class(oid, epoch, (BOOKS, PAYMENT), COORDINATOR_TIMINGS)
-        self.coords[oid] = coordinator
-        self.orders[oid] = order
-        actions = coordinator.start(now)
-        if order.deliveries <= 1:  # a first delivery: no decision can be logged yet
-            actions = coordinator.on_decision_read(None, "", now)
-        self._perform(coordinator, actions)
 
     def _coordinator(self, oid: str, epoch: int) -> Coordinator | None:
         coordinator = self.coords.get(oid)
@@ -200,6 +232,7 @@ class Executor(Proc):
 
     def _forget(self, oid: str) -> None:
         self.coords.pop(oid, None)
+        self.recovering.discard(oid)
         self.orders.pop(oid, None)
         self.leases.pop(oid, None)
         self.completing.pop(oid, None)
@@ -233,9 +266,10 @@ class Executor(Proc):
 
     def _to_participant(self, c: Coordinator, a: Action) -> None:
         oid, epoch = c.txn_id, c.epoch
-        order = self.orders[oid]
+        order = self.orders.get(oid)  # None when recovered: its decision is logged
         if a.participant == PAYMENT:
             if a.kind is Kind.PREPARE:
+                assert order is not None, f"a recovered {oid} prepares"
                 auth = Authorization(order.payment_token, order.amount_cents, "EUR")
                 self.send(PAYMENT, ("pay_prepare", oid, epoch, auth))
             elif a.kind is Kind.COMMIT:
@@ -244,9 +278,10 @@ class Executor(Proc):
                 self.send(PAYMENT, ("pay_abort", oid, epoch, a.reason))
             return
         kind = {Kind.PREPARE: RESERVE, Kind.COMMIT: COMMIT, Kind.ABORT: RELEASE}[a.kind]
-        items = (
-            tuple(sorted((i.book_id, i.quantity) for i in order.items)) if kind == RESERVE else ()
-        )
+        items: tuple[tuple[str, int], ...] = ()
+        if kind == RESERVE:
+            assert order is not None, f"a recovered {oid} prepares"
+            items = tuple(sorted((i.book_id, i.quantity) for i in order.items))
         request_id = f"{oid}/{kind}/{epoch}"
         self.world.inv.invoked(request_id, Op(kind, request_id, oid, epoch, items))  # type: ignore[union-attr]
         self.unanswered += 1

@@ -119,7 +119,7 @@ def patch_replica(replica: Replica, mutant: str) -> None:
 
     def commit_alone() -> None:
         for index in range(replica.last_index, replica.commit, -1):
-            if replica.log[index - 1].view == replica.view:
+            if replica.log[index].view == replica.view:
                 replica._advance_commit(index)
                 return
 

@@ -64,7 +64,7 @@ class Queue(Proc):
             if kind == "enqueue":
                 self._enqueue(src, m[1])
             elif kind == "take":
-                self._take(src, m[1], m[2])
+                self._take(src, m[1], m[2], m[3])
             elif kind == "complete":
                 self._complete(src, *m[1:])
             elif kind == "log_decision":
@@ -72,6 +72,8 @@ class Queue(Proc):
             elif kind == "read_decision":
                 d = self.disk.get(f"d:{m[3]}")
                 self.send(src, ("decision", m[3], m[2], d))
+            elif kind == "list_decisions":
+                self._list_decisions(src, m[1])
             elif kind == "register":
                 self._register(src, m[1])
             else:
@@ -112,46 +114,89 @@ class Queue(Proc):
         self.inv.granted(epoch, replica_id)
         self.send(src, ("registered", epoch))
 
-    def _take(self, src: str, replica_id: int, epoch: int) -> None:
-        taken = self.state.take(replica_id, epoch, self.now())
+    def _take(self, src: str, replica_id: int, epoch: int, most: int) -> None:
+        """One Dequeue: up to `most` orders (store.dequeue_many)."""
+        now = self.now()
+        taken = self.state.take(replica_id, epoch, now)
         self.inv.acted("take", replica_id, epoch, self.state.epoch)
         if taken is None:
             self.send(src, ("empty", epoch))
             return
-        order, lease = taken
-        self.send(src, ("leased", order.order_id, epoch, lease.lease_id, order))
+        leased = [taken]
+        while len(leased) < most:
+            more = self.state.take(replica_id, epoch, now, again=True)
+            if more is None:
+                break
+            leased.append(more)
+        batch = tuple((o.order_id, lease.lease_id, o) for o, lease in leased)
+        self.send(src, ("leased", epoch, batch))
 
     def _complete(
         self, src: str, replica_id: int, epoch: int, oid: str, lease: str, outcome: str, why: str
     ) -> None:
+        """An order without a decision is executed here; one with a decision was
+        executed with it, and completing it finishes the decision (db.complete)."""
         self.state.check_complete(replica_id, epoch, oid, lease, outcome, why, self.now())
-        duplicate = self.disk.get(f"x:{oid}") is not None
-        if not duplicate:
+        created = self.disk.get(f"x:{oid}") is None
+        if created:
             if oid not in self.state.orders:
                 raise qs.UnknownOrder(f"no order {oid}")
             self.inv.acted("complete", replica_id, epoch, self.state.epoch)
-            self.disk.put(f"x:{oid}", outcome)
-            self.disk.put(f"o:{oid}", None)
-            self.disk.put("executed", self.state.executed + 1)
+            self._execute(oid, outcome)
+        finished = self.disk.get(f"d:{oid}") is not None and not self.disk.get(f"f:{oid}")
+        if finished:
+            self.inv.acted("finish", replica_id, epoch, self.state.epoch)
+            self.disk.put(f"f:{oid}", True)
+        if self.disk.dirty:
             self.disk.fsync()
+        if created:
             self.inv.completed_order(oid, outcome)
-        self.state.on_completed(oid, duplicate)
+            self.state.on_completed(oid, False)
         self.send(src, ("completed", oid, epoch))
+
+    def _execute(self, oid: str, outcome: str) -> None:
+        """The order's execution (written, not yet fsynced): it leaves the queue."""
+        self.disk.put(f"x:{oid}", outcome)
+        self.disk.put(f"o:{oid}", None)
+        self.disk.put("executed", self.disk.get("executed", 0) + 1)
 
     def _log_decision(
         self, src: str, replica_id: int, epoch: int, oid: str, decision: str, reason: str
     ) -> None:
+        """The first decision is the order's commit point (decisions.log): its
+        execution is recorded in the same fsync, and the order leaves the queue."""
         self.state.check_decision(epoch)
         if epoch < self.disk.get("epoch", 0):
             raise qs.StaleEpoch(f"current epoch is {self.disk.get('epoch', 0)}")
         if epoch > self.disk.get("epoch", 0):
             raise qs.BadRequest(f"epoch {epoch} was never granted")
         logged = self.disk.get(f"d:{oid}")
+        executed = ""
         if logged is None:
             if self.disk.get(f"o:{oid}") is None and self.disk.get(f"x:{oid}") is None:
                 raise qs.UnknownOrder(f"no order {oid}")
             self.inv.acted("decide", replica_id, epoch, self.state.epoch)
             logged = (decision, reason)
             self.disk.put(f"d:{oid}", logged)
+            if self.disk.get(f"x:{oid}") is None:
+                executed = "executed" if decision == "commit" else "rejected"
+                self._execute(oid, executed)
             self.disk.fsync()
+        if executed:
+            self.inv.completed_order(oid, executed)
+            self.state.on_completed(oid, False)
         self.send(src, ("logged", oid, epoch, logged))
+
+    def _list_decisions(self, src: str, epoch: int) -> None:
+        """The decisions not yet finished (decisions.pending), oldest first."""
+        pending = [
+            k[2:]
+            for k, v in self.disk.durable.items()
+            if k.startswith("d:") and v is not None and not self.disk.durable.get(f"f:{k[2:]}")
+        ]
+        self.send(src, ("decisions", epoch, tuple(pending)))
+
+    def unfinished(self) -> int:
+        """How many logged decisions are not finished (for the end state)."""
+        d = self.disk.durable
+        return sum(1 for k in d if k.startswith("d:") and not d.get(f"f:{k[2:]}"))
