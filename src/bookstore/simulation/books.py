@@ -1,7 +1,11 @@
 """A books-database replica: `replication.Replica` over its `StockMachine`, with a
-simulated disk, driven like driver.py does: every input is one turn that ends
-with the replica's own tick, whose Output is made durable (one fsync) before
-its messages and answers leave."""
+simulated disk, driven like driver.py does: a turn takes every input that arrived
+while the last write was on its way to disk and ends with the replica's own tick;
+its eager messages (the primary's Appends) and answers leave at once, its durable
+part is written (one fsync, which takes a while), and then its other messages
+leave and the replica hears of it (`on_persisted`). The disk holds the hard
+state, the snapshot (its index and view, and the applied stock) and the log after
+it, and the applied index (the stock is rebuilt from the snapshot and the log)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ REPLICAS = (1, 2, 3)
 TIMINGS = Timings(heartbeat=0.05, election_min=0.3, election_max=0.6)
 # small, so that runs compact their logs and a lagging backup gets a snapshot
 COMPACTION = Compaction(keep=20, every=20)
+WRITE_S = (0.0005, 0.004)  # how long a turn's write (one fsync) takes
 
 
 def initial_books() -> dict[str, BookRow]:
@@ -71,6 +76,8 @@ class BooksReplica(Proc):
         self.tickets: dict[int, tuple[str, str]] = {}  # ticket -> (client, request id)
         self.next_ticket = 0
         self.carried = Output()  # on_persisted's durable part, written with the next turn
+        self.waiting: list[tuple[str, tuple[Any, ...]]] = []  # inputs of the next turn
+        self.writing = False  # a turn's write is on its way to disk
         return replica
 
     @property
@@ -90,29 +97,61 @@ class BooksReplica(Proc):
         self.replica = self._replica()
 
     def receive(self, src: str, m: tuple[Any, ...]) -> None:
-        now = self.now()
+        self.waiting.append((src, m))
+        if not self.writing:
+            self._turn()
+
+    def tick(self) -> None:
+        if not self.writing:
+            self._turn()
+
+    def _input(self, src: str, m: tuple[Any, ...], now: float) -> Output:
         if m[0] == "repl":
-            self._turn(self.replica.on_message(m[1], now))
-            return
+            return self.replica.on_message(m[1], now)
         # ("write", request id, op): its turn ends with a tick, which sends it to the backups
         self.next_ticket += 1
         self.tickets[self.next_ticket] = (src, m[1])
-        out = self.replica.submit_many([(self.next_ticket, m[2])], now)
-        self._turn(out.merge(self.replica.on_tick(now)))
+        return self.replica.submit_many([(self.next_ticket, m[2])], now)
 
-    def tick(self) -> None:
-        self._turn(self.replica.on_tick(self.now()))
-
-    def _turn(self, out: Output) -> None:
-        """As driver.py's turn: the eager messages (the primary's Appends) leave and
-        the answers go at once, the durable part is fsynced, then the other messages
-        leave and the replica hears its writes are done (`on_persisted`); what that
-        applies is written with the next turn."""
-        out = self.carried.merge(out)
-        self.carried = Output()
+    def _turn(self) -> None:
+        """As driver.py's turn (a group commit): every input that arrived while the
+        last write was on its way to disk, then a tick; the eager messages (the
+        primary's Appends) leave and the answers go at once, and the durable part
+        goes to disk, which takes a while (`_written`)."""
+        now = self.now()
+        out, self.carried = self.carried, Output()
+        waiting, self.waiting = self.waiting, []
+        for src, m in waiting:
+            out.merge(self._input(src, m, now))
+        out.merge(self.replica.on_tick(now))
         self._emit(out.early())
         self._answer(out)
         self._persist(out)
+        if self.disk.dirty:
+            self.writing = True
+            delay = self.world.rng.uniform(*WRITE_S)
+            self.world.sched.after(
+                delay, self._written, (self.incarnation, out), f"{self.name} fsync"
+            )
+        else:
+            self._done(out)
+
+    def _written(self, arg: tuple[int, Output]) -> None:
+        incarnation, out = arg
+        if incarnation != self.incarnation or not self.up:
+            return  # crashed meanwhile: the write is lost
+        if self.paused:  # the write is done, but the process runs again only later
+            self.world.sched.after(0.01, self._written, arg)
+            return
+        self.disk.fsync()
+        self.writing = False
+        self._done(out)
+        if self.waiting:
+            self._turn()
+
+    def _done(self, out: Output) -> None:
+        """The turn's writes are on disk: the other messages leave, and the replica
+        hears it (`on_persisted`); what that applies is written with the next turn."""
         self._emit(out.late())
         after = self.replica.on_persisted(self.now())
         self._answer(after)
@@ -137,8 +176,6 @@ class BooksReplica(Proc):
                 disk.append("log", write.start - log.snap_index, write.entries)
         if out.applied != disk.get("applied", 0):
             disk.put("applied", out.applied)
-        if disk.dirty:
-            disk.fsync()
 
     def _emit(self, messages: list[Outgoing]) -> None:
         for outgoing in messages:

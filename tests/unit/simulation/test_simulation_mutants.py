@@ -10,15 +10,15 @@ from bookstore import cli
 from bookstore.simulation import mutants, runner
 
 CATCHING_SEEDS = {
-    mutants.IGNORES_EPOCH: (14, 20, 74),
+    mutants.IGNORES_EPOCH: (20, 52, 102),
     mutants.ACKS_BEFORE_MAJORITY: (0, 1, 2),
     mutants.ACKS_BEFORE_FSYNC: (0, 1, 2),
-    mutants.YIELDS_TO_LOWER: (14, 55, 62),
+    mutants.YIELDS_TO_LOWER: (14, 26, 43),
     mutants.SKIPS_FINAL_CHECK: (0, 2, 3),
     mutants.COMMITS_ON_MISSING_VOTE: (2, 3, 7),
     mutants.SKIPS_DECISION_LOG: (0, 1, 2),
     mutants.APPROVES_CANCELLED: (0, 2, 3),
-    mutants.QUEUE_IGNORES_FENCING: (11, 14, 15),
+    mutants.QUEUE_IGNORES_FENCING: (8, 11, 14),
 }
 
 
