@@ -1,5 +1,5 @@
 """The `bookstore` command: `bookstore up`, `bookstore serve SERVICE` and
-`bookstore certs --out DIR`; `bookstore chaos SCENARIO`."""
+`bookstore certs --out DIR`; `bookstore chaos SCENARIO`; `bookstore simulate`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument(
         "--out", default=None, help="the directory (default: BOOKSTORE_DATA_DIR/tls)"
     )
+    simulate = sub.add_parser(
+        "simulate", help="run the protocol cores under a seeded simulator, with faults"
+    )
+    simulate.add_argument("--seed", type=int, default=None, help="run (replay) this seed only")
+    simulate.add_argument("--seeds", type=int, default=100, help="run seeds 0..N-1 (100)")
+    simulate.add_argument("--checkouts", type=int, default=50, help="per seed (50)")
+    simulate.add_argument("--mutant", default="", help="switch on one deliberate bug")
+    simulate.add_argument("--list-mutants", action="store_true", help="name the bug zoo")
+    simulate.add_argument("--html", default=None, help="draw a failing run in this file")
     return parser
 
 
@@ -117,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args.service, args.replica_id)
         if args.command == "certs":
             return _certs(args.out)
+        if args.command == "simulate":
+            from bookstore.simulation import command
+
+            return command.main(args)
         if args.command == "chaos":
             from bookstore.chaos import cli as chaos_cli
 

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from linearizability import INFO, BookState, Operation
-
+from bookstore.books_database.linearizability import INFO, BookState, Operation
 from bookstore.books_database.messages import (
     Answer,
     Compaction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from linearizability import INFO, BookState, Operation, is_linearizable
+from bookstore.books_database.linearizability import INFO, BookState, Operation, is_linearizable
 
 
 def op(call: float, ret: float, *args: object, out: Hashable | None = None) -> Operation:
@@ -80,3 +80,24 @@ def test_release_frees_and_commit_takes_the_reserved_copies() -> None:
         op(13, 14, "set", 1, out="OK"),
     ]
     assert is_linearizable(history, BookState(5))
+
+
+def test_a_reserve_after_its_txn_was_released_votes_no() -> None:
+    """Presumed abort: a release that overtakes its reserve aborts the txn, and the
+    late reserve answers no whatever the stock (the participant's rules 3 and 5)."""
+    history = [
+        Operation(1, 2, ("release", "t1"), "OK"),
+        Operation(3, 4, ("reserve", "t1", 2), "VOTED_NO"),
+    ]
+    assert is_linearizable(history, BookState(5))
+    assert not is_linearizable(
+        [*history[:1], Operation(3, 4, ("reserve", "t1", 2), "OK")], BookState(5)
+    )
+
+
+def test_a_txn_that_voted_no_cannot_commit() -> None:
+    history = [
+        Operation(1, 2, ("reserve", "t1", 9), "VOTED_NO"),
+        Operation(3, 4, ("commit", "t1"), "OK"),
+    ]
+    assert not is_linearizable(history, BookState(5))

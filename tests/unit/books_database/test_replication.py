@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from linearizability import is_linearizable
 from replication_sim import COMPACTION, Cluster
 
 from bookstore.books_database import replication
+from bookstore.books_database.linearizability import is_linearizable
 from bookstore.books_database.messages import Append, AppendReply, Entry, RequestVote, Vote
 from bookstore.books_database.replication import PRIMARY, SNAPSHOT_ROWS, Replica
 from bookstore.books_database.stock import BookRow, Op, StockMachine

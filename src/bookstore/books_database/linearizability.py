@@ -57,10 +57,14 @@ def book_model(state: State, op: tuple[Any, ...]) -> tuple[State, Hashable]:
         if op[1] < held:
             return state, "BELOW_RESERVED"
         return BookState(op[1], state.reserved, state.finished), "OK"
-    if kind == "reserve":  # of a new txn; the clients never finish one whose vote was no
+    if kind == "reserve":
         _, txn, k = op
-        if state.available < k:
-            return state, "VOTED_NO"
+        known = _known(state, txn)
+        if known is not None:  # a known txn answers its first outcome (participant rule 3)
+            return state, known
+        if state.available < k:  # a no is remembered as an abort (participant rule 2)
+            aborted = state.finished | {(txn, "released")}
+            return BookState(state.stock, state.reserved, aborted), "VOTED_NO"
         return BookState(state.stock, state.reserved | {(txn, k)}, state.finished), "OK"
     _, txn = op
     target = "committed" if kind == "commit" else "released"
@@ -69,6 +73,17 @@ def book_model(state: State, op: tuple[Any, ...]) -> tuple[State, Hashable]:
         return _finished(state, txn, target)
     stock = state.stock - mine[0][1] if kind == "commit" else state.stock
     return BookState(stock, state.reserved - {mine[0]}, state.finished | {(txn, target)}), "OK"
+
+
+def _known(state: BookState, txn: str) -> str | None:
+    """A reserve's answer for a txn this book has seen: prepared or committed -> yes,
+    released (an abort first, presumed abort) -> no; None for a new txn."""
+    if any(t == txn for t, _ in state.reserved):
+        return "OK"
+    done = dict(state.finished).get(txn)
+    if done is None:
+        return None
+    return "OK" if done == "committed" else "VOTED_NO"
 
 
 def _finished(state: BookState, txn: str, target: str) -> tuple[State, Hashable]:
