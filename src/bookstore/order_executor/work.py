@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import grpc
 from opentelemetry.trace import SpanKind
 
+from bookstore import grpcutil
 from bookstore.bounded import BoundedMapping
 from bookstore.catalogue import Catalogue
 from bookstore.commitment.participant import Decision
@@ -279,12 +280,20 @@ class Work:
         return await self._complete(epoch, done)
 
     async def _keep_lease(self, lease: queue_pb2.LeaseRequest, lease_s: float) -> None:
-        """Renew the lease every third of it while the transaction runs."""
+        """Renew the lease every third of it while the transaction runs, until the
+        queue refuses it: once the decision is logged the order is executed and its
+        lease gone (LEASE_LOST) while the commits finish; a refused epoch stops it too.
+        An unreachable queue is asked again."""
         every = max(0.05, lease_s / 3)
         while True:
             await asyncio.sleep(every)
-            with contextlib.suppress(grpc.RpcError):
+            try:
                 await self.queue.RenewLease(lease, timeout=every)
+            except grpc.RpcError as exc:
+                if not isinstance(
+                    grpcutil.translate("order-queue", exc), grpcutil.ServiceUnavailable
+                ):
+                    return
 
     async def _complete(self, epoch: int, lease: queue_pb2.LeaseRequest) -> bool:
         order_id = lease.order_id.value
