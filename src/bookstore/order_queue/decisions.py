@@ -19,7 +19,7 @@ next leader finds it. Rules:
 
 The writes run inside `Database.run_batch` (group commit, durable before the
 reply); the reads on the database thread. The store checks a decision's epoch
-against its memory first (`QueueState.check_decision`); `log` checks it again
+and its form against its memory first (`QueueState.check`); `log` checks it again
 against the disk, inside the transaction.
 """
 
@@ -31,8 +31,6 @@ from bookstore.order_queue.db import Database, Execution
 from bookstore.order_queue.state import BadRequest, StaleEpoch, UnknownOrder
 from bookstore.timestamps import utc_iso
 
-DECISIONS = ("commit", "abort")
-MAX_REASON_CHARS = 512
 MAX_LISTED = 100
 _COLUMNS = "order_id, decision, epoch, reason, decided_at"
 
@@ -53,16 +51,6 @@ class Decided:
 
     logged: LoggedDecision
     execution: Execution | None = None
-
-
-def validate(decision: str, epoch: int, reason: str) -> None:
-    """BadRequest unless the request is well formed (checked before any write)."""
-    if decision not in DECISIONS:
-        raise BadRequest(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-    if epoch <= 0:
-        raise BadRequest("a decision needs the leader's epoch")
-    if len(reason) > MAX_REASON_CHARS:
-        raise BadRequest(f"reason longer than {MAX_REASON_CHARS} characters")
 
 
 def log(

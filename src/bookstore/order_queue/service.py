@@ -29,14 +29,17 @@ from bookstore.order_queue.db import DiskFull, Execution, StorageFailure
 from bookstore.order_queue.decisions import LoggedDecision
 from bookstore.order_queue.state import (
     BadRequest,
+    Completion,
+    Decide,
     Item,
+    LeaderOp,
     Limits,
     Order,
     QueueError,
     UnknownOrder,
     UnknownReplica,
 )
-from bookstore.order_queue.store import Completion, Decide, LeaderOp, QueueStore
+from bookstore.order_queue.store import QueueStore
 from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.telemetry import metrics

@@ -54,6 +54,8 @@ MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 256
 MAX_AMOUNT_CENTS = 10**12
 OUTCOMES = ("executed", "rejected")
+DECISIONS = ("commit", "abort")
+MAX_REASON_CHARS = 512
 
 
 class QueueError(Exception):
@@ -122,6 +124,36 @@ class Lease:
     replica_id: int
     epoch: int
     expires_at: float
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The leader's Complete: the order executed, or rejected with the reason."""
+
+    replica_id: int
+    epoch: int
+    lease_id: str
+    order_id: str
+    outcome: str = "executed"
+    reason: str = ""
+    amount_cents: int = 0
+
+
+@dataclass(frozen=True)
+class Decide:
+    """The leader's LogDecision for the coordinator log (decisions.py): the order's
+    commit point, which records its execution (the amount to capture, or the
+    customer's reason) with the decision."""
+
+    order_id: str
+    decision: str
+    epoch: int
+    reason: str = ""
+    amount_cents: int = 0
+    customer_reason: str = ""
+
+
+LeaderOp = Completion | Decide
 
 
 @dataclass(frozen=True)
@@ -277,6 +309,18 @@ class QueueState:
             return order, lease
         return None
 
+    def take_many(
+        self, replica_id: int, epoch: int, now: float, most: int, *, again: bool = False
+    ) -> list[tuple[Order, Lease]]:
+        """Lease up to `most` orders by priority (`take`, fenced once); [] if none."""
+        first = self.take(replica_id, epoch, now, again=again)
+        if first is None:
+            return []
+        taken = [first]
+        while len(taken) < most and (more := self.take(replica_id, epoch, now, again=True)):
+            taken.append(more)
+        return taken
+
     def renew(self, replica_id: int, epoch: int, order_id: str, lease_id: str, now: float) -> Lease:
         self._fence(replica_id, epoch, now)
         self.expire(now)
@@ -316,6 +360,23 @@ class QueueState:
     def check_decision(self, epoch: int) -> None:
         if epoch < self.epoch:
             raise StaleEpoch(f"current epoch is {self.epoch}")
+
+    def check(self, op: LeaderOp, now: float) -> None:
+        """The leader's op, checked by the rules (its refusal is raised): a decision's
+        form (BadRequest) and rule 8, or a completion's rules (6, 7)."""
+        if isinstance(op, Decide):
+            if op.decision not in DECISIONS:
+                known = ", ".join(DECISIONS)
+                raise BadRequest(f"decision must be one of {known}, not {op.decision!r}")
+            if op.epoch <= 0:
+                raise BadRequest("a decision needs the leader's epoch")
+            if len(op.reason) > MAX_REASON_CHARS:
+                raise BadRequest(f"reason longer than {MAX_REASON_CHARS} characters")
+            self.check_decision(op.epoch)
+        else:
+            self.check_complete(
+                op.replica_id, op.epoch, op.order_id, op.lease_id, op.outcome, op.reason, now
+            )
 
     def expire(self, now: float) -> int:
         """Make orders whose lease ran out deliverable again; how many."""

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,10 @@ from bookstore.order_queue import decisions
 from bookstore.order_queue.db import Database, Execution, Op, StorageFailure, wall_now
 from bookstore.order_queue.disk import QueueDisk, raised, stop_process
 from bookstore.order_queue.state import (
+    Completion,
+    Decide,
     Item,
+    LeaderOp,
     Lease,
     Limits,
     Order,
@@ -66,36 +69,6 @@ class StatusView:
     leased: int
     executed: int
     pid: int
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The leader's Complete: the order executed, or rejected with the reason."""
-
-    replica_id: int
-    epoch: int
-    lease_id: str
-    order_id: str
-    outcome: str = "executed"
-    reason: str = ""
-    amount_cents: int = 0
-
-
-@dataclass(frozen=True)
-class Decide:
-    """The leader's LogDecision for the coordinator log (decisions.py): the order's
-    commit point, which records its execution (the amount to capture, or the
-    customer's reason) with the decision."""
-
-    order_id: str
-    decision: str
-    epoch: int
-    reason: str = ""
-    amount_cents: int = 0
-    customer_reason: str = ""
-
-
-LeaderOp = Completion | Decide
 
 
 async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
@@ -249,16 +222,10 @@ class QueueStore:
         while True:
             self._expire()
             # Fenced every time round: a new leader may have registered meanwhile.
-            taken = self.state.take(replica_id, epoch, self.clock(), again=again)
-            if taken is not None:
-                leased = [taken]
-                while len(leased) < max_orders:
-                    more = self.state.take(replica_id, epoch, self.clock(), again=True)
-                    if more is None:
-                        break
-                    leased.append(more)
+            taken = self.state.take_many(replica_id, epoch, self.clock(), max_orders, again=again)
+            if taken:
                 self._schedule_expiry()
-                return leased
+                return taken
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
@@ -342,22 +309,10 @@ class QueueStore:
 
     def _checked(self, op: LeaderOp) -> Op:
         """The op's write, once the rules accept it (else its refusal is raised)."""
+        self.state.check(op, self.clock())
         if isinstance(op, Decide):
-            decisions.validate(op.decision, op.epoch, op.reason)
-            self.state.check_decision(op.epoch)
-            return functools.partial(
-                decisions.log,
-                order_id=op.order_id,
-                decision=op.decision,
-                epoch=op.epoch,
-                reason=op.reason,
-                amount_cents=op.amount_cents,
-                customer_reason=op.customer_reason,
-            )
+            return functools.partial(decisions.log, **asdict(op))
         c = op
-        self.state.check_complete(
-            c.replica_id, c.epoch, c.order_id, c.lease_id, c.outcome, c.reason, self.clock()
-        )
         return functools.partial(
             Database.complete,
             order_id=c.order_id,
