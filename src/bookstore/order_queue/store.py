@@ -31,9 +31,8 @@ from typing import Any, TypeVar
 
 from bookstore.order_queue import decisions
 from bookstore.order_queue.db import Database, Execution, Op, StorageFailure, wall_now
-from bookstore.order_queue.disk import QueueDisk, raised, stop_process
+from bookstore.order_queue.disk import QueueDisk, stop_process
 from bookstore.order_queue.state import (
-    Completion,
     Decide,
     Item,
     LeaderOp,
@@ -154,22 +153,6 @@ class QueueStore:
         order.enqueued_at = self.wall_clock().timestamp()
         return order
 
-    async def enqueue(
-        self,
-        order_id: str,
-        items: Sequence[Item],
-        customer_name: str,
-        payment_token: str = "",
-        amount_cents: int = 0,
-        trace_context: str = "",
-    ) -> tuple[int, bool]:
-        """(sequence, duplicate) once the order is on disk."""
-        order = self.order(
-            order_id, items, customer_name, payment_token, amount_cents, trace_context
-        )
-        (enqueued,) = await self.enqueue_all([order])
-        return enqueued
-
     async def enqueue_all(self, orders: Sequence[Order]) -> list[tuple[int, bool]]:
         """Each order's (sequence, duplicate), all written in one transaction; once it
         is on disk the new orders are deliverable (in their order: sequences ascend)."""
@@ -203,13 +186,6 @@ class QueueStore:
             self._notify()
             return epoch
 
-    async def dequeue(
-        self, replica_id: int, epoch: int, wait_s: float
-    ) -> tuple[Order, Lease] | None:
-        """Lease the highest-priority order, waiting up to `wait_s` for one."""
-        taken = await self.dequeue_many(replica_id, epoch, wait_s, 1)
-        return taken[0] if taken else None
-
     async def dequeue_many(
         self, replica_id: int, epoch: int, wait_s: float, max_orders: int
     ) -> list[tuple[Order, Lease]]:
@@ -241,41 +217,6 @@ class QueueStore:
         return self.state.lease_s
 
     # -- the leader: completions and decisions ---------------------------------------
-
-    async def complete(
-        self,
-        replica_id: int,
-        epoch: int,
-        lease_id: str,
-        order_id: str,
-        outcome: str = "executed",
-        reason: str = "",
-        amount_cents: int = 0,
-    ) -> tuple[Execution, bool]:
-        """Record the execution (or return the existing one, duplicate=True):
-        executed, or rejected with the reason (its transaction aborted)."""
-        completion = Completion(
-            replica_id, epoch, lease_id, order_id, outcome, reason, amount_cents
-        )
-        (done,) = await self.leader_ops([completion])
-        result: tuple[Execution, bool] = raised(done)
-        return result
-
-    async def log_decision(
-        self,
-        order_id: str,
-        decision: str,
-        epoch: int,
-        reason: str,
-        amount_cents: int = 0,
-        customer_reason: str = "",
-    ) -> decisions.LoggedDecision:
-        """The first decision logged for the order, once it is on disk (and with it
-        the order's execution: the order leaves the queue)."""
-        decide = Decide(order_id, decision, epoch, reason, amount_cents, customer_reason)
-        (logged,) = await self.leader_ops([decide])
-        result: decisions.LoggedDecision = raised(logged)
-        return result
 
     async def leader_ops(self, ops: Sequence[LeaderOp]) -> list[Any]:
         """Each op's outcome, in order: (execution, duplicate), the logged decision, or

@@ -9,8 +9,10 @@ from typing import TypeAlias, cast
 
 import grpc
 import pytest
+import store_calls
 from queue_calls import enqueue as enqueue_one
 from queue_fakes import FakeClock
+from store_calls import dequeue
 
 from bookstore import grpcutil
 from bookstore.order_queue.client import Enqueues, LeaderCalls, rpc_error
@@ -61,7 +63,7 @@ def errors(outcomes: Iterable[queue_pb2.LeaderOutcome]) -> list[tuple[int, str]]
 
 async def leader_with_orders(store: QueueStore, *order_ids: str) -> int:
     for order_id in order_ids:
-        await store.enqueue(order_id, [Item("b", "t", 1)], "n")
+        await store_calls.enqueue(store, order_id, [Item("b", "t", 1)], "n")
     return await store.register_leader(1)
 
 
@@ -99,7 +101,7 @@ async def test_batched_orders_keep_the_order_more_books_first_then_arrival(
     await enqueue_one(stub, enqueue("late-3", 3))
     epoch = await store.register_leader(1)
     taken = []
-    while (got := await store.dequeue(1, epoch, 0)) is not None:
+    while (got := await dequeue(store, 1, epoch, 0)) is not None:
         taken.append(got[0].order_id)
     assert taken == ["three", "late-3", "two", "early-1", "one"]
 
@@ -133,7 +135,7 @@ async def test_a_waiting_dequeue_hands_out_a_batched_orders_trace_context(
 async def test_a_stale_epoch_refuses_only_its_own_operation(store: QueueStore, stub: Stub) -> None:
     old = await leader_with_orders(store, "o1", "o2")
     epoch = await store.register_leader(1)  # a new reign: `old` is stale
-    taken = await store.dequeue(1, epoch, 0)
+    taken = await dequeue(store, 1, epoch, 0)
     assert taken is not None
     order, held = taken
     assert order.order_id == "o1"
@@ -162,7 +164,7 @@ async def test_a_stale_epoch_refuses_only_its_own_operation(store: QueueStore, s
 
 async def test_a_deposed_leaders_operations_are_refused(store: QueueStore, stub: Stub) -> None:
     old = await leader_with_orders(store, "o1")
-    taken = await store.dequeue(1, old, 0)
+    taken = await dequeue(store, 1, old, 0)
     assert taken is not None
     new = await store.register_leader(2)
     ops = [decide("o1", "commit", old), complete(1, old, taken[1].lease_id, "o1")]
@@ -180,7 +182,7 @@ async def test_leader_operations_are_idempotent_inside_and_across_batches(
     store: QueueStore, stub: Stub
 ) -> None:
     epoch = await leader_with_orders(store, "o1")
-    taken = await store.dequeue(1, epoch, 0)
+    taken = await dequeue(store, 1, epoch, 0)
     assert taken is not None
     lease_id = taken[1].lease_id
     commits = store.disk.commits

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+import store_calls
 from queue_calls import log_decision
 from queue_fakes import FakeClock, Wall
+from store_calls import complete, dequeue, enqueue
 
 from bookstore.order_queue.state import BadRequest, Item, StaleEpoch, UnknownOrder
 from bookstore.order_queue.store import QueueStore
@@ -18,7 +20,7 @@ from bookstore.pb import common_pb2, queue_pb2, queue_pb2_grpc
 
 async def leader_with_orders(store: QueueStore, *order_ids: str) -> int:
     for order_id in order_ids:
-        await store.enqueue(order_id, [Item("b001", "Book", 1)], "Ann")
+        await enqueue(store, order_id, [Item("b001", "Book", 1)], "Ann")
     return await store.register_leader(1)
 
 
@@ -26,8 +28,8 @@ async def test_the_first_decision_wins_and_survives_a_reopen(
     store: QueueStore, db_path: Path, clock: FakeClock
 ) -> None:
     epoch = await leader_with_orders(store, "o1")
-    first = await store.log_decision("o1", "commit", epoch, "")
-    again = await store.log_decision("o1", "abort", epoch, "payment: card declined")
+    first = await store_calls.log_decision(store, "o1", "commit", epoch, "")
+    again = await store_calls.log_decision(store, "o1", "abort", epoch, "payment: card declined")
     assert again == first and first.decision == "commit" and first.epoch == epoch
     await store.close()
     reopened = QueueStore(db_path, clock=clock)
@@ -43,7 +45,7 @@ async def test_a_deposed_leaders_decision_is_refused_and_not_logged(store: Queue
     old = await leader_with_orders(store, "o1")
     await store.register_leader(2)
     with pytest.raises(StaleEpoch, match=r"^STALE_EPOCH: current epoch is 2$"):
-        await store.log_decision("o1", "commit", old, "")
+        await store_calls.log_decision(store, "o1", "commit", old, "")
     assert await store.get_decision("o1") is None
 
 
@@ -62,7 +64,7 @@ async def test_malformed_or_unknown_decisions_change_nothing(
 ) -> None:
     await leader_with_orders(store, "o1")
     with pytest.raises(error):
-        await store.log_decision(order_id, decision, epoch, reason)
+        await store_calls.log_decision(store, order_id, decision, epoch, reason)
     assert await store.get_decision(order_id) is None
 
 
@@ -70,11 +72,13 @@ async def test_a_decision_is_the_commit_point_and_stays_pending_until_finished(
     store: QueueStore,
 ) -> None:
     epoch = await leader_with_orders(store, "o1", "o2")
-    taken = await store.dequeue(1, epoch, 0)
+    taken = await dequeue(store, 1, epoch, 0)
     assert taken is not None and taken[0].order_id == "o1"
     async with store.subscribe() as feed:
-        await store.log_decision("o1", "commit", epoch, "", amount_cents=2497)
-        await store.log_decision("o2", "abort", epoch, "books: out of stock", 0, "out of stock")
+        await store_calls.log_decision(store, "o1", "commit", epoch, "", amount_cents=2497)
+        await store_calls.log_decision(
+            store, "o2", "abort", epoch, "books: out of stock", 0, "out of stock"
+        )
         executed, rejected = feed.get_nowait(), feed.get_nowait()
     # Both orders are decided: executed or rejected at once, out of the queue.
     assert executed is not None and rejected is not None
@@ -83,16 +87,16 @@ async def test_a_decision_is_the_commit_point_and_stays_pending_until_finished(
     assert (rejected.order_id, rejected.outcome) == ("o2", "rejected")
     assert rejected.reason == "out of stock"  # the customer's, not the coordinator's
     assert (await store.get_order("o1")).state == "executed"
-    assert await store.dequeue(1, epoch, 0) is None
+    assert await dequeue(store, 1, epoch, 0) is None
     assert store.state.depth == 0 and store.state.executed == 2
     pending, recent = await store.list_decisions(10)
     assert [d.order_id for d in pending] == ["o1", "o2"]  # until the participants acked
     assert [d.order_id for d in recent] == ["o2", "o1"]
     assert recent[0].reason == "books: out of stock"
     # The leader's completion after phase 2 finishes the decision: no second execution.
-    record, duplicate = await store.complete(1, epoch, taken[1].lease_id, "o1")
+    record, duplicate = await complete(store, 1, epoch, taken[1].lease_id, "o1")
     assert record == executed and not duplicate
-    assert (await store.complete(1, epoch, taken[1].lease_id, "o1")) == (executed, True)
+    assert (await complete(store, 1, epoch, taken[1].lease_id, "o1")) == (executed, True)
     pending, _ = await store.list_decisions(10)
     assert [d.order_id for d in pending] == ["o2"]
     assert store.state.executed == 2
@@ -101,9 +105,9 @@ async def test_a_decision_is_the_commit_point_and_stays_pending_until_finished(
 async def test_a_repeated_decision_records_no_second_execution(store: QueueStore) -> None:
     epoch = await leader_with_orders(store, "o1")
     async with store.subscribe() as feed:
-        await store.log_decision("o1", "commit", epoch, "")
+        await store_calls.log_decision(store, "o1", "commit", epoch, "")
         await store.register_leader(1)  # a new epoch: the next leader's recovery
-        await store.log_decision("o1", "commit", epoch + 1, "")
+        await store_calls.log_decision(store, "o1", "commit", epoch + 1, "")
         first = feed.get_nowait()
         assert feed.empty()
     assert first is not None and first.amount_cents == 0 and first.epoch == epoch
@@ -117,9 +121,9 @@ async def test_an_unfinished_decisions_order_outlives_the_retention(
     await store.open()
     try:
         epoch = await leader_with_orders(store, "o1", "o2")
-        await store.log_decision("o1", "commit", epoch, "")
-        await store.log_decision("o2", "commit", epoch, "")
-        await store.complete(1, epoch, "", "o2")
+        await store_calls.log_decision(store, "o1", "commit", epoch, "")
+        await store_calls.log_decision(store, "o2", "commit", epoch, "")
+        await complete(store, 1, epoch, "", "o2")
         wall.now += timedelta(hours=1)
         assert await store.disk.sweep() == 1  # o2 only: o1's decision is still due
         assert (await store.get_order("o1")).state == "executed"
@@ -177,8 +181,8 @@ async def test_refusals_over_grpc_are_precise(
 async def test_racing_decisions_in_one_group_commit_agree_on_the_first(store: QueueStore) -> None:
     epoch = await leader_with_orders(store, "o1")
     answers = await asyncio.gather(
-        store.log_decision("o1", "abort", epoch, "no vote from payment in time"),
-        store.log_decision("o1", "commit", epoch, ""),
+        store_calls.log_decision(store, "o1", "abort", epoch, "no vote from payment in time"),
+        store_calls.log_decision(store, "o1", "commit", epoch, ""),
     )
     assert answers[0] == answers[1] == await store.get_decision("o1")
     assert answers[0].decision == "abort"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from queue_fakes import FakeClock
+from store_calls import complete, dequeue, enqueue
 
 from bookstore.order_queue.state import BadRequest, Item
 from bookstore.order_queue.store import QueueStore
@@ -17,7 +18,7 @@ ITEMS = [Item("b001", "Book", 2)]
 async def leased(store: QueueStore) -> tuple[int, str, str]:
     """(epoch, lease id, order id) of the next order, leased by replica 1."""
     epoch = await store.register_leader(1)
-    taken = await store.dequeue(1, epoch, 0)
+    taken = await dequeue(store, 1, epoch, 0)
     assert taken is not None
     order, lease = taken
     return epoch, lease.lease_id, order.order_id
@@ -26,12 +27,12 @@ async def leased(store: QueueStore) -> tuple[int, str, str]:
 async def test_the_token_and_amount_travel_with_the_order_and_survive_a_restart(
     store: QueueStore, db_path: Path, clock: FakeClock
 ) -> None:
-    await store.enqueue("o1", ITEMS, "Ann", "tok_abc", 2598)
+    await enqueue(store, "o1", ITEMS, "Ann", "tok_abc", 2598)
     await store.close()
     again = QueueStore(db_path, clock=clock)
     await again.open()
     try:
-        taken = await again.dequeue(1, await again.register_leader(1), 0)
+        taken = await dequeue(again, 1, await again.register_leader(1), 0)
         assert taken is not None
         assert (taken[0].payment_token, taken[0].amount_cents) == ("tok_abc", 2598)
     finally:
@@ -41,16 +42,16 @@ async def test_the_token_and_amount_travel_with_the_order_and_survive_a_restart(
 async def test_an_executed_order_records_its_amount_a_rejected_one_its_reason(
     store: QueueStore,
 ) -> None:
-    await store.enqueue("paid", ITEMS, "Ann", "tok_a", 2598)
-    await store.enqueue("declined", ITEMS, "Bob", "tok_b", 2598)
+    await enqueue(store, "paid", ITEMS, "Ann", "tok_a", 2598)
+    await enqueue(store, "declined", ITEMS, "Bob", "tok_b", 2598)
     epoch, lease, order_id = await leased(store)
-    record, _ = await store.complete(1, epoch, lease, order_id)  # the amount enqueued
+    record, _ = await complete(store, 1, epoch, lease, order_id)  # the amount enqueued
     assert (record.outcome, record.reason, record.amount_cents) == ("executed", "", 2598)
-    taken = await store.dequeue(1, epoch, 0)
+    taken = await dequeue(store, 1, epoch, 0)
     assert taken is not None
     reason = "payment declined: insufficient funds"
-    record, _ = await store.complete(
-        1, epoch, taken[1].lease_id, taken[0].order_id, "rejected", reason, 2598
+    record, _ = await complete(
+        store, 1, epoch, taken[1].lease_id, taken[0].order_id, "rejected", reason, 2598
     )
     assert (record.outcome, record.reason, record.amount_cents) == ("rejected", reason, 0)
     view = await store.get_order(taken[0].order_id)
@@ -58,10 +59,10 @@ async def test_an_executed_order_records_its_amount_a_rejected_one_its_reason(
 
 
 async def test_a_completion_with_an_unknown_outcome_is_refused(store: QueueStore) -> None:
-    await store.enqueue("o1", ITEMS, "Ann")
+    await enqueue(store, "o1", ITEMS, "Ann")
     epoch, lease, order_id = await leased(store)
     with pytest.raises(BadRequest, match="outcome"):
-        await store.complete(1, epoch, lease, order_id, "lost")
+        await complete(store, 1, epoch, lease, order_id, "lost")
     assert store.status().depth == 1
 
 
@@ -85,7 +86,7 @@ async def test_a_file_of_an_earlier_release_gains_the_new_columns(
     try:
         epoch, lease, order_id = await leased(store)
         assert order_id == "old"
-        record, _ = await store.complete(1, epoch, lease, order_id)
+        record, _ = await complete(store, 1, epoch, lease, order_id)
         assert (record.outcome, record.amount_cents) == ("executed", 0)
     finally:
         await store.close()

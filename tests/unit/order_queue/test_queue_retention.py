@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from queue_fakes import FakeClock, Wall
+from store_calls import complete, dequeue, enqueue
 
 from bookstore.order_queue.db import DiskFull
 from bookstore.order_queue.state import Item, UnknownOrder
@@ -28,9 +29,9 @@ async def opened(db_path: Path, clock: FakeClock, **options: Any) -> QueueStore:
 async def execute(store: QueueStore, epoch: int, count: int) -> list[str]:
     done = []
     for _ in range(count):
-        taken = await store.dequeue(1, epoch, 0)
+        taken = await dequeue(store, 1, epoch, 0)
         assert taken is not None
-        await store.complete(1, epoch, taken[1].lease_id, taken[0].order_id)
+        await complete(store, 1, epoch, taken[1].lease_id, taken[0].order_id)
         done.append(taken[0].order_id)
     return done
 
@@ -41,11 +42,11 @@ async def test_executed_orders_leave_the_file_after_the_retention(
     wall = Wall()
     store = await opened(db_path, clock, retention_s=3600, wall_clock=wall)
     for i in range(4):
-        await store.enqueue(f"old{i}", [Item("b", "B", 1)], "n")
+        await enqueue(store, f"old{i}", [Item("b", "B", 1)], "n")
     epoch = await store.register_leader(1)
     old = await execute(store, epoch, 3)  # old3 stays queued
     wall.now += timedelta(minutes=59)
-    await store.enqueue("new", [Item("b", "B", 1)], "n")
+    await enqueue(store, "new", [Item("b", "B", 1)], "n")
     (recent,) = await execute(store, epoch, 1)
     assert await store.disk.sweep() == 0  # nothing is an hour old yet
 
@@ -62,7 +63,7 @@ async def test_executed_orders_leave_the_file_after_the_retention(
     again = await opened(db_path, clock, wall_clock=wall)
     try:
         assert again.status().executed == 4
-        sequence, duplicate = await again.enqueue("later", [Item("b", "B", 1)], "n")
+        sequence, duplicate = await enqueue(again, "later", [Item("b", "B", 1)], "n")
         assert (sequence, duplicate) == (6, False)
     finally:
         await again.close()
@@ -72,7 +73,7 @@ async def test_the_writer_sweeps_periodically(db_path: Path, clock: FakeClock) -
     store = QueueStore(db_path, retention_s=0, sweep_interval_s=0.01, clock=clock)
     await store.open()
     try:
-        await store.enqueue("a", [Item("b", "B", 1)], "n")
+        await enqueue(store, "a", [Item("b", "B", 1)], "n")
         epoch = await store.register_leader(1)
         await execute(store, epoch, 1)
         for _ in range(1000):  # the sweeper runs every 10 ms
@@ -94,7 +95,7 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(
     await store.open()
     acknowledged = []
     for i in range(3):
-        await store.enqueue(f"o{i}", big_items(), "n")
+        await enqueue(store, f"o{i}", big_items(), "n")
         acknowledged.append(f"o{i}")
     db = store.disk.db
     assert db is not None
@@ -104,13 +105,13 @@ async def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(
 
     for i in range(3):
         with pytest.raises(DiskFull, match="full"):
-            await store.enqueue(f"refused{i}", big_items(), "n")
+            await enqueue(store, f"refused{i}", big_items(), "n")
     assert store.disk.disk_full and store.disk.failed is None and not fatal
     assert store.status().depth == 3  # reads go on
     assert (await store.get_order("o1")).state == "queued"
 
     db.conn.execute(f"PRAGMA max_page_count = {pages * 1000}")  # space again
-    assert (await store.enqueue("after", big_items(), "n"))[1] is False
+    assert (await enqueue(store, "after", big_items(), "n"))[1] is False
     assert not store.disk.disk_full
     acknowledged.append("after")
     await store.close()
@@ -127,7 +128,7 @@ async def test_numbers_keep_growing_when_every_order_was_swept(
 ) -> None:
     wall = Wall()
     store = await opened(db_path, clock, retention_s=60, wall_clock=wall)
-    await store.enqueue("a", [Item("b", "B", 1)], "n")
+    await enqueue(store, "a", [Item("b", "B", 1)], "n")
     epoch = await store.register_leader(1)
     await execute(store, epoch, 1)
     wall.now += timedelta(seconds=61)
@@ -136,7 +137,7 @@ async def test_numbers_keep_growing_when_every_order_was_swept(
 
     again = await opened(db_path, clock)
     try:
-        assert await again.enqueue("b", [Item("b", "B", 1)], "n") == (2, False)
+        assert await enqueue(again, "b", [Item("b", "B", 1)], "n") == (2, False)
         epoch = await again.register_leader(1)
         assert await execute(again, epoch, 1) == ["b"]
         record = (await again.get_order("b")).execution

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from payment_harness import Queue
 from queue_calls import log_decision
+from store_calls import enqueue
 from test_payment_service import authorized, captured, tokenized, voided
 
 from bookstore import grpcutil
@@ -126,7 +127,7 @@ async def test_each_test_card_ends_in_one_logged_outcome_at_every_participant(
     state: str,
     captured: int,
 ) -> None:
-    await queue.store.enqueue("o1", [Item("b001", "Book", 2)], "Ann")
+    await enqueue(queue.store, "o1", [Item("b001", "Book", 2)], "Ann")
     links = await links_for(number, stub, queue)
     epoch = await queue.store.register_leader(1)
     c = Coordinator("o1", epoch, ("books", "payment"), TIMINGS)
@@ -144,7 +145,7 @@ async def test_a_deposed_leader_is_fenced_and_the_next_one_commits_once(
     queue: Queue,
 ) -> None:
     store = queue.store
-    await store.enqueue("o1", [Item("b001", "Book", 2)], "Ann")
+    await enqueue(store, "o1", [Item("b001", "Book", 2)], "Ann")
     links = await links_for("4242424242424242", stub, queue)
     old = Coordinator("o1", await store.register_leader(1), ("books", "payment"), TIMINGS)
     actions = old.start(0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from payment_harness import Queue
+from store_calls import enqueue, log_decision
 
 from bookstore.commitment.participant import Decision, State
 from bookstore.order_queue.state import Item
@@ -63,9 +64,9 @@ async def test_recovery_asks_again_until_a_decision_is_logged(servicer: PaymentS
 async def test_recovery_against_the_real_queue(servicer: PaymentServicer, queue: Queue) -> None:
     prepare(servicer, "o1", "o2")
     for order_id in ("o1", "o2"):
-        await queue.store.enqueue(order_id, [Item("b001", "Book", 1)], "Ann")
+        await enqueue(queue.store, order_id, [Item("b001", "Book", 1)], "Ann")
     epoch = await queue.store.register_leader(1)
-    await queue.store.log_decision("o1", "abort", epoch, "books: out of stock")
+    await log_decision(queue.store, "o1", "abort", epoch, "books: out of stock")
     source = queue_decisions(queue.stub, timeout_s=2.0)
     assert await resolve_in_doubt(servicer, source, ["o1", "o2"]) == ["o2"]
     assert state_of(servicer, "o1") is State.ABORTED
