@@ -8,10 +8,11 @@ A malformed value stops the start with a message naming the variable.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 # The three services that run the checkout events, in vector-clock order
 # (choreography/events.py names them TV, FD and SUG).
@@ -202,30 +203,30 @@ def split_address(address: str, variable: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+N = TypeVar("N", int, float)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], expected: str
+) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+        raise SettingsError(f"{name}={raw!r}: expected {expected}") from None
     if value < 0:
         raise SettingsError(f"{name}={raw!r}: must not be negative")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, float, "a number")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if value < 0:
-        raise SettingsError(f"{name}={raw!r}: must not be negative")
-    return value
+    return _number(env, name, default, int, "a whole number")
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
