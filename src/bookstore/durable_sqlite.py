@@ -8,7 +8,9 @@ loss; FULL fsyncs the WAL at every commit.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 class NotDurable(Exception):
@@ -25,3 +27,23 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def each_in_savepoint(
+    conn: sqlite3.Connection, writes: Iterable[Callable[[], Any]], refusal: type[Exception]
+) -> list[Any]:
+    """Run `writes` inside the open transaction, each in a savepoint: each one's
+    result, or the `refusal` it raised with its own changes undone. A database
+    error propagates (the caller rolls the whole transaction back)."""
+    results: list[Any] = []
+    for write in writes:
+        conn.execute("SAVEPOINT op")
+        try:
+            results.append(write())
+        except sqlite3.Error:
+            raise
+        except refusal as exc:
+            conn.execute("ROLLBACK TO op")
+            results.append(exc)
+        conn.execute("RELEASE op")
+    return results

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
@@ -227,18 +228,11 @@ class Database:
         rolls back everything and raises DiskFull (no space: nothing changed,
         the caller may go on) or StorageFailure (fatal).
         """
-        results: list[Any] = []
         saved = (self.epoch, self.leader_id, self.next_sequence, self.next_execution)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for op in ops:
-                self.conn.execute("SAVEPOINT op")
-                try:
-                    results.append(op(self))
-                except QueueError as exc:
-                    self.conn.execute("ROLLBACK TO op")
-                    results.append(exc)
-                self.conn.execute("RELEASE op")
+            writes = (functools.partial(op, self) for op in ops)
+            results = durable_sqlite.each_in_savepoint(self.conn, writes, QueueError)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.epoch, self.leader_id, self.next_sequence, self.next_execution = saved

@@ -177,20 +177,10 @@ class Ledger:
         """Run `writes` (calls of the write methods) in one transaction: each one's
         result, or the error it raised (its own changes undone). A database error
         undoes everything and is a StorageFailure."""
-        results: list[Any] = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self._batching = True
-            for write in writes:
-                self.conn.execute("SAVEPOINT op")
-                try:
-                    results.append(write())
-                except sqlite3.Error:
-                    raise
-                except Exception as exc:
-                    self.conn.execute("ROLLBACK TO op")
-                    results.append(exc)
-                self.conn.execute("RELEASE op")
+            results = durable_sqlite.each_in_savepoint(self.conn, writes, Exception)
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
