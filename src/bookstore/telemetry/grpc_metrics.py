@@ -9,12 +9,12 @@ their duration says nothing (the events' own histogram does).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from bookstore.telemetry import metrics
+from bookstore.telemetry.unary import Behavior, UnaryInterceptor
 
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -28,17 +28,9 @@ def _code_name(code: Any, failed: bool) -> str:
     return found.name if found is not None else "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = handler_call_details.method
-        behavior = handler.unary_unary
+class MetricsInterceptor(UnaryInterceptor):
+    def wrap(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Behavior:
+        method = details.method
 
         async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
@@ -53,8 +45,4 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 metrics.GRPC_HANDLED.labels(method, code).inc()
                 metrics.GRPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return counted

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import trace
 
 from bookstore.settings import SettingsError
+from bookstore.telemetry.unary import Behavior, UnaryInterceptor
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -209,22 +210,16 @@ def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     return [_BatchLinks()] if _enabled else []
 
 
-class _BatchLinks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _BatchLinks(UnaryInterceptor):
     """Links the span the instrumentation started for a batch call (the outer
     interceptor: its span is current in the handler) to every caller the call names."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
+    def wrap(self, behavior: Behavior, details: grpc.HandlerCallDetails) -> Behavior | None:
+        metadata = dict(details.invocation_metadata or ())
         callers = metadata.get(BATCH_CALLERS)
-        if handler is None or handler.unary_unary is None or callers is None:
-            return handler
+        if callers is None:
+            return None
         size = metadata.get(BATCH_SIZE, "")
-        behavior = handler.unary_unary
 
         async def linked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             span = trace.get_current_span()
@@ -236,11 +231,7 @@ class _BatchLinks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     span.set_attribute("bookstore.batch_size", int(size))
             return await behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            linked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return linked
 
 
 def _span_context(traceparent: str) -> trace.SpanContext | None:
