@@ -28,6 +28,7 @@ from typing import Any
 
 from bookstore import durable_sqlite
 from bookstore.order_queue.state import (
+    Completion,
     Item,
     Order,
     QueueError,
@@ -279,15 +280,7 @@ class Database:
         self.leader_id = replica_id
         return int(self.epoch)
 
-    def complete(
-        self,
-        order_id: str,
-        replica_id: int,
-        epoch: int,
-        outcome: str = "executed",
-        reason: str = "",
-        amount_cents: int = 0,
-    ) -> tuple[Execution, bool, bool]:
+    def complete(self, c: Completion) -> tuple[Execution, bool, bool]:
         """The order is finished: (its execution, duplicate, created).
 
         An order with a logged decision got its execution with the decision
@@ -295,16 +288,16 @@ class Database:
         participant acknowledged it). An order without one (no payment) gets its
         execution here. `duplicate`: it was finished before; `created`: its
         execution was recorded by this call."""
-        if epoch != self.epoch or replica_id != self.leader_id:
+        if c.epoch != self.epoch or c.replica_id != self.leader_id:
             raise StaleEpoch(f"current epoch is {self.epoch}")
-        record = self.execution(order_id)
+        record = self.execution(c.order_id)
         created = record is None
         if record is None:
             record = self.record_execution(
-                order_id, replica_id, epoch, outcome, reason, amount_cents
+                c.order_id, c.replica_id, c.epoch, c.outcome, c.reason, c.amount_cents
             )
         finished = self.conn.execute(
-            "UPDATE decisions SET finished = 1 WHERE order_id = ? AND finished = 0", (order_id,)
+            "UPDATE decisions SET finished = 1 WHERE order_id = ? AND finished = 0", (c.order_id,)
         ).rowcount
         return record, not (created or finished), created
 

@@ -253,16 +253,7 @@ class QueueStore:
         self.state.check(op, self.clock())
         if isinstance(op, Decide):
             return functools.partial(decisions.log, **asdict(op))
-        c = op
-        return functools.partial(
-            Database.complete,
-            order_id=c.order_id,
-            replica_id=c.replica_id,
-            epoch=c.epoch,
-            outcome=c.outcome,
-            reason=c.reason,
-            amount_cents=c.amount_cents,
-        )
+        return functools.partial(Database.complete, c=op)
 
     def _executed(self, record: Execution) -> None:
         """The order's execution is on disk: it leaves the queue, and the feed has it."""
