@@ -14,6 +14,7 @@ it builds these, and tests may swap it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 
@@ -24,6 +25,8 @@ from bookstore.telemetry import tracing
 
 SERVICE = "order-queue"
 Stub = Callable[[], "queue_pb2_grpc.OrderQueueAsyncStub"]
+R = TypeVar("R")
+A = TypeVar("A")
 
 
 def rpc_error(error: queue_pb2.OpError) -> grpc.aio.AioRpcError:
@@ -31,42 +34,55 @@ def rpc_error(error: queue_pb2.OpError) -> grpc.aio.AioRpcError:
     return grpcutil.call_error(error.code, error.details)
 
 
-class Enqueues:
-    """Enqueues, batched: `enqueue(request)` answers with that enqueue's outcome."""
+class _BatchCalls(Generic[R, A]):
+    """Requests of one kind sent together through a Coalescer: `_send` makes the
+    batch call, and each request's answer is its outcome's `_answer` or its error."""
+
+    method = ""
 
     def __init__(self, stub: Stub, timeout_s: float) -> None:
         self._stub = stub
         self.timeout_s = timeout_s  # the deadline of each batch call
-        self.coalescer: Coalescer[queue_pb2.EnqueueRequest, queue_pb2.EnqueueReply] = Coalescer(
-            self._send, "order-queue EnqueueBatch", service=SERVICE
+        self.coalescer: Coalescer[R, A] = Coalescer(
+            self._send, f"{SERVICE} {self.method}", service=SERVICE
         )
 
-    async def enqueue(self, request: queue_pb2.EnqueueRequest) -> queue_pb2.EnqueueReply:
-        return await self.coalescer.call(request)
+    def _batch(self, requests: Sequence[R]) -> Any:
+        raise NotImplementedError
 
-    async def _send(
-        self, requests: Sequence[queue_pb2.EnqueueRequest]
-    ) -> list[queue_pb2.EnqueueReply | BaseException]:
-        reply = await self._stub().EnqueueBatch(
-            queue_pb2.EnqueueBatchRequest(enqueues=requests),
-            timeout=self.timeout_s,
-            metadata=tracing.call_metadata(),
+    def _answer(self, outcome: Any) -> A:
+        return cast(A, outcome)
+
+    async def _send(self, requests: Sequence[R]) -> list[A | BaseException]:
+        reply = await getattr(self._stub(), self.method)(
+            self._batch(requests), timeout=self.timeout_s, metadata=tracing.call_metadata()
         )
-        return [rpc_error(o.error) if o.HasField("error") else o.reply for o in reply.outcomes]
+        outcomes = reply.outcomes
+        return [rpc_error(o.error) if o.HasField("error") else self._answer(o) for o in outcomes]
 
     async def close(self) -> None:
         await self.coalescer.close()
 
 
-class LeaderCalls:
+class Enqueues(_BatchCalls[queue_pb2.EnqueueRequest, queue_pb2.EnqueueReply]):
+    """Enqueues, batched: `enqueue(request)` answers with that enqueue's outcome."""
+
+    method = "EnqueueBatch"
+
+    async def enqueue(self, request: queue_pb2.EnqueueRequest) -> queue_pb2.EnqueueReply:
+        return await self.coalescer.call(request)
+
+    def _batch(self, requests: Sequence[queue_pb2.EnqueueRequest]) -> Any:
+        return queue_pb2.EnqueueBatchRequest(enqueues=requests)
+
+    def _answer(self, outcome: queue_pb2.EnqueueOutcome) -> queue_pb2.EnqueueReply:
+        return outcome.reply
+
+
+class LeaderCalls(_BatchCalls[queue_pb2.LeaderOp, queue_pb2.LeaderOutcome]):
     """Decisions and completions, batched together: each answers with its own outcome."""
 
-    def __init__(self, stub: Stub, timeout_s: float) -> None:
-        self._stub = stub
-        self.timeout_s = timeout_s  # the deadline of each batch call
-        self.coalescer: Coalescer[queue_pb2.LeaderOp, queue_pb2.LeaderOutcome] = Coalescer(
-            self._send, "order-queue LeaderBatch", service=SERVICE
-        )
+    method = "LeaderBatch"
 
     async def log_decision(self, request: queue_pb2.LogDecisionRequest) -> queue_pb2.DecisionRecord:
         outcome = await self.coalescer.call(queue_pb2.LeaderOp(log_decision=request))
@@ -76,15 +92,5 @@ class LeaderCalls:
         outcome = await self.coalescer.call(queue_pb2.LeaderOp(complete=request))
         return outcome.complete
 
-    async def _send(
-        self, ops: Sequence[queue_pb2.LeaderOp]
-    ) -> list[queue_pb2.LeaderOutcome | BaseException]:
-        reply = await self._stub().LeaderBatch(
-            queue_pb2.LeaderBatchRequest(ops=ops),
-            timeout=self.timeout_s,
-            metadata=tracing.call_metadata(),
-        )
-        return [rpc_error(o.error) if o.HasField("error") else o for o in reply.outcomes]
-
-    async def close(self) -> None:
-        await self.coalescer.close()
+    def _batch(self, ops: Sequence[queue_pb2.LeaderOp]) -> Any:
+        return queue_pb2.LeaderBatchRequest(ops=ops)
