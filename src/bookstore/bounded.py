@@ -2,7 +2,7 @@
 
 Bounded by entry count; a byte bound can be added by passing `size_of` (the cost
 of one entry) and `max_bytes`. Storing a key (new or not) makes it the newest;
-reading does not, unless the caller `touch`es it.
+reading does not.
 """
 
 from __future__ import annotations
@@ -61,10 +61,6 @@ class BoundedMapping(MutableMapping[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def touch(self, key: K) -> None:
-        """Make `key` the newest entry without changing its value."""
-        self._items.move_to_end(key)
 
     def _cost(self, key: K, value: V) -> int:
         return 0 if self._size_of is None else self._size_of(key, value)

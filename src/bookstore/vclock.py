@@ -52,10 +52,6 @@ def happened_before(a: Clock, b: Clock) -> bool:
     return a != b and leq(a, b)
 
 
-def concurrent(a: Clock, b: Clock) -> bool:
-    return not leq(a, b) and not leq(b, a)
-
-
 def from_pb(msg: common_pb2.VectorClock) -> Clock:
     entries = tuple(int(x) for x in msg.entries)
     if len(entries) != SIZE:

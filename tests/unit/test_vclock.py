@@ -57,11 +57,6 @@ def test_tick_happens_after(a: vclock.Clock, service: str) -> None:
     assert sum(ticked) == sum(a) + 1
 
 
-def test_concurrent_clocks() -> None:
-    assert vclock.concurrent((1, 0, 0), (0, 1, 0))
-    assert not vclock.concurrent((1, 0, 0), (1, 1, 0))
-
-
 def test_pb_round_trip() -> None:
     assert vclock.from_pb(vclock.to_pb((3, 2, 1))) == (3, 2, 1)
     assert vclock.fmt((3, 2, 1)) == "[3,2,1]"

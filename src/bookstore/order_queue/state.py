@@ -112,10 +112,6 @@ class Order:
     trace_context: str = ""  # its checkout's W3C trace context ("" after a restart)
     enqueued_at: float = 0.0  # wall-clock seconds, for the oldest wait (never priority)
 
-    @property
-    def priority(self) -> tuple[int, int]:
-        return (-self.books, self.sequence)
-
 
 @dataclass
 class Lease:
