@@ -77,7 +77,6 @@ def policy_for(settings: Settings) -> dict[str, frozenset[str]]:
         # coordinator (the leader executor) moves money.
         f"/{_PAYMENT}/TokenizeBatch": frozenset({spiffe_id("transaction-verification")}),
         f"/{_PAYMENT}/Apply": executors,  # authorize, capture and void
-        f"/{_PAYMENT}/GetTransaction": executors,
         f"/{_PAYMENT}/Status": anyone,
         f"/{_EXECUTOR}/Deliver": executors,
         f"/{_EXECUTOR}/Status": anyone,

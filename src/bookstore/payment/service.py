@@ -225,17 +225,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
             return wire.error_outcome(grpc.StatusCode.NOT_FOUND, str(exc))
         return payment_pb2.PaymentOutcome(transaction=wire.transaction_pb(view))
 
-    async def _view(self, txn_id: str) -> payment_pb2.Transaction:
-        view = await self.call(self.ledger.transaction, txn_id)
-        if view is None:
-            raise UnknownTxn(f"no txn {txn_id}")
-        return wire.transaction_pb(view)
-
-    async def GetTransaction(
-        self, request: common_pb2.OrderId, context: Context
-    ) -> payment_pb2.Transaction:
-        return await self._guarded(context, lambda: self._view(request.value))
-
     async def Status(
         self, request: common_pb2.Empty, context: Context
     ) -> payment_pb2.PaymentStatus:

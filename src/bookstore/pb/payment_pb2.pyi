@@ -10,7 +10,7 @@ Errors use gRPC status codes; the message starts with a named result code:
   INVALID_ARGUMENT    "BAD_REQUEST: ..."        malformed request
   INVALID_ARGUMENT    "BAD_CARD: ..."           card number, expiry or CVV not valid
   NOT_FOUND           "UNKNOWN_TOKEN: ..."
-  NOT_FOUND           "UNKNOWN_TXN: ..."        capture or lookup of a txn never authorized
+  NOT_FOUND           "UNKNOWN_TXN: ..."        capture of a txn never authorized
   FAILED_PRECONDITION "STALE_EPOCH: ..."        epoch older than the highest seen
   FAILED_PRECONDITION "ALREADY_ABORTED: ..."    capture after a void (or a declined vote)
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture

@@ -45,11 +45,6 @@ class PaymentStub:
                 request_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
                 response_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
                 _registered_method=True)
-        self.GetTransaction = channel.unary_unary(
-                '/bookstore.payment.Payment/GetTransaction',
-                request_serializer=bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
-                response_deserializer=bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
-                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/bookstore.payment.Payment/Status',
                 request_serializer=bookstore_dot_pb_dot_common__pb2.Empty.SerializeToString,
@@ -84,12 +79,6 @@ class PaymentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetTransaction(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -108,11 +97,6 @@ def add_PaymentServicer_to_server(servicer, server):
                     servicer.Apply,
                     request_deserializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatch.FromString,
                     response_serializer=bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.SerializeToString,
-            ),
-            'GetTransaction': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTransaction,
-                    request_deserializer=bookstore_dot_pb_dot_common__pb2.OrderId.FromString,
-                    response_serializer=bookstore_dot_pb_dot_payment__pb2.Transaction.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -174,33 +158,6 @@ class Payment:
             '/bookstore.payment.Payment/Apply',
             bookstore_dot_pb_dot_payment__pb2.PaymentBatch.SerializeToString,
             bookstore_dot_pb_dot_payment__pb2.PaymentBatchReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetTransaction(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bookstore.payment.Payment/GetTransaction',
-            bookstore_dot_pb_dot_common__pb2.OrderId.SerializeToString,
-            bookstore_dot_pb_dot_payment__pb2.Transaction.FromString,
             options,
             channel_credentials,
             insecure,

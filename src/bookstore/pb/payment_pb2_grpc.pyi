@@ -10,7 +10,7 @@ Errors use gRPC status codes; the message starts with a named result code:
   INVALID_ARGUMENT    "BAD_REQUEST: ..."        malformed request
   INVALID_ARGUMENT    "BAD_CARD: ..."           card number, expiry or CVV not valid
   NOT_FOUND           "UNKNOWN_TOKEN: ..."
-  NOT_FOUND           "UNKNOWN_TXN: ..."        capture or lookup of a txn never authorized
+  NOT_FOUND           "UNKNOWN_TXN: ..."        capture of a txn never authorized
   FAILED_PRECONDITION "STALE_EPOCH: ..."        epoch older than the highest seen
   FAILED_PRECONDITION "ALREADY_ABORTED: ..."    capture after a void (or a declined vote)
   FAILED_PRECONDITION "ALREADY_COMMITTED: ..."  void after a capture
@@ -66,7 +66,6 @@ class PaymentStub:
     capture (commit), void (abort).
     Each is idempotent by txn id: a repeat answers the first outcome.
     """
-    GetTransaction: _grpc.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]
     Status: _grpc.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]
 
 @_typing.type_check_only
@@ -88,7 +87,6 @@ class PaymentAsyncStub(PaymentStub):
     capture (commit), void (abort).
     Each is idempotent by txn id: a repeat answers the first outcome.
     """
-    GetTransaction: _aio.UnaryUnaryMultiCallable[_common_pb2.OrderId, _payment_pb2.Transaction]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_common_pb2.Empty, _payment_pb2.PaymentStatus]  # type: ignore[assignment]
 
 class PaymentServicer(metaclass=_abc_1.ABCMeta):
@@ -119,13 +117,6 @@ class PaymentServicer(metaclass=_abc_1.ABCMeta):
         capture (commit), void (abort).
         Each is idempotent by txn id: a repeat answers the first outcome.
         """
-
-    @_abc_1.abstractmethod
-    def GetTransaction(
-        self,
-        request: _common_pb2.OrderId,
-        context: _ServicerContext,
-    ) -> _typing.Union[_payment_pb2.Transaction, _abc.Awaitable[_payment_pb2.Transaction]]: ...
 
     @_abc_1.abstractmethod
     def Status(

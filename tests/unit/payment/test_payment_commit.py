@@ -16,6 +16,7 @@ from bookstore import grpcutil
 from bookstore.commitment.coordinator import Action, Coordinator, Kind, Phase, Timings
 from bookstore.commitment.participant import Decision, MemoryStore, Participant, TxnError
 from bookstore.order_queue.state import Item
+from bookstore.payment.service import PaymentServicer
 from bookstore.pb import common_pb2, payment_pb2, payment_pb2_grpc, queue_pb2, queue_pb2_grpc
 
 TIMINGS = Timings(vote_timeout=1.0, resend_interval=0.2)
@@ -103,10 +104,13 @@ async def links_for(
     return Links(stub, queue.stub, token)
 
 
-async def payment_state(stub: payment_pb2_grpc.PaymentAsyncStub) -> tuple[str, int]:
-    txn = await stub.GetTransaction(common_pb2.OrderId(value="o1"))
+async def payment_state(
+    servicer: PaymentServicer, stub: payment_pb2_grpc.PaymentAsyncStub
+) -> tuple[str, int]:
+    txn = await servicer.call(servicer.ledger.transaction, "o1")
+    assert txn is not None
     captured = (await stub.Status(common_pb2.Empty())).captured_cents
-    return txn.state, captured
+    return txn.record.state.value, captured
 
 
 @pytest.mark.parametrize(
@@ -119,6 +123,7 @@ async def payment_state(stub: payment_pb2_grpc.PaymentAsyncStub) -> tuple[str, i
     ],
 )
 async def test_each_test_card_ends_in_one_logged_outcome_at_every_participant(
+    servicer: PaymentServicer,
     stub: payment_pb2_grpc.PaymentAsyncStub,
     queue: Queue,
     number: str,
@@ -135,12 +140,13 @@ async def test_each_test_card_ends_in_one_logged_outcome_at_every_participant(
     assert (c.phase, c.decision, c.reason) == (Phase.DONE, decision, reason)
     logged = await queue.store.get_decision("o1")
     assert logged is not None and (logged.decision, logged.reason) == (decision.value, reason)
-    assert await payment_state(stub) == (state, captured)
+    assert await payment_state(servicer, stub) == (state, captured)
     books = links.books.store.get("o1")
     assert books is not None and books.state.value == state
 
 
 async def test_a_deposed_leader_is_fenced_and_the_next_one_commits_once(
+    servicer: PaymentServicer,
     stub: payment_pb2_grpc.PaymentAsyncStub,
     queue: Queue,
 ) -> None:
@@ -157,7 +163,7 @@ async def test_a_deposed_leader_is_fenced_and_the_next_one_commits_once(
     assert old.phase is Phase.FENCED and await store.get_decision("o1") is None
     await links.run(new)  # nothing logged: it re-prepares at its epoch and commits
     assert (new.phase, new.decision) == (Phase.DONE, Decision.COMMIT)
-    assert await payment_state(stub) == ("committed", AMOUNT)
+    assert await payment_state(servicer, stub) == ("committed", AMOUNT)
     with pytest.raises(grpc.aio.AioRpcError) as info:  # the old epoch changes nothing
         await voided(stub, payment_pb2.TxnRequest(txn_id=common_pb2.OrderId(value="o1"), epoch=1))
     assert (info.value.details() or "").startswith("STALE_EPOCH: ")
