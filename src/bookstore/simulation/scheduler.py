@@ -49,10 +49,6 @@ class Scheduler:
         return True
 
     @property
-    def next_time(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
-    @property
     def trace(self) -> list[str]:
         """The events run so far, one line each: the time and what happened."""
         return [f"{when:.6f} {label}" for when, label in self._trace]
