@@ -101,16 +101,14 @@ def get(db: Database, order_id: str) -> LoggedDecision | None:
 
 def pending(db: Database, limit: int) -> list[LoggedDecision]:
     """Decisions not yet finished (a participant may still be in doubt), oldest first."""
-    rows = db.conn.execute(
-        f"SELECT {_COLUMNS} FROM decisions WHERE finished = 0 ORDER BY decided_at LIMIT ?",
-        (min(limit, MAX_LISTED),),
-    ).fetchall()
-    return [LoggedDecision(*row) for row in rows]
+    return _listed(db, "WHERE finished = 0 ORDER BY decided_at", limit)
 
 
 def recent(db: Database, limit: int) -> list[LoggedDecision]:
-    rows = db.conn.execute(
-        f"SELECT {_COLUMNS} FROM decisions ORDER BY decided_at DESC, rowid DESC LIMIT ?",
-        (min(limit, MAX_LISTED),),
-    ).fetchall()
+    return _listed(db, "ORDER BY decided_at DESC, rowid DESC", limit)
+
+
+def _listed(db: Database, where_order: str, limit: int) -> list[LoggedDecision]:
+    query = f"SELECT {_COLUMNS} FROM decisions {where_order} LIMIT ?"
+    rows = db.conn.execute(query, (min(limit, MAX_LISTED),)).fetchall()
     return [LoggedDecision(*row) for row in rows]
