@@ -76,7 +76,7 @@ class Settings:
     # one still waiting at its deadline, or arriving at a full queue, answers 503.
     max_in_flight: int = 64  # checkouts in flight at most (at least 1)
     min_in_flight: int = 16  # under an overload, the slots never fall below this (>= 1)
-    admission_target_s: float = 0.5  # under an overload, slots = answers/s x this (> 0)
+    admission_target_s: float = 0.5  # overload: slots = answers/s x max(this, unqueued time)
     admission_wait_s: float = 3.0  # a checkout waits this long for a slot at most
     admission_interval_s: float = 1.0  # a queue not empty this long is an overload (> 0)
     admission_queue: int = 1024  # checkouts waiting for a slot at most

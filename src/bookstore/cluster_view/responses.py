@@ -95,6 +95,7 @@ def admission_json(admission: Admission, now: float) -> JSON:
         "waiting": admission.waiting,
         "overloaded": admission.standing(now),
         "maxWaitMs": round(admission.max_wait_s * 1000),
+        "unqueuedMs": round(admission.unqueued_s * 1000),
     }
 
 

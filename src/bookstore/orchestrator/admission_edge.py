@@ -58,7 +58,10 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        if not await self._admitted(started):
+        arrival = self.admission.arrive(started)
+        for token in arrival.refused:  # waiters refused to make room (an overload)
+            self._waiters.pop(token).set_result(False)
+        if not arrival.admitted and not await self._waited(arrival.token):
             await self._refuse(send, started)
             return
         # The route times the checkout from here: its wait for a slot is the customer's too.
@@ -66,16 +69,13 @@ class AdmissionMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            self._release()
+            # One admitted at once tells the admission how long a checkout takes unqueued.
+            self._release(started if arrival.admitted else None)
 
-    async def _admitted(self, now: float) -> bool:
-        """Whether the checkout may go on: at once, or once a slot is its."""
-        arrival = self.admission.arrive(now)
-        for token in arrival.refused:  # waiters refused to make room (an overload)
-            self._waiters.pop(token).set_result(False)
-        if arrival.token is None:
-            return arrival.admitted
-        token = arrival.token
+    async def _waited(self, token: int | None) -> bool:
+        """Whether waiter `token` (None: refused at once) was given a slot in time."""
+        if token is None:
+            return False
         slot: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters[token] = slot
         try:
@@ -96,8 +96,8 @@ class AdmissionMiddleware:
         elif slot.result():
             self._release()
 
-    def _release(self) -> None:
-        for token in self.admission.release(time.perf_counter()):
+    def _release(self, arrived: float | None = None) -> None:
+        for token in self.admission.release(time.perf_counter(), arrived):
             self._waiters.pop(token).set_result(True)
 
     async def _refuse(self, send: Send, started: float) -> None:

@@ -98,6 +98,7 @@ async def test_beyond_the_slots_a_checkout_waits_and_is_approved_once_a_slot_fre
             "waiting": 3,
             "overloaded": False,
             "maxWaitMs": 60_000,
+            "unqueuedMs": 0,  # nothing answered yet
         }
         assert pipeline.arrivals.empty()  # the waiting have not reached the pipeline
         pipeline.gate.set()
@@ -105,6 +106,8 @@ async def test_beyond_the_slots_a_checkout_waits_and_is_approved_once_a_slot_fre
             assert (await task).json()["status"] == "Order Approved"
         admission = (await client.get("/api/cluster")).json()["admission"]
         assert admission["inFlight"] == 0 and admission["waiting"] == 0
+        # The first four were admitted at once, and the last answered with nobody waiting.
+        assert admission["unqueuedMs"] > 0
 
 
 async def test_a_checkout_still_waiting_at_its_deadline_is_refused_busy(

@@ -146,6 +146,45 @@ def test_the_slots_never_fall_below_the_floor_nor_rise_above_the_capacity() -> N
     assert admission.slots(1.5) == 8
 
 
+def test_the_unqueued_time_is_the_mean_of_checkouts_answered_with_nobody_waiting() -> None:
+    admission = Admission(capacity=2, interval_s=1.0)
+    admission.arrive(0.0)
+    admission.release(1.2, arrived=0.0)
+    assert admission.unqueued_s == pytest.approx(1.2)  # the first answer, as it is
+    admission.arrive(2.0)
+    admission.release(2.2, arrived=2.0)
+    assert 1.0 < admission.unqueued_s < 1.2  # a moving mean: one answer moves it a little
+    before = admission.unqueued_s
+    for _ in range(3):  # one waits: what is answered now was queued, and is not counted
+        admission.arrive(3.0)
+    admission.release(9.0, arrived=3.0)
+    admission.release(9.0)  # a waiter's answer carries no arrival
+    assert admission.unqueued_s == before
+
+
+def test_slots_never_hold_fewer_than_the_shop_serves_unqueued() -> None:
+    """Checkouts that take 1.25 s unqueued, answered at 16 a second under an overload:
+    the slots are 20 (16 x 1.25 s), not 8 (16 x the 0.5 s target), and stay there."""
+    admission = Admission(capacity=64, interval_s=1.0, floor=4, target_s=0.5)
+    for i in range(20):  # a light load first: each answered 1.25 s after it arrived
+        admission.arrive(i * 0.1)
+        admission.release(i * 0.1 + 1.25, arrived=i * 0.1)
+    assert admission.unqueued_s == pytest.approx(1.25)
+    for _ in range(64 + 100):  # then an overload
+        admission.arrive(10.0)
+    answers(admission, 10.0, 20.0, 1 / 16)
+    last = 20.0 - 1 / 16  # the last answer: 16 in the second up to it
+    assert admission.standing(last)
+    assert admission.slots(last) == 20
+    assert admission.in_flight == 20
+
+
+def test_without_unqueued_answers_the_target_alone_counts() -> None:
+    admission = overloaded(capacity=64, floor=4, target_s=0.5)
+    answers(admission, 0.0, 3.0, 1 / 16)
+    assert admission.unqueued_s == 0.0 and admission.slots(3.0 - 1 / 16) == 8
+
+
 def test_a_queue_that_empties_gives_back_every_slot() -> None:
     admission = Admission(capacity=8, interval_s=1.0, floor=2, target_s=0.5)
     for _ in range(9):
