@@ -1,8 +1,9 @@
 """The transaction-verification service: events a (items), b (user data), c (card).
 
 - a: the rules of `checks.check_items`, then the stock of every book, read
-  from the books database (a read: the reservation at execution is what
-  counts). A book without the copies ordered rejects the order "out of stock:
+  from the books database (an advisory read: the primary's applied stock, with
+  no replication round; the reservation at execution is what counts). A
+  book without the copies ordered rejects the order "out of stock:
   <titles>". The database unreachable degrades: the order goes on
   (`answeredBy: "fallback: books database unavailable"`), since execution
   reserves the copies anyway and rejects what cannot be filled.
@@ -77,7 +78,7 @@ class Backends:
             if book is not None:
                 wanted[book.book_id] = wanted.get(book.book_id, 0) + item.quantity
                 titles[book.book_id] = book.title
-        stock = await self.books.read_stock(sorted(wanted))
+        stock = await self.books.read_advisory(sorted(wanted))
         lacking = [titles[b] for b, n in wanted.items() if b in stock and stock[b].available < n]
         return "out of stock: " + ", ".join(lacking) if lacking else ""
 

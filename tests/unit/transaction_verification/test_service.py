@@ -28,7 +28,7 @@ class FakeBooks:
     down: bool = False
     asked: list[list[str]] = field(default_factory=list)
 
-    async def read_stock(self, book_ids: list[str]) -> dict[str, BookStock]:
+    async def read_advisory(self, book_ids: list[str]) -> dict[str, BookStock]:
         self.asked.append(book_ids)
         if self.down:
             raise grpcutil.ServiceUnavailable("books-database", "no primary")
