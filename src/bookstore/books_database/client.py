@@ -23,6 +23,7 @@ while its request waits for a batch to leave.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,12 +79,20 @@ class BooksDatabaseClient:
             self._write_batch, "books-database write batch", service=SERVICE
         )
         self.reads: Coalescer[tuple[str, ...], dict[str, BookStock]] = Coalescer(
-            self._read_batch, "books-database read batch", service=SERVICE
+            functools.partial(self._read_batch, advisory=False),
+            "books-database read batch",
+            service=SERVICE,
+        )
+        self.advisory_reads: Coalescer[tuple[str, ...], dict[str, BookStock]] = Coalescer(
+            functools.partial(self._read_batch, advisory=True),
+            "books-database advisory read batch",
+            service=SERVICE,
         )
 
     async def close(self) -> None:
         await self.writes.close()
         await self.reads.close()
+        await self.advisory_reads.close()
         for channel in self._channels.values():
             await channel.close()
 
@@ -100,6 +109,12 @@ class BooksDatabaseClient:
         own, sent at that moment, would.
         """
         return await self._batched(self.reads, tuple(book_ids or ()))
+
+    async def read_advisory(self, book_ids: list[str] | None = None) -> dict[str, BookStock]:
+        """The primary's applied stock of `book_ids` now, without a read-index round:
+        one hop, but possibly stale (a deposed primary may still answer), so for
+        advice only, as the checkout's stock check (the reserve decides)."""
+        return await self._batched(self.advisory_reads, tuple(book_ids or ()))
 
     async def reserve(
         self, txn_id: str, items: Mapping[str, int], epoch: int, request_id: str = ""
@@ -168,27 +183,29 @@ class BooksDatabaseClient:
         ]
 
     async def _read_batch(
-        self, requests: Sequence[tuple[str, ...]]
+        self, requests: Sequence[tuple[str, ...]], *, advisory: bool
     ) -> list[dict[str, BookStock] | BaseException]:
         """One ReadStock for the union of the books asked for (every book if anyone
         asked for all of them); a request naming a book the database does not know is
         read alone, so that only its caller gets the refusal, word for word."""
         wanted = () if not all(requests) else tuple(sorted(set().union(*requests)))
+        read = functools.partial(self._read, advisory=advisory)
         try:
-            rows = await self._read(wanted)
+            rows = await read(wanted)
         except grpcutil.Rejected as exc:
             if exc.code != stock.UNKNOWN_BOOK or len(requests) == 1:
                 raise
             rows = {}
         unknown = [ids for ids in requests if any(b not in rows for b in ids)]
-        read_alone = await asyncio.gather(*map(self._read, unknown), return_exceptions=True)
+        read_alone = await asyncio.gather(*map(read, unknown), return_exceptions=True)
         alone = dict(zip(unknown, read_alone, strict=True))
         return [
             alone[ids] if ids in alone else {b: rows[b] for b in ids or rows} for ids in requests
         ]
 
-    async def _read(self, book_ids: tuple[str, ...]) -> dict[str, BookStock]:
-        reply = await self._call("ReadStock", pb.ReadStockRequest(book_ids=book_ids))
+    async def _read(self, book_ids: tuple[str, ...], advisory: bool) -> dict[str, BookStock]:
+        request = pb.ReadStockRequest(book_ids=book_ids, advisory=advisory)
+        reply = await self._call("ReadStock", request)
         return {b.book_id: BookStock(b.stock, b.available) for b in reply.books}
 
     async def _call(self, method: str, request: Any) -> Any:

@@ -174,6 +174,12 @@ class Driver:
     async def read(self, book_ids: tuple[str, ...]) -> Answer:
         return await self._request(lambda r, now, t: r.read(t, book_ids, now))
 
+    def read_applied(self, book_ids: tuple[str, ...]) -> Answer:
+        """The advisory read, at once: no turn, so it never waits for a turn's fsync
+        (the replica's state is whole between turns' steps, on this loop)."""
+        self._check_running()
+        return self.replica.read_applied(book_ids)
+
     async def _request(self, call: Callable[[Replica, float, int], Output]) -> Answer:
         self._check_running()
         ticket = next(self._tickets)

@@ -41,17 +41,17 @@ class ReadIndex:
             r for r in self._waiting if r.round <= majority_round and machine.applied >= r.index
         ]
         self._waiting = [r for r in self._waiting if r not in ready]
-        books = machine.books
-        return [
-            Answer(
-                r.ticket,
-                Result(),
-                tuple((b, books[b].stock, books[b].available) for b in r.book_ids),
-            )
-            for r in ready
-        ]
+        return [applied(r.ticket, r.book_ids, machine) for r in ready]
 
     def drop(self) -> list[int]:
         """Every waiting read's ticket, forgotten."""
         tickets, self._waiting = [r.ticket for r in self._waiting], []
         return tickets
+
+
+def applied(ticket: int, book_ids: tuple[str, ...], machine: StockMachine) -> Answer:
+    """The applied stock of `book_ids` (all known to the machine), as the answer."""
+    books = machine.books
+    return Answer(
+        ticket, Result(), tuple((b, books[b].stock, books[b].available) for b in book_ids)
+    )

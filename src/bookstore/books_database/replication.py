@@ -48,7 +48,9 @@ term). Rules, as implemented:
    the entry is on a majority's, and replaying it gives the same state.
 6. Reads are linearizable (read index, reads.py): a read is answered once a
    majority has answered the round after it arrived and the stock is applied
-   up to the commit index it arrived at. Backups never answer reads.
+   up to the commit index it arrived at. Backups never answer reads. An
+   advisory read (`read_applied`): the applied stock at once, no round; stale
+   if this primary was deposed, so for advice only (the reserve decides).
 7. A primary that has not heard from a majority for the longest election
    timeout steps down (so clients go elsewhere); requests it was still
    waiting on are answered UNKNOWN (they may yet commit: retry by request id).
@@ -70,6 +72,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bookstore.books_database.messages import (
+    Answer,
     Append,
     AppendReply,
     Entry,
@@ -81,6 +84,7 @@ from bookstore.books_database.messages import (
     Vote,
 )
 from bookstore.books_database.progress import Backups
+from bookstore.books_database.reads import applied
 from bookstore.books_database.replica_state import (
     BACKUP,
     CANDIDATE,
@@ -176,6 +180,15 @@ class Replica(ReplicaState):
             self._reads.add(ticket, book_ids, max(self.commit, self._noop_index), self.round + 1)
             self._serve_reads()
         return self.take_output()
+
+    def read_applied(self, book_ids: tuple[str, ...]) -> Answer:
+        """Rule 6's advisory read: the applied stock now, with no round (ticket 0)."""
+        unknown = [b for b in book_ids if b not in self.machine.books]
+        if self.role != PRIMARY:
+            return Answer(0, self._not_primary())
+        if unknown:
+            return Answer(0, Result("UNKNOWN_BOOK", f"no book with id {unknown[0]!r}"))
+        return applied(0, book_ids, self.machine)
 
     # -- the rules ------------------------------------------------------------
 

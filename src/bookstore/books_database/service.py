@@ -165,7 +165,10 @@ class BooksDatabaseServicer(pb_grpc.BooksDatabaseServicer):
 
     async def ReadStock(self, request: pb.ReadStockRequest, context: Context) -> pb.ReadStockReply:
         book_ids = tuple(request.book_ids) or tuple(sorted(self.driver.replica.machine.books))
-        answer = await self.driver.read(book_ids)
+        if request.advisory:
+            answer = self.driver.read_applied(book_ids)
+        else:
+            answer = await self.driver.read(book_ids)
         if not answer.result.ok:
             await _reply(answer, context)
         return pb.ReadStockReply(

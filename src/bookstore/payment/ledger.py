@@ -3,10 +3,11 @@
 WAL mode with `synchronous=FULL`, every write in a `BEGIN IMMEDIATE`
 transaction committed before the caller answers, a busy timeout. Writes that
 wait together may share one transaction (`run_batch`: group commit, one fsync;
-each write in a savepoint of its own, so a refused one changes nothing). A token row
-holds the card's brand, last four, expiry and test behaviour: never its number,
-never its CVV. A transaction row is a two-phase-commit participant's record
-(`bookstore.commitment.participant`, which holds the rules); the highest
+each write in a savepoint of its own, so a refused one changes nothing). A token is
+sealed, not written (`tokens.py`, under the key kept here); an authorize records its
+card's brand, last four, expiry and test behaviour in a token row, in the prepare's
+transaction: never the number, never the CVV. A transaction row is a two-phase-commit
+participant's record (`bookstore.commitment.participant`, which holds the rules); the highest
 coordinator epoch seen is kept in `meta`.
 
 Not thread-safe: the service calls it from one thread at a time (its database thread).
@@ -15,7 +16,6 @@ Not thread-safe: the service calls it from one thread at a time (its database th
 from __future__ import annotations
 
 import contextlib
-import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from bookstore.commitment.participant import (
     Vote,
 )
 from bookstore.payment.cards import DECLINE_REASONS, Behaviour, CardInfo
+from bookstore.payment.tokens import Sealer, new_key
 from bookstore.timestamps import utc_iso
 
 T = TypeVar("T")
@@ -63,6 +64,10 @@ CREATE TABLE IF NOT EXISTS meta (
     epoch INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (id, epoch) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS token_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key BLOB NOT NULL
+);
 """
 
 
@@ -152,9 +157,19 @@ class Ledger:
         self.rows = _Rows(self.conn)
         self.participant: Participant[Authorization] = Participant(self.rows)
         self._batching = False  # inside run_batch: writes join its transaction
+        self.sealer = Sealer(self._token_key())
 
     def close(self) -> None:
         self.conn.close()
+
+    def _token_key(self) -> bytes:
+        """The key tokens are sealed under: made on the first start, durable before use."""
+        self._write(
+            lambda: self.conn.execute(
+                "INSERT OR IGNORE INTO token_key (id, key) VALUES (1, ?)", (new_key(),)
+            )
+        )
+        return bytes(self.conn.execute("SELECT key FROM token_key WHERE id = 1").fetchone()[0])
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run `fn` in one transaction: committed (fsynced) or, on any error, undone.
@@ -197,17 +212,14 @@ class Ledger:
     # -- tokens ---------------------------------------------------------------
 
     def tokenize(self, card: CardInfo) -> str:
-        token = "tok_" + secrets.token_urlsafe(24)
-        self._write(
-            lambda: self.conn.execute(
-                "INSERT INTO tokens (token, brand, last4, expiration, behaviour, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (token, card.brand, card.last4, card.expiration, card.behaviour.value, utc_iso()),
-            )
-        )
-        return token
+        """A sealed token: no write, no I/O (so any thread may call it)."""
+        return self.sealer.seal(card)
 
     def card(self, token: str) -> CardInfo:
+        """The card of a sealed token, or of a token row (those written before tokens
+        were sealed); UnknownToken otherwise."""
+        if (card := self.sealer.open(token)) is not None:
+            return card
         row = self.conn.execute(
             "SELECT brand, last4, expiration, behaviour FROM tokens WHERE token = ?", (token,)
         ).fetchone()
@@ -215,6 +227,14 @@ class Ledger:
             raise UnknownToken("no such token")
         brand, last4, expiration, behaviour = row
         return CardInfo(brand, last4, expiration, Behaviour(behaviour))
+
+    def _keep_card(self, token: str, card: CardInfo) -> None:
+        """The token row of an authorized card (its kept part: the cluster view shows it)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO tokens (token, brand, last4, expiration, behaviour,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (token, card.brand, card.last4, card.expiration, card.behaviour.value, utc_iso()),
+        )
 
     # -- the participant ---------------------------------------------------------
 
@@ -225,8 +245,10 @@ class Ledger:
             return DECLINE_REASONS.get(self.card(auth.token).behaviour, "")
 
         def prepare() -> Vote:
-            self.card(request.token)  # an unknown token changes nothing, not even the epoch
-            return self.participant.prepare(txn_id, epoch, request, vote)
+            card = self.card(request.token)  # an unknown token changes nothing, not even the epoch
+            voted = self.participant.prepare(txn_id, epoch, request, vote)
+            self._keep_card(request.token, card)
+            return voted
 
         return self._write(prepare)
 

@@ -7,9 +7,9 @@ on disk wait together and go as the next batch, in one transaction
 carries the two-phase commit's authorizes, captures and voids (the leader
 executor batches its concurrent orders'): their writes are handed over
 together, so they share one commit, and each operation has its own outcome,
-reply or error. `TokenizeBatch` does the same for transaction verification's
-cards. Requests are checked and replies built in `wire.py`, where named
-result codes become gRPC status codes (`wire.status`).
+reply or error. `TokenizeBatch` seals transaction verification's cards into
+tokens on the loop, with no write (`tokens.py`). Requests are checked and
+replies built in `wire.py`, where named result codes become gRPC status codes (`wire.status`).
 
 At start the ledger's prepared txns are in doubt: `recovery.py` resolves them
 from the queue's decision log.
@@ -125,14 +125,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServicer):
                     status = wire.status(exc)
                     assert status is not None
                     outcomes[i] = payment_pb2.TokenizeOutcome(error=wire.operation_error(*status))
-            # Together: one commit. A failure here is the ledger's (StorageFailure): all fail.
-            tokens = await self.write_all(
-                [functools.partial(self.ledger.tokenize, card) for card in cards.values()]
-            )
-            for i, token in zip(cards, tokens, strict=True):
-                if isinstance(token, Exception):
-                    raise token
-                outcomes[i] = payment_pb2.TokenizeOutcome(token=wire.token_reply(token, cards[i]))
+            # Sealed here, on the loop: no write, no database thread (tokens.py).
+            for i, card in cards.items():
+                token = wire.token_reply(self.ledger.tokenize(card), card)
+                outcomes[i] = payment_pb2.TokenizeOutcome(token=token)
             return payment_pb2.TokenizeBatchReply(outcomes=[outcomes[i] for i in sorted(outcomes)])
 
         return await self._guarded(context, work)

@@ -69,6 +69,11 @@ class ReadStockRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BOOK_IDS_FIELD_NUMBER: _builtins.int
+    ADVISORY_FIELD_NUMBER: _builtins.int
+    advisory: _builtins.bool
+    """The primary's applied stock at once, without the read-index round: possibly
+    stale (a deposed primary may answer), so for advice only.
+    """
     @_builtins.property
     def book_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty: every book"""
@@ -77,10 +82,11 @@ class ReadStockRequest(_message.Message):
         self,
         *,
         book_ids: _abc.Iterable[_builtins.str] | None = ...,
+        advisory: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["book_ids", b"book_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory", b"advisory", "book_ids", b"book_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,7 +71,8 @@ class BooksDatabaseServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ReadStock(self, request, context):
-        """Linearizable: answered by the primary once a majority confirmed it still leads.
+        """Linearizable: answered by the primary once a majority confirmed it still leads
+        (an advisory read: at once, from the primary's applied stock).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

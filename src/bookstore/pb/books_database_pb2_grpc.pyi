@@ -56,7 +56,9 @@ class BooksDatabaseStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BooksDatabaseAsyncStub: ...
     ReadStock: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.ReadStockRequest, _books_database_pb2.ReadStockReply]
-    """Linearizable: answered by the primary once a majority confirmed it still leads."""
+    """Linearizable: answered by the primary once a majority confirmed it still leads
+    (an advisory read: at once, from the primary's applied stock).
+    """
     Write: _grpc.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]
     """The two-phase commit's reserves, commits and releases, many in one call (the
     leader executor sends its concurrent orders' together; one is a call too). They
@@ -76,7 +78,9 @@ class BooksDatabaseStub:
 class BooksDatabaseAsyncStub(BooksDatabaseStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadStock: _aio.UnaryUnaryMultiCallable[_books_database_pb2.ReadStockRequest, _books_database_pb2.ReadStockReply]  # type: ignore[assignment]
-    """Linearizable: answered by the primary once a majority confirmed it still leads."""
+    """Linearizable: answered by the primary once a majority confirmed it still leads
+    (an advisory read: at once, from the primary's applied stock).
+    """
     Write: _aio.UnaryUnaryMultiCallable[_books_database_pb2.WriteBatch, _books_database_pb2.WriteBatchReply]  # type: ignore[assignment]
     """The two-phase commit's reserves, commits and releases, many in one call (the
     leader executor sends its concurrent orders' together; one is a call too). They
@@ -99,7 +103,9 @@ class BooksDatabaseServicer(metaclass=_abc_1.ABCMeta):
         request: _books_database_pb2.ReadStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_books_database_pb2.ReadStockReply, _abc.Awaitable[_books_database_pb2.ReadStockReply]]:
-        """Linearizable: answered by the primary once a majority confirmed it still leads."""
+        """Linearizable: answered by the primary once a majority confirmed it still leads
+        (an advisory read: at once, from the primary's applied stock).
+        """
 
     @_abc_1.abstractmethod
     def Write(

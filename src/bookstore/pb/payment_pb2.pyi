@@ -459,6 +459,7 @@ class PaymentStatus(_message.Message):
     epoch: _builtins.int
     """the highest coordinator epoch seen"""
     tokens: _builtins.int
+    """cards authorized (their tokens' rows)"""
     pid: _builtins.int
     @_builtins.property
     def in_doubt(self) -> _containers.RepeatedCompositeFieldContainer[Global___Transaction]:

@@ -56,10 +56,11 @@ class PaymentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def TokenizeBatch(self, request, context):
-        """A random, opaque token for each valid card; the CVV is checked and forgotten.
-        Many cards in one call (transaction verification sends its concurrent
-        checkouts' cards together; one card is a call too): one outcome per card, in
-        order; one commit.
+        """An opaque token for each valid card; the CVV is checked and forgotten. The
+        token is the card's brand, last four, expiry and test behaviour, sealed
+        (AES-GCM) under payment's key: no write. Many cards in one call (transaction
+        verification sends its concurrent checkouts' cards together; one card is a
+        call too): one outcome per card, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

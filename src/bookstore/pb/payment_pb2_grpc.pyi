@@ -51,10 +51,11 @@ class PaymentStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PaymentAsyncStub: ...
     TokenizeBatch: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TokenizeBatchRequest, _payment_pb2.TokenizeBatchReply]
-    """A random, opaque token for each valid card; the CVV is checked and forgotten.
-    Many cards in one call (transaction verification sends its concurrent
-    checkouts' cards together; one card is a call too): one outcome per card, in
-    order; one commit.
+    """An opaque token for each valid card; the CVV is checked and forgotten. The
+    token is the card's brand, last four, expiry and test behaviour, sealed
+    (AES-GCM) under payment's key: no write. Many cards in one call (transaction
+    verification sends its concurrent checkouts' cards together; one card is a
+    call too): one outcome per card, in order.
     """
     Apply: _grpc.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]
     """The two-phase commit's authorizes, captures and voids, many in one call (the
@@ -72,10 +73,11 @@ class PaymentStub:
 class PaymentAsyncStub(PaymentStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     TokenizeBatch: _aio.UnaryUnaryMultiCallable[_payment_pb2.TokenizeBatchRequest, _payment_pb2.TokenizeBatchReply]  # type: ignore[assignment]
-    """A random, opaque token for each valid card; the CVV is checked and forgotten.
-    Many cards in one call (transaction verification sends its concurrent
-    checkouts' cards together; one card is a call too): one outcome per card, in
-    order; one commit.
+    """An opaque token for each valid card; the CVV is checked and forgotten. The
+    token is the card's brand, last four, expiry and test behaviour, sealed
+    (AES-GCM) under payment's key: no write. Many cards in one call (transaction
+    verification sends its concurrent checkouts' cards together; one card is a
+    call too): one outcome per card, in order.
     """
     Apply: _aio.UnaryUnaryMultiCallable[_payment_pb2.PaymentBatch, _payment_pb2.PaymentBatchReply]  # type: ignore[assignment]
     """The two-phase commit's authorizes, captures and voids, many in one call (the
@@ -96,10 +98,11 @@ class PaymentServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.TokenizeBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.TokenizeBatchReply, _abc.Awaitable[_payment_pb2.TokenizeBatchReply]]:
-        """A random, opaque token for each valid card; the CVV is checked and forgotten.
-        Many cards in one call (transaction verification sends its concurrent
-        checkouts' cards together; one card is a call too): one outcome per card, in
-        order; one commit.
+        """An opaque token for each valid card; the CVV is checked and forgotten. The
+        token is the card's brand, last four, expiry and test behaviour, sealed
+        (AES-GCM) under payment's key: no write. Many cards in one call (transaction
+        verification sends its concurrent checkouts' cards together; one card is a
+        call too): one outcome per card, in order.
         """
 
     @_abc_1.abstractmethod

@@ -1,8 +1,9 @@
 """The transaction-verification service: events a (items), b (user data), c (card).
 
 - a: the rules of `checks.check_items`, then the stock of every book, read
-  from the books database (a read: the reservation at execution is what
-  counts). A book without the copies ordered rejects the order "out of stock:
+  from the books database (an advisory read: the primary's applied stock, with
+  no replication round; the reservation at execution is what counts). A
+  book without the copies ordered rejects the order "out of stock:
   <titles>". The database unreachable degrades: the order goes on
   (`answeredBy: "fallback: books database unavailable"`), since execution
   reserves the copies anyway and rejects what cannot be filled.
@@ -11,11 +12,16 @@
   report; the card number and CVV stay here, in memory. Payment unreachable
   rejects the order (it could not be paid), with a reason saying to try again.
   Concurrent checkouts' cards travel together in one TokenizeBatch (a
-  `Coalescer`), each answered on its own.
+  `Coalescer`), each answered on its own. The exchange starts as event a
+  starts, when the card passes the rules: a token is sealed, not written
+  (payment/tokens.py), so one made for an order that event a then rejects is
+  simply dropped, and event c, which still runs only after a, takes it instead
+  of a hop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import cast
@@ -26,6 +32,7 @@ from bookstore import grpcutil
 from bookstore.ai.budget import AiBudget
 from bookstore.batching import Coalescer
 from bookstore.books_database.client import BooksDatabaseClient
+from bookstore.bounded import BoundedMapping
 from bookstore.catalogue import Catalogue, load_catalogue
 from bookstore.choreography import server as choreography_server
 from bookstore.choreography.engine import Participant
@@ -38,6 +45,7 @@ from bookstore.transaction_verification import checks
 log = logging.getLogger(__name__)
 
 NAME = TV
+EARLY_TOKENS = 1_000  # exchanges started for event c; those of orders a rejected age out
 PAYMENT_DOWN = "We could not reach the card processor; please try again."
 
 
@@ -62,8 +70,11 @@ class Backends:
         self._tokenizing: Coalescer[payment_pb2.TokenizeRequest, payment_pb2.TokenizeReply] = (
             Coalescer(self._tokenize_batch, "payment tokenize batch", service="payment")
         )
+        self._early: BoundedMapping[str, asyncio.Task[EventResult]] = BoundedMapping(EARLY_TOKENS)
 
     async def close(self) -> None:
+        for task in self._early.values():
+            task.cancel()
         await self.books.close()
         await self._tokenizing.close()
         await self._channel.close()
@@ -77,9 +88,20 @@ class Backends:
             if book is not None:
                 wanted[book.book_id] = wanted.get(book.book_id, 0) + item.quantity
                 titles[book.book_id] = book.title
-        stock = await self.books.read_stock(sorted(wanted))
+        stock = await self.books.read_advisory(sorted(wanted))
         lacking = [titles[b] for b, n in wanted.items() if b in stock and stock[b].available < n]
         return "out of stock: " + ", ".join(lacking) if lacking else ""
+
+    def tokenize_early(self, order: checkout_pb2.OrderData) -> None:
+        """Start the exchange of a card that passes the rules, for event c to take."""
+        key = order.order_id.value
+        if key not in self._early and not checks.check_card(order.card):
+            self._early[key] = asyncio.get_running_loop().create_task(self.tokenize(order.card))
+
+    async def card_token(self, order: checkout_pb2.OrderData) -> EventResult:
+        """The token started early, or one exchanged now."""
+        early = self._early.pop(order.order_id.value, None)
+        return await (early if early is not None else self.tokenize(order.card))
 
     async def tokenize(self, card: checkout_pb2.Card) -> EventResult:
         request = payment_pb2.TokenizeRequest(
@@ -117,6 +139,7 @@ def handlers(catalogue: Catalogue, backends: Backends | None = None) -> dict[str
         reason = checks.check_items(order, catalogue)
         if reason or backends is None:
             return _result(reason)
+        backends.tokenize_early(order)
         try:
             return _result(await backends.stock_reason(order, catalogue))
         except (grpcutil.ServiceUnavailable, grpcutil.Rejected) as exc:
@@ -130,7 +153,7 @@ def handlers(catalogue: Catalogue, backends: Backends | None = None) -> dict[str
         reason = checks.check_card(order.card)
         if reason or backends is None:
             return _result(reason)
-        return await backends.tokenize(order.card)
+        return await backends.card_token(order)
 
     return {"a": items, "b": user_data, "c": card}
 

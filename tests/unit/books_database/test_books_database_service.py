@@ -47,6 +47,16 @@ async def test_a_write_survives_the_primary_and_a_restarted_replica_catches_up(
             raise AssertionError(f"{address} never became SERVING")
 
 
+async def test_an_advisory_read_answers_the_applied_stock_of_the_primary(
+    cluster: Cluster, client: BooksDatabaseClient
+) -> None:
+    assert (await client.reserve("o1", {BOOK: 2}, epoch=1)).ok
+    assert await client.read_advisory([BOOK, "b002"]) == await client.read_stock([BOOK, "b002"])
+    with pytest.raises(grpcutil.Rejected) as refused:
+        await client.read_advisory(["nope"])
+    assert refused.value.code == "UNKNOWN_BOOK"
+
+
 async def test_a_duplicate_request_id_gets_the_first_answer_and_changes_nothing(
     cluster: Cluster, client: BooksDatabaseClient
 ) -> None:

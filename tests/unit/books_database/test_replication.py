@@ -143,6 +143,35 @@ def test_a_paused_primary_that_wakes_up_serves_no_stale_read() -> None:
     assert node.machine.books["b1"].stock == 1 and "late" not in node.machine.answers
 
 
+def test_an_advisory_read_is_the_primarys_applied_stock_at_once() -> None:
+    cluster = Cluster(seed=7, stock=STOCK)
+    primary = cluster.nodes[settle(cluster)]
+    assert primary is not None
+    answer = primary.read_applied(("b1", "b2"))
+    assert (answer.result.ok, answer.stock) == (True, (("b1", 4, 4), ("b2", 2, 2)))
+    assert primary.take_output().messages == []  # no round: nothing sent
+    backup = next(n for n in cluster.live() if n.role != PRIMARY)
+    assert backup.read_applied(("b1",)).result.code == "NOT_PRIMARY"
+    assert primary.read_applied(("nope",)).result.code == "UNKNOWN_BOOK"
+
+
+def test_a_deposed_primary_may_answer_an_advisory_read_with_stale_stock() -> None:
+    """Why only advice may use it: a paused primary answers from what it applied."""
+    cluster = Cluster(seed=6, stock=STOCK)
+    old = settle(cluster)
+    cluster.pause(old)
+    successor = cluster.nodes[settle(cluster)]
+    node = cluster.nodes[old]
+    assert node is not None and successor is not None
+    cluster._handle(
+        successor.my_id,
+        successor.submit_many([(1, Op("set_stock", "w", items=(("b1", 1),)))], cluster.now),
+    )
+    cluster.run(0.2)
+    assert successor.read_applied(("b1",)).stock == (("b1", 1, 1),)
+    assert node.read_applied(("b1",)).stock == (("b1", 4, 4),)  # stale, still "primary"
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32),

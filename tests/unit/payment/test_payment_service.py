@@ -239,9 +239,11 @@ async def test_no_card_number_or_cvv_in_the_ledger_files_or_the_logs(
 async def test_a_ledger_that_cannot_write_is_fatal_and_answers_unavailable(
     servicer: PaymentServicer, stub: Stub, fatal: list[BaseException]
 ) -> None:
+    token = await token_of(stub)
     servicer.ledger.conn.close()  # every write now fails inside SQLite
-    card = payment_pb2.TokenizeRequest(number=GOOD, expiration=EXPIRY, cvv="123")
-    await refused(tokenized(stub, card), grpc.StatusCode.UNAVAILABLE, r"^STORAGE_FAILED: ")
+    await refused(
+        authorized(stub, authorize("o1", token)), grpc.StatusCode.UNAVAILABLE, r"^STORAGE_FAILED: "
+    )
     assert [type(e).__name__ for e in fatal] == ["StorageFailure"]
 
 

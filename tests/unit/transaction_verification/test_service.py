@@ -28,7 +28,7 @@ class FakeBooks:
     down: bool = False
     asked: list[list[str]] = field(default_factory=list)
 
-    async def read_stock(self, book_ids: list[str]) -> dict[str, BookStock]:
+    async def read_advisory(self, book_ids: list[str]) -> dict[str, BookStock]:
         self.asked.append(book_ids)
         if self.down:
             raise grpcutil.ServiceUnavailable("books-database", "no primary")
@@ -125,3 +125,22 @@ async def test_concurrent_card_events_share_tokenize_calls(backends: Backends) -
     assert [r.payment_token for r in results] == ["tok_fake"] * 6
     batches = backends.payment.batches  # type: ignore[attr-defined]
     assert sum(batches) == 6 and len(batches) < 6
+
+
+async def test_event_a_starts_the_cards_exchange_and_event_c_takes_it(backends: Backends) -> None:
+    events = handlers(CATALOGUE, backends)
+    order = order_of(("b001", 1))
+    assert (await events["a"](order, AiBudget(1.0))).ok
+    result = await events["c"](order, AiBudget(1.0))
+    assert (result.ok, result.payment_token) == (True, "tok_fake")
+    assert len(backends.payment.cards) == 1  # type: ignore[attr-defined]  # a's, taken by c
+
+
+async def test_no_early_exchange_for_a_card_or_items_the_rules_refuse(backends: Backends) -> None:
+    events = handlers(CATALOGUE, backends)
+    expired = order_of(("b001", 1))
+    expired.card.expiration = "01/20"
+    assert (await events["a"](expired, AiBudget(1.0))).ok
+    assert not (await events["a"](order_of(("b001", 0)), AiBudget(1.0))).ok
+    assert backends.payment.cards == []  # type: ignore[attr-defined]
+    assert not (await events["c"](expired, AiBudget(1.0))).ok
