@@ -23,9 +23,11 @@ term). Rules, as implemented:
    (`on_persisted`), and only then does the primary count itself (rule 5).
    Nothing eager leaves in an Output that changes the hard state.
 3. Election: a backup that hears no primary for a randomised election timeout
-   first asks the others whether they would vote for it in view+1 (pre-vote:
-   nothing changes; a replica says yes only if its log is not ahead and it
-   has not heard a live primary for election_min), so a replica cut off by a
+   (or whose adapter saw the primary's connection close: at once, the highest
+   id first, `on_peer_lost`) first asks the others whether they would vote for
+   it in view+1 (pre-vote: nothing changes; a replica says yes only if its
+   log is not ahead and it has not heard a live primary for election_min,
+   nor saw its connection close), so a replica cut off by a
    partition cannot depose a working primary when it comes back. With a
    majority of yeses it starts view+1, votes for itself and asks the others.
    A replica grants one vote per view, only to a candidate whose last (view,
@@ -133,6 +135,16 @@ class Replica(ReplicaState):
                 self._broadcast(now)
         elif self._deadline is not None and now >= self._deadline:
             self._start_pre_vote(now)
+        return self.take_output()
+
+    def on_peer_lost(self, peer: int, now: float) -> Output:
+        """Rule 3: the adapter saw my primary's connection close and stay closed (a
+        killed process): no need to wait out the election timeout."""
+        if self.role == BACKUP and self.leader == peer:
+            self._note(f"primary {peer} gone")
+            self.leader, self._heard_at = 0, float("-inf")
+            higher = [p for p in self.peers if p > self.my_id and p != peer]
+            self._deadline = now + self.timings.after_loss * len(higher)
         return self.take_output()
 
     def on_persisted(self, now: float) -> Output:
