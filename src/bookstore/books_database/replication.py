@@ -142,7 +142,7 @@ class Replica(ReplicaState):
         killed process): no need to wait out the election timeout."""
         if self.role == BACKUP and self.leader == peer:
             self._note(f"primary {peer} gone")
-            self.leader, self._heard_at = 0, float("-inf")
+            self._gone = (self.view, peer)
             higher = [p for p in self.peers if p > self.my_id and p != peer]
             self._deadline = now + self.timings.after_loss * len(higher)
         return self.take_output()
@@ -221,9 +221,10 @@ class Replica(ReplicaState):
         if self.leader != msg.sender:
             self._note(f"following primary {msg.sender} in view {self.view}")
         self.leader = msg.sender
-        self._heard_at = now
-        self._prevotes = None
-        self._reset_deadline(now)
+        if (self.view, msg.sender) != self._gone:
+            self._heard_at = now
+            self._prevotes = None
+            self._reset_deadline(now)
 
     def _on_append(self, msg: Append, now: float) -> None:
         self._follow(msg, now)
@@ -315,10 +316,7 @@ class Replica(ReplicaState):
         so a candidate behind in views catches up instead of asking forever."""
         if isinstance(msg, RequestVote):
             up_to_date = (msg.last_view, msg.last_index) >= (self.last_view, self.last_index)
-            primary_alive = self.role == PRIMARY or (
-                self.leader != 0 and now - self._heard_at < self.timings.election_min
-            )
-            grant = msg.view > self.view and up_to_date and not primary_alive
+            grant = msg.view > self.view and up_to_date and not self._hears_primary(now)
             view = msg.view if grant else self.view
             self._send(msg.sender, Vote(view, self.my_id, grant, pre=True))
         elif msg.granted and self._prevotes is not None and msg.view == self.view + 1:
