@@ -63,15 +63,16 @@ def _calls(urls: dict[str, str]) -> Counter[tuple[str, str]]:
     return counts
 
 
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
+def _cpu(pids: dict[str, int]) -> Counter[str]:
+    """CPU seconds (user + system) each process used so far, by name."""
+    used: Counter[str] = Counter()
+    for name, pid in pids.items():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        used[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         system.wait_settled()
         time.sleep(2.0)
         urls = _servers(system)
-        pids = [*system.pids().values(), system.process.pid]
+        pids = {**system.pids(), "launcher": system.process.pid}
         calls, cpu, started = _calls(urls), _cpu(pids), time.monotonic()
         time.sleep(args.seconds)
         calls = _calls(urls) - calls
-        cpu, elapsed = _cpu(pids) - cpu, time.monotonic() - started
+        cpu.subtract(_cpu(pids))
+        elapsed = time.monotonic() - started
     print(f"idle for {elapsed:.1f} s, load average {os.getloadavg()[0]:.1f}")
-    print(f"CPU of every process: {cpu / elapsed * 100:.1f}% of one core")
+    print(f"CPU of every process: {-sum(cpu.values()) / elapsed * 100:.1f}% of one core")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: kv[1]):
+        print(f"  {-seconds / elapsed * 100:6.2f} %  {name}")
     print(f"gRPC calls finished: {sum(calls.values()) / elapsed:.1f}/s")
     by_method: Counter[str] = Counter()
     for (name, method), n in calls.items():

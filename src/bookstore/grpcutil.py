@@ -50,6 +50,19 @@ SERVER_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+async def reconnects(channel: grpc.aio.Channel) -> bool:
+    """After a channel's connection closed: whether it connects again (False: the
+    connection was refused, the peer is gone). Bound it with a timeout."""
+    state = channel.get_state(try_to_connect=True)
+    ends = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE)
+    while state not in ends:
+        if state in (None, grpc.ChannelConnectivity.SHUTDOWN):
+            return False  # closed here: the caller is stopping
+        state = await channel.wait_for_state_change(state)
+    ready: bool = state == grpc.ChannelConnectivity.READY
+    return ready
+
+
 class ServiceUnavailable(Exception):
     """A peer service could not be reached or did not answer in time."""
 

@@ -96,13 +96,14 @@ class Settings:
     lease_s: float = 2.0  # an unfinished lease is handed out again after this
     group_commit_max: int = 256  # most writes fsynced together
 
-    # Order executors (Bully). ping_interval < failure_timeout; aim: failover <= 1.5 s.
-    # A follower calls an election when no PING sent in the last failure_timeout was
-    # answered: a PING's round trip may take failure_timeout - ping_interval at most
-    # (0.4 s) before a live leader is deposed, margin a loaded machine needs; 0.2 s
-    # would halve the idle calls but leave 0.3 s.
-    ping_interval_s: float = 0.1  # followers ping the leader this often
-    failure_timeout_s: float = 0.5  # leader silent this long -> election
+    # Order executors (Bully). heartbeat < leader_silence; aim: failover <= 1.5 s.
+    # A killed leader's connection closes and its followers elect at once; the silence
+    # only catches a paused or cut-off leader, so it can leave a loaded machine three
+    # heartbeats of margin. failure_timeout is also how long the queue keeps a higher
+    # leader that called it (LEADER_ALIVE), so a winner retries that long.
+    heartbeat_s: float = 0.5  # the leader's COORDINATOR to every follower this often
+    leader_silence_s: float = 1.5  # no heartbeat from the leader this long -> election
+    failure_timeout_s: float = 0.5  # leader quiet at the queue / leaderless this long
     election_timeout_s: float = 0.25  # no ANSWER this long -> I win
     coordinator_timeout_s: float = 0.6  # ANSWER but no COORDINATOR this long -> re-elect
     queue_unreachable_s: float = 1.0  # leader cut off from the queue this long steps down
@@ -140,17 +141,18 @@ class Settings:
     payment_recovery_interval_s: float = 1.0  # prepared txns ask the decision log this often
 
     # Books database (replicated stock). heartbeat < election_min <= election_max;
-    # a dead primary is replaced within about election_max + one election round (< 2 s).
+    # a killed primary's connections close and a backup stands at once; a paused or
+    # cut-off one is replaced within about election_max + one election round.
     books_database_addresses: Mapping[int, str] = field(  # replica id = address
         default_factory=lambda: {i: f"127.0.0.1:{50058 + i}" for i in BOOKS_DATABASE_IDS}
     )
     books_initial_stock: int | None = None  # every book's stock at first start (unset: catalogue)
     # A backup's election timer runs from the last message it heard, so the heartbeat
-    # sets how often the idle primary calls each backup, not how soon a dead one is
+    # sets how often the idle primary calls each backup, not how soon a killed one is
     # replaced; under load the Appends are the heartbeats.
-    books_heartbeat_s: float = 0.1  # the primary's heartbeat to the backups
-    books_election_min_s: float = 0.3  # no primary heard for a random time in [min, max]:
-    books_election_max_s: float = 0.6  # a backup starts a new view
+    books_heartbeat_s: float = 0.5  # the primary's heartbeat to the backups
+    books_election_min_s: float = 1.5  # no primary heard for a random time in [min, max]:
+    books_election_max_s: float = 3.0  # a backup starts a new view
 
     # Fault injection (`bookstore up --chaos`; never on in Compose or Kubernetes).
     chaos: bool = False  # fault panel, load button, scenarios, message faults (1: on)
@@ -314,7 +316,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         lease_s=_float(e, "ORDER_QUEUE_LEASE_S", d.lease_s),
         group_commit_max=_int(e, "ORDER_QUEUE_GROUP_COMMIT_MAX", d.group_commit_max),
-        ping_interval_s=_float(e, "ORDER_EXECUTOR_PING_INTERVAL_S", d.ping_interval_s),
+        heartbeat_s=_float(e, "ORDER_EXECUTOR_HEARTBEAT_S", d.heartbeat_s),
+        leader_silence_s=_float(e, "ORDER_EXECUTOR_LEADER_SILENCE_S", d.leader_silence_s),
         failure_timeout_s=_float(e, "ORDER_EXECUTOR_FAILURE_TIMEOUT_S", d.failure_timeout_s),
         election_timeout_s=_float(e, "ORDER_EXECUTOR_ELECTION_TIMEOUT_S", d.election_timeout_s),
         coordinator_timeout_s=_float(
@@ -371,9 +374,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.admission_interval_s <= 0:
         raise SettingsError("ORCHESTRATOR_ADMISSION_INTERVAL_S must be more than 0")
-    if settings.ping_interval_s >= settings.failure_timeout_s:
+    if settings.heartbeat_s >= settings.leader_silence_s:
         raise SettingsError(
-            "ORDER_EXECUTOR_PING_INTERVAL_S must be shorter than ORDER_EXECUTOR_FAILURE_TIMEOUT_S"
+            "ORDER_EXECUTOR_HEARTBEAT_S must be shorter than ORDER_EXECUTOR_LEADER_SILENCE_S"
         )
     if not (
         settings.books_heartbeat_s < settings.books_election_min_s <= settings.books_election_max_s

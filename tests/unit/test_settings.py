@@ -46,8 +46,8 @@ def test_environment_overrides_addresses_and_data_dir(tmp_path: Path) -> None:
         ({"ORDER_QUEUE_LEASE_S": "soon"}, "ORDER_QUEUE_LEASE_S"),
         ({"ORCHESTRATOR_MAX_ITEMS": "-1"}, "ORCHESTRATOR_MAX_ITEMS"),
         (
-            {"ORDER_EXECUTOR_PING_INTERVAL_S": "1", "ORDER_EXECUTOR_FAILURE_TIMEOUT_S": "0.5"},
-            "ORDER_EXECUTOR_PING_INTERVAL_S",
+            {"ORDER_EXECUTOR_HEARTBEAT_S": "2", "ORDER_EXECUTOR_LEADER_SILENCE_S": "1.5"},
+            "ORDER_EXECUTOR_HEARTBEAT_S",
         ),
         ({"ORCHESTRATOR_MAX_IN_FLIGHT": "0"}, "ORCHESTRATOR_MAX_IN_FLIGHT"),
         ({"ORCHESTRATOR_ADMISSION_WAIT_S": "-1"}, "ORCHESTRATOR_ADMISSION_WAIT_S"),

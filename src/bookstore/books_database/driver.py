@@ -11,7 +11,9 @@ done (`on_persisted`: the primary counts itself, and may commit and answer
 at once; the stock that applies is written with the next turn). A turn that
 fails stops the replica. Peer messages leave through one `PeerLink` per
 peer, which sends whatever has accumulated as one batch while the previous
-batch is in flight.
+batch is in flight. Each link also watches its connection, at no cost while
+it is up: one that closes and is refused when opened again (a killed peer)
+is told to the replica (`on_peer_lost`), so a backup stands at once.
 """
 
 from __future__ import annotations
@@ -43,21 +45,37 @@ PEER_QUEUE_MAX = 20_000  # messages waiting for one peer; older ones are dropped
 PEER_BATCH_MAX = 2_000
 PEER_BATCH_BYTES = 2 * 1024 * 1024  # under grpcutil's message limit; a snapshot goes alone
 TURN_MAX_INPUTS = 10_000  # inputs of one turn: a flood is taken in several turns
+PEER_GONE_S = 0.3  # a connection that closed and does not open again in this: peer gone
 
 
 class PeerLink:
     """Batches and sends protocol messages to one peer, one call in flight."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, on_lost: Callable[[], object] = lambda: None) -> None:
         self.address = address
+        self.on_lost = on_lost
         self._queue: deque[pb.PeerMessage] = deque(maxlen=PEER_QUEUE_MAX)
         self._ready = asyncio.Event()
         self._channel = grpcutil.channel(address)
         self._stub = pb_grpc.BooksDatabaseStub(self._channel)
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self._watch = asyncio.create_task(self._watch_connection())
+
+    async def _watch_connection(self) -> None:
+        ready = grpc.ChannelConnectivity.READY
+        while True:
+            await self._channel.channel_ready()
+            await self._channel.wait_for_state_change(ready)
+            try:
+                again = await asyncio.wait_for(grpcutil.reconnects(self._channel), PEER_GONE_S)
+            except TimeoutError:
+                again = False
+            if not again:
+                self.on_lost()
 
     def send(self, msg: Message) -> None:
         self._queue.append(wire.message_pb(msg))
@@ -86,10 +104,11 @@ class PeerLink:
         return pb.PeerBatch(messages=messages)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self._channel.close()
 
 
@@ -115,7 +134,11 @@ class Driver:
     ) -> None:
         self.replica = replica
         self.storage = storage
-        self.peers = {i: PeerLink(a) for i, a in peer_addresses.items() if i != replica.my_id}
+        self.peers = {
+            i: PeerLink(a, functools.partial(self._lost, i))
+            for i, a in peer_addresses.items()
+            if i != replica.my_id
+        }
         self.tick_s = tick_s
         self.on_caught_up = on_caught_up
         self._turns: GroupCommit[Input, None] = GroupCommit(self._turn, max_batch=TURN_MAX_INPUTS)
@@ -149,6 +172,10 @@ class Driver:
     def deliver(self, messages: list[Message]) -> None:
         if not self._stopped and self.failed is None:
             self._turns.submit([functools.partial(_on_message, m) for m in messages])
+
+    def _lost(self, peer: int) -> None:
+        if not self._stopped and self.failed is None:
+            self._turns.submit([lambda r, now: r.on_peer_lost(peer, now)])
 
     def _check_running(self) -> None:
         if self.failed is not None:

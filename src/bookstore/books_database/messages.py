@@ -162,6 +162,9 @@ class Timings:
     heartbeat: float = 0.05  # must be well under election_min
     election_min: float = 0.3
     election_max: float = 0.6
+    # The primary's connection gone (`on_peer_lost`): the backup with the highest id
+    # stands at once, each lower one this much later per higher one (no split vote).
+    after_loss: float = 0.15
 
 
 @dataclass(frozen=True)

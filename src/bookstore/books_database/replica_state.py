@@ -76,6 +76,7 @@ class ReplicaState:
         self._votes: set[int] = set()
         self._prevotes: set[int] | None = None  # pre-voting for view + 1
         self._heard_at = float("-inf")  # last Append from the primary of my view
+        self._gone: tuple[int, int] | None = None  # (view, primary) whose connection closed
         self._backups = Backups((), 0, 0.0)  # the primary's record of them (progress.py)
         self._last_broadcast = float("-inf")
         self._noop_index = 0
@@ -134,3 +135,12 @@ class ReplicaState:
     def _reset_deadline(self, now: float) -> None:
         t = self.timings
         self._deadline = now + self.rng.uniform(t.election_min, t.election_max)
+
+    def _hears_primary(self, now: float) -> bool:
+        """A live primary of my view spoke within election_min (not one whose
+        connection closed: an Append it sent before it died may still arrive)."""
+        if self.role == PRIMARY:
+            return True
+        if self.leader == 0 or (self.view, self.leader) == self._gone:
+            return False
+        return now - self._heard_at < self.timings.election_min

@@ -23,9 +23,11 @@ term). Rules, as implemented:
    (`on_persisted`), and only then does the primary count itself (rule 5).
    Nothing eager leaves in an Output that changes the hard state.
 3. Election: a backup that hears no primary for a randomised election timeout
-   first asks the others whether they would vote for it in view+1 (pre-vote:
-   nothing changes; a replica says yes only if its log is not ahead and it
-   has not heard a live primary for election_min), so a replica cut off by a
+   (or whose adapter saw the primary's connection close: at once, the highest
+   id first, `on_peer_lost`) first asks the others whether they would vote for
+   it in view+1 (pre-vote: nothing changes; a replica says yes only if its
+   log is not ahead and it has not heard a live primary for election_min,
+   nor saw its connection close), so a replica cut off by a
    partition cannot depose a working primary when it comes back. With a
    majority of yeses it starts view+1, votes for itself and asks the others.
    A replica grants one vote per view, only to a candidate whose last (view,
@@ -139,6 +141,16 @@ class Replica(ReplicaState):
             self._start_pre_vote(now)
         return self.take_output()
 
+    def on_peer_lost(self, peer: int, now: float) -> Output:
+        """Rule 3: the adapter saw my primary's connection close and stay closed (a
+        killed process): no need to wait out the election timeout."""
+        if self.role == BACKUP and self.leader == peer:
+            self._note(f"primary {peer} gone")
+            self._gone = (self.view, peer)
+            higher = [p for p in self.peers if p > self.my_id and p != peer]
+            self._deadline = now + self.timings.after_loss * len(higher)
+        return self.take_output()
+
     def on_persisted(self, now: float) -> Output:
         """The adapter wrote every Output taken so far: the primary may count itself
         for its whole log (rule 5)."""
@@ -222,9 +234,10 @@ class Replica(ReplicaState):
         if self.leader != msg.sender:
             self._note(f"following primary {msg.sender} in view {self.view}")
         self.leader = msg.sender
-        self._heard_at = now
-        self._prevotes = None
-        self._reset_deadline(now)
+        if (self.view, msg.sender) != self._gone:
+            self._heard_at = now
+            self._prevotes = None
+            self._reset_deadline(now)
 
     def _on_append(self, msg: Append, now: float) -> None:
         self._follow(msg, now)
@@ -316,10 +329,7 @@ class Replica(ReplicaState):
         so a candidate behind in views catches up instead of asking forever."""
         if isinstance(msg, RequestVote):
             up_to_date = (msg.last_view, msg.last_index) >= (self.last_view, self.last_index)
-            primary_alive = self.role == PRIMARY or (
-                self.leader != 0 and now - self._heard_at < self.timings.election_min
-            )
-            grant = msg.view > self.view and up_to_date and not primary_alive
+            grant = msg.view > self.view and up_to_date and not self._hears_primary(now)
             view = msg.view if grant else self.view
             self._send(msg.sender, Vote(view, self.my_id, grant, pre=True))
         elif msg.granted and self._prevotes is not None and msg.view == self.view + 1:

@@ -9,10 +9,12 @@ Rules, as implemented:
 
 1. A node that starts (or restarts) calls an election at once and never
    trusts remembered leadership (so a restarted highest id takes over).
-2. Followers PING the leader every `ping_interval`; a PONG from the leader
-   naming itself leader proves it was alive when the PING left. No such
-   PONG within `failure_timeout` -> election. A PONG saying "not leader"
-   -> election at once.
+2. The leader heartbeats: a registered leader sends COORDINATOR to every
+   replica every `heartbeat` (nobody answers it). A follower that hears no
+   COORDINATOR from its leader for `leader_silence` calls an election; so
+   does one whose adapter reports the leader's connection gone
+   (`on_leader_lost`: a killed process closes its sockets at once). One
+   message a heartbeat per follower, where pings cost a PING and a PONG.
 3. Election: ELECTION to every higher id. No ANSWER within
    `election_timeout` -> I win.
 4. ANSWER received (matching my ELECTION's nonce) but no COORDINATOR within
@@ -30,7 +32,7 @@ Rules, as implemented:
    late messages are harmless).
 8. A leader fenced by the queue (STALE_EPOCH, LEADER_ALIVE) steps down; a
    leader that cannot reach the queue for `queue_unreachable` steps down.
-   Either way it stops claiming leadership (answers PINGs as not-leader).
+   Either way it stops claiming leadership (its heartbeats stop).
    A fenced node, leaderless for `failure_timeout`, calls an election again.
 9. A node cut off from the queue ABSTAINS until the adapter reports the
    queue reachable again (`on_queue_reachable`): it neither answers nor
@@ -58,15 +60,13 @@ class Kind(Enum):
     ELECTION = 1
     ANSWER = 2
     COORDINATOR = 3
-    PING = 4
-    PONG = 5
 
 
 @dataclass(frozen=True)
 class Message:
     kind: Kind
     sender: int
-    leader: int = 0  # COORDINATOR / PONG: who leads (0: "not me, nobody I know")
+    leader: int = 0  # COORDINATOR: who leads
     epoch: int = 0
     nonce: int = 0
 
@@ -79,8 +79,9 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Timings:
-    ping_interval: float = 0.1
-    failure_timeout: float = 0.5
+    heartbeat: float = 0.5  # the leader's COORDINATOR to every follower
+    leader_silence: float = 1.5  # no heartbeat this long -> election
+    failure_timeout: float = 0.5  # leaderless this long -> election
     election_timeout: float = 0.25
     coordinator_timeout: float = 0.6
     queue_unreachable: float = 1.0
@@ -121,9 +122,8 @@ class Node:
         self._nonce = 0
         self._election: _Election | None = None
         self._leader_since = 0.0  # when I became leader (registration deadline)
-        self._heard_from_leader = 0.0  # a PING that the leader answered left then
-        self._last_ping = float("-inf")
-        self._pings: dict[int, float] = {}  # outstanding PING nonce -> sent at
+        self._heard_from_leader = 0.0  # the leader's last COORDINATOR came then
+        self._last_heartbeat = float("-inf")  # leader: my last COORDINATOR to all
         self._leaderless_since = 0.0
         self.started = False
         self.abstaining = False  # rule 9
@@ -134,6 +134,14 @@ class Node:
     def is_working_leader(self) -> bool:
         """Leader with an epoch from the queue: the only state that may dequeue."""
         return self.role == LEADER and self.registered
+
+    @property
+    def steady(self) -> bool:
+        """Nothing falls due sooner than a heartbeat: a working leader, or a follower
+        of a leader (the adapter may tick slowly)."""
+        if self.is_working_leader:
+            return True
+        return self.role == FOLLOWER and self.leader is not None and not self.abstaining
 
     @property
     def needs_registration(self) -> bool:
@@ -159,9 +167,7 @@ class Node:
         self.leader = leader
         self.registered = False
         self._election = None
-        self._pings.clear()
         self._heard_from_leader = now
-        self._last_ping = float("-inf")
         self._leaderless_since = now
 
     def _higher(self) -> list[int]:
@@ -181,7 +187,6 @@ class Node:
         self.role = CANDIDATE
         self.leader = None
         self.registered = False
-        self._pings.clear()
         nonce = self._next_nonce()
         self._election = _Election(nonce, now)
         self._log(now, "called", f"{why}; ELECTION to {higher or 'nobody'}")
@@ -217,6 +222,7 @@ class Node:
         self.epoch = epoch
         self._log(now, "registered", f"queue granted epoch {epoch}")
         self._log(now, "coordinator", f"COORDINATOR to {self.peers}")
+        self._last_heartbeat = now
         return self._announce(self.peers)
 
     def _announce(self, to: Iterable[int]) -> list[Outgoing]:
@@ -242,6 +248,12 @@ class Node:
         self.abstaining = True
         return []
 
+    def on_leader_lost(self, peer: int, now: float) -> list[Outgoing]:
+        """Rule 2: the adapter saw my leader's connection close and stay closed."""
+        if self.role != FOLLOWER or self.leader != peer or self.abstaining:
+            return []
+        return self._call_election(now, f"leader {peer} gone")
+
     def on_queue_reachable(self, now: float) -> list[Outgoing]:
         """Rule 9: the queue answers again: stand for election at once."""
         if not self.abstaining:
@@ -260,8 +272,6 @@ class Node:
             Kind.ELECTION: self._on_election,
             Kind.ANSWER: self._on_answer,
             Kind.COORDINATOR: self._on_coordinator,
-            Kind.PING: self._on_ping,
-            Kind.PONG: self._on_pong,
         }[msg.kind]
         return handler(msg, now)
 
@@ -322,31 +332,6 @@ class Node:
             return self._announce([msg.sender])
         return self._call_election(now, f"COORDINATOR from lower {msg.sender}")
 
-    def _on_ping(self, msg: Message, now: float) -> list[Outgoing]:
-        """Rule 8: only a leader names itself in a PONG."""
-        leader = self.my_id if self.role == LEADER else 0
-        return [
-            Outgoing(
-                msg.sender,
-                self._msg(Kind.PONG, leader=leader, epoch=self.epoch, nonce=msg.nonce),
-            )
-        ]
-
-    def _on_pong(self, msg: Message, now: float) -> list[Outgoing]:
-        """Rule 2."""
-        sent_at = self._pings.pop(msg.nonce, None)
-        if self.role != FOLLOWER or msg.sender != self.leader or sent_at is None:
-            return []  # stale or duplicate
-        if msg.leader != msg.sender:
-            if self.abstaining:
-                self._become_follower(now, None)
-                return []
-            return self._call_election(now, f"{msg.sender} says it is not the leader")
-        if self._stale(msg):
-            return []
-        self._heard_from_leader = max(self._heard_from_leader, sent_at)
-        return []
-
     # -- time ---------------------------------------------------------------------
 
     def on_tick(self, now: float) -> list[Outgoing]:
@@ -363,10 +348,13 @@ class Node:
         if self.role == LEADER:
             if not self.registered and now - self._leader_since >= t.queue_unreachable:
                 return self.on_queue_unreachable(now)
+            if self.registered and now - self._last_heartbeat >= t.heartbeat:
+                self._last_heartbeat = now
+                return self._announce(self.peers)
             return []
         # Follower.
         if self.abstaining and (
-            self.leader is None or now - self._heard_from_leader >= t.failure_timeout
+            self.leader is None or now - self._heard_from_leader >= t.leader_silence
         ):
             self.leader = None
             return []
@@ -374,14 +362,6 @@ class Node:
             if now - self._leaderless_since >= t.failure_timeout:
                 return self._call_election(now, "no leader")
             return []
-        if now - self._heard_from_leader >= t.failure_timeout:
+        if now - self._heard_from_leader >= t.leader_silence:
             return self._call_election(now, f"leader {self.leader} silent")
-        if now - self._last_ping >= t.ping_interval:
-            self._last_ping = now
-            nonce = self._next_nonce()
-            self._pings[nonce] = now
-            # Forget PINGs too old to matter (their PONG could not save the leader).
-            for old in [n for n, at in self._pings.items() if now - at > t.failure_timeout]:
-                del self._pings[old]
-            return [Outgoing(self.leader, self._msg(Kind.PING, nonce=nonce))]
         return []

@@ -1,7 +1,11 @@
 """An order executor replica: thin adapters around the Bully `Node`.
 
 - the gRPC servicer: `Deliver` feeds `Node.on_message`; `Status` reports;
-- a timer calling `Node.on_tick` every ping_interval/2;
+- a timer calling `Node.on_tick` (every TICK_S, or every heartbeat/2 while the
+  node is steady: nothing of it falls due sooner);
+- the leader's watch: a follower keeps a connection to its leader open and
+  tells the node once it closes and cannot be opened again (`on_leader_lost`):
+  a killed leader is noticed at once, with no message at all;
 - a sender delivering `Outgoing` messages with short deadlines, fire and
   forget (a failure only means no reply, which the timeouts handle);
 - the registration task: a freshly won leader asks the queue for an epoch;
@@ -57,6 +61,9 @@ RECENT_STEPS = 50
 REGISTER_BACKOFF_FIRST_S = 0.05
 REGISTER_BACKOFF_CAP_S = 1.0  # not past queue_unreachable_s by much: a cut-off leader steps down
 QUEUE = "order-queue"
+TICK_S = 0.05  # the timer while an election or a registration is on
+LEADER_GONE_S = 0.3  # a leader's connection that closed and does not open again in this
+LEADER_ALIVE_RETRY_S = 0.05  # a winner the queue refuses (LEADER_ALIVE) asks again after
 # The queue's refusals that depose a leader: its epoch is over, or another leader
 # holds the queue. A lost lease (LEASE_LOST) only ends the work on that order.
 FENCED = frozenset({StaleEpoch.code, LeaderAlive.code})
@@ -84,15 +91,14 @@ _KINDS = {
     Kind.ELECTION: executor_pb2.BullyMessage.ELECTION,
     Kind.ANSWER: executor_pb2.BullyMessage.ANSWER,
     Kind.COORDINATOR: executor_pb2.BullyMessage.COORDINATOR,
-    Kind.PING: executor_pb2.BullyMessage.PING,
-    Kind.PONG: executor_pb2.BullyMessage.PONG,
 }
 _FROM_PB = {v: k for k, v in _KINDS.items()}
 
 
 def timings_from(settings: Settings) -> Timings:
     return Timings(
-        ping_interval=settings.ping_interval_s,
+        heartbeat=settings.heartbeat_s,
+        leader_silence=settings.leader_silence_s,
         failure_timeout=settings.failure_timeout_s,
         election_timeout=settings.election_timeout_s,
         coordinator_timeout=settings.coordinator_timeout_s,
@@ -139,6 +145,8 @@ class Executor:
             REGISTER_BACKOFF_FIRST_S, REGISTER_BACKOFF_CAP_S, jitter=0.9, immediate_first=True
         )
         self._probing: asyncio.Task[None] | None = None
+        self._unsteady = asyncio.Event()  # wakes the slow timer
+        self._watching: tuple[int, asyncio.Task[None]] | None = None
         self._leading = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._queue_ok_at = 0.0
@@ -185,6 +193,9 @@ class Executor:
             self._registering = self.spawn(self._register())
         if self.node.abstaining and (self._probing is None or self._probing.done()):
             self._probing = self.spawn(self._probe_queue())
+        self._watch_leader()
+        if not self.node.steady:
+            self._unsteady.set()
         if self.node.is_working_leader:
             self._leading.set()
         else:
@@ -208,6 +219,37 @@ class Executor:
         return task
 
     # -- sending ------------------------------------------------------------------
+
+    # -- the leader's watch ----------------------------------------------------------
+
+    def _watch_leader(self) -> None:
+        """One watch, on the leader this replica follows (none while it follows nobody)."""
+        leader = self.node.leader if self._follows_a_leader() else None
+        if self._watching is not None:
+            if self._watching[0] == leader and not self._watching[1].done():
+                return
+            self._watching[1].cancel()
+            self._watching = None
+        if leader is not None:
+            self._watching = (leader, self.spawn(self._watch(leader)))
+
+    async def _watch(self, leader: int) -> None:
+        """Wait, without a message, until the leader's connection closes; then, if it
+        does not open again within LEADER_GONE_S, the leader is gone."""
+        self._stub(leader)
+        channel = self._peer_channels[leader]
+        ready = grpc.ChannelConnectivity.READY
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.channel_ready(), self.timings.leader_silence)
+        while channel.get_state(try_to_connect=True) == ready:
+            await channel.wait_for_state_change(ready)
+            try:
+                alive = await asyncio.wait_for(grpcutil.reconnects(channel), LEADER_GONE_S)
+            except TimeoutError:
+                alive = False
+            if not alive:
+                self._after(self.node.on_leader_lost(leader, self.clock()))
+                return
 
     def _stub(self, peer: int) -> executor_pb2_grpc.OrderExecutorAsyncStub:
         stub = self._peer_stubs.get(peer)
@@ -238,8 +280,9 @@ class Executor:
 
     async def _register(self) -> None:
         started = self.clock()
+        pause = self._register_backoff.next()
         while self.node.needs_registration:
-            await asyncio.sleep(self._register_backoff.next())
+            await asyncio.sleep(pause)
             if not self.node.needs_registration:
                 return
             try:
@@ -252,6 +295,10 @@ class Executor:
                     if self.clock() - started >= self.timings.queue_unreachable:
                         self._after(self.node.on_queue_unreachable(self.clock()))
                         return
+                    pause = self._register_backoff.next()
+                    continue
+                if self._leader_may_be_gone(reason, started):
+                    pause = LEADER_ALIVE_RETRY_S
                     continue
                 self._after(self.node.on_fenced(self.clock(), reason))
                 return
@@ -261,6 +308,17 @@ class Executor:
             self._after(self.node.on_registered(reply.epoch, self.clock()))
             if self.node.is_working_leader:
                 self._register_backoff.reset()
+                return
+            pause = self._register_backoff.next()
+
+    def _leader_may_be_gone(self, reason: str, started: float) -> bool:
+        """LEADER_ALIVE within failure_timeout of my first ask: the queue keeps a
+        leader that called it that long, and mine may have died just before (its
+        connection told me at once); ask again before standing down."""
+        if not reason.startswith(LeaderAlive.code):
+            return False
+        waited: float = self.clock() - started
+        return waited < self.settings.failure_timeout_s + LEADER_GONE_S
 
     async def _probe_queue(self) -> None:
         """While abstaining, ask the queue how it is until it answers."""
@@ -315,10 +373,15 @@ class Executor:
     # -- lifecycle ----------------------------------------------------------------
 
     async def tick_loop(self) -> None:
-        interval = max(0.01, self.timings.ping_interval / 2)
+        steady = max(TICK_S, self.timings.heartbeat / 2)
         while True:
             self.tick()
-            await asyncio.sleep(interval)
+            if not self.node.steady:
+                await asyncio.sleep(TICK_S)
+                continue
+            self._unsteady.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unsteady.wait(), steady)
 
     def start(self) -> None:
         self._after(self.node.start(self.clock()))

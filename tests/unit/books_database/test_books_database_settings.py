@@ -40,7 +40,7 @@ def test_a_replica_gets_its_own_file_and_the_configured_stock() -> None:
         ({"BOOKS_INITIAL_STOCK": "many"}, "BOOKS_INITIAL_STOCK='many': expected a whole number"),
         ({"BOOKS_DATABASE_ADDRESSES": "1=x"}, "BOOKS_DATABASE_ADDRESSES='x': expected host:port"),
         (
-            {"BOOKS_DATABASE_HEARTBEAT_S": "0.5"},
+            {"BOOKS_DATABASE_HEARTBEAT_S": "2.0"},
             "BOOKS_DATABASE_HEARTBEAT_S < BOOKS_DATABASE_ELECTION_MIN_S",
         ),
     ],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from replication_sim import COMPACTION, Cluster
+from replication_sim import COMPACTION, TIMINGS, Cluster
 
 from bookstore.books_database import replication
 from bookstore.books_database.linearizability import is_linearizable
@@ -346,3 +346,29 @@ def test_a_replica_down_while_the_log_was_compacted_catches_up_from_a_snapshot(
     assert node is not None and node.snapshots_installed >= 1
     assert node.machine.digest() == live.machine.digest()
     check_histories(cluster)
+
+
+def test_a_killed_primary_is_replaced_before_any_election_timeout_when_its_connection_closes() -> (
+    None
+):
+    cluster = Cluster(seed=2, stock=STOCK)
+    old = settle(cluster)
+    cluster.run(1.0, clients=3)
+    cluster.crash(old)
+    for node in cluster.live():  # a killed process's connections close at once
+        cluster._handle(node.my_id, node.on_peer_lost(old, cluster.now))
+    lost_at = cluster.now
+    while not any(n.role == PRIMARY for n in cluster.live()):
+        cluster.run(0.01)
+    assert cluster.now - lost_at < TIMINGS.election_min
+    settle(cluster)
+    cluster.run(1.0, clients=3)
+    check_histories(cluster)
+
+
+def test_a_lost_connection_to_a_backup_changes_nothing() -> None:
+    cluster = Cluster(seed=1, stock=STOCK)
+    primary = settle(cluster)
+    backups = [n for n in cluster.live() if n.my_id != primary]
+    out = backups[0].on_peer_lost(backups[1].my_id, cluster.now)
+    assert out.messages == [] and backups[0].leader == primary

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from bookstore.order_executor.bully import Node, Outgoing, Timings
 
 TIMINGS = Timings(
-    ping_interval=0.1,
+    heartbeat=0.5,
+    leader_silence=1.5,
     failure_timeout=0.5,
     election_timeout=0.25,
     coordinator_timeout=0.6,
@@ -17,6 +18,7 @@ TIMINGS = Timings(
 )
 DT = 0.01
 LATENCY = 0.005
+RETRY_LEADER_ALIVE = 0.8  # the adapter asks again this long after its first refusal
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Board:
         self.queue = FakeQueue(timings.failure_timeout)
         self.sent = 0
         self.double_leadership = 0
+        self.refused_since: dict[int, float] = {}
 
     # -- faults ------------------------------------------------------------------------
 
@@ -71,8 +74,12 @@ class Board:
             self.start(i)
 
     def crash(self, i: int) -> None:
+        """A killed process: its connections close, which its peers' adapters notice."""
         self.down.add(i)
         self.paused.discard(i)
+        for j in self.ids:
+            if self._alive(j) and frozenset((i, j)) not in self.cut:
+                self.send(j, self.nodes[j].on_leader_lost(i, self.now))
 
     def lossy(self, rate: float) -> None:
         self.drop = lambda o: self.rng.random() < rate
@@ -118,10 +125,16 @@ class Board:
         elif node.needs_registration and reachable:
             epoch = q.register(i, self.now)
             if epoch is None:
-                self.send(i, node.on_fenced(self.now, "LEADER_ALIVE"))
+                first = self.refused_since.setdefault(i, self.now)
+                if self.now - first >= RETRY_LEADER_ALIVE:
+                    del self.refused_since[i]
+                    self.send(i, node.on_fenced(self.now, "LEADER_ALIVE"))
             else:
+                self.refused_since.pop(i, None)
                 self.send(i, node.on_registered(epoch, self.now))
-        elif node.is_working_leader:
+        else:
+            self.refused_since.pop(i, None)
+        if node.is_working_leader:
             if not reachable:
                 if self.now - q.down_since >= self.timings.queue_unreachable:
                     self.send(i, node.on_queue_unreachable(self.now))

@@ -9,6 +9,8 @@ import grpc
 from bookstore.backoff import Backoff
 from bookstore.order_executor.bully import Kind, Message, Outgoing
 from bookstore.order_executor.service import (
+    LEADER_ALIVE_RETRY_S,
+    LEADER_GONE_S,
     REGISTER_BACKOFF_CAP_S,
     REGISTER_BACKOFF_FIRST_S,
     Executor,
@@ -48,18 +50,24 @@ class Pacing(Backoff):
 
 
 class Queue:
-    """RegisterLeader refused (LEADER_ALIVE) `refusals` times, then granted."""
+    """RegisterLeader refused (LEADER_ALIVE) `refusals` times, then granted. Each
+    refusal takes `takes` seconds of `clock` (by default past the executor's retries:
+    a higher leader alive all along)."""
 
-    def __init__(self, refusals: int) -> None:
+    def __init__(self, refusals: int, clock: Clock | None = None, takes: float = 0.0) -> None:
         self.refusals = refusals
         self.epoch = 1
         self.asked = 0
+        self.clock = clock
+        self.takes = takes or SETTINGS.failure_timeout_s + LEADER_GONE_S + 0.01
 
     async def RegisterLeader(
         self, request: queue_pb2.RegisterLeaderRequest, timeout: float
     ) -> queue_pb2.RegisterLeaderReply:
         self.asked += 1
         if self.asked <= self.refusals:
+            if self.clock is not None:
+                self.clock.now += self.takes
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 grpc.aio.Metadata(),
@@ -93,7 +101,8 @@ async def win_and_ask(executor: Executor, clock: Clock, queue: Queue) -> None:
 
 
 async def test_refused_registrations_are_paced_until_a_leader_is_followed() -> None:
-    clock, queue = Clock(), Queue(refusals=4)
+    clock = Clock()
+    queue = Queue(refusals=4, clock=clock)
     executor, pacing = replica_3(clock, queue)
     try:
         executor._after(executor.node.start(clock()))
@@ -110,7 +119,7 @@ async def test_refused_registrations_are_paced_until_a_leader_is_followed() -> N
         # 4 reaches it: it follows 4's epoch. Then 4 fails: this failover asks at once.
         executor.handle(Message(Kind.COORDINATOR, 4, leader=4, epoch=queue.epoch))
         assert executor.node.leader == 4
-        clock.now += SETTINGS.failure_timeout_s
+        clock.now += SETTINGS.leader_silence_s
         executor.tick()
         assert executor.node.role == "candidate"
         await win_and_ask(executor, clock, queue)
@@ -121,7 +130,8 @@ async def test_refused_registrations_are_paced_until_a_leader_is_followed() -> N
 
 
 async def test_a_replica_that_never_followed_keeps_its_pacing() -> None:
-    clock, queue = Clock(), Queue(refusals=3)
+    clock = Clock()
+    queue = Queue(refusals=3, clock=clock)
     executor, pacing = replica_3(clock, queue)
     try:
         executor._after(executor.node.start(clock()))
@@ -133,5 +143,26 @@ async def test_a_replica_that_never_followed_keeps_its_pacing() -> None:
         assert pacing.waited[0] == 0.0
         assert all(d >= REGISTER_BACKOFF_FIRST_S for d in pacing.waited[1:])
         assert executor.node.is_working_leader
+    finally:
+        await executor.close()
+
+
+async def test_a_winner_asks_again_while_the_queue_still_counts_a_gone_leader() -> None:
+    """The leader's connection closed: the queue keeps it for failure_timeout after
+    its last call, so the winner's first asks are refused; it asks again, quickly,
+    and gets the epoch without standing down."""
+    clock = Clock()
+    queue = Queue(refusals=3, clock=clock, takes=LEADER_ALIVE_RETRY_S)
+    executor, _ = replica_3(clock, queue)
+    try:
+        executor._after(executor.node.start(clock()))
+        clock.now += SETTINGS.election_timeout_s
+        executor.tick()
+        registering = executor._registering
+        assert registering is not None
+        await registering
+        assert queue.asked == 4
+        assert executor.node.is_working_leader and executor.node.epoch == queue.epoch
+        assert not any(s.step == "stepped-down" for s in executor.node.steps)
     finally:
         await executor.close()

@@ -10,15 +10,15 @@ from bookstore import cli
 from bookstore.simulation import mutants, runner
 
 CATCHING_SEEDS = {
-    mutants.IGNORES_EPOCH: (20, 52, 102),
+    mutants.IGNORES_EPOCH: (20, 102, 151),
     mutants.ACKS_BEFORE_MAJORITY: (0, 1, 2),
     mutants.ACKS_BEFORE_FSYNC: (0, 1, 2),
-    mutants.YIELDS_TO_LOWER: (14, 26, 43),
+    mutants.YIELDS_TO_LOWER: (20, 42, 50),
     mutants.SKIPS_FINAL_CHECK: (0, 2, 3),
     mutants.COMMITS_ON_MISSING_VOTE: (2, 3, 7),
     mutants.SKIPS_DECISION_LOG: (0, 1, 2),
     mutants.APPROVES_CANCELLED: (0, 2, 3),
-    mutants.QUEUE_IGNORES_FENCING: (8, 11, 14),
+    mutants.QUEUE_IGNORES_FENCING: (0, 4, 20),
 }
 
 
