@@ -44,7 +44,10 @@ def config(settings: Settings) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=5,
         backlog=2048,
-        timeout_keep_alive=5,
+        # An idle keep-alive connection is closed after this long. A client that sends on
+        # it as it closes gets a reset, not an answer: a busy client (a page, a script
+        # with hundreds of connections) must not meet that, so wait as nginx does.
+        timeout_keep_alive=75,
     )
 
 
