@@ -27,7 +27,7 @@ Rules, as implemented:
 7. COORDINATOR from a higher id -> follow it. COORDINATOR from a lower id
    while I am alive (and higher) -> start an election (bully it).
    A registered leader answers a lower id's COORDINATOR with its own
-   instead of standing again. A COORDINATOR or PONG carrying an epoch older
+   instead of standing again. A COORDINATOR carrying an epoch older
    than one the queue granted me is stale and ignored (a paused leader's
    late messages are harmless).
 8. A leader fenced by the queue (STALE_EPOCH, LEADER_ALIVE) steps down; a
