@@ -346,16 +346,22 @@ class Counts:
     approved: float  # the orchestrator's bookstore_checkouts_total{outcome="approved"}
     unavailable: float  # ... {outcome="unavailable"}
     approved_buckets: dict[float, float] | None  # checkout duration by outcome, if labelled
+    epoch: float | None = None  # the queue's bookstore_leader_epoch (None: not served)
+    lease_expiries: float | None = None  # the queue's bookstore_lease_expiries_total
 
 
 async def counts(client: httpx.AsyncClient, urls: dict[str, str]) -> Counts:
     orchestrator = await scrape(client, urls["orchestrator"])
-    executions = None
+    executions = epoch = lease_expiries = None
     if QUEUE in urls:
         with contextlib.suppress(httpx.HTTPError):
             queue = await scrape(client, urls[QUEUE])
             if has(queue, "bookstore_executions_total"):
                 executions = total(queue, "bookstore_executions_total")
+            if has(queue, "bookstore_leader_epoch"):
+                epoch = total(queue, "bookstore_leader_epoch")
+            if has(queue, "bookstore_lease_expiries_total"):
+                lease_expiries = total(queue, "bookstore_lease_expiries_total")
     buckets: dict[float, float] = {}
     for name, labels, value in orchestrator:
         if name == "bookstore_checkout_duration_seconds_bucket" and (
@@ -367,7 +373,23 @@ async def counts(client: httpx.AsyncClient, urls: dict[str, str]) -> Counts:
         total(orchestrator, "bookstore_checkouts_total", outcome="approved"),
         total(orchestrator, "bookstore_checkouts_total", outcome="unavailable"),
         buckets or None,
+        epoch,
+        lease_expiries,
     )
+
+
+def _delta(before: float | None, after: float | None) -> str:
+    return "n/a" if before is None or after is None else f"{after - before:.0f}"
+
+
+def over(
+    before: dict[float, float], after: dict[float, float], bound: float
+) -> tuple[float, float]:
+    """Of the observations between two readings of a cumulative histogram: how many
+    were above `bound` (one of its bucket bounds), and how many there were."""
+    count = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    within = after.get(bound, 0.0) - before.get(bound, 0.0)
+    return count - within, count
 
 
 def histogram_quantile(
@@ -822,7 +844,17 @@ async def flood_run(system: System, args: argparse.Namespace, script: Path) -> R
         rows["flood: admitted p99, orchestrator's checkout-duration histogram (bucket bound)"] = (
             "n/a" if p99 is None else f"<= {p99 * 1000:.0f} ms"
         )
+        slow, admitted = over(before.approved_buckets, after.approved_buckets, 2.0)
+        rows["flood: admitted checkouts answered after more than 2 s, orchestrator's histogram"] = (
+            f"{slow:.0f} of {admitted:.0f} ({100 * slow / admitted:.1f}%)"
+            if admitted and 2.0 in after.approved_buckets
+            else "n/a"
+        )
     rows[f"flood: {LIMIT_ROW}"] = watch.summary()
+    rows["flood: new leader epochs / leases expired, while wrk ran"] = (
+        f"{_delta(before.epoch, after.epoch)} / "
+        f"{_delta(before.lease_expiries, after.lease_expiries)}"
+    )
     log(f"  flood: wrk {flood.requests} requests in {flood.duration_s:.1f} s")
     return rows
 
