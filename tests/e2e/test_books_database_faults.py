@@ -149,13 +149,15 @@ async def test_all_three_killed_and_restarted_lose_no_acknowledged_write(
     tasks = await under_load(replicas, load)
     for i in IDS:  # all at once: nothing is left running to remember anything
         replicas.kill(i)
-    load.stop.set()
-    await asyncio.gather(*tasks)
     acknowledged = sum(1 for outcome in load.outcomes.values() if outcome == "committed")
+    load.stop.set()
+    # The calls in flight at the kill keep retrying (up to their 60 s deadline): the
+    # replicas come back under them, and they end as the restarted database answers.
     for i in IDS:
         replicas.spawn(i)
     for i in IDS:
         await replicas.wait_serving(i)
+    await asyncio.gather(*tasks)
     await replicas.primary()
     assert acknowledged > 0
     # every order acknowledged before the crash is still taken; the ones whose
