@@ -20,6 +20,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,10 +58,18 @@ def order(books: dict[str, int], card: str = "4242424242424242", **changes: Any)
 class Shop:
     system: System
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # order id -> body
+    # One client, its connections kept (it is thread-safe): an audit reads every order.
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.system.base_url, timeout=60.0)
+            weakref.finalize(self, self._client.close)  # closed with the shop
+        return self._client
 
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        with httpx.Client(base_url=self.system.base_url, timeout=60.0) as client:
-            response = client.post("/checkout", json=body)
+        response = self.client.post("/checkout", json=body)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
         self.answers[answer["orderId"]] = answer
@@ -72,7 +81,7 @@ class Shop:
             return list(pool.map(self.post, bodies))
 
     def order(self, order_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.system.base_url}/orders/{order_id}", timeout=10.0)
+        response = self.client.get(f"/orders/{order_id}", timeout=10.0)
         assert response.status_code == 200, response.text
         found: dict[str, Any] = response.json()
         return found

@@ -216,6 +216,9 @@ def test_card_numbers_and_cvvs_are_in_no_log_file_or_answer(shop: Shop, system: 
     texts |= {f"order {o}": json.dumps(shop.order(o)) for o in shop.answers}
     assert any(p.endswith("queue.db") for p in texts)  # the databases were read
     assert any(p.endswith("ledger.db") for p in texts)
-    for card in cards:
-        found = {where: card_secrets_in(text, card=card) for where, text in texts.items()}
-        assert not {where: f for where, f in found.items() if f}, card
+    # Every card shares the default CVV: one search for it per text, then each number.
+    found = {
+        where: card_secrets_in(text) + [card for card in cards if card in text]
+        for where, text in texts.items()
+    }
+    assert not {where: f for where, f in found.items() if f}

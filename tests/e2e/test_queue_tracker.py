@@ -102,9 +102,18 @@ async def test_waiting_times_out_while_no_executor_runs(
     assert info is not None and info.executor == 1
 
 
-async def test_bad_orders_and_a_missing_queue_are_translated(
-    cluster: Cluster, tracker: ExecutionTracker
-) -> None:
+async def test_bad_orders_and_a_missing_queue_are_translated(cluster: Cluster) -> None:
+    # An enqueue retries an unreachable queue for ORCHESTRATOR_ENQUEUE_RETRY_S (8 s by
+    # default) before it answers unavailable; the test needs only that it does.
+    tracker = ExecutionTracker(from_env({**cluster.env, "ORCHESTRATOR_ENQUEUE_RETRY_S": "0.5"}))
+    await tracker.start()
+    try:
+        await _translated(cluster, tracker)
+    finally:
+        await tracker.close()
+
+
+async def _translated(cluster: Cluster, tracker: ExecutionTracker) -> None:
     with pytest.raises(ServiceUnavailable):
         await tracker.enqueue(str(uuid.uuid4()), ITEMS, "Ann")
     await cluster.start_queue()
