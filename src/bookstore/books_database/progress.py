@@ -29,9 +29,15 @@ class Backups:
     def __init__(self, peers: Iterable[int], last_index: int, now: float) -> None:
         self.of = {p: Backup(last_index + 1, now) for p in peers}
 
-    def behind(self, last_index: int) -> bool:
-        """Whether some backup has not been sent the whole log."""
-        return any(b.next <= last_index for b in self.of.values())
+    def behind(self, last_index: int, snap_index: int, now: float, every: float) -> bool:
+        """Whether some backup has not been sent the whole log, and can be sent more
+        now: entries, or a snapshot if it needs one and none is in flight. (A backup
+        waiting for its snapshot answers each heartbeat with a refusal; counted as
+        behind, it made every answer a broadcast, and every broadcast more answers.)"""
+        return any(
+            b.next <= last_index and (b.next > snap_index or now - b.snapshot_at >= every)
+            for b in self.of.values()
+        )
 
     def on_reply(self, msg: AppendReply, now: float) -> int | None:
         """Record a reply; the backup's match index before, if it went up."""

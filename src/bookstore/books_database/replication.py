@@ -383,7 +383,9 @@ class Replica(ReplicaState):
 
     def _broadcast(self, now: float, force: bool = False) -> None:
         """One Append per backup: what it has not been sent, or a heartbeat."""
-        behind = self._backups.behind(self.last_index)
+        behind = self._backups.behind(
+            self.last_index, self.log.snap_index, now, self.timings.election_max
+        )
         reads_waiting = self._reads.waiting_for(self.round)
         due = now - self._last_broadcast >= self.timings.heartbeat
         if not (force or behind or reads_waiting or due):

@@ -43,3 +43,14 @@ def test_seeds_install_snapshots() -> None:
         assert result.ok, (seed, result.violation)
         installed += result.stats.get("snapshots installed", 0)
     assert installed > 0
+
+
+@pytest.mark.timeout(120)  # before its fix this seed never ended (4 GB in 10 CPU-minutes)
+def test_a_backup_waiting_for_its_snapshot_sets_off_no_append_storm() -> None:
+    """Seed 482 found it: while a snapshot was on its way to a backup, the primary
+    counted that backup as behind, so each of its refusals made a broadcast to every
+    backup, and each broadcast more answers; the messages in flight grew without end
+    at one instant of simulated time."""
+    result = runner.run(482)
+    assert result.ok, result.violation
+    assert result.steps < 20_000  # about 3,000 now; the storm ran past 300,000 by 2.42 s
