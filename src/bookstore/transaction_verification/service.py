@@ -121,8 +121,14 @@ class Backends:
         self, cards: Sequence[payment_pb2.TokenizeRequest]
     ) -> list[payment_pb2.TokenizeReply | BaseException]:
         batch = payment_pb2.TokenizeBatchRequest(cards=cards)
+        # Waits for the channel within the deadline: a channel still (re)connecting, as
+        # after payment's start or restart, is not a card processor that is down. (The
+        # exchange writes nothing, so a late one is harmless.)
         reply = await self.payment.TokenizeBatch(
-            batch, timeout=self.rpc_timeout_s, metadata=tracing.call_metadata()
+            batch,
+            timeout=self.rpc_timeout_s,
+            metadata=tracing.call_metadata(),
+            wait_for_ready=True,
         )
         return [
             grpcutil.call_error(outcome.error.code, outcome.error.message)

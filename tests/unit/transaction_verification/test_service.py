@@ -9,12 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
+from ports import free_ports
 
 from bookstore import grpcutil
 from bookstore.ai.budget import AiBudget
 from bookstore.books_database.client import BookStock
 from bookstore.catalogue import load_catalogue
-from bookstore.pb import checkout_pb2, common_pb2, payment_pb2
+from bookstore.pb import checkout_pb2, common_pb2, payment_pb2, payment_pb2_grpc
 from bookstore.settings import Settings
 from bookstore.transaction_verification.service import PAYMENT_DOWN, Backends, handlers
 
@@ -144,3 +145,30 @@ async def test_no_early_exchange_for_a_card_or_items_the_rules_refuse(backends: 
     assert not (await events["a"](order_of(("b001", 0)), AiBudget(1.0))).ok
     assert backends.payment.cards == []  # type: ignore[attr-defined]
     assert not (await events["c"](expired, AiBudget(1.0))).ok
+
+
+class _Payment(payment_pb2_grpc.PaymentServicer):
+    async def TokenizeBatch(self, request: Any, context: Any) -> Any:
+        reply = payment_pb2.TokenizeReply(token="tok_real", brand="visa", last4="4242")
+        outcome = payment_pb2.TokenizeOutcome(token=reply)
+        return payment_pb2.TokenizeBatchReply(outcomes=[outcome] * len(request.cards))
+
+
+async def test_a_card_exchanged_while_payment_is_still_starting_waits_for_it() -> None:
+    """A channel that has not connected yet (payment starting, or restarting) is not a
+    card processor that is down: the exchange waits for it within its deadline."""
+    (port,) = free_ports(1)
+    b = Backends(Settings(payment_address=f"127.0.0.1:{port}"))
+    server = grpc.aio.server()
+    try:
+        exchange = asyncio.create_task(b.tokenize(CARD))  # nothing listens yet
+        await asyncio.sleep(0.3)
+        assert not exchange.done()
+        payment_pb2_grpc.add_PaymentServicer_to_server(_Payment(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        result = await exchange
+        assert (result.ok, result.payment_token) == (True, "tok_real")
+    finally:
+        await server.stop(None)
+        await b.close()
