@@ -35,8 +35,8 @@ class Backups:
         waiting for its snapshot answers each heartbeat with a refusal; counted as
         behind, it made every answer a broadcast, and every broadcast more answers.)"""
         return any(
-            b.next <= last_index and (b.next > snap_index or now - b.snapshot_at >= every)
-            for b in self.of.values()
+            b.next <= last_index and (b.next > snap_index or self.snapshot_due(p, now, every))
+            for p, b in self.of.items()
         )
 
     def on_reply(self, msg: AppendReply, now: float) -> int | None:
